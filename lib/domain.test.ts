@@ -1,0 +1,41 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { normaliseHostName, parseDomainLiteral, toALabel, toULabel } from './domain';
+
+test('MX-1: a Unicode domain becomes its lowercase A-label', () => {
+  assert.deepEqual(toALabel('Bücher.Example'), { ok: true, aLabel: 'xn--bcher-kva.example' });
+  assert.deepEqual(toALabel('EXAMPLE.com.'), { ok: true, aLabel: 'example.com' });
+  assert.deepEqual(toALabel('xn--bcher-kva.example'), { ok: true, aLabel: 'xn--bcher-kva.example' });
+  assert.equal(toULabel('xn--bcher-kva.example'), 'bücher.example');
+});
+
+test('MX-1: non-transitional processing keeps ß distinct', () => {
+  assert.deepEqual(toALabel('faß.de'), { ok: true, aLabel: 'xn--fa-hia.de' });
+});
+
+test('MX-1: invalid domains are refused with a reason', () => {
+  for (const bad of ['', 'a'.repeat(64) + '.com', `${'a.'.repeat(127)}com`, 'exa mple.com', 'a_b.com', '-ab.com', 'ab-.com', 'xn--zz.com', 'a..b', 'ex\u0000ample.com']) {
+    const result = toALabel(bad);
+    assert.equal(result.ok, false, `accepted ${JSON.stringify(bad)}`);
+    if (!result.ok) assert.ok(result.reason.length > 0);
+  }
+});
+
+test('MX-1: labels with inner double hyphens are valid host names', () => {
+  assert.deepEqual(toALabel('r3--sn.example.com'), { ok: true, aLabel: 'r3--sn.example.com' });
+});
+
+test('MX-7: MX targets are normalised host names, IP addresses are not', () => {
+  assert.equal(normaliseHostName('MX1.Example.COM.'), 'mx1.example.com');
+  assert.equal(normaliseHostName('192.0.2.1'), null);
+  assert.equal(normaliseHostName('bad_host.example'), null);
+  assert.equal(normaliseHostName(''), null);
+});
+
+test('MX-2: domain literals are parsed', () => {
+  assert.deepEqual(parseDomainLiteral('[192.0.2.1]'), { address: '192.0.2.1', family: 4 });
+  assert.deepEqual(parseDomainLiteral('[IPv6:2001:DB8::1]'), { address: '2001:db8::1', family: 6 });
+  assert.equal(parseDomainLiteral('[2001:db8::1]'), null);
+  assert.equal(parseDomainLiteral('[300.1.1.1]'), null);
+  assert.equal(parseDomainLiteral('example.com'), null);
+});

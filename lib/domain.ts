@@ -1,0 +1,104 @@
+/**
+ * Domain names as the rest of the project uses them: every recipient domain
+ * and every MX host is turned into its lowercase A-label form (UTS #46,
+ * non-transitional, STD3 rules, DNS length checks) before it is used as a key
+ * or looked up (MX-1). Domain literals (`[192.0.2.1]`) are recognised here too
+ * (MX-2).
+ */
+import net from 'node:net';
+import { toASCII, toUnicode } from 'tr46';
+
+/** RFC 1035 limits, checked on the A-label form. */
+export const MAX_DOMAIN_LENGTH = 253;
+export const MAX_LABEL_LENGTH = 63;
+
+export type DomainResult = { ok: true; aLabel: string } | { ok: false; reason: string };
+
+const LDH_LABEL = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
+
+const UTS46_OPTIONS = {
+  checkBidi: true,
+  checkJoiners: true,
+  // CheckHyphens would refuse real host names such as `r3--sn.example`; the
+  // leading/trailing hyphen rule is enforced by the LDH check below instead.
+  checkHyphens: false,
+  useSTD3ASCIIRules: true,
+  transitionalProcessing: false,
+  verifyDNSLength: true,
+} as const;
+
+/** Removes one trailing dot (an absolute name) so `example.com.` is `example.com`. */
+function stripRoot(name: string): string {
+  return name.endsWith('.') ? name.slice(0, -1) : name;
+}
+
+/**
+ * Converts a domain (U-label or A-label, any case) to its lowercase A-label
+ * form, or says why it cannot be one.
+ */
+export function toALabel(domain: string): DomainResult {
+  const input = stripRoot(domain.trim());
+  if (input === '') return { ok: false, reason: 'empty domain' };
+  if (input.length > 1024) return { ok: false, reason: `domain of ${input.length} characters is too long` };
+  const aLabel = toASCII(input, UTS46_OPTIONS);
+  if (aLabel === null) {
+    return { ok: false, reason: `"${printable(input)}" is not a valid domain name (UTS #46 / IDNA)` };
+  }
+  const labelProblem = checkLabels(aLabel);
+  if (labelProblem) return { ok: false, reason: `"${printable(input)}": ${labelProblem}` };
+  return { ok: true, aLabel };
+}
+
+/** The Unicode form of an A-label domain, for logs (falls back to the input). */
+export function toULabel(aLabel: string): string {
+  const { domain, error } = toUnicode(aLabel, { ...UTS46_OPTIONS });
+  return error ? aLabel : domain;
+}
+
+function checkLabels(aLabel: string): string | null {
+  if (aLabel.length > MAX_DOMAIN_LENGTH) return `longer than ${MAX_DOMAIN_LENGTH} octets`;
+  for (const label of aLabel.split('.')) {
+    if (label.length === 0) return 'empty label';
+    if (label.length > MAX_LABEL_LENGTH) return `label "${label.slice(0, 20)}…" longer than ${MAX_LABEL_LENGTH} octets`;
+    if (!LDH_LABEL.test(label)) return `label "${label}" is not letters, digits and inner hyphens`;
+  }
+  return null;
+}
+
+/**
+ * A host name an MX record may point at: a valid A-label domain with at least
+ * two labels, not an IP address. Returns the normalised name or null.
+ */
+export function normaliseHostName(name: string): string | null {
+  const host = stripRoot(name.trim());
+  if (host === '' || net.isIP(host)) return null;
+  const result = toALabel(host);
+  if (!result.ok) return null;
+  return result.aLabel;
+}
+
+export type DomainLiteral = { address: string; family: 4 | 6 };
+
+/**
+ * Parses an RFC 5321 address literal: `[192.0.2.1]` or `[IPv6:2001:db8::1]`.
+ * Returns null when the text is not a literal at all or holds no valid address.
+ */
+export function parseDomainLiteral(domain: string): DomainLiteral | null {
+  const match = /^\[(?:ipv6:)?([^\]]+)\]$/i.exec(domain.trim());
+  if (!match?.[1]) return null;
+  const address = match[1];
+  const family = net.isIP(address);
+  if (family === 4 && !/^ipv6:/i.test(domain.trim().slice(1))) return { address, family: 4 };
+  if (family === 6 && /^ipv6:/i.test(domain.trim().slice(1))) return { address: address.toLowerCase(), family: 6 };
+  return null;
+}
+
+export function isDomainLiteral(domain: string): boolean {
+  return domain.trim().startsWith('[');
+}
+
+/** Control characters and overlong text are not written to logs as they came. */
+export function printable(text: string, max = 80): string {
+  const clean = text.replace(/[\x00-\x1f\x7f]/g, '?');
+  return clean.length > max ? `${clean.slice(0, max)}…` : clean;
+}

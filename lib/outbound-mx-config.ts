@@ -1,0 +1,73 @@
+/**
+ * The outbound_mx plugin's settings, parsed and validated from the sections of
+ * `config/outbound_mx.ini` (as haraka-config returns them). Every value falls
+ * back to its documented default; a value that cannot be used is an error
+ * naming the key and the value, so a typo is reported at startup.
+ */
+import { DEFAULT_REFUSED_RANGES, makeAddressPolicy, type AddressPolicy } from './address-policy';
+import type { DnsSettings } from './dns-client';
+
+export const DEFAULT_MAX_MX = 5;
+export const DEFAULT_MX_PORT = 25;
+export const DEFAULT_DNS_TIMEOUT_S = 5;
+export const DEFAULT_DNS_TRIES = 2;
+
+export interface OutboundMxConfig {
+  maxMx: number;
+  mxPort: number;
+  dns: DnsSettings;
+  addressPolicy: AddressPolicy;
+  refusedRanges: string[];
+  allowCidrs: string[];
+}
+
+/** An ini section as haraka-config hands it over: values are strings, numbers or booleans. */
+export type IniSection = Record<string, unknown>;
+export type IniFile = Record<string, IniSection | undefined>;
+
+export function listValue(value: unknown): string[] {
+  if (value === undefined || value === null) return [];
+  return String(value)
+    .split(/[\s,]+/)
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+}
+
+export function integerValue(section: string, key: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined || value === null || String(value).trim() === '') return fallback;
+  const text = String(value).trim();
+  if (!/^\d+$/.test(text)) throw new Error(`[${section}] ${key}=${text}: not a whole number`);
+  const n = Number(text);
+  if (n < min || n > max) throw new Error(`[${section}] ${key}=${text}: must be between ${min} and ${max}`);
+  return n;
+}
+
+export function numberValue(section: string, key: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined || value === null || String(value).trim() === '') return fallback;
+  const text = String(value).trim();
+  const n = Number(text);
+  if (!Number.isFinite(n)) throw new Error(`[${section}] ${key}=${text}: not a number`);
+  if (n < min || n > max) throw new Error(`[${section}] ${key}=${text}: must be between ${min} and ${max}`);
+  return n;
+}
+
+export function parseOutboundMxConfig(ini: IniFile): OutboundMxConfig {
+  const main = ini.main ?? {};
+  const dnsSection = ini.dns ?? {};
+  const addresses = ini.addresses ?? {};
+  const refusedRanges = addresses.refuse === undefined ? [...DEFAULT_REFUSED_RANGES] : listValue(addresses.refuse);
+  const allowCidrs = listValue(addresses.allow);
+  const servers = listValue(dnsSection.servers);
+  return {
+    maxMx: integerValue('main', 'max_mx', main.max_mx, DEFAULT_MAX_MX, 1, 100),
+    mxPort: integerValue('main', 'mx_port', main.mx_port, DEFAULT_MX_PORT, 1, 65535),
+    dns: {
+      servers,
+      timeoutMs: Math.round(numberValue('dns', 'timeout', dnsSection.timeout, DEFAULT_DNS_TIMEOUT_S, 0.1, 60) * 1000),
+      tries: integerValue('dns', 'tries', dnsSection.tries, DEFAULT_DNS_TRIES, 1, 10),
+    },
+    addressPolicy: makeAddressPolicy(refusedRanges, allowCidrs),
+    refusedRanges,
+    allowCidrs,
+  };
+}
