@@ -4,7 +4,19 @@ import { DEFAULT_REFUSED_RANGES, checkAddress, makeAddressPolicy } from './addre
 
 test('MX-9: loopback, unspecified, link-local, multicast and reserved are refused by default', () => {
   const policy = makeAddressPolicy([...DEFAULT_REFUSED_RANGES], []);
-  for (const address of ['127.0.0.1', '0.0.0.0', '169.254.1.1', '224.0.0.1', '240.0.0.1', '::1', '::', 'fe80::1', 'ff02::1', '::ffff:127.0.0.1', '192.0.2.1']) {
+  for (const address of [
+    '127.0.0.1',
+    '0.0.0.0',
+    '169.254.1.1',
+    '224.0.0.1',
+    '240.0.0.1',
+    '::1',
+    '::',
+    'fe80::1',
+    'ff02::1',
+    '::ffff:127.0.0.1',
+    '192.0.2.1',
+  ]) {
     assert.equal(checkAddress(policy, address).allowed, false, address);
   }
   for (const address of ['8.8.8.8', '10.1.2.3', '2a00:1450::1']) {

@@ -7,14 +7,7 @@
 import ipaddr from 'ipaddr.js';
 
 /** Range class names as `ipaddr.js` reports them. */
-export const DEFAULT_REFUSED_RANGES = [
-  'unspecified',
-  'loopback',
-  'linkLocal',
-  'multicast',
-  'reserved',
-  'broadcast',
-] as const;
+export const DEFAULT_REFUSED_RANGES = ['unspecified', 'loopback', 'linkLocal', 'multicast', 'reserved', 'broadcast'] as const;
 
 export type AddressVerdict = { allowed: true } | { allowed: false; reason: string };
 

@@ -16,10 +16,7 @@ export interface DnsSettings {
 }
 
 export type DnsAnswer<T> =
-  | { kind: 'answer'; records: T[] }
-  | { kind: 'nodata' }
-  | { kind: 'nxdomain' }
-  | { kind: 'failure'; code: string; message: string };
+  { kind: 'answer'; records: T[] } | { kind: 'nodata' } | { kind: 'nxdomain' } | { kind: 'failure'; code: string; message: string };
 
 export interface MxRecord {
   exchange: string;

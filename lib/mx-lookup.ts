@@ -34,9 +34,7 @@ export interface MxLookupOptions {
 }
 
 type HostAddresses =
-  | { kind: 'ok'; addresses: string[]; refused: string[] }
-  | { kind: 'missing'; detail: string }
-  | { kind: 'failure'; detail: string };
+  { kind: 'ok'; addresses: string[]; refused: string[] } | { kind: 'missing'; detail: string } | { kind: 'failure'; detail: string };
 
 /** Resolves a host's A then AAAA records and applies the address policy (MX-9). */
 export async function resolveHost(dns: DnsClient, host: string, policy: AddressPolicy): Promise<HostAddresses> {

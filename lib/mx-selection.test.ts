@@ -32,7 +32,10 @@ test('MX-7: ordered by preference, duplicates removed, invalid targets dropped',
   ]);
   assert.equal(result.kind, 'hosts');
   if (result.kind !== 'hosts') return;
-  assert.deepEqual(result.hosts.map((h) => h.host), ['a.example', 'b.example', 'c.example']);
+  assert.deepEqual(
+    result.hosts.map((h) => h.host),
+    ['a.example', 'b.example', 'c.example'],
+  );
   assert.deepEqual(result.dropped.map((d) => d.exchange).sort(), ['192.0.2.1', 'bad_name.example']);
 });
 
@@ -58,7 +61,10 @@ test('MX-8: the filter runs before the cap; nothing left names the filter', () =
   const result = filterAndCap(hosts, 3, odd);
   assert.equal(result.kind, 'hosts');
   if (result.kind === 'hosts') {
-    assert.deepEqual(result.hosts.map((h) => h.host), ['mx1.example', 'mx3.example', 'mx5.example']);
+    assert.deepEqual(
+      result.hosts.map((h) => h.host),
+      ['mx1.example', 'mx3.example', 'mx5.example'],
+    );
     assert.deepEqual(result.capped, ['mx7.example']);
   }
   const none = filterAndCap(hosts, 3, { name: 'MTA-STS policy of example', accepts: () => false });

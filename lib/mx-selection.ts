@@ -16,9 +16,7 @@ export interface DroppedTarget {
   reason: string;
 }
 
-export type OrderedMx =
-  | { kind: 'null-mx' }
-  | { kind: 'hosts'; hosts: MxHost[]; dropped: DroppedTarget[] };
+export type OrderedMx = { kind: 'null-mx' } | { kind: 'hosts'; hosts: MxHost[]; dropped: DroppedTarget[] };
 
 /**
  * A filter applied to MX host names before the cap (MX-8). MTA-STS provides
@@ -82,15 +80,12 @@ export function orderMxRecords(records: readonly MxRecord[], random: () => numbe
     group.push({ host, priority });
     byPriority.set(priority, group);
   }
-  const hosts = [...byPriority.keys()]
-    .sort((a, b) => a - b)
-    .flatMap((priority) => shuffle(byPriority.get(priority) ?? [], random));
+  const hosts = [...byPriority.keys()].sort((a, b) => a - b).flatMap((priority) => shuffle(byPriority.get(priority) ?? [], random));
   return { kind: 'hosts', hosts, dropped };
 }
 
 export type FilteredMx =
-  | { kind: 'hosts'; hosts: MxHost[]; filteredOut: string[]; capped: string[] }
-  | { kind: 'none-left'; reason: string };
+  { kind: 'hosts'; hosts: MxHost[]; filteredOut: string[]; capped: string[] } | { kind: 'none-left'; reason: string };
 
 /** Applies the policy filter, then the cap (MX-8). */
 export function filterAndCap(hosts: readonly MxHost[], maxMx: number, filter?: MxFilter): FilteredMx {
