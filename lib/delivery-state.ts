@@ -4,6 +4,7 @@
  * message is kept here, keyed on the message (HMailItem) object itself, and
  * read by outbound_tls when a connection for that message is made.
  */
+import type { StsMode } from './delivery-decision';
 
 export interface DeliveryState {
   /** The recipient domain in lowercase A-label form; a domain literal as written. */
@@ -12,6 +13,8 @@ export interface DeliveryState {
   domainLiteral: boolean;
   /** MX host names in the order handed to Haraka. */
   mxHosts: string[];
+  /** The domain's MTA-STS policy mode and id, when it has a policy (STS-7, STS-8). */
+  sts?: { mode: StsMode; policyId: string };
 }
 
 const states = new WeakMap<object, DeliveryState>();

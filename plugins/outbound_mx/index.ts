@@ -18,7 +18,7 @@ interface OutboundMxPlugin extends HarakaPlugin {
 
 export function register(this: OutboundMxPlugin): void {
   this.load_outbound_mx_ini();
-  this.register_hook('get_mx', 'hook_get_mx');
+  this.register_hook('get_mx', 'select_mx');
 }
 
 /** Loads (and on change reloads) the ini. A bad reload keeps the running settings. */
@@ -44,7 +44,7 @@ export function load_outbound_mx_ini(this: OutboundMxPlugin): void {
   );
 }
 
-export function hook_get_mx(this: OutboundMxPlugin, next: Next, hmail: HMailItem, domain: string): void {
+export function select_mx(this: OutboundMxPlugin, next: Next, hmail: HMailItem, domain: string): void {
   selectForMessage(this, hmail, String(domain)).then(
     ([code, answer]) => next(code, answer),
     (err: unknown) => {

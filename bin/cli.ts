@@ -1,0 +1,241 @@
+#!/usr/bin/env node
+/**
+ * haraka-outbound: the admin command (OPS-4). It reads the same
+ * `outbound_tls.ini` as the plugin and opens the same stores, so what it shows
+ * is what the next delivery will use, and a reset counts at once (ST-2).
+ *
+ * Parsing and formatting are plain functions (tested without processes);
+ * `main` does the I/O. A new command group (`policy show|purge`) is one more
+ * case in `parseArgs` and `run`.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { toALabel } from '../lib/domain';
+import type { HarakaConfig } from '../lib/haraka';
+import { openRatchetStore } from '../lib/open-stores';
+import type { IniFile } from '../lib/outbound-mx-config';
+import { parseOutboundTlsConfig, type OutboundTlsConfig } from '../lib/outbound-tls-config';
+import { isValidRatchetKey, type RatchetRead } from '../lib/ratchet-store';
+import { levelName } from '../lib/sec-level';
+
+export const PROGRAM = 'haraka-outbound';
+export const DEFAULT_CONFIG_DIR = './config';
+
+export const USAGE = `usage:
+  ${PROGRAM} [--config DIR] ratchet show DOMAIN
+  ${PROGRAM} [--config DIR] ratchet list [--json]
+  ${PROGRAM} [--config DIR] ratchet reset DOMAIN
+
+  --config DIR  the Haraka config directory holding outbound_tls.ini (default ${DEFAULT_CONFIG_DIR});
+                a relative data_dir there is relative to DIR's parent, the Haraka directory
+  DOMAIN        a domain in Unicode or A-label form, or an address literal such as [192.0.2.1]
+
+exit status: 0 done, 1 error, 2 bad usage, 3 a stored entry is unreadable`;
+
+export const EXIT = { OK: 0, ERROR: 1, USAGE: 2, UNREADABLE: 3 } as const;
+
+export type Command =
+  | { kind: 'help' }
+  | { kind: 'ratchet-show'; domain: string }
+  | { kind: 'ratchet-list'; json: boolean }
+  | { kind: 'ratchet-reset'; domain: string };
+
+export type ParsedArgs = { ok: true; configDir: string; command: Command } | { ok: false; error: string };
+
+/** Splits the command line into the config directory and one command; never throws. */
+export function parseArgs(argv: readonly string[]): ParsedArgs {
+  let configDir = DEFAULT_CONFIG_DIR;
+  const words: string[] = [];
+  const flags = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--config') {
+      const value = argv[++i];
+      if (value === undefined || value === '') return { ok: false, error: '--config needs a directory' };
+      configDir = value;
+    } else if (arg.startsWith('--config=')) {
+      configDir = arg.slice('--config='.length);
+      if (configDir === '') return { ok: false, error: '--config needs a directory' };
+    } else if (arg === '-h' || arg === '--help') {
+      return { ok: true, configDir, command: { kind: 'help' } };
+    } else if (arg.startsWith('-') && arg !== '-') {
+      flags.add(arg);
+    } else {
+      words.push(arg);
+    }
+  }
+  const [group, ...rest] = words;
+  if (group === undefined) return { ok: false, error: 'no command given' };
+  const command = group === 'ratchet' ? parseRatchetCommand(rest, flags) : `unknown command "${group}"`;
+  return typeof command === 'string' ? { ok: false, error: command } : { ok: true, configDir, command };
+}
+
+function parseRatchetCommand(words: string[], flags: Set<string>): Command | string {
+  const [action, ...args] = words;
+  const allowed = action === 'list' ? ['--json'] : [];
+  const unknownFlag = [...flags].find((flag) => !allowed.includes(flag));
+  if (unknownFlag !== undefined) return `unknown option ${unknownFlag}`;
+  switch (action) {
+    case 'show':
+    case 'reset': {
+      if (args.length !== 1 || args[0] === undefined) return `ratchet ${action} needs exactly one DOMAIN`;
+      return { kind: action === 'show' ? 'ratchet-show' : 'ratchet-reset', domain: args[0] };
+    }
+    case 'list':
+      if (args.length > 0) return 'ratchet list takes no DOMAIN';
+      return { kind: 'ratchet-list', json: flags.has('--json') };
+    case undefined:
+      return 'ratchet needs show, list or reset';
+    default:
+      return `unknown ratchet command "${action}"`;
+  }
+}
+
+/** The store key for what the admin typed: the lowercase A-label, or the address literal as it is. */
+export function domainKey(input: string): { ok: true; key: string } | { ok: false; error: string } {
+  const text = input.trim();
+  if (text.startsWith('[')) {
+    const literal = text.toLowerCase();
+    return isValidRatchetKey(literal) ? { ok: true, key: literal } : { ok: false, error: `"${text}" is not an address literal` };
+  }
+  const result = toALabel(text);
+  return result.ok ? { ok: true, key: result.aLabel } : { ok: false, error: result.reason };
+}
+
+/** `2026-11-24T14:00:00Z`: ISO 8601 in UTC, to the second. */
+export function formatTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** One line per domain, as `show` and `list` print it. */
+export function formatRead(domain: string, read: RatchetRead): string {
+  switch (read.kind) {
+    case 'none':
+      return `${domain}: no level stored (PLAIN)`;
+    case 'unreadable':
+      return `${domain}: UNREADABLE: ${read.reason}`;
+    case 'level': {
+      const { level, raisedAt, host } = read.entry;
+      const details = [raisedAt === undefined ? null : `raised ${formatTime(raisedAt)}`, host === undefined ? null : `by ${host}`];
+      const detail = details.filter((part) => part !== null).join(' ');
+      return `${domain} ${levelName(level)}${detail === '' ? '' : ` (${detail})`}`;
+    }
+  }
+}
+
+export type ReadJson =
+  | { domain: string; kind: 'none' }
+  | { domain: string; kind: 'unreadable'; reason: string }
+  | { domain: string; kind: 'level'; level: string; raisedAt?: string; host?: string };
+
+/** The `list --json` form of one entry. */
+export function readToJson(domain: string, read: RatchetRead): ReadJson {
+  if (read.kind !== 'level') return read.kind === 'none' ? { domain, kind: 'none' } : { domain, kind: 'unreadable', reason: read.reason };
+  const json: ReadJson = { domain, kind: 'level', level: levelName(read.entry.level) };
+  if (read.entry.raisedAt !== undefined) json.raisedAt = formatTime(read.entry.raisedAt);
+  if (read.entry.host !== undefined) json.host = read.entry.host;
+  return json;
+}
+
+export function formatReset(domain: string, before: RatchetRead, existed: boolean): string {
+  if (!existed) return `${domain}: nothing stored`;
+  if (before.kind === 'level') return `${domain}: reset (was ${levelName(before.entry.level)})`;
+  if (before.kind === 'unreadable') return `${domain}: reset (was UNREADABLE: ${before.reason})`;
+  return `${domain}: reset (no level was stored)`;
+}
+
+/** outbound_tls.ini from the given config directory, parsed as the plugin parses it. */
+export function loadSettings(configDir: string): OutboundTlsConfig {
+  const dir = path.resolve(configDir);
+  if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new Error(`config directory ${dir} not found (give the Haraka config directory with --config DIR)`);
+  }
+  // haraka-config ships no types; get() is typed by lib/haraka's HarakaConfig. An absolute
+  // name is read as it is, whatever HARAKA is set to; no_watch lets the process exit.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const harakaConfig = require('haraka-config') as HarakaConfig;
+  const ini = harakaConfig.get(path.join(dir, 'outbound_tls.ini'), { no_watch: true }) as IniFile;
+  try {
+    return parseOutboundTlsConfig(ini, path.dirname(dir));
+  } catch (err) {
+    throw new Error(`${path.join(dir, 'outbound_tls.ini')}: ${(err as Error).message}`);
+  }
+}
+
+export interface Output {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+const processOutput: Output = {
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+};
+
+/** Runs one command line; resolves with the exit status. Never rejects. */
+export async function main(argv: readonly string[], output: Output = processOutput): Promise<number> {
+  const parsed = parseArgs(argv);
+  if (!parsed.ok) {
+    output.err(`${PROGRAM}: ${parsed.error}\n${USAGE}`);
+    return EXIT.USAGE;
+  }
+  if (parsed.command.kind === 'help') {
+    output.out(USAGE);
+    return EXIT.OK;
+  }
+  try {
+    return await run(parsed.configDir, parsed.command, output);
+  } catch (err) {
+    output.err(`${PROGRAM}: ${err instanceof Error ? err.message : String(err)}`);
+    return EXIT.ERROR;
+  }
+}
+
+async function run(configDir: string, command: Exclude<Command, { kind: 'help' }>, output: Output): Promise<number> {
+  const settings = loadSettings(configDir);
+  const store = openRatchetStore({ dataDir: settings.dataDir });
+  try {
+    switch (command.kind) {
+      case 'ratchet-show': {
+        const domain = requireKey(command.domain);
+        const read = await store.get(domain);
+        output.out(formatRead(domain, read));
+        return read.kind === 'unreadable' ? EXIT.UNREADABLE : EXIT.OK;
+      }
+      case 'ratchet-list': {
+        const entries = await store.list();
+        if (command.json)
+          output.out(
+            JSON.stringify(
+              entries.map(({ domain, read }) => readToJson(domain, read)),
+              null,
+              2,
+            ),
+          );
+        else for (const { domain, read } of entries) output.out(formatRead(domain, read));
+        if (entries.length === 0 && !command.json) output.err(`no domains stored in ${store.description}`);
+        return entries.some(({ read }) => read.kind === 'unreadable') ? EXIT.UNREADABLE : EXIT.OK;
+      }
+      case 'ratchet-reset': {
+        const domain = requireKey(command.domain);
+        const before = await store.get(domain);
+        output.out(formatReset(domain, before, await store.reset(domain)));
+        return EXIT.OK;
+      }
+    }
+  } finally {
+    await store.close();
+  }
+}
+
+function requireKey(input: string): string {
+  const key = domainKey(input);
+  if (!key.ok) throw new Error(`bad DOMAIN: ${key.error}`);
+  return key.key;
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

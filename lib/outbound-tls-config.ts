@@ -1,0 +1,45 @@
+/**
+ * The outbound_tls plugin's settings, parsed and validated from
+ * `config/outbound_tls.ini`. Shared by the plugin and the CLI so both open the
+ * same stores.
+ */
+import path from 'node:path';
+import type { IniFile } from './outbound-mx-config';
+
+export interface OutboundTlsConfig {
+  /** Absolute directory of the embedded file store. */
+  dataDir: string;
+  onStoreError: 'defer' | 'send';
+  plainRetry: boolean;
+  smartHostRatchet: boolean;
+  /** `host:port` of the Prometheus listener, or null when off. */
+  metricsListen: string | null;
+}
+
+function booleanValue(section: string, key: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined || value === null || String(value).trim() === '') return fallback;
+  if (typeof value === 'boolean') return value;
+  const text = String(value).trim().toLowerCase();
+  if (['true', 'yes', 'on', '1'].includes(text)) return true;
+  if (['false', 'no', 'off', '0'].includes(text)) return false;
+  throw new Error(`[${section}] ${key}=${String(value)}: expected true or false`);
+}
+
+/** `harakaDir` anchors a relative data_dir (the directory holding config/). */
+export function parseOutboundTlsConfig(ini: IniFile, harakaDir: string): OutboundTlsConfig {
+  const main = ini.main ?? {};
+  const metrics = ini.metrics ?? {};
+  const onStoreError = String(main.on_store_error ?? 'defer').trim() || 'defer';
+  if (onStoreError !== 'defer' && onStoreError !== 'send') {
+    throw new Error(`[main] on_store_error=${onStoreError}: expected defer or send`);
+  }
+  const dataDir = String(main.data_dir ?? 'data').trim() || 'data';
+  const listen = String(metrics.listen ?? '').trim();
+  return {
+    dataDir: path.resolve(harakaDir, dataDir),
+    onStoreError,
+    plainRetry: booleanValue('main', 'plain_retry', main.plain_retry, true),
+    smartHostRatchet: booleanValue('main', 'smart_host_ratchet', main.smart_host_ratchet, true),
+    metricsListen: listen === '' ? null : listen,
+  };
+}
