@@ -46,6 +46,16 @@ describe('haraka-outbound command line (parsing and formatting)', () => {
       command: { kind: 'ratchet-reset', domain: 'example.com' },
     });
     assert.deepEqual(parseArgs(['--help']), { ok: true, configDir: './config', command: { kind: 'help' } });
+    assert.deepEqual(parseArgs(['policy', 'show', 'a.example']), {
+      ok: true,
+      configDir: './config',
+      command: { kind: 'policy-show', domain: 'a.example' },
+    });
+    assert.deepEqual(parseArgs(['policy', 'purge', 'a.example']), {
+      ok: true,
+      configDir: './config',
+      command: { kind: 'policy-purge', domain: 'a.example' },
+    });
     for (const bad of [
       [],
       ['ratchet'],
@@ -55,7 +65,10 @@ describe('haraka-outbound command line (parsing and formatting)', () => {
       ['ratchet', 'list', 'a.example'],
       ['ratchet', 'show', '--json', 'a.example'],
       ['ratchet', 'frobnicate'],
-      ['policy', 'show', 'a.example'],
+      ['policy', 'show'],
+      ['policy', 'purge', 'a.example', 'b.example'],
+      ['policy', 'list', '--json'],
+      ['mx', 'show', 'a.example'],
       ['--config'],
       ['--verbose', 'ratchet', 'list'],
     ]) {

@@ -17,6 +17,7 @@ import type { IniFile } from '../lib/outbound-mx-config';
 import { parseOutboundTlsConfig, type OutboundTlsConfig } from '../lib/outbound-tls-config';
 import { isValidRatchetKey, type RatchetRead } from '../lib/ratchet-store';
 import { levelName } from '../lib/sec-level';
+import { parsePolicyCommand, runPolicy, type PolicyCommand } from './cli-policy';
 
 export const PROGRAM = 'haraka-outbound';
 export const DEFAULT_CONFIG_DIR = './config';
@@ -25,6 +26,9 @@ export const USAGE = `usage:
   ${PROGRAM} [--config DIR] ratchet show DOMAIN
   ${PROGRAM} [--config DIR] ratchet list [--json]
   ${PROGRAM} [--config DIR] ratchet reset DOMAIN
+  ${PROGRAM} [--config DIR] policy show DOMAIN     cached MTA-STS policy and the live one (fetched now, not cached)
+  ${PROGRAM} [--config DIR] policy list
+  ${PROGRAM} [--config DIR] policy purge DOMAIN    forget the cached policy (workers notice within [mta_sts] recheck)
 
   --config DIR  the Haraka config directory holding outbound_tls.ini (default ${DEFAULT_CONFIG_DIR});
                 a relative data_dir there is relative to DIR's parent, the Haraka directory
@@ -38,7 +42,8 @@ export type Command =
   | { kind: 'help' }
   | { kind: 'ratchet-show'; domain: string }
   | { kind: 'ratchet-list'; json: boolean }
-  | { kind: 'ratchet-reset'; domain: string };
+  | { kind: 'ratchet-reset'; domain: string }
+  | PolicyCommand;
 
 export type ParsedArgs = { ok: true; configDir: string; command: Command } | { ok: false; error: string };
 
@@ -66,7 +71,10 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
   }
   const [group, ...rest] = words;
   if (group === undefined) return { ok: false, error: 'no command given' };
-  const command = group === 'ratchet' ? parseRatchetCommand(rest, flags) : `unknown command "${group}"`;
+  let command: Command | string;
+  if (group === 'ratchet') command = parseRatchetCommand(rest, flags);
+  else if (group === 'policy') command = flags.size > 0 ? `unknown option ${[...flags][0]}` : parsePolicyCommand(rest);
+  else command = `unknown command "${group}"`;
   return typeof command === 'string' ? { ok: false, error: command } : { ok: true, configDir, command };
 }
 
@@ -193,6 +201,9 @@ export async function main(argv: readonly string[], output: Output = processOutp
 
 async function run(configDir: string, command: Exclude<Command, { kind: 'help' }>, output: Output): Promise<number> {
   const settings = loadSettings(configDir);
+  if (command.kind === 'policy-show' || command.kind === 'policy-list' || command.kind === 'policy-purge') {
+    return runPolicy(command, configDir, settings, requirePolicyKey, output);
+  }
   const store = openRatchetStore({ dataDir: settings.dataDir });
   try {
     switch (command.kind) {
@@ -226,6 +237,12 @@ async function run(configDir: string, command: Exclude<Command, { kind: 'help' }
   } finally {
     await store.close();
   }
+}
+
+function requirePolicyKey(input: string): string {
+  const key = requireKey(input);
+  if (key.startsWith('[')) throw new Error('bad DOMAIN: address literals have no MTA-STS policy');
+  return key;
 }
 
 function requireKey(input: string): string {

@@ -71,7 +71,7 @@ function checkLabels(aLabel: string): string | null {
  */
 export function normaliseHostName(name: string): string | null {
   const host = stripRoot(name.trim());
-  if (host === '' || net.isIP(host)) return null;
+  if (host === '' || host.endsWith('.') || net.isIP(host)) return null;
   const result = toALabel(host);
   if (!result.ok) return null;
   return result.aLabel;

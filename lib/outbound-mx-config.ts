@@ -12,6 +12,19 @@ export const DEFAULT_MX_PORT = 25;
 export const DEFAULT_DNS_TIMEOUT_S = 5;
 export const DEFAULT_DNS_TRIES = 2;
 
+export interface MtaStsConfig {
+  enabled: boolean;
+  recheckMs: number;
+  negativeTtlMs: number;
+  fetchTimeoutMs: number;
+  httpsPort: number;
+  /** Extra CA file for policy hosts' certificates (PEM path), or null. */
+  caFile: string | null;
+  refreshIntervalMs: number;
+  refreshBeforeMs: number;
+  refreshConcurrency: number;
+}
+
 export interface OutboundMxConfig {
   maxMx: number;
   mxPort: number;
@@ -19,6 +32,7 @@ export interface OutboundMxConfig {
   addressPolicy: AddressPolicy;
   refusedRanges: string[];
   allowCidrs: string[];
+  mtaSts: MtaStsConfig;
 }
 
 /** An ini section as haraka-config hands it over: values are strings, numbers or booleans. */
@@ -58,6 +72,13 @@ export function parseOutboundMxConfig(ini: IniFile): OutboundMxConfig {
   const refusedRanges = addresses.refuse === undefined ? [...DEFAULT_REFUSED_RANGES] : listValue(addresses.refuse);
   const allowCidrs = listValue(addresses.allow);
   const servers = listValue(dnsSection.servers);
+  const sts = ini.mta_sts ?? {};
+  const enabled = String(sts.enabled ?? 'true')
+    .trim()
+    .toLowerCase();
+  if (!['true', 'false', 'yes', 'no', '1', '0', 'on', 'off'].includes(enabled))
+    throw new Error(`[mta_sts] enabled=${enabled}: expected true or false`);
+  const caFile = String(sts.ca_file ?? '').trim();
   return {
     maxMx: integerValue('main', 'max_mx', main.max_mx, DEFAULT_MAX_MX, 1, 100),
     mxPort: integerValue('main', 'mx_port', main.mx_port, DEFAULT_MX_PORT, 1, 65535),
@@ -69,5 +90,16 @@ export function parseOutboundMxConfig(ini: IniFile): OutboundMxConfig {
     addressPolicy: makeAddressPolicy(refusedRanges, allowCidrs),
     refusedRanges,
     allowCidrs,
+    mtaSts: {
+      enabled: ['true', 'yes', '1', 'on'].includes(enabled),
+      recheckMs: integerValue('mta_sts', 'recheck', sts.recheck, 60, 1, 86400) * 1000,
+      negativeTtlMs: integerValue('mta_sts', 'negative_ttl', sts.negative_ttl, 300, 0, 86400) * 1000,
+      fetchTimeoutMs: Math.round(numberValue('mta_sts', 'fetch_timeout', sts.fetch_timeout, 20, 0.1, 55) * 1000),
+      httpsPort: integerValue('mta_sts', 'https_port', sts.https_port, 443, 1, 65535),
+      caFile: caFile === '' ? null : caFile,
+      refreshIntervalMs: integerValue('mta_sts', 'refresh_interval', sts.refresh_interval, 3600, 0, 604800) * 1000,
+      refreshBeforeMs: integerValue('mta_sts', 'refresh_before', sts.refresh_before, 86400, 0, 31557600) * 1000,
+      refreshConcurrency: integerValue('mta_sts', 'refresh_concurrency', sts.refresh_concurrency, 4, 1, 64),
+    },
   };
 }

@@ -9,16 +9,50 @@ import { parseDomainLiteral, printable, toALabel, toULabel } from '../../lib/dom
 import { DENY, DENYSOFT, OK, type HMailItem, type HarakaMxSpec, type HarakaPlugin, type Next } from '../../lib/haraka';
 import { lookupMx, type MxLookupResult } from '../../lib/mx-lookup';
 import { parseOutboundMxConfig, type IniFile, type OutboundMxConfig } from '../../lib/outbound-mx-config';
+import cluster from 'node:cluster';
+import fs from 'node:fs';
+import { metrics } from '../../lib/metrics';
+import { MtaStsResolver, type MtaStsSettings, type PolicyDecision } from '../../lib/mta-sts';
+import { matchesPolicy, policyFilter } from '../../lib/mta-sts-policy';
+import { openPolicyStore } from '../../lib/open-stores';
+import { parseOutboundTlsConfig } from '../../lib/outbound-tls-config';
+import type { MxFilter } from '../../lib/mx-selection';
 
 interface OutboundMxPlugin extends HarakaPlugin {
   mxConfig: OutboundMxConfig;
   dnsClient: DnsClient;
+  mtaSts: MtaStsResolver;
+  stsSettings: MtaStsSettings;
+  refreshTimer?: NodeJS.Timeout;
   load_outbound_mx_ini(): void;
 }
 
 export function register(this: OutboundMxPlugin): void {
   this.load_outbound_mx_ini();
   this.register_hook('get_mx', 'select_mx');
+  // STS-6: one process refreshes the shared cache: Haraka's main process.
+  if (cluster.isPrimary) scheduleRefresh(this);
+}
+
+function scheduleRefresh(plugin: OutboundMxPlugin): void {
+  const interval = plugin.mxConfig.mtaSts.refreshIntervalMs;
+  if (!plugin.mxConfig.mtaSts.enabled || interval <= 0) return;
+  const jittered = interval * (0.75 + Math.random() * 0.5);
+  plugin.refreshTimer = setTimeout(() => {
+    plugin.mtaSts
+      .refreshAll(plugin.mxConfig.mtaSts.refreshConcurrency)
+      .then(
+        (stats) =>
+          plugin.loginfo(`outbound_mx: MTA-STS refresh: ${stats.checked} checked, ${stats.refreshed} refetched, ${stats.dropped} dropped`),
+        (err: Error) => plugin.logerror(`outbound_mx: MTA-STS refresh failed: ${err.message}`),
+      )
+      .finally(() => scheduleRefresh(plugin));
+  }, jittered);
+  plugin.refreshTimer.unref();
+}
+
+export function shutdown(this: OutboundMxPlugin): void {
+  if (this.refreshTimer) clearTimeout(this.refreshTimer);
 }
 
 /** Loads (and on change reloads) the ini. A bad reload keeps the running settings. */
@@ -38,6 +72,29 @@ export function load_outbound_mx_ini(this: OutboundMxPlugin): void {
   }
   this.mxConfig = parsed;
   this.dnsClient = createDnsClient(parsed.dns);
+  const sts = parsed.mtaSts;
+  let extraCa: string[] = [];
+  if (sts.caFile) {
+    try {
+      extraCa = [fs.readFileSync(sts.caFile, 'utf8')];
+    } catch (err) {
+      throw new Error(`outbound_mx.ini: [mta_sts] ca_file=${sts.caFile}: ${(err as Error).message}`);
+    }
+  }
+  this.stsSettings = {
+    recheckMs: sts.recheckMs,
+    negativeTtlMs: sts.negativeTtlMs,
+    refreshBeforeMs: sts.refreshBeforeMs,
+    fetch: { timeoutMs: sts.fetchTimeoutMs, port: sts.httpsPort, extraCa, addressPolicy: parsed.addressPolicy },
+  };
+  // The policy cache shares data_dir with the ratchet (outbound_tls.ini).
+  const storeSettings = parseOutboundTlsConfig(this.config.get('outbound_tls.ini', {}) as IniFile, process.env.HARAKA ?? process.cwd());
+  const dns = this.dnsClient;
+  this.mtaSts = new MtaStsResolver(dns, openPolicyStore(storeSettings), () => this.stsSettings, {
+    event: (e) => metrics.stsCache.inc({ event: e }),
+    log: (level, message) =>
+      level === 'error' ? this.logerror(message) : level === 'warn' ? this.logwarn(message) : this.loginfo(message),
+  });
   this.loginfo(
     `settings: max_mx=${parsed.maxMx} mx_port=${parsed.mxPort} dns servers=${parsed.dns.servers.join(',') || 'system'} ` +
       `timeout=${parsed.dns.timeoutMs}ms tries=${parsed.dns.tries} refuse=${parsed.refusedRanges.join(',')} allow=${parsed.allowCidrs.join(',') || '-'}`,
@@ -77,10 +134,29 @@ async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, doma
   const aLabel = name.aLabel;
   const shown = toULabel(aLabel) === aLabel ? aLabel : `${aLabel} (${toULabel(aLabel)})`;
 
+  // STS-9: the policy comes first, so an enforce policy also filters an implicit MX.
+  const sts: PolicyDecision = cfg.mtaSts.enabled ? await plugin.mtaSts.policyFor(aLabel) : { kind: 'none', reason: 'MTA-STS disabled' };
+  let filter: MxFilter | undefined;
+  if (sts.kind === 'policy') {
+    metrics.stsMode.inc({ mode: sts.policy.mode });
+    plugin.loginfo(`MTA-STS policy of ${shown}: id ${sts.id}, mode ${sts.policy.mode} (${sts.source})`, hmail);
+    if (sts.policy.mode === 'enforce') filter = policyFilter(aLabel, sts.id, sts.policy);
+  } else {
+    metrics.stsMode.inc({ mode: 'none' });
+  }
   const result: MxLookupResult = await lookupMx(aLabel, plugin.dnsClient, {
     maxMx: cfg.maxMx,
     addressPolicy: cfg.addressPolicy,
+    ...(filter ? { filter } : {}),
   });
+  if (sts.kind === 'policy' && sts.policy.mode === 'testing' && result.kind === 'deliver') {
+    const outside = result.mxs.filter((mx) => !matchesPolicy(sts.policy, mx.host)).map((mx) => mx.host);
+    if (outside.length > 0) {
+      metrics.stsChecks.inc({ mode: 'testing', result: 'would_fail' });
+      plugin.logwarn(`MTA-STS testing for ${shown}: enforce would not use ${outside.join(', ')} (policy id ${sts.id})`, hmail);
+    }
+  }
+  const stsState = sts.kind === 'policy' ? { sts: { mode: sts.policy.mode, policyId: sts.id } } : {};
   switch (result.kind) {
     case 'permanent':
       plugin.logwarn(`permanent failure (${result.dsn}) for ${shown}: ${result.reason}`, hmail);
@@ -94,7 +170,7 @@ async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, doma
       return [DENYSOFT, result.reason];
     case 'deliver': {
       for (const note of result.notes) plugin.loginfo(`${shown}: ${note}`, hmail);
-      setDeliveryState(hmail, { domain: aLabel, domainLiteral: false, mxHosts: result.mxs.map((mx) => mx.host) });
+      setDeliveryState(hmail, { domain: aLabel, domainLiteral: false, mxHosts: result.mxs.map((mx) => mx.host), ...stsState });
       const list = result.mxs.flatMap((mx) =>
         mx.addresses.map((address) => ({ exchange: address, priority: mx.priority, port: cfg.mxPort, from_dns: mx.host })),
       );

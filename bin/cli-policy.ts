@@ -1,0 +1,121 @@
+/**
+ * The `policy` commands of the admin CLI (OPS-4, STS-5): show a domain's
+ * cached MTA-STS policy beside the live one (discovered and fetched now, with
+ * the plugin's settings, without touching the cache), list the cache, purge a
+ * domain's entry.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { createDnsClient, describeFailure } from '../lib/dns-client';
+import type { HarakaConfig } from '../lib/haraka';
+import { fetchPolicyText } from '../lib/mta-sts-fetch';
+import { parsePolicy, parseStsTxtRecords } from '../lib/mta-sts-policy';
+import { openPolicyStore } from '../lib/open-stores';
+import { parseOutboundMxConfig, type IniFile, type OutboundMxConfig } from '../lib/outbound-mx-config';
+import type { OutboundTlsConfig } from '../lib/outbound-tls-config';
+import type { CachedPolicy, PolicyRead } from '../lib/policy-store';
+
+export type PolicyCommand = { kind: 'policy-show'; domain: string } | { kind: 'policy-list' } | { kind: 'policy-purge'; domain: string };
+
+export interface PolicyOutput {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+export function parsePolicyCommand(words: string[]): PolicyCommand | string {
+  const [action, ...args] = words;
+  switch (action) {
+    case 'show':
+    case 'purge':
+      if (args.length !== 1 || args[0] === undefined) return `policy ${action} needs exactly one DOMAIN`;
+      return { kind: action === 'show' ? 'policy-show' : 'policy-purge', domain: args[0] };
+    case 'list':
+      return args.length > 0 ? 'policy list takes no DOMAIN' : { kind: 'policy-list' };
+    case undefined:
+      return 'policy needs show, list or purge';
+    default:
+      return `unknown policy command "${action}"`;
+  }
+}
+
+/** outbound_mx.ini from the config directory (DNS servers, MTA-STS fetch settings). */
+export function loadMxSettings(configDir: string): OutboundMxConfig {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const harakaConfig = require('haraka-config') as HarakaConfig;
+  const file = path.join(path.resolve(configDir), 'outbound_mx.ini');
+  try {
+    return parseOutboundMxConfig(harakaConfig.get(file, { no_watch: true }) as IniFile);
+  } catch (err) {
+    throw new Error(`${file}: ${(err as Error).message}`);
+  }
+}
+
+export function formatCached(domain: string, read: PolicyRead, now = Date.now()): string {
+  if (read.kind === 'none') return `${domain}: no cached policy`;
+  if (read.kind === 'unreadable') return `${domain}: UNREADABLE: ${read.reason}`;
+  const e: CachedPolicy = read.entry;
+  const parsed = parsePolicy(e.text);
+  const summary = parsed.ok
+    ? `mode ${parsed.policy.mode}, max_age ${parsed.policy.maxAge}, mx ${parsed.policy.mx.map((m) => m.text).join(' ')}`
+    : `INVALID: ${parsed.error}`;
+  const state = e.expiresAt > now ? `expires ${iso(e.expiresAt)}` : `EXPIRED ${iso(e.expiresAt)}`;
+  return `${domain}: id ${e.id}, ${summary}; fetched ${iso(e.fetchedAt)}, ${state}, id checked ${iso(e.checkedAt)}`;
+}
+
+export async function runPolicy(
+  command: PolicyCommand,
+  configDir: string,
+  tls: OutboundTlsConfig,
+  key: (input: string) => string,
+  output: PolicyOutput,
+): Promise<number> {
+  const store = openPolicyStore({ dataDir: tls.dataDir });
+  try {
+    switch (command.kind) {
+      case 'policy-list': {
+        const entries = await store.list();
+        for (const { domain, read } of entries) output.out(formatCached(domain, read));
+        if (entries.length === 0) output.err(`no policies cached in ${store.description}`);
+        return entries.some((e) => e.read.kind === 'unreadable') ? 3 : 0;
+      }
+      case 'policy-purge': {
+        const domain = key(command.domain);
+        output.out((await store.delete(domain)) ? `${domain}: cached policy purged` : `${domain}: no cached policy`);
+        return 0;
+      }
+      case 'policy-show': {
+        const domain = key(command.domain);
+        const read = await store.get(domain);
+        output.out(`cached: ${formatCached(domain, read)}`);
+        output.out(`live:   ${await livePolicy(domain, loadMxSettings(configDir))}`);
+        return read.kind === 'unreadable' ? 3 : 0;
+      }
+    }
+  } finally {
+    await store.close();
+  }
+}
+
+async function livePolicy(domain: string, mx: OutboundMxConfig): Promise<string> {
+  const dns = createDnsClient(mx.dns);
+  const txt = await dns.txt(`_mta-sts.${domain}`);
+  if (txt.kind === 'failure') return `TXT lookup failed: ${describeFailure(txt)}`;
+  const record = txt.kind === 'answer' ? parseStsTxtRecords(txt.records) : { kind: 'none' as const, reason: 'no TXT record' };
+  if (record.kind === 'none') return `no policy record (${record.reason})`;
+  const extraCa = mx.mtaSts.caFile ? [fs.readFileSync(mx.mtaSts.caFile, 'utf8')] : [];
+  const fetched = await fetchPolicyText(domain, dns, {
+    timeoutMs: mx.mtaSts.fetchTimeoutMs,
+    port: mx.mtaSts.httpsPort,
+    extraCa,
+    addressPolicy: mx.addressPolicy,
+  });
+  if (!fetched.ok) return `record id ${record.id}; fetch failed: ${fetched.error}`;
+  const parsed = parsePolicy(fetched.text);
+  if (!parsed.ok) return `record id ${record.id}; policy invalid: ${parsed.error}`;
+  const p = parsed.policy;
+  return `record id ${record.id}; mode ${p.mode}, max_age ${p.maxAge}, mx ${p.mx.map((m) => m.text).join(' ')} (from ${fetched.address})`;
+}
