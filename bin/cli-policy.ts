@@ -70,10 +70,12 @@ export async function runPolicy(
   command: PolicyCommand,
   configDir: string,
   tls: OutboundTlsConfig,
+  redisIni: IniFile,
   key: (input: string) => string,
   output: PolicyOutput,
 ): Promise<number> {
-  const store = openPolicyStore({ dataDir: tls.dataDir });
+  const store = openPolicyStore({ dataDir: tls.dataDir, store: tls.store, redisIni });
+  if (store.ready && !(await store.ready(5000))) throw new Error(`${store.description}: cannot connect`);
   try {
     switch (command.kind) {
       case 'policy-list': {

@@ -15,8 +15,9 @@ import type { HarakaConfig } from '../lib/haraka';
 import { openRatchetStore } from '../lib/open-stores';
 import type { IniFile } from '../lib/outbound-mx-config';
 import { parseOutboundTlsConfig, type OutboundTlsConfig } from '../lib/outbound-tls-config';
-import { isValidRatchetKey, type RatchetRead } from '../lib/ratchet-store';
+import { isValidRatchetKey, type RatchetRead, type RatchetStore } from '../lib/ratchet-store';
 import { levelName } from '../lib/sec-level';
+import { migrate, type MigrateDirection } from './cli-migrate';
 import { parsePolicyCommand, runPolicy, type PolicyCommand } from './cli-policy';
 
 export const PROGRAM = 'haraka-outbound';
@@ -29,6 +30,8 @@ export const USAGE = `usage:
   ${PROGRAM} [--config DIR] policy show DOMAIN     cached MTA-STS policy and the live one (fetched now, not cached)
   ${PROGRAM} [--config DIR] policy list
   ${PROGRAM} [--config DIR] policy purge DOMAIN    forget the cached policy (workers notice within [mta_sts] recheck)
+  ${PROGRAM} [--config DIR] migrate file-to-redis|redis-to-file
+                                                   copy ratchet levels and cached policies between the stores
 
   --config DIR  the Haraka config directory holding outbound_tls.ini (default ${DEFAULT_CONFIG_DIR});
                 a relative data_dir there is relative to DIR's parent, the Haraka directory
@@ -43,7 +46,8 @@ export type Command =
   | { kind: 'ratchet-show'; domain: string }
   | { kind: 'ratchet-list'; json: boolean }
   | { kind: 'ratchet-reset'; domain: string }
-  | PolicyCommand;
+  | PolicyCommand
+  | { kind: 'migrate'; direction: MigrateDirection };
 
 export type ParsedArgs = { ok: true; configDir: string; command: Command } | { ok: false; error: string };
 
@@ -74,6 +78,11 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
   let command: Command | string;
   if (group === 'ratchet') command = parseRatchetCommand(rest, flags);
   else if (group === 'policy') command = flags.size > 0 ? `unknown option ${[...flags][0]}` : parsePolicyCommand(rest);
+  else if (group === 'migrate')
+    command =
+      rest.length === 1 && (rest[0] === 'file-to-redis' || rest[0] === 'redis-to-file')
+        ? { kind: 'migrate', direction: rest[0] }
+        : 'migrate needs file-to-redis or redis-to-file';
   else command = `unknown command "${group}"`;
   return typeof command === 'string' ? { ok: false, error: command } : { ok: true, configDir, command };
 }
@@ -152,6 +161,18 @@ export function formatReset(domain: string, before: RatchetRead, existed: boolea
   return `${domain}: reset (no level was stored)`;
 }
 
+/** config/redis.ini (haraka-plugin-redis's [server] and [opts]); empty when absent. */
+export function loadRedisIni(configDir: string): IniFile {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const harakaConfig = require('haraka-config') as HarakaConfig;
+  return (harakaConfig.get(path.join(path.resolve(configDir), 'redis.ini'), { no_watch: true }) as IniFile) ?? {};
+}
+
+/** A Redis store connects in the background; the CLI waits for it (5 s) before its one command. */
+export async function waitUntilConnected(store: RatchetStore): Promise<void> {
+  if (store.ready && !(await store.ready(5000))) throw new Error(`${store.description}: cannot connect`);
+}
+
 /** outbound_tls.ini from the given config directory, parsed as the plugin parses it. */
 export function loadSettings(configDir: string): OutboundTlsConfig {
   const dir = path.resolve(configDir);
@@ -201,10 +222,18 @@ export async function main(argv: readonly string[], output: Output = processOutp
 
 async function run(configDir: string, command: Exclude<Command, { kind: 'help' }>, output: Output): Promise<number> {
   const settings = loadSettings(configDir);
+  const redisIni = loadRedisIni(configDir);
   if (command.kind === 'policy-show' || command.kind === 'policy-list' || command.kind === 'policy-purge') {
-    return runPolicy(command, configDir, settings, requirePolicyKey, output);
+    return runPolicy(command, configDir, settings, redisIni, requirePolicyKey, output);
   }
-  const store = openRatchetStore({ dataDir: settings.dataDir });
+  if (command.kind === 'migrate') {
+    const report = await migrate(command.direction, settings, redisIni);
+    output.out(`${command.direction}: ${report.levels} ratchet levels and ${report.policies} policies copied`);
+    for (const line of report.skipped) output.err(`skipped ${line}`);
+    return EXIT.OK;
+  }
+  const store = openRatchetStore({ dataDir: settings.dataDir, store: settings.store, redisIni });
+  await waitUntilConnected(store);
   try {
     switch (command.kind) {
       case 'ratchet-show': {

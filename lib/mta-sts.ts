@@ -31,7 +31,9 @@ export type PolicyDecision =
       expiresAt: number;
       source: 'cache' | 'checked' | 'fetched' | 'kept';
     }
-  | { kind: 'none'; reason: string };
+  | { kind: 'none'; reason: string }
+  /** The cache store could not be asked (Redis down): a policy may exist that we cannot see (ST-4). */
+  | { kind: 'store-unavailable'; reason: string };
 
 export type CacheEvent = 'hit' | 'miss' | 'expired' | 'fetched' | 'fetch_error' | 'txt_error' | 'store_error' | 'refresh' | 'dropped';
 
@@ -90,13 +92,9 @@ export class MtaStsResolver {
     }
   }
 
+  /** The cached policy (null: none or corrupt). Rejects when the store cannot be asked at all. */
   private async load(domain: string): Promise<Loaded | null> {
-    let read;
-    try {
-      read = await this.store.get(domain);
-    } catch (err) {
-      read = { kind: 'unreadable' as const, reason: (err as Error).message };
-    }
+    const read = await this.store.get(domain);
     if (read.kind === 'none') return null;
     if (read.kind === 'unreadable') {
       this.hooks.event('store_error');
@@ -125,7 +123,15 @@ export class MtaStsResolver {
   private async resolve(domain: string): Promise<PolicyDecision> {
     const now = this.now();
     const settings = this.settings();
-    const cached = await this.load(domain);
+    let cached: Loaded | null;
+    try {
+      cached = await this.load(domain);
+    } catch (err) {
+      this.hooks.event('store_error');
+      const remembered = this.memory.get(domain);
+      if (remembered && remembered.entry.expiresAt > now) return decision(remembered, 'kept');
+      return { kind: 'store-unavailable', reason: `MTA-STS cache (${this.store.description}) unavailable: ${(err as Error).message}` };
+    }
     const live = cached && cached.entry.expiresAt > now ? cached : null;
     if (cached && !live) this.hooks.event('expired');
     if (!live) this.memory.delete(domain);
@@ -236,7 +242,7 @@ export class MtaStsResolver {
         if (!nearExpiry && now - entry.checkedAt < settings.recheckMs) continue;
         stats.checked++;
         const before = entry.fetchedAt;
-        const loaded = await this.load(item.domain);
+        const loaded = await this.load(item.domain).catch(() => null);
         if (!loaded) continue;
         this.negative.delete(item.domain);
         // Near expiry the policy is fetched again even when its id did not change.

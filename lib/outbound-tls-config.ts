@@ -4,11 +4,26 @@
  * same stores.
  */
 import path from 'node:path';
-import type { IniFile } from './outbound-mx-config';
+import { integerValue, type IniFile, type IniSection } from './outbound-mx-config';
+
+export interface RedisBackend {
+  backend: 'redis';
+  /** Prefix of every key the plugins write. */
+  prefix: string;
+  commandTimeoutMs: number;
+  /** outbound_tls.ini [redis]: overrides of config/redis.ini [server] (haraka-plugin-redis convention). */
+  plugin: IniSection;
+}
+
+/** Where the ratchet and the policy cache live (ST-1). */
+export type StoreBackend = { backend: 'file' } | RedisBackend;
 
 export interface OutboundTlsConfig {
   /** Absolute directory of the embedded file store. */
   dataDir: string;
+  store: StoreBackend;
+  /** The Redis settings, whichever store is in use (the CLI migrates between the two). */
+  redis: RedisBackend;
   onStoreError: 'defer' | 'send';
   plainRetry: boolean;
   smartHostRatchet: boolean;
@@ -35,8 +50,21 @@ export function parseOutboundTlsConfig(ini: IniFile, harakaDir: string): Outboun
   }
   const dataDir = String(main.data_dir ?? 'data').trim() || 'data';
   const listen = String(metrics.listen ?? '').trim();
+  const backend = String(main.store ?? 'file').trim() || 'file';
+  if (backend !== 'file' && backend !== 'redis') throw new Error(`[main] store=${backend}: expected file or redis`);
+  const prefix = String(main.redis_prefix ?? 'haraka-outbound:').trim();
+  if (!/^[\x21-\x7e]{0,64}$/.test(prefix))
+    throw new Error(`[main] redis_prefix=${prefix}: printable ASCII without spaces, at most 64 characters`);
+  const redis: RedisBackend = {
+    backend: 'redis',
+    prefix,
+    commandTimeoutMs: integerValue('main', 'redis_timeout', main.redis_timeout, 1000, 50, 30000),
+    plugin: ini.redis ?? {},
+  };
   return {
     dataDir: path.resolve(harakaDir, dataDir),
+    store: backend === 'file' ? { backend: 'file' } : redis,
+    redis,
     onStoreError,
     plainRetry: booleanValue('main', 'plain_retry', main.plain_retry, true),
     smartHostRatchet: booleanValue('main', 'smart_host_ratchet', main.smart_host_ratchet, true),

@@ -33,6 +33,8 @@ export interface PolicyStore {
   delete(domain: string): Promise<boolean>;
   list(): Promise<Array<{ domain: string; read: PolicyRead }>>;
   close(): Promise<void>;
+  /** Stores that connect in the background (Redis): resolves true once usable, false after `timeoutMs`. */
+  ready?(timeoutMs: number): Promise<boolean>;
 }
 
 function isCachedPolicy(value: unknown, domain: string): value is CachedPolicy {

@@ -35,6 +35,8 @@ export interface RatchetStore {
   /** Every entry; unreadable ones are reported, not thrown. */
   list(): Promise<Array<{ domain: string; read: RatchetRead }>>;
   close(): Promise<void>;
+  /** Stores that connect in the background (Redis): resolves true once usable, false after `timeoutMs`. */
+  ready?(timeoutMs: number): Promise<boolean>;
 }
 
 /** Domain keys are A-labels or address literals; anything else is refused before touching a store. */

@@ -17,12 +17,16 @@ import { matchesPolicy, policyFilter } from '../../lib/mta-sts-policy';
 import { openPolicyStore } from '../../lib/open-stores';
 import { parseOutboundTlsConfig } from '../../lib/outbound-tls-config';
 import type { MxFilter } from '../../lib/mx-selection';
+import type { PolicyStore } from '../../lib/policy-store';
 
 interface OutboundMxPlugin extends HarakaPlugin {
   mxConfig: OutboundMxConfig;
   dnsClient: DnsClient;
   mtaSts: MtaStsResolver;
   stsSettings: MtaStsSettings;
+  policyStore?: PolicyStore;
+  policyStoreKey?: string;
+  onStoreError: 'defer' | 'send';
   refreshTimer?: NodeJS.Timeout;
   load_outbound_mx_ini(): void;
 }
@@ -53,6 +57,7 @@ function scheduleRefresh(plugin: OutboundMxPlugin): void {
 
 export function shutdown(this: OutboundMxPlugin): void {
   if (this.refreshTimer) clearTimeout(this.refreshTimer);
+  this.policyStore?.close().catch(() => undefined);
 }
 
 /** Loads (and on change reloads) the ini. A bad reload keeps the running settings. */
@@ -89,8 +94,20 @@ export function load_outbound_mx_ini(this: OutboundMxPlugin): void {
   };
   // The policy cache shares data_dir with the ratchet (outbound_tls.ini).
   const storeSettings = parseOutboundTlsConfig(this.config.get('outbound_tls.ini', {}) as IniFile, process.env.HARAKA ?? process.cwd());
-  const dns = this.dnsClient;
-  this.mtaSts = new MtaStsResolver(dns, openPolicyStore(storeSettings), () => this.stsSettings, {
+  this.onStoreError = storeSettings.onStoreError;
+  const storeKey = JSON.stringify([storeSettings.dataDir, storeSettings.store]);
+  if (!this.policyStore || this.policyStoreKey !== storeKey) {
+    const previous = this.policyStore;
+    this.policyStoreKey = storeKey;
+    this.policyStore = openPolicyStore({
+      dataDir: storeSettings.dataDir,
+      store: storeSettings.store,
+      redisIni: this.config.get('redis.ini') as IniFile,
+      log: { info: (m) => this.loginfo(`outbound_mx: ${m}`), error: (m) => this.logerror(`outbound_mx: ${m}`) },
+    });
+    if (previous) previous.close().catch(() => undefined);
+  }
+  this.mtaSts = new MtaStsResolver(this.dnsClient, this.policyStore, () => this.stsSettings, {
     event: (e) => metrics.stsCache.inc({ event: e }),
     log: (level, message) =>
       level === 'error' ? this.logerror(message) : level === 'warn' ? this.logwarn(message) : this.loginfo(message),
@@ -137,6 +154,13 @@ async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, doma
   // STS-9: the policy comes first, so an enforce policy also filters an implicit MX.
   const sts: PolicyDecision = cfg.mtaSts.enabled ? await plugin.mtaSts.policyFor(aLabel) : { kind: 'none', reason: 'MTA-STS disabled' };
   let filter: MxFilter | undefined;
+  if (sts.kind === 'store-unavailable') {
+    if (plugin.onStoreError === 'defer') {
+      plugin.logerror(`temporary failure for ${shown}: ${sts.reason}`, hmail);
+      return [DENYSOFT, sts.reason];
+    }
+    plugin.logerror(`${shown}: ${sts.reason}; on_store_error=send: delivering without MTA-STS`, hmail);
+  }
   if (sts.kind === 'policy') {
     metrics.stsMode.inc({ mode: sts.policy.mode });
     plugin.loginfo(`MTA-STS policy of ${shown}: id ${sts.id}, mode ${sts.policy.mode} (${sts.source})`, hmail);

@@ -19,6 +19,7 @@ import { SecLevel, levelName } from '../../lib/sec-level';
 interface OutboundTlsPlugin extends HarakaPlugin {
   tlsConfig: OutboundTlsConfig;
   ratchetStore: RatchetStore;
+  ratchetStoreKey?: string;
   guardProblem: string | null;
   metricsServer?: MetricsServer;
   load_outbound_tls_ini(): void;
@@ -72,8 +73,17 @@ export function load_outbound_tls_ini(this: OutboundTlsPlugin): void {
   }
   const previous = this.ratchetStore;
   this.tlsConfig = parsed;
-  this.ratchetStore = openRatchetStore({ dataDir: parsed.dataDir });
-  if (previous && previous !== this.ratchetStore) previous.close().catch(() => undefined);
+  const storeKey = JSON.stringify([parsed.dataDir, parsed.store]);
+  if (!previous || this.ratchetStoreKey !== storeKey) {
+    this.ratchetStoreKey = storeKey;
+    this.ratchetStore = openRatchetStore({
+      dataDir: parsed.dataDir,
+      store: parsed.store,
+      redisIni: this.config.get('redis.ini') as IniFile,
+      log: { info: (m) => this.loginfo(`outbound_tls: ${m}`), error: (m) => this.logerror(`outbound_tls: ${m}`) },
+    });
+    if (previous) previous.close().catch(() => undefined);
+  }
   this.loginfo(
     `outbound_tls: store ${this.ratchetStore.description}, on_store_error=${parsed.onStoreError}, ` +
       `plain_retry=${parsed.plainRetry}, smart_host_ratchet=${parsed.smartHostRatchet}`,
