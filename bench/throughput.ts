@@ -28,6 +28,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import nodemailer from 'nodemailer';
 import { FileRatchetStore } from '../lib/file-ratchet-store';
+import { openRatchetStoreFromUrl } from '../lib/open-stores';
+import type { RatchetStore } from '../lib/ratchet-store';
+import { TestRedis } from '../test/fixtures/redis-server';
 import { SecLevel } from '../lib/sec-level';
 import { TestDnsServer } from '../test/fixtures/dns-server';
 import { HarakaInstance, sleep } from '../test/fixtures/haraka-instance';
@@ -40,6 +43,8 @@ interface Options {
   rounds: number;
   sinks: number;
   connections: number;
+  /** Where the plugins side keeps its state: the embedded file store or a local redis-server. */
+  store: 'file' | 'redis';
 }
 
 type Side = 'bare' | 'plugins';
@@ -66,7 +71,7 @@ const WARMUP_DOMAIN = 'warmup.bench.test';
 const WARMUP_MESSAGES = 16;
 
 function usage(): string {
-  return 'usage: node dist/bench/throughput.js [--messages N] [--domains D] [--rounds R] [--sinks S] [--connections C]';
+  return 'usage: node dist/bench/throughput.js [--messages N] [--domains D] [--rounds R] [--sinks S] [--connections C] [--store file|redis]';
 }
 
 function positive(name: string, value: string | undefined, fallback: number, max: number): number {
@@ -85,6 +90,7 @@ function options(argv: string[]): Options {
       rounds: { type: 'string' },
       sinks: { type: 'string' },
       connections: { type: 'string' },
+      store: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -99,8 +105,22 @@ function options(argv: string[]): Options {
     rounds: positive('rounds', values.rounds, 3, 100),
     sinks: positive('sinks', values.sinks, 8, 250),
     connections: positive('connections', values.connections, 8, 100),
+    store:
+      values.store === 'redis'
+        ? 'redis'
+        : values.store === undefined || values.store === 'file'
+          ? 'file'
+          : usageError(`--store ${values.store}: file or redis`),
   };
 }
+
+function usageError(message: string): never {
+  console.error(`${message}\n${usage()}`);
+  process.exit(2);
+}
+
+/** The plugins side's ratchet store, as the plugins open it. */
+let ratchetUrl = '';
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -261,6 +281,16 @@ async function setUp(o: Options, cleanup: Cleanup): Promise<Setup> {
   const routesFile = path.join(work, 'static-routes.json');
   fs.writeFileSync(routesFile, JSON.stringify(routes, null, 2));
 
+  let storeConfig: Record<string, string> = {};
+  if (o.store === 'redis') {
+    const redis = await TestRedis.start();
+    cleanup.add('stop redis-server', () => redis.stop());
+    storeConfig = {
+      'outbound_tls.ini': '[main]\nstore=redis\nredis_prefix=bench:\n',
+      'redis.ini': `[server]\nhost=127.0.0.1\nport=${redis.port}\n`,
+    };
+    ratchetUrl = `${redis.url}/?prefix=bench:`;
+  }
   const start = async (side: Side, plugins: string[], env: Record<string, string>): Promise<HarakaInstance> => {
     // Our own directory (HarakaInstance then leaves it to us), so that a failed start can be cleaned up too.
     const dir = path.join(work, side);
@@ -272,7 +302,7 @@ async function setUp(o: Options, cleanup: Cleanup): Promise<Setup> {
       mxPort,
       plugins,
       extraCa: ca.caCertPath,
-      config: { 'log.ini': LOG_INI },
+      config: { 'log.ini': LOG_INI, ...(side === 'plugins' ? storeConfig : {}) },
       env,
     });
     cleanup.add(`stop the ${side} Haraka`, () => instance.stop());
@@ -380,9 +410,12 @@ async function runBatch(
 }
 
 async function ratchetLevels(instance: HarakaInstance, domains: string[]): Promise<Record<string, number>> {
-  const store = new FileRatchetStore(path.join(instance.dir, 'data', 'ratchet'));
+  const store: RatchetStore = ratchetUrl
+    ? openRatchetStoreFromUrl(ratchetUrl)
+    : new FileRatchetStore(path.join(instance.dir, 'data', 'ratchet'));
   const counts: Record<string, number> = {};
   try {
+    await store.ready?.(5000);
     for (const domain of domains) {
       const read = await store.get(domain);
       const key = read.kind === 'level' ? SecLevel[read.entry.level] : read.kind;
@@ -480,7 +513,7 @@ async function main(): Promise<void> {
     const { sinks, bare, plugins, domains } = await setUp(o, cleanup);
     console.log(
       `set up in ${fmt((Date.now() - t0) / 1000)} s: sinks on ${SINK_NET}1-${o.sinks}:${sinks[0]?.port}, ` +
-        `bare Haraka :${bare.port} (haraka-static-route), plugins Haraka :${plugins.port} (outbound_tls, outbound_mx)`,
+        `bare Haraka :${bare.port} (haraka-static-route), plugins Haraka :${plugins.port} (outbound_tls, outbound_mx; ${o.store} store)`,
     );
     const instances: Record<Side, HarakaInstance> = { bare, plugins };
 

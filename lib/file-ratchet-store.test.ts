@@ -1,14 +1,18 @@
+/**
+ * FileRatchetStore (ST-2): the store contract (ratchet-store.contract.ts) plus
+ * what only files can do wrong: the on-disk layout, corrupt and foreign files,
+ * temp files and dangling links, permissions, and writers killed mid-raise.
+ */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FileRatchetStore, STALE_LEFTOVER_MS } from './file-ratchet-store';
+import { assertUnreadable, levelOf, ratchetStoreContract, startWorker } from './ratchet-store.contract';
 import type { RatchetRead } from './ratchet-store';
-import { SecLevel, levelName, parseLevel } from './sec-level';
+import { SecLevel, levelName } from './sec-level';
 
-const WORKER = path.join(__dirname, 'file-ratchet-store.worker.js');
 const isRoot = process.getuid?.() === 0;
 
 let tmp: string;
@@ -25,33 +29,24 @@ function freshDir(): string {
   return path.join(tmp, `case-${++counter}`, 'ratchet');
 }
 
-function levelOf(read: RatchetRead): SecLevel {
-  assert.equal(read.kind, 'level', `expected a level, got ${JSON.stringify(read)}`);
-  return (read as Extract<RatchetRead, { kind: 'level' }>).entry.level;
-}
+ratchetStoreContract('FileRatchetStore', async () => {
+  const dir = freshDir();
+  return {
+    url: `file:${dir}`,
+    store: new FileRatchetStore(dir),
+    cleanup: async () => fs.rmSync(path.dirname(dir), { recursive: true, force: true }),
+  };
+});
 
-function assertUnreadable(read: RatchetRead, mentions: string): void {
-  assert.equal(read.kind, 'unreadable', `expected unreadable, got ${JSON.stringify(read)}`);
-  const { reason } = read as Extract<RatchetRead, { kind: 'unreadable' }>;
-  assert.ok(reason.includes(mentions), `reason "${reason}" should mention ${mentions}`);
-}
-
-describe('FileRatchetStore', () => {
-  test('TLS-4: a raise never lowers the stored level', async () => {
+describe('FileRatchetStore on disk', () => {
+  test('ST-2: each level reached is one complete file in the domain directory, no temp files left', async () => {
     const dir = freshDir();
     const store = new FileRatchetStore(dir);
-    assert.deepEqual(await store.get('example.com'), { kind: 'none' });
-    assert.equal(await store.raise('example.com', SecLevel.PLAIN, 'mx0.example.com'), SecLevel.PLAIN);
-    assert.equal(await store.raise('example.com', SecLevel.TLS_SECURE, 'mx1.example.com'), SecLevel.TLS_SECURE);
-    assert.equal(await store.raise('example.com', SecLevel.TLS_INSECURE, 'mx2.example.com'), SecLevel.TLS_SECURE);
-    assert.equal(await store.raise('example.com', SecLevel.PLAIN), SecLevel.TLS_SECURE);
+    await store.raise('example.com', SecLevel.PLAIN, 'mx0.example.com');
+    await store.raise('example.com', SecLevel.TLS_SECURE, 'mx1.example.com');
+    await store.raise('example.com', SecLevel.TLS_INSECURE, 'mx2.example.com');
     const read = await store.get('example.com');
-    assert.equal(levelOf(read), SecLevel.TLS_SECURE);
     const entry = (read as Extract<RatchetRead, { kind: 'level' }>).entry;
-    assert.equal(entry.domain, 'example.com');
-    assert.equal(entry.host, 'mx1.example.com');
-    assert.ok(typeof entry.raisedAt === 'number' && Math.abs(entry.raisedAt - Date.now()) < 60_000);
-    // The layout the design describes: one complete file per level reached, no temp files left.
     assert.deepEqual(fs.readdirSync(path.join(dir, 'example.com')).sort(), ['PLAIN', 'TLS_SECURE']);
     const content: unknown = JSON.parse(fs.readFileSync(path.join(dir, 'example.com', 'TLS_SECURE'), 'utf8'));
     assert.deepEqual(content, { raisedAt: entry.raisedAt, host: 'mx1.example.com' });
@@ -59,40 +54,12 @@ describe('FileRatchetStore', () => {
     await store.close();
   });
 
-  test('TLS-4: only reset forgets a domain; resetting an unknown domain says so', async () => {
-    const store = new FileRatchetStore(freshDir());
-    await store.raise('example.org', SecLevel.TLS_INSECURE);
-    assert.equal(await store.reset('example.org'), true);
-    assert.deepEqual(await store.get('example.org'), { kind: 'none' });
-    assert.equal(await store.reset('example.org'), false);
-    assert.equal(await store.reset('never.example'), false);
-    assert.equal(await store.raise('example.org', SecLevel.PLAIN), SecLevel.PLAIN, 'a reset domain starts again from nothing');
-    assert.deepEqual(await store.list().then((all) => all.map((e) => e.domain)), ['example.org']);
-  });
-
-  test('ST-1: list shows every entry, sorted, address literals included', async () => {
-    const store = new FileRatchetStore(freshDir());
-    assert.deepEqual(await store.list(), [], 'no directory yet: empty list');
-    await store.raise('b.example', SecLevel.TLS_SECURE, 'mx.b.example');
-    await store.raise('[192.0.2.1]', SecLevel.TLS_INSECURE);
-    await store.raise('a.example', SecLevel.PLAIN);
-    await store.raise('xn--bcher-kva.example', SecLevel.TLS_INSECURE);
-    const all = await store.list();
-    assert.deepEqual(
-      all.map(({ domain, read }) => `${domain}=${levelName(levelOf(read))}`),
-      ['[192.0.2.1]=TLS_INSECURE', 'a.example=PLAIN', 'b.example=TLS_SECURE', 'xn--bcher-kva.example=TLS_INSECURE'],
-    );
-  });
-
-  test('ST-1: keys that are not A-labels or address literals are refused before touching the store', async () => {
+  test('ST-1: refused keys and levels create nothing on disk, not even the ratchet directory', async () => {
     const dir = freshDir();
     const store = new FileRatchetStore(dir);
-    for (const bad of ['Example.com', '../etc', 'a/b', '', '.hidden', 'bücher.example', 'example.com.']) {
-      await assert.rejects(store.raise(bad, SecLevel.PLAIN), (err: Error) => err.message.includes('not a valid domain key'), bad);
-      await assert.rejects(store.get(bad), /not a valid domain key/, bad);
-      await assert.rejects(store.reset(bad), /not a valid domain key/, bad);
-    }
+    await assert.rejects(store.raise('../etc', SecLevel.PLAIN), /not a valid domain key/);
     await assert.rejects(store.raise('example.com', 7 as SecLevel), /not a security level/);
+    assert.equal(await store.reset('example.com'), false);
     assert.equal(fs.existsSync(dir), false);
   });
 
@@ -212,119 +179,15 @@ describe('FileRatchetStore', () => {
     fs.symlinkSync(path.join(tmp, 'unmounted-volume'), linked);
     assertUnreadable(await new FileRatchetStore(linked).get('example.com'), linked);
   });
-
-  test('ST-2: raises racing with resets never leave an unreadable entry', async () => {
-    const store = new FileRatchetStore(freshDir());
-    const domains = ['r1.example', 'r2.example', 'r3.example'];
-    const operations: Array<Promise<unknown>> = [];
-    for (let i = 0; i < 150; i++) {
-      const domain = domains[i % domains.length] as string;
-      operations.push(i % 5 === 4 ? store.reset(domain) : store.raise(domain, (i % 3) as SecLevel));
-    }
-    await Promise.all(operations);
-    for (const { domain, read } of await store.list()) assert.notEqual(read.kind, 'unreadable', `${domain}: ${JSON.stringify(read)}`);
-    await store.raise('r1.example', SecLevel.TLS_SECURE);
-    assert.equal(levelOf(await store.get('r1.example')), SecLevel.TLS_SECURE);
-  });
 });
 
-/** A worker process with its stdout split into lines as they arrive. */
-interface Worker {
-  child: ChildProcess;
-  lines: string[];
-  stderr: string[];
-  exited: Promise<number | null>;
-  waitForLine(predicate: (line: string) => boolean): Promise<void>;
-}
-
-function startWorker(args: string[]): Worker {
-  const child = spawn(process.execPath, [WORKER, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  const stderr: string[] = [];
-  const waiters: Array<{ predicate: (line: string) => boolean; resolve: () => void }> = [];
-  let partial = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-    const parts = (partial + chunk).split('\n');
-    partial = parts.pop() ?? '';
-    for (const line of parts) {
-      lines.push(line);
-      for (const waiter of waiters.splice(0)) {
-        if (waiter.predicate(line)) waiter.resolve();
-        else waiters.push(waiter);
-      }
-    }
-  });
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => stderr.push(chunk));
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  return {
-    child,
-    lines,
-    stderr,
-    exited,
-    waitForLine: (predicate) =>
-      lines.some(predicate)
-        ? Promise.resolve()
-        : new Promise<void>((resolve, reject) => {
-            waiters.push({ predicate, resolve });
-            exited.then(() => reject(new Error(`worker exited before the expected line: ${stderr.join('')}`)));
-          }),
-  };
-}
-
-describe('FileRatchetStore with concurrent processes', () => {
-  test('ST-2: eight processes raising at once never lose a raise and never see a level go down', async () => {
-    const dir = freshDir();
-    const domainCount = 12;
-    const workers = Array.from({ length: 8 }, (_, i) => startWorker(['monotonic', dir, String(1000 + i), '150', String(domainCount)]));
-    await Promise.all(workers.map((w) => w.waitForLine((line) => line === 'ready')));
-    for (const w of workers) w.child.stdin?.write('go\n');
-
-    // This process reads every domain continuously while the workers write.
-    const store = new FileRatchetStore(dir);
-    const domains = Array.from({ length: domainCount }, (_, i) => `d${i}.st2.test`);
-    const seen = new Map<string, number>();
-    let running = true;
-    let polls = 0;
-    const allExited = Promise.all(workers.map((w) => w.exited)).finally(() => {
-      running = false;
-    });
-    while (running) {
-      for (const domain of domains) {
-        const read = await store.get(domain);
-        assert.notEqual(read.kind, 'unreadable', `${domain}: ${JSON.stringify(read)}`);
-        const level = read.kind === 'level' ? read.entry.level : -1;
-        assert.ok(level >= (seen.get(domain) ?? -1), `${domain} went down from ${seen.get(domain)} to ${level}`);
-        seen.set(domain, level);
-      }
-      polls++;
-    }
-    const codes = await allExited;
-    codes.forEach((code, i) => assert.equal(code, 0, `worker ${i} failed: ${workers[i]?.stderr.join('')}`));
-    assert.ok(polls > 1, 'the reader polled while the workers ran');
-
-    const expected = new Map<string, SecLevel>();
-    for (const w of workers) {
-      const result = JSON.parse(w.lines.at(-1) ?? '{}') as { max: Record<string, string> };
-      for (const [domain, name] of Object.entries(result.max)) {
-        const level = parseLevel(name);
-        assert.ok(level !== null);
-        if (level > (expected.get(domain) ?? -1)) expected.set(domain, level);
-      }
-    }
-    assert.ok(expected.size > 0);
-    const all = await store.list();
-    assert.deepEqual(
-      Object.fromEntries(all.map(({ domain, read }) => [domain, levelName(levelOf(read))])),
-      Object.fromEntries([...expected].sort(([a], [b]) => (a < b ? -1 : 1)).map(([domain, level]) => [domain, levelName(level)])),
-    );
-  });
-
+describe('FileRatchetStore with processes killed', () => {
   test('ST-2: kill -9 at random moments leaves every domain readable and at least at its confirmed level', async () => {
     const dir = freshDir();
     const confirmed = new Map<string, SecLevel>();
     const rounds = 4;
     for (let round = 0; round < rounds; round++) {
-      const workers = Array.from({ length: 4 }, (_, i) => startWorker(['loop', dir, String(round * 10 + i), `r${round}w${i}`]));
+      const workers = Array.from({ length: 4 }, (_, i) => startWorker(['loop', `file:${dir}`, String(round * 10 + i), `r${round}w${i}`]));
       // Let each one confirm at least one raise, then kill it at a random moment.
       await Promise.all(
         workers.map(async (w) => {

@@ -15,13 +15,13 @@ local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind ~= 'none' and kind ~= 'hash' then
   return redis.error_reply('corrupt ratchet entry: key of type ' .. kind)
 end
-local raw = redis.call('HGET', KEYS[1], 'level')
 local current = -1
-if raw then
-  current = tonumber(raw)
-  if current == nil or current ~= math.floor(current) or current < 0 or current > 2 then
+if kind == 'hash' then
+  local raw = redis.call('HGET', KEYS[1], 'level')
+  if not raw or not string.match(raw, '^[0-2]$') then
     return redis.error_reply('corrupt ratchet entry: level ' .. tostring(raw))
   end
+  current = tonumber(raw)
 end
 local wanted = tonumber(ARGV[1])
 if wanted > current then
@@ -61,6 +61,8 @@ export class RedisRatchetStore implements RatchetStore {
 
   async raise(domain: string, level: SecLevel, host?: string): Promise<SecLevel> {
     const key = this.key(domain);
+    if (!Number.isInteger(level) || level < SecLevel.PLAIN || level > SecLevel.TLS_SECURE)
+      throw new Error(`invalid level ${String(level)}`);
     const result = await this.connection.run(`raise ${key}`, (c) =>
       c.eval(RAISE_SCRIPT, { keys: [key], arguments: [String(level), String(Date.now()), host ?? ''] }),
     );

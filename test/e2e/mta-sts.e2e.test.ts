@@ -251,6 +251,43 @@ test('STS-4/MX-1: a policy published for a Unicode domain applies to its A-label
   assert.equal(policies.requests(aLabel).length, 1, 'one policy for both forms');
 });
 
+test("STS-6: Haraka's main process refreshes a cached policy in the background, without any delivery", async () => {
+  const local = await startHaraka('recheck=1\nrefresh_interval=1\nrefresh_before=86400');
+  try {
+    const s: SinkOptions = {
+      host: '127.0.5.31',
+      tls: await ca.issue({ dnsNames: ['mx.refresh.test'] }),
+      name: 'mx.refresh.test',
+      port: mxPort,
+    };
+    const target = await SmtpSink.start(s);
+    try {
+      dns.set('mx.refresh.test', [{ type: 'A', address: '127.0.5.31' }]);
+      await publish('refresh.test', 'r1', 'enforce', ['mx.refresh.test'], 3600);
+      mxRecords('refresh.test', [10, 'mx.refresh.test']);
+      await local.send({ to: 'user@refresh.test' });
+      await local.waitForEvent((e) => e.event === 'delivered' && e.domain === 'refresh.test');
+      // The policy expires within refresh_before: the refresh fetches it again, with its new id.
+      await publish('refresh.test', 'r2', 'enforce', ['mx.refresh.test', 'mx2.refresh.test'], 3600);
+      const requests = policies.requests('refresh.test').length;
+      await local.waitForLog(/MTA-STS refresh: \d+ checked, [1-9]\d* refetched/, 15000);
+      assert.ok(policies.requests('refresh.test').length > requests, 'fetched again with no message sent');
+      const cached = await promisify(execFile)(process.execPath, [
+        path.join(REPO_ROOT, 'dist', 'bin', 'cli.js'),
+        '--config',
+        path.join(local.dir, 'config'),
+        'policy',
+        'list',
+      ]);
+      assert.match(cached.stdout, /refresh\.test: id r2, mode enforce, max_age 3600, mx mx\.refresh\.test mx2\.refresh\.test/);
+    } finally {
+      await target.stop();
+    }
+  } finally {
+    await local.stop();
+  }
+});
+
 test('STS-5: 200 messages at once to a domain never seen cause one TXT query and one HTTPS request; OPS-4 CLI shows and purges the cached policy', async () => {
   const local = await startHaraka('recheck=600');
   try {

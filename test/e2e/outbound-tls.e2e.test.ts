@@ -303,6 +303,39 @@ test("TLS-6: Haraka's disable_for_failed_hosts (plaintext after a TLS failure) i
   }
 });
 
+test("TLS-5: when another plugin chose the route (smart host), the recipient domain's ratchet still applies", async () => {
+  const routes = path.join(haraka.dir, 'static-routes.json');
+  fs.writeFileSync(
+    routes,
+    JSON.stringify({
+      'routed.test': { exchange: ADDRESSES.rplain, port: mxPort, host: 'relay.routed.test' },
+      'open.test': { exchange: ADDRESSES.rplain, port: mxPort, host: 'relay.routed.test' },
+    }),
+  );
+  const local = await HarakaInstance.start({
+    dnsServer: dns.address,
+    mxPort,
+    plugins: ['outbound_tls', 'haraka-static-route'],
+    env: { HARAKA_STATIC_ROUTES: routes },
+  });
+  try {
+    await new FileRatchetStore(path.join(local.dir, 'data', 'ratchet')).raise('routed.test', SecLevel.TLS_SECURE);
+    const mailFrom = sink('rplain').count('mailfrom');
+    await local.send({ to: 'user@routed.test' });
+    const deferred = await local.waitForEvent((e) => e.event === 'deferred' && e.domain === 'routed.test');
+    assert.match(
+      String(deferred.err),
+      /routed\.test: relay\.routed\.test \[127\.0\.2\.9\] offers PLAIN \(no TLS\), required TLS_SECURE \(ratchet\)/,
+    );
+    assert.equal(sink('rplain').count('mailfrom'), mailFrom);
+    // A domain without a level goes through the same relay.
+    await local.send({ to: 'user@open.test' });
+    await local.waitForEvent((e) => e.event === 'delivered' && e.domain === 'open.test');
+  } finally {
+    await local.stop();
+  }
+});
+
 test('ST-2: Haraka in cluster mode (nodes=2): a raise by one worker is enforced by the other; metrics are summed over workers', async () => {
   const cluster = await HarakaInstance.start({
     dnsServer: dns.address,

@@ -1,23 +1,30 @@
 /**
- * Test helper for file-ratchet-store.test.ts (ST-2): a separate process that
- * uses a FileRatchetStore at the same time as others. Not a test file itself.
+ * Test helper for the ratchet store contract (ratchet-store.contract.ts, ST-2,
+ * ST-3): a separate process that uses a ratchet store at the same time as
+ * others. The store is opened from a URL (`file:/abs/dir` or
+ * `redis://127.0.0.1:PORT/?prefix=P`, see openRatchetStoreFromUrl), so the
+ * same worker exercises every store. Not a test file itself.
  *
- *   node file-ratchet-store.worker.js monotonic DIR SEED RAISES DOMAINS
+ *   node ratchet-store.worker.js monotonic URL SEED RAISES DOMAINS
  *     prints `ready`, waits for a line on stdin, then performs RAISES random
  *     raises on the DOMAINS shared domains `d<n>.st2.test`, reading the level
  *     after each one; exits 1 if a read is ever lower than an earlier read or
  *     than the raise it follows. Finally prints `{"max":{domain:level}}`, the
  *     highest level it raised per domain.
  *
- *   node file-ratchet-store.worker.js loop DIR SEED PREFIX
+ *   node ratchet-store.worker.js loop URL SEED PREFIX
  *     raises fresh domains `<PREFIX>-<n>.kill.test` (and a few shared ones)
  *     through every level forever, printing `{"domain":…,"level":…}` after each
  *     raise has resolved; meant to be killed with SIGKILL.
  */
 import { once } from 'node:events';
 import readline from 'node:readline';
-import { FileRatchetStore } from './file-ratchet-store';
+import { openRatchetStoreFromUrl } from './open-stores';
+import type { RatchetRead, RatchetStore } from './ratchet-store';
 import { SEC_LEVELS, SecLevel, levelName } from './sec-level';
+
+/** How long a store that connects in the background may take to become usable. */
+const CONNECT_TIMEOUT_MS = 5_000;
 
 /** A small seeded generator (mulberry32), so a failing run can be repeated. */
 function random(seed: number): () => number {
@@ -36,7 +43,7 @@ function fail(message: string): never {
   process.exit(1);
 }
 
-function levelOf(read: Awaited<ReturnType<FileRatchetStore['get']>>, domain: string): number {
+function levelOf(read: RatchetRead, domain: string): number {
   if (read.kind === 'unreadable') fail(`${domain} unreadable: ${read.reason}`);
   return read.kind === 'level' ? read.entry.level : -1;
 }
@@ -49,7 +56,7 @@ async function waitForGo(): Promise<void> {
   process.stdin.destroy();
 }
 
-async function monotonic(store: FileRatchetStore, next: () => number, raises: number, domainCount: number): Promise<void> {
+async function monotonic(store: RatchetStore, next: () => number, raises: number, domainCount: number): Promise<void> {
   const lastRead = new Map<string, number>();
   const maxRaised = new Map<string, SecLevel>();
   await waitForGo();
@@ -69,7 +76,7 @@ async function monotonic(store: FileRatchetStore, next: () => number, raises: nu
   process.stdout.write(`${JSON.stringify({ max })}\n`);
 }
 
-async function loop(store: FileRatchetStore, next: () => number, prefix: string): Promise<void> {
+async function loop(store: RatchetStore, next: () => number, prefix: string): Promise<void> {
   process.stdout.write('ready\n');
   for (let n = 0; ; n++) {
     // Mostly fresh domains (every raise writes), sometimes a shared one (writers collide).
@@ -83,13 +90,19 @@ async function loop(store: FileRatchetStore, next: () => number, prefix: string)
 }
 
 async function main(): Promise<void> {
-  const [mode, dir, seedText, ...rest] = process.argv.slice(2);
-  if (!dir || !seedText) fail('usage: monotonic DIR SEED RAISES DOMAINS | loop DIR SEED PREFIX');
-  const store = new FileRatchetStore(dir);
+  const [mode, url, seedText, ...rest] = process.argv.slice(2);
+  if (!url || !seedText) fail('usage: monotonic URL SEED RAISES DOMAINS | loop URL SEED PREFIX');
+  const store = openRatchetStoreFromUrl(url);
+  // A store that connects in the background (Redis) is waited for, as the plugins and the CLI do.
+  if (store.ready && !(await store.ready(CONNECT_TIMEOUT_MS))) fail(`${store.description} not ready after ${CONNECT_TIMEOUT_MS} ms`);
   const next = random(Number(seedText));
-  if (mode === 'monotonic') await monotonic(store, next, Number(rest[0] ?? 100), Number(rest[1] ?? 10));
-  else if (mode === 'loop') await loop(store, next, rest[0] ?? `w${process.pid}`);
-  else fail(`unknown mode ${String(mode)}`);
+  try {
+    if (mode === 'monotonic') await monotonic(store, next, Number(rest[0] ?? 100), Number(rest[1] ?? 10));
+    else if (mode === 'loop') await loop(store, next, rest[0] ?? `w${process.pid}`);
+    else fail(`unknown mode ${String(mode)}`);
+  } finally {
+    await store.close();
+  }
 }
 
 main().catch((err: unknown) => fail(err instanceof Error ? (err.stack ?? err.message) : String(err)));
