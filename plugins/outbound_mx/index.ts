@@ -6,7 +6,7 @@ import { checkAddress } from '../../lib/address-policy';
 import { createDnsClient, type DnsClient } from '../../lib/dns-client';
 import { setDeliveryState } from '../../lib/delivery-state';
 import { parseDomainLiteral, printable, toALabel, toULabel } from '../../lib/domain';
-import { DENY, DENYSOFT, OK, type HMailItem, type HarakaMxSpec, type HarakaPlugin, type Next } from '../../lib/haraka';
+import { DENY, DENYSOFT, OK, watchIni, type HMailItem, type HarakaMxSpec, type HarakaPlugin, type Next } from '../../lib/haraka';
 import { lookupMx, type MxLookupResult } from '../../lib/mx-lookup';
 import { parseOutboundMxConfig, type IniFile, type OutboundMxConfig } from '../../lib/outbound-mx-config';
 import cluster from 'node:cluster';
@@ -60,62 +60,59 @@ export function shutdown(this: OutboundMxPlugin): void {
   this.policyStore?.close().catch(() => undefined);
 }
 
-/** Loads (and on change reloads) the ini. A bad reload keeps the running settings. */
+/**
+ * Loads (and on change reloads) outbound_mx.ini, plus the store settings it
+ * shares with outbound_tls (outbound_tls.ini, redis.ini). Everything is
+ * computed before anything changes, so a bad reload keeps the running settings.
+ */
 export function load_outbound_mx_ini(this: OutboundMxPlugin): void {
-  const raw = this.config.get('outbound_mx.ini', {}, () => {
-    try {
-      this.load_outbound_mx_ini();
-    } catch (err) {
-      this.logerror(`outbound_mx.ini not reloaded, keeping the running settings: ${(err as Error).message}`);
+  watchIni(this, ['outbound_mx.ini', 'outbound_tls.ini', 'redis.ini'], (ini) => {
+    const parsed = parseOutboundMxConfig(ini['outbound_mx.ini'] as IniFile);
+    const sts = parsed.mtaSts;
+    let extraCa: string[] = [];
+    if (sts.caFile) {
+      try {
+        extraCa = [fs.readFileSync(sts.caFile, 'utf8')];
+      } catch (err) {
+        throw new Error(`[mta_sts] ca_file=${sts.caFile}: ${(err as Error).message}`);
+      }
     }
-  }) as IniFile;
-  let parsed: OutboundMxConfig;
-  try {
-    parsed = parseOutboundMxConfig(raw);
-  } catch (err) {
-    throw new Error(`outbound_mx.ini: ${(err as Error).message}`);
-  }
-  this.mxConfig = parsed;
-  this.dnsClient = createDnsClient(parsed.dns);
-  const sts = parsed.mtaSts;
-  let extraCa: string[] = [];
-  if (sts.caFile) {
-    try {
-      extraCa = [fs.readFileSync(sts.caFile, 'utf8')];
-    } catch (err) {
-      throw new Error(`outbound_mx.ini: [mta_sts] ca_file=${sts.caFile}: ${(err as Error).message}`);
+    // The policy cache lives where the ratchet does (outbound_tls.ini).
+    const storeSettings = parseOutboundTlsConfig(ini['outbound_tls.ini'] as IniFile, process.env.HARAKA ?? process.cwd());
+    const dnsClient = createDnsClient(parsed.dns);
+
+    this.mxConfig = parsed;
+    this.dnsClient = dnsClient;
+    this.onStoreError = storeSettings.onStoreError;
+    this.stsSettings = {
+      recheckMs: sts.recheckMs,
+      negativeTtlMs: sts.negativeTtlMs,
+      refreshBeforeMs: sts.refreshBeforeMs,
+      fetch: { timeoutMs: sts.fetchTimeoutMs, port: sts.httpsPort, extraCa, addressPolicy: parsed.addressPolicy },
+    };
+    const storeKey = JSON.stringify([storeSettings.dataDir, storeSettings.store]);
+    if (!this.policyStore || this.policyStoreKey !== storeKey) {
+      const previous = this.policyStore;
+      this.policyStoreKey = storeKey;
+      this.policyStore = openPolicyStore({
+        dataDir: storeSettings.dataDir,
+        store: storeSettings.store,
+        redisIni: ini['redis.ini'] as IniFile,
+        log: { info: (m) => this.loginfo(`outbound_mx: ${m}`), error: (m) => this.logerror(`outbound_mx: ${m}`) },
+      });
+      if (previous) previous.close().catch(() => undefined);
     }
-  }
-  this.stsSettings = {
-    recheckMs: sts.recheckMs,
-    negativeTtlMs: sts.negativeTtlMs,
-    refreshBeforeMs: sts.refreshBeforeMs,
-    fetch: { timeoutMs: sts.fetchTimeoutMs, port: sts.httpsPort, extraCa, addressPolicy: parsed.addressPolicy },
-  };
-  // The policy cache shares data_dir with the ratchet (outbound_tls.ini).
-  const storeSettings = parseOutboundTlsConfig(this.config.get('outbound_tls.ini', {}) as IniFile, process.env.HARAKA ?? process.cwd());
-  this.onStoreError = storeSettings.onStoreError;
-  const storeKey = JSON.stringify([storeSettings.dataDir, storeSettings.store]);
-  if (!this.policyStore || this.policyStoreKey !== storeKey) {
-    const previous = this.policyStore;
-    this.policyStoreKey = storeKey;
-    this.policyStore = openPolicyStore({
-      dataDir: storeSettings.dataDir,
-      store: storeSettings.store,
-      redisIni: this.config.get('redis.ini') as IniFile,
-      log: { info: (m) => this.loginfo(`outbound_mx: ${m}`), error: (m) => this.logerror(`outbound_mx: ${m}`) },
+    this.mtaSts = new MtaStsResolver(dnsClient, this.policyStore, () => this.stsSettings, {
+      event: (e) => metrics.stsCache.inc({ event: e }),
+      log: (level, message) =>
+        level === 'error' ? this.logerror(message) : level === 'warn' ? this.logwarn(message) : this.loginfo(message),
     });
-    if (previous) previous.close().catch(() => undefined);
-  }
-  this.mtaSts = new MtaStsResolver(this.dnsClient, this.policyStore, () => this.stsSettings, {
-    event: (e) => metrics.stsCache.inc({ event: e }),
-    log: (level, message) =>
-      level === 'error' ? this.logerror(message) : level === 'warn' ? this.logwarn(message) : this.loginfo(message),
+    this.loginfo(
+      `settings: max_mx=${parsed.maxMx} mx_port=${parsed.mxPort} dns servers=${parsed.dns.servers.join(',') || 'system'} ` +
+        `timeout=${parsed.dns.timeoutMs}ms tries=${parsed.dns.tries} refuse=${parsed.refusedRanges.join(',')} ` +
+        `allow=${parsed.allowCidrs.join(',') || '-'} mta_sts=${sts.enabled ? 'on' : 'off'} store=${this.policyStore.description}`,
+    );
   });
-  this.loginfo(
-    `settings: max_mx=${parsed.maxMx} mx_port=${parsed.mxPort} dns servers=${parsed.dns.servers.join(',') || 'system'} ` +
-      `timeout=${parsed.dns.timeoutMs}ms tries=${parsed.dns.tries} refuse=${parsed.refusedRanges.join(',')} allow=${parsed.allowCidrs.join(',') || '-'}`,
-  );
 }
 
 export function select_mx(this: OutboundMxPlugin, next: Next, hmail: HMailItem, domain: string): void {

@@ -8,7 +8,7 @@ import { checkHarakaInternals, installConnectionGuard, type GuardDeps, type HMai
 import { getDeliveryState } from '../../lib/delivery-state';
 import type { Requirement } from '../../lib/delivery-decision';
 import { toALabel } from '../../lib/domain';
-import { CONT, DENYSOFT, type HMailItem, type HarakaPlugin, type Next } from '../../lib/haraka';
+import { CONT, DENYSOFT, watchIni, type HMailItem, type HarakaPlugin, type Next } from '../../lib/haraka';
 import { metrics, startMetricsServer, type MetricsServer } from '../../lib/metrics';
 import { openRatchetStore } from '../../lib/open-stores';
 import type { IniFile } from '../../lib/outbound-mx-config';
@@ -58,36 +58,26 @@ export function register(this: OutboundTlsPlugin): void {
 }
 
 export function load_outbound_tls_ini(this: OutboundTlsPlugin): void {
-  const raw = this.config.get('outbound_tls.ini', {}, () => {
-    try {
-      this.load_outbound_tls_ini();
-    } catch (err) {
-      this.logerror(`outbound_tls.ini not reloaded, keeping the running settings: ${(err as Error).message}`);
+  watchIni(this, ['outbound_tls.ini', 'redis.ini'], (ini) => {
+    const parsed = parseOutboundTlsConfig(ini['outbound_tls.ini'] as IniFile, harakaDir());
+    const previous = this.ratchetStore;
+    const storeKey = JSON.stringify([parsed.dataDir, parsed.store]);
+    if (!previous || this.ratchetStoreKey !== storeKey) {
+      this.ratchetStore = openRatchetStore({
+        dataDir: parsed.dataDir,
+        store: parsed.store,
+        redisIni: ini['redis.ini'] as IniFile,
+        log: { info: (m) => this.loginfo(`outbound_tls: ${m}`), error: (m) => this.logerror(`outbound_tls: ${m}`) },
+      });
+      this.ratchetStoreKey = storeKey;
+      if (previous) previous.close().catch(() => undefined);
     }
-  }) as IniFile;
-  let parsed: OutboundTlsConfig;
-  try {
-    parsed = parseOutboundTlsConfig(raw, harakaDir());
-  } catch (err) {
-    throw new Error(`outbound_tls.ini: ${(err as Error).message}`);
-  }
-  const previous = this.ratchetStore;
-  this.tlsConfig = parsed;
-  const storeKey = JSON.stringify([parsed.dataDir, parsed.store]);
-  if (!previous || this.ratchetStoreKey !== storeKey) {
-    this.ratchetStoreKey = storeKey;
-    this.ratchetStore = openRatchetStore({
-      dataDir: parsed.dataDir,
-      store: parsed.store,
-      redisIni: this.config.get('redis.ini') as IniFile,
-      log: { info: (m) => this.loginfo(`outbound_tls: ${m}`), error: (m) => this.logerror(`outbound_tls: ${m}`) },
-    });
-    if (previous) previous.close().catch(() => undefined);
-  }
-  this.loginfo(
-    `outbound_tls: store ${this.ratchetStore.description}, on_store_error=${parsed.onStoreError}, ` +
-      `plain_retry=${parsed.plainRetry}, smart_host_ratchet=${parsed.smartHostRatchet}`,
-  );
+    this.tlsConfig = parsed;
+    this.loginfo(
+      `outbound_tls: store ${this.ratchetStore.description}, on_store_error=${parsed.onStoreError}, ` +
+        `plain_retry=${parsed.plainRetry}, smart_host_ratchet=${parsed.smartHostRatchet}`,
+    );
+  });
 }
 
 function loadHMailPrototype(plugin: OutboundTlsPlugin): HMailPrototype | undefined {

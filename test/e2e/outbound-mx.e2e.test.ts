@@ -247,6 +247,20 @@ test('MX-1: a malformed recipient domain bounces with 5.1.2 and Haraka keeps run
   await haraka.waitForEvent((e) => e.event === 'delivered' && e.domain === 'after.test');
 });
 
+test('OPS-1: a bad value in a changed ini is reported and the running settings stay', async () => {
+  const ini = path.join(haraka.dir, 'config', 'outbound_mx.ini');
+  const good = fs.readFileSync(ini, 'utf8');
+  fs.writeFileSync(ini, good.replace('[main]', '[main]\nmax_mx=zero'));
+  try {
+    await haraka.waitForLog(/outbound_mx\.ini, outbound_tls\.ini, redis\.ini not reloaded, keeping the running settings: \[main\] max_mx=zero: not a whole number/);
+    await haraka.send({ to: 'user@after.test', subject: 'after a bad reload' });
+    await haraka.waitForEvent((e) => e.event === 'delivered' && e.domain === 'after.test' && sink(SINK.after).messages.length === 2);
+    assert.ok(haraka.running);
+  } finally {
+    fs.writeFileSync(ini, good);
+  }
+});
+
 test('MX-2: a domain literal skips the MX lookup and is delivered to the address', async () => {
   const mxQueries = dns.queries({ type: 'MX' }).length;
   await haraka.send({ to: `user@[${SINK.literal}]` });
