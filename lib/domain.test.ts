@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { normaliseHostName, parseDomainLiteral, toALabel, toULabel } from './domain';
+import { literalKey, normaliseHostName, parseDomainLiteral, toALabel, toULabel } from './domain';
+import { isValidRatchetKey } from './ratchet-store';
 
 test('MX-1: a Unicode domain becomes its lowercase A-label', () => {
   assert.deepEqual(toALabel('Bücher.Example'), { ok: true, aLabel: 'xn--bcher-kva.example' });
@@ -49,4 +50,14 @@ test('MX-2: domain literals are parsed', () => {
   assert.equal(parseDomainLiteral('[2001:db8::1]'), null);
   assert.equal(parseDomainLiteral('[300.1.1.1]'), null);
   assert.equal(parseDomainLiteral('example.com'), null);
+});
+
+test('MX-2: address literals have one store key form, which the stores accept', () => {
+  const v6 = parseDomainLiteral('[IPv6:2001:DB8::1]');
+  const v4 = parseDomainLiteral('[192.0.2.1]');
+  assert.ok(v6 && v4);
+  assert.equal(literalKey(v6), '[2001:db8::1]');
+  assert.equal(literalKey(v4), '[192.0.2.1]');
+  assert.equal(isValidRatchetKey(literalKey(v6)), true);
+  assert.equal(isValidRatchetKey(literalKey(v4)), true);
 });

@@ -93,6 +93,11 @@ export function parseDomainLiteral(domain: string): DomainLiteral | null {
   return null;
 }
 
+/** The store key of an address literal: `[192.0.2.1]`, `[2001:db8::1]` (no `IPv6:` tag, lowercase). */
+export function literalKey(literal: DomainLiteral): string {
+  return `[${literal.address}]`;
+}
+
 export function isDomainLiteral(domain: string): boolean {
   return domain.trim().startsWith('[');
 }

@@ -5,7 +5,7 @@
 import { checkAddress } from '../../lib/address-policy';
 import { createDnsClient, type DnsClient } from '../../lib/dns-client';
 import { setDeliveryState } from '../../lib/delivery-state';
-import { parseDomainLiteral, printable, toALabel, toULabel } from '../../lib/domain';
+import { literalKey, parseDomainLiteral, printable, toALabel, toULabel, type DomainLiteral } from '../../lib/domain';
 import { DENY, DENYSOFT, OK, watchIni, type HMailItem, type HarakaMxSpec, type HarakaPlugin, type Next } from '../../lib/haraka';
 import { lookupMx, type MxLookupResult } from '../../lib/mx-lookup';
 import { parseOutboundMxConfig, type IniFile, type OutboundMxConfig } from '../../lib/outbound-mx-config';
@@ -137,7 +137,7 @@ async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, doma
       plugin.logwarn(`permanent failure: ${reason}`, hmail);
       return [DENY, reason];
     }
-    return literalAnswer(plugin, hmail, domain, literal.address);
+    return literalAnswer(plugin, hmail, domain, literal);
   }
 
   const name = toALabel(domain);
@@ -205,13 +205,14 @@ async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, doma
   }
 }
 
-function literalAnswer(plugin: OutboundMxPlugin, hmail: HMailItem, domain: string, address: string): HookAnswer {
+function literalAnswer(plugin: OutboundMxPlugin, hmail: HMailItem, domain: string, literal: DomainLiteral): HookAnswer {
+  const address = literal.address;
   const verdict = checkAddress(plugin.mxConfig.addressPolicy, address);
   if (!verdict.allowed) {
     plugin.logwarn(`temporary failure for ${printable(domain)}: ${verdict.reason}`, hmail);
     return [DENYSOFT, `address literal refused: ${verdict.reason}`];
   }
-  setDeliveryState(hmail, { domain: domain.toLowerCase(), domainLiteral: true, mxHosts: [] });
+  setDeliveryState(hmail, { domain: literalKey(literal), domainLiteral: true, mxHosts: [] });
   plugin.loginfo(`address literal ${printable(domain)}: no MX lookup, no MTA-STS, at most TLS_INSECURE`, hmail);
   return [OK, [{ exchange: address, priority: 0, port: plugin.mxConfig.mxPort }]];
 }
