@@ -11,7 +11,7 @@ const root = path.resolve(__dirname, '..', '..');
 const listen = /^\s*listen\s*=\s*(\S+)/m.exec(fs.readFileSync(path.join(root, 'config', 'smtp.ini'), 'utf8'))?.[1] ?? '[::0]:25';
 for (const dir of ['queue', 'data']) fs.mkdirSync(path.join(root, dir), { recursive: true });
 
-console.log(`Haraka with outbound_mx: SMTP on ${listen} (mail submitted from localhost is relayed)`);
+console.log(`Haraka with outbound_tls and outbound_mx: SMTP on ${listen} (mail submitted from localhost is relayed)`);
 console.log(`config: ${path.join(root, 'config')}  queue: ${path.join(root, 'queue')}  state: ${path.join(root, 'data')}`);
 
 const child = spawn(process.execPath, [path.join(root, 'node_modules', 'Haraka', 'bin', 'haraka'), '-c', root], {
