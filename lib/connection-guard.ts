@@ -173,7 +173,11 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
     const reasons = abandonReasons.get(hmail) ?? [];
     reasons.push(reason);
     abandonReasons.set(hmail, reasons);
-    write('QUIT\r\n');
+    try {
+      write('QUIT\r\n'); // a courtesy; the socket may already be gone
+    } catch {
+      // nothing to say goodbye to
+    }
     emit('error', new Error(`outbound_tls abandoned the connection: ${reason}`));
   };
 
