@@ -6,10 +6,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { createDnsClient, describeFailure } from '../lib/dns-client';
+import { createDnsClient, describeFailure, type DnsClient } from '../lib/dns-client';
 import type { HarakaConfig } from '../lib/haraka';
 import { fetchPolicyText } from '../lib/mta-sts-fetch';
-import { parsePolicy, parseStsTxtRecords } from '../lib/mta-sts-policy';
+import { parsePolicy, parseStsTxtRecords, type MtaStsPolicy } from '../lib/mta-sts-policy';
 import { openPolicyStore } from '../lib/open-stores';
 import { parseOutboundMxConfig, type IniFile, type OutboundMxConfig } from '../lib/outbound-mx-config';
 import type { OutboundTlsConfig } from '../lib/outbound-tls-config';
@@ -93,7 +93,7 @@ export async function runPolicy(
         const domain = key(command.domain);
         const read = await store.get(domain);
         output.out(`cached: ${formatCached(domain, read)}`);
-        output.out(`live:   ${await livePolicy(domain, loadMxSettings(configDir))}`);
+        output.out(`live:   ${formatLivePolicy(await fetchLivePolicy(domain, loadMxSettings(configDir)))}`);
         return read.kind === 'unreadable' ? 3 : 0;
       }
     }
@@ -102,12 +102,21 @@ export async function runPolicy(
   }
 }
 
-async function livePolicy(domain: string, mx: OutboundMxConfig): Promise<string> {
-  const dns = createDnsClient(mx.dns);
+/** The live MTA-STS policy of a domain, discovered and fetched now (nothing cached). */
+export type LivePolicy =
+  | { kind: 'policy'; id: string; policy: MtaStsPolicy; address: string }
+  | { kind: 'none'; reason: string }
+  | { kind: 'failed'; reason: string };
+
+/**
+ * STS-1/STS-2/STS-3 with the plugin's settings: the TXT record, then the
+ * HTTPS fetch and the parse. Shared by `policy show` and `mx show`.
+ */
+export async function fetchLivePolicy(domain: string, mx: OutboundMxConfig, dns: DnsClient = createDnsClient(mx.dns)): Promise<LivePolicy> {
   const txt = await dns.txt(`_mta-sts.${domain}`);
-  if (txt.kind === 'failure') return `TXT lookup failed: ${describeFailure(txt)}`;
+  if (txt.kind === 'failure') return { kind: 'failed', reason: `TXT lookup failed: ${describeFailure(txt)}` };
   const record = txt.kind === 'answer' ? parseStsTxtRecords(txt.records) : { kind: 'none' as const, reason: 'no TXT record' };
-  if (record.kind === 'none') return `no policy record (${record.reason})`;
+  if (record.kind === 'none') return { kind: 'none', reason: `no policy record (${record.reason})` };
   const extraCa = mx.mtaSts.caFile ? [fs.readFileSync(mx.mtaSts.caFile, 'utf8')] : [];
   const fetched = await fetchPolicyText(domain, dns, {
     timeoutMs: mx.mtaSts.fetchTimeoutMs,
@@ -115,9 +124,15 @@ async function livePolicy(domain: string, mx: OutboundMxConfig): Promise<string>
     extraCa,
     addressPolicy: mx.addressPolicy,
   });
-  if (!fetched.ok) return `record id ${record.id}; fetch failed: ${fetched.error}`;
+  if (!fetched.ok) return { kind: 'failed', reason: `record id ${record.id}; fetch failed: ${fetched.error}` };
   const parsed = parsePolicy(fetched.text);
-  if (!parsed.ok) return `record id ${record.id}; policy invalid: ${parsed.error}`;
-  const p = parsed.policy;
-  return `record id ${record.id}; mode ${p.mode}, max_age ${p.maxAge}, mx ${p.mx.map((m) => m.text).join(' ')} (from ${fetched.address})`;
+  if (!parsed.ok) return { kind: 'failed', reason: `record id ${record.id}; policy invalid: ${parsed.error}` };
+  return { kind: 'policy', id: record.id, policy: parsed.policy, address: fetched.address };
+}
+
+/** One line for a live policy, as `policy show` prints it after "live:". */
+export function formatLivePolicy(live: LivePolicy): string {
+  if (live.kind !== 'policy') return live.reason;
+  const p = live.policy;
+  return `record id ${live.id}; mode ${p.mode}, max_age ${p.maxAge}, mx ${p.mx.map((m) => m.text).join(' ')} (from ${live.address})`;
 }

@@ -68,7 +68,7 @@ describe('haraka-outbound command line (parsing and formatting)', () => {
       ['policy', 'show'],
       ['policy', 'purge', 'a.example', 'b.example'],
       ['policy', 'list', '--json'],
-      ['mx', 'show', 'a.example'],
+      ['mx', 'show'],
       ['--config'],
       ['--verbose', 'ratchet', 'list'],
     ]) {

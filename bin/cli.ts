@@ -10,14 +10,15 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { toALabel } from '../lib/domain';
+import { literalKey, parseDomainLiteral, toALabel } from '../lib/domain';
 import type { HarakaConfig } from '../lib/haraka';
 import { openRatchetStore } from '../lib/open-stores';
 import type { IniFile } from '../lib/outbound-mx-config';
 import { parseOutboundTlsConfig, type OutboundTlsConfig } from '../lib/outbound-tls-config';
-import { isValidRatchetKey, type RatchetRead, type RatchetStore } from '../lib/ratchet-store';
+import type { RatchetRead, RatchetStore } from '../lib/ratchet-store';
 import { levelName } from '../lib/sec-level';
 import { migrate, type MigrateDirection } from './cli-migrate';
+import { parseMxCommand, runMx, type MxCommand } from './cli-mx';
 import { parsePolicyCommand, runPolicy, type PolicyCommand } from './cli-policy';
 
 export const PROGRAM = 'haraka-outbound';
@@ -32,14 +33,21 @@ export const USAGE = `usage:
   ${PROGRAM} [--config DIR] policy purge DOMAIN    forget the cached policy (workers notice within [mta_sts] recheck)
   ${PROGRAM} [--config DIR] migrate file-to-redis|redis-to-file
                                                    copy ratchet levels and cached policies between the stores
+  ${PROGRAM} [--config DIR] mx show DOMAIN         what outbound_mx would do now: MTA-STS policy (cached, live, in
+                                                   effect), MX hosts and addresses or the failure, required level
+  ${PROGRAM} [--config DIR] probe [--timeout S] DOMAIN
+                                                   connect to every selected MX address (EHLO, STARTTLS, EHLO, QUIT;
+                                                   never MAIL FROM), classify each and check it against the
+                                                   requirement; S seconds per connection (default 10)
 
   --config DIR  the Haraka config directory holding outbound_tls.ini (default ${DEFAULT_CONFIG_DIR});
                 a relative data_dir there is relative to DIR's parent, the Haraka directory
   DOMAIN        a domain in Unicode or A-label form, or an address literal such as [192.0.2.1]
 
-exit status: 0 done, 1 error, 2 bad usage, 3 a stored entry is unreadable`;
+exit status: 0 done, 1 error, 2 bad usage, 3 a stored entry is unreadable,
+             4 probe: no MX meets the requirement (or there is no MX to deliver to)`;
 
-export const EXIT = { OK: 0, ERROR: 1, USAGE: 2, UNREADABLE: 3 } as const;
+export const EXIT = { OK: 0, ERROR: 1, USAGE: 2, UNREADABLE: 3, NONE_MEETS: 4 } as const;
 
 export type Command =
   | { kind: 'help' }
@@ -47,6 +55,7 @@ export type Command =
   | { kind: 'ratchet-list'; json: boolean }
   | { kind: 'ratchet-reset'; domain: string }
   | PolicyCommand
+  | MxCommand
   | { kind: 'migrate'; direction: MigrateDirection };
 
 export type ParsedArgs = { ok: true; configDir: string; command: Command } | { ok: false; error: string };
@@ -54,6 +63,7 @@ export type ParsedArgs = { ok: true; configDir: string; command: Command } | { o
 /** Splits the command line into the config directory and one command; never throws. */
 export function parseArgs(argv: readonly string[]): ParsedArgs {
   let configDir = DEFAULT_CONFIG_DIR;
+  let timeout: string | undefined;
   const words: string[] = [];
   const flags = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
@@ -65,6 +75,10 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     } else if (arg.startsWith('--config=')) {
       configDir = arg.slice('--config='.length);
       if (configDir === '') return { ok: false, error: '--config needs a directory' };
+    } else if (arg === '--timeout' || arg.startsWith('--timeout=')) {
+      timeout = arg === '--timeout' ? argv[++i] : arg.slice('--timeout='.length);
+      if (timeout === undefined || timeout === '') return { ok: false, error: '--timeout needs a number of seconds' };
+      flags.add('--timeout');
     } else if (arg === '-h' || arg === '--help') {
       return { ok: true, configDir, command: { kind: 'help' } };
     } else if (arg.startsWith('-') && arg !== '-') {
@@ -78,6 +92,7 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
   let command: Command | string;
   if (group === 'ratchet') command = parseRatchetCommand(rest, flags);
   else if (group === 'policy') command = flags.size > 0 ? `unknown option ${[...flags][0]}` : parsePolicyCommand(rest);
+  else if (group === 'mx' || group === 'probe') command = parseMxCommand(group, rest, flags, timeout);
   else if (group === 'migrate')
     command =
       rest.length === 1 && (rest[0] === 'file-to-redis' || rest[0] === 'redis-to-file')
@@ -112,8 +127,8 @@ function parseRatchetCommand(words: string[], flags: Set<string>): Command | str
 export function domainKey(input: string): { ok: true; key: string } | { ok: false; error: string } {
   const text = input.trim();
   if (text.startsWith('[')) {
-    const literal = text.toLowerCase();
-    return isValidRatchetKey(literal) ? { ok: true, key: literal } : { ok: false, error: `"${text}" is not an address literal` };
+    const literal = parseDomainLiteral(text);
+    return literal ? { ok: true, key: literalKey(literal) } : { ok: false, error: `"${text}" is not an address literal` };
   }
   const result = toALabel(text);
   return result.ok ? { ok: true, key: result.aLabel } : { ok: false, error: result.reason };
@@ -225,6 +240,9 @@ async function run(configDir: string, command: Exclude<Command, { kind: 'help' }
   const redisIni = loadRedisIni(configDir);
   if (command.kind === 'policy-show' || command.kind === 'policy-list' || command.kind === 'policy-purge') {
     return runPolicy(command, configDir, settings, redisIni, requirePolicyKey, output);
+  }
+  if (command.kind === 'mx-show' || command.kind === 'probe') {
+    return runMx(command, configDir, settings, redisIni, requireKey, output);
   }
   if (command.kind === 'migrate') {
     const report = await migrate(command.direction, settings, redisIni);
