@@ -238,7 +238,8 @@ export class MtaStsResolver {
           stats.dropped++;
           continue;
         }
-        const nearExpiry = entry.expiresAt - now <= settings.refreshBeforeMs;
+        // Near expiry: within refresh_before, or past half the lifetime of a short-lived policy.
+        const nearExpiry = entry.expiresAt - now <= Math.min(settings.refreshBeforeMs, maxAgeMs / 2);
         if (!nearExpiry && now - entry.checkedAt < settings.recheckMs) continue;
         stats.checked++;
         const before = entry.fetchedAt;

@@ -14,6 +14,7 @@ import { HarakaInstance, REPO_ROOT, sleep } from '../fixtures/haraka-instance';
 import { PolicyServer, policyText } from '../fixtures/policy-server';
 import { SmtpSink, startSinksOnCommonPort, type SinkOptions } from '../fixtures/smtp-sink';
 import { TestCa } from '../fixtures/test-ca';
+import { FilePolicyStore } from '../../lib/policy-store';
 
 const POLICY_HOST = '127.0.5.1';
 const RECHECK_S = 2;
@@ -67,13 +68,16 @@ function mxRecords(domain: string, ...targets: Array<[number, string]>): void {
   );
 }
 
-function startHaraka(extra: string): Promise<HarakaInstance> {
+function startHaraka(extra: string, config: Record<string, string> = {}): Promise<HarakaInstance> {
   return HarakaInstance.start({
     dnsServer: dns.address,
     mxPort,
     plugins: ['outbound_tls', 'outbound_mx'],
     extraCa: ca.caCertPath,
     allow: '127.0.0.0/16',
+    config,
+    // STS-2: proxy variables are ignored (were they used, every fetch would go to a dead port).
+    env: { HTTPS_PROXY: 'http://127.0.0.1:9', https_proxy: 'http://127.0.0.1:9', ALL_PROXY: 'http://127.0.0.1:9' },
     mxIniExtra: ['[mta_sts]', `https_port=${policies.port}`, `ca_file=${ca.caCertPath}`, 'fetch_timeout=1', extra].join('\n'),
   });
 }
@@ -270,8 +274,17 @@ test("STS-6: Haraka's main process refreshes a cached policy in the background, 
       // The policy expires within refresh_before: the refresh fetches it again, with its new id.
       await publish('refresh.test', 'r2', 'enforce', ['mx.refresh.test', 'mx2.refresh.test'], 3600);
       const requests = policies.requests('refresh.test').length;
-      await local.waitForLog(/MTA-STS refresh: \d+ checked, [1-9]\d* refetched/, 15000);
+      const store = new FilePolicyStore(path.join(local.dir, 'data', 'mta-sts'));
+      let id = '';
+      for (let i = 0; i < 100 && id !== 'r2'; i++) {
+        await sleep(100);
+        const read = await store.get('refresh.test');
+        id = read.kind === 'entry' ? read.entry.id : '';
+      }
+      assert.equal(id, 'r2', 'the cache holds the new policy');
       assert.ok(policies.requests('refresh.test').length > requests, 'fetched again with no message sent');
+      assert.equal(target.messages.length, 1, 'no other delivery happened');
+      assert.ok(local.logLines.some((l) => /MTA-STS refresh: \d+ checked, [1-9]\d* refetched/.test(l)));
       const cached = await promisify(execFile)(process.execPath, [
         path.join(REPO_ROOT, 'dist', 'bin', 'cli.js'),
         '--config',
@@ -289,7 +302,7 @@ test("STS-6: Haraka's main process refreshes a cached policy in the background, 
 });
 
 test('STS-5: 200 messages at once to a domain never seen cause one TXT query and one HTTPS request; OPS-4 CLI shows and purges the cached policy', async () => {
-  const local = await startHaraka('recheck=600');
+  const local = await startHaraka('recheck=600', { 'outbound_tls.ini': '[metrics]\nlisten=127.0.0.1:0\n' });
   try {
     const stampede: SinkOptions = {
       host: '127.0.5.30',
@@ -326,6 +339,16 @@ test('STS-5: 200 messages at once to a domain never seen cause one TXT query and
       assert.equal(policies.requests('stampede.test').length, 1);
 
       // Asynchronous: the DNS and policy servers run in this process and must keep answering.
+      // OPS-3: the MTA-STS counters.
+      const metricsLine = await local.waitForLog(/metrics on http:\/\/127\.0\.0\.1:\d+\/metrics/);
+      const metricsText = await (await fetch(/http:\/\/127\.0\.0\.1:\d+\/metrics/.exec(metricsLine)?.[0] as string)).text();
+      const counter = (re: RegExp): number => Number(re.exec(metricsText)?.[1] ?? NaN);
+      assert.ok(counter(/outbound_mta_sts_mode_total\{mode="enforce"\} (\d+)/) >= 200, 'enforce mode counted per delivery');
+      assert.equal(counter(/outbound_mta_sts_cache_total\{event="fetched"\} (\d+)/), 1);
+      // The 200 deliveries shared one discovery: one miss, one fetch.
+      assert.equal(counter(/outbound_mta_sts_cache_total\{event="miss"\} (\d+)/), 1);
+      assert.ok(counter(/outbound_mta_sts_checks_total\{mode="enforce",result="pass"\} (\d+)/) >= 200);
+
       const cli = async (...args: string[]): Promise<string> =>
         (
           await promisify(execFile)(process.execPath, [

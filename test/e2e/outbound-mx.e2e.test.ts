@@ -190,6 +190,17 @@ test('MX-6: SERVFAIL defers, the message stays queued and is delivered once DNS 
   assert.equal(sink(SINK.flaky).messages.length, 1);
 });
 
+test('MX-6: a REFUSED answer from the resolver defers, then delivers', async () => {
+  dns.add('refusing.test', { type: 'MX', preference: 10, exchange: 'mx.flaky.test' });
+  dns.behave('refusing.test', 'MX', 'refused');
+  await haraka.send({ to: 'user@refusing.test' });
+  const deferred = await haraka.waitForEvent((e) => e.event === 'deferred' && e.domain === 'refusing.test');
+  assert.match(String(deferred.err), /Temporary MX lookup error/);
+  assert.ok(haraka.logLines.some((l) => /MX lookup for refusing\.test failed: EREFUSED/.test(l)));
+  dns.behave('refusing.test', 'MX', null);
+  await haraka.waitForEvent((e) => e.event === 'delivered' && e.domain === 'refusing.test');
+});
+
 test('MX-6: a DNS timeout defers, then delivers', async () => {
   dns.add('slow.test', { type: 'MX', preference: 10, exchange: 'mx.flaky.test' });
   dns.behave('slow.test', '*', 'timeout');
