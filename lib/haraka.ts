@@ -44,6 +44,8 @@ export interface HarakaMxSpec {
   priority: number;
   port?: number;
   from_dns?: string;
+  auth_user?: string;
+  auth_pass?: string;
 }
 
 /**

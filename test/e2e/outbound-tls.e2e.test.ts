@@ -337,6 +337,44 @@ test("TLS-5: when another plugin chose the route (smart host), the recipient dom
   }
 });
 
+test('TLS-2: smart-host credentials are never sent below the requirement; AUTH goes out once the connection passes', async () => {
+  const relay = await SmtpSink.start({ host: '127.0.2.60', port: mxPort, tls: 'none', auth: true, name: 'relay.auth.test' });
+  stoppers.push(() => relay.stop());
+  const routes = path.join(haraka.dir, 'auth-routes.json');
+  const route = {
+    exchange: '127.0.2.60',
+    port: mxPort,
+    host: 'relay.auth.test',
+    auth_user: 'smarthost-user',
+    auth_pass: 'secret-password',
+  };
+  fs.writeFileSync(routes, JSON.stringify({ 'authlevel.test': route, 'authopen.test': route }));
+  const local = await HarakaInstance.start({
+    dnsServer: dns.address,
+    mxPort,
+    plugins: ['outbound_tls', 'haraka-static-route'],
+    env: { HARAKA_STATIC_ROUTES: routes },
+  });
+  try {
+    await new FileRatchetStore(path.join(local.dir, 'data', 'ratchet')).raise('authlevel.test', SecLevel.TLS_SECURE);
+    await local.send({ to: 'user@authlevel.test' });
+    const deferred = await local.waitForEvent((e) => e.event === 'deferred' && e.domain === 'authlevel.test');
+    assert.match(String(deferred.err), /offers PLAIN \(no TLS\), required TLS_SECURE/);
+    assert.ok(relay.count('connect') >= 1);
+    assert.equal(relay.count('auth'), 0, 'no AUTH (no credentials) below the requirement');
+    assert.equal(relay.count('mailfrom'), 0);
+    // A domain without a level: the held AUTH is released and the message goes through.
+    await local.send({ to: 'user@authopen.test' });
+    await local.waitForEvent((e) => e.event === 'delivered' && e.domain === 'authopen.test');
+    assert.deepEqual(
+      relay.events.filter((e) => e.kind === 'auth').map((e) => e.value),
+      ['smarthost-user'],
+    );
+  } finally {
+    await local.stop();
+  }
+});
+
 test('ST-2: Haraka in cluster mode (nodes=2): a raise by one worker is enforced by the other; metrics are summed over workers', async () => {
   const cluster = await HarakaInstance.start({
     dnsServer: dns.address,
