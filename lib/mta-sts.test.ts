@@ -168,3 +168,15 @@ test('STS-6: refresh refetches policies near expiry and drops those unused for l
   assert.ok(later.dropped >= 1, JSON.stringify(later));
   assert.equal((await new FilePolicyStore(dir).get('idle.test')).kind, 'none');
 });
+
+test('STS-5: what a process remembers stays bounded whatever the number of domains', async () => {
+  const r = new MtaStsResolver(dns, new FilePolicyStore(dir), settings, { event: () => undefined, log: () => undefined }, () => clock, 100);
+  for (let i = 0; i < 500; i++) await r.policyFor(`nopolicy${i}.test`);
+  assert.ok(r.memorySizes().absent <= 100, JSON.stringify(r.memorySizes()));
+  // The most recent are still remembered (no new TXT query), the oldest asked again.
+  const before = txtQueries;
+  await r.policyFor('nopolicy499.test');
+  assert.equal(txtQueries, before);
+  await r.policyFor('nopolicy0.test');
+  assert.equal(txtQueries, before + 1);
+});

@@ -42,6 +42,26 @@ export interface MtaStsHooks {
   log(level: 'info' | 'warn' | 'error', message: string): void;
 }
 
+/** Domains remembered per process, for each of the in-memory maps; the oldest go first. */
+export const MEMORY_LIMIT = 50_000;
+
+/** A Map that forgets its oldest entries beyond `limit`, so memory stays bounded whatever the traffic. */
+class BoundedMap<K, V> extends Map<K, V> {
+  constructor(private readonly limit: number) {
+    super();
+  }
+  override set(key: K, value: V): this {
+    if (this.has(key)) this.delete(key); // refreshed entries move to the young end
+    super.set(key, value);
+    while (this.size > this.limit) {
+      const oldest = this.keys().next();
+      if (oldest.done) break;
+      this.delete(oldest.value);
+    }
+    return this;
+  }
+}
+
 interface Loaded {
   entry: CachedPolicy;
   policy: MtaStsPolicy;
@@ -49,9 +69,9 @@ interface Loaded {
 
 export class MtaStsResolver {
   private readonly inflight = new Map<string, Promise<PolicyDecision>>();
-  private readonly negative = new Map<string, { until: number; reason: string }>();
-  private readonly absent = new Map<string, number>();
-  private readonly memory = new Map<string, Loaded>();
+  private readonly negative: Map<string, { until: number; reason: string }>;
+  private readonly absent: Map<string, number>;
+  private readonly memory: Map<string, Loaded>;
 
   constructor(
     private readonly dns: DnsClient,
@@ -59,7 +79,17 @@ export class MtaStsResolver {
     private readonly settings: () => MtaStsSettings,
     private readonly hooks: MtaStsHooks,
     private readonly now: () => number = Date.now,
-  ) {}
+    memoryLimit = MEMORY_LIMIT,
+  ) {
+    this.negative = new BoundedMap(memoryLimit);
+    this.absent = new BoundedMap(memoryLimit);
+    this.memory = new BoundedMap(memoryLimit);
+  }
+
+  /** How many domains each in-memory map holds (tests, diagnostics). */
+  memorySizes(): { policies: number; absent: number; failed: number } {
+    return { policies: this.memory.size, absent: this.absent.size, failed: this.negative.size };
+  }
 
   /** The policy to apply to a delivery to `domain` (a lowercase A-label). Never rejects. */
   policyFor(domain: string): Promise<PolicyDecision> {
