@@ -9,6 +9,7 @@ import type { OutboundTlsConfig } from '../lib/outbound-tls-config';
 import type { IniFile } from '../lib/outbound-mx-config';
 import type { PolicyStore } from '../lib/policy-store';
 import type { RatchetStore } from '../lib/ratchet-store';
+import { waitUntilConnected } from './cli-config';
 
 export type MigrateDirection = 'file-to-redis' | 'redis-to-file';
 
@@ -42,7 +43,7 @@ export async function migrate(direction: MigrateDirection, tls: OutboundTlsConfi
 /** A Redis store connects in the background; give it a moment before the first command. */
 async function waitForRedis(stores: Array<RatchetStore | PolicyStore>): Promise<void> {
   for (const store of stores) {
-    if (store.ready && !(await store.ready(5000))) throw new Error(`${store.description}: cannot connect`);
+    await waitUntilConnected(store);
   }
 }
 

@@ -32,7 +32,8 @@ import type { RatchetRead } from '../lib/ratchet-store';
 import { SecLevel, levelName, maxLevel } from '../lib/sec-level';
 import type { Classification } from '../lib/tls-classify';
 import { probeAddress, type ProbeOutcome } from '../lib/smtp-probe';
-import { fetchLivePolicy, formatCached, formatLivePolicy, loadMxSettings, type LivePolicy } from './cli-policy';
+import { loadMxSettings, waitUntilConnected } from './cli-config';
+import { fetchLivePolicy, formatCached, formatLivePolicy, type LivePolicy } from './cli-policy';
 
 export const DEFAULT_PROBE_TIMEOUT_S = 10;
 /** Exit status of `probe` when no MX meets the requirement (or there is no MX to probe). */
@@ -137,7 +138,7 @@ export async function gatherMxReport(
   const policyStore = openPolicyStore(stores);
   try {
     for (const store of [ratchetStore, policyStore]) {
-      if (store.ready && !(await store.ready(5000))) throw new Error(`${store.description}: cannot connect`);
+      await waitUntilConnected(store);
     }
     const ratchet = await ratchetStore.get(domain);
     const base = { domain, ratchet, onStoreError: tlsSettings.onStoreError };

@@ -5,13 +5,12 @@
  * domain's entry.
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { createDnsClient, describeFailure, type DnsClient } from '../lib/dns-client';
-import type { HarakaConfig } from '../lib/haraka';
 import { fetchPolicyText } from '../lib/mta-sts-fetch';
 import { parsePolicy, parseStsTxtRecords, type MtaStsPolicy } from '../lib/mta-sts-policy';
 import { openPolicyStore } from '../lib/open-stores';
-import { parseOutboundMxConfig, type IniFile, type OutboundMxConfig } from '../lib/outbound-mx-config';
+import { loadMxSettings, waitUntilConnected } from './cli-config';
+import type { IniFile, OutboundMxConfig } from '../lib/outbound-mx-config';
 import type { OutboundTlsConfig } from '../lib/outbound-tls-config';
 import type { CachedPolicy, PolicyRead } from '../lib/policy-store';
 
@@ -42,17 +41,7 @@ export function parsePolicyCommand(words: string[]): PolicyCommand | string {
   }
 }
 
-/** outbound_mx.ini from the config directory (DNS servers, MTA-STS fetch settings). */
-export function loadMxSettings(configDir: string): OutboundMxConfig {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const harakaConfig = require('haraka-config') as HarakaConfig;
-  const file = path.join(path.resolve(configDir), 'outbound_mx.ini');
-  try {
-    return parseOutboundMxConfig(harakaConfig.get(file, { no_watch: true }) as IniFile);
-  } catch (err) {
-    throw new Error(`${file}: ${(err as Error).message}`);
-  }
-}
+export { loadMxSettings } from './cli-config';
 
 export function formatCached(domain: string, read: PolicyRead, now = Date.now()): string {
   if (read.kind === 'none') return `${domain}: no cached policy`;
@@ -75,7 +64,7 @@ export async function runPolicy(
   output: PolicyOutput,
 ): Promise<number> {
   const store = openPolicyStore({ dataDir: tls.dataDir, store: tls.store, redisIni });
-  if (store.ready && !(await store.ready(5000))) throw new Error(`${store.description}: cannot connect`);
+  await waitUntilConnected(store);
   try {
     switch (command.kind) {
       case 'policy-list': {

@@ -8,15 +8,11 @@
  * `main` does the I/O. A new command group (`policy show|purge`) is one more
  * case in `parseArgs` and `run`.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import { literalKey, parseDomainLiteral, toALabel } from '../lib/domain';
-import type { HarakaConfig } from '../lib/haraka';
 import { openRatchetStore } from '../lib/open-stores';
-import type { IniFile } from '../lib/outbound-mx-config';
-import { parseOutboundTlsConfig, type OutboundTlsConfig } from '../lib/outbound-tls-config';
-import type { RatchetRead, RatchetStore } from '../lib/ratchet-store';
+import type { RatchetRead } from '../lib/ratchet-store';
 import { levelName } from '../lib/sec-level';
+import { loadRedisIni, loadSettings, waitUntilConnected } from './cli-config';
 import { migrate, type MigrateDirection } from './cli-migrate';
 import { parseMxCommand, runMx, type MxCommand } from './cli-mx';
 import { parsePolicyCommand, runPolicy, type PolicyCommand } from './cli-policy';
@@ -176,35 +172,7 @@ export function formatReset(domain: string, before: RatchetRead, existed: boolea
   return `${domain}: reset (no level was stored)`;
 }
 
-/** config/redis.ini (haraka-plugin-redis's [server] and [opts]); empty when absent. */
-export function loadRedisIni(configDir: string): IniFile {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const harakaConfig = require('haraka-config') as HarakaConfig;
-  return (harakaConfig.get(path.join(path.resolve(configDir), 'redis.ini'), { no_watch: true }) as IniFile) ?? {};
-}
-
-/** A Redis store connects in the background; the CLI waits for it (5 s) before its one command. */
-export async function waitUntilConnected(store: RatchetStore): Promise<void> {
-  if (store.ready && !(await store.ready(5000))) throw new Error(`${store.description}: cannot connect`);
-}
-
-/** outbound_tls.ini from the given config directory, parsed as the plugin parses it. */
-export function loadSettings(configDir: string): OutboundTlsConfig {
-  const dir = path.resolve(configDir);
-  if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
-    throw new Error(`config directory ${dir} not found (give the Haraka config directory with --config DIR)`);
-  }
-  // haraka-config ships no types; get() is typed by lib/haraka's HarakaConfig. An absolute
-  // name is read as it is, whatever HARAKA is set to; no_watch lets the process exit.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const harakaConfig = require('haraka-config') as HarakaConfig;
-  const ini = harakaConfig.get(path.join(dir, 'outbound_tls.ini'), { no_watch: true }) as IniFile;
-  try {
-    return parseOutboundTlsConfig(ini, path.dirname(dir));
-  } catch (err) {
-    throw new Error(`${path.join(dir, 'outbound_tls.ini')}: ${(err as Error).message}`);
-  }
-}
+export { loadRedisIni, loadSettings, waitUntilConnected } from './cli-config';
 
 export interface Output {
   out(line: string): void;
