@@ -22,7 +22,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { makeAddressPolicy } from '../lib/address-policy';
 import { createDnsClient, type DnsClient } from '../lib/dns-client';
 import { metrics } from '../lib/metrics';
@@ -31,6 +30,7 @@ import { FilePolicyStore, type CachedPolicy } from '../lib/policy-store';
 import { TestDnsServer } from '../test/fixtures/dns-server';
 import { PolicyServer, policyText } from '../test/fixtures/policy-server';
 import { TestCa } from '../test/fixtures/test-ca';
+import { Cleanup, fmt, lpad, median, positiveOption, readOptions } from './common';
 
 interface Options {
   calls: number;
@@ -49,30 +49,11 @@ function usage(): string {
   return 'usage: node dist/bench/mta-sts.js [--calls N] [--batches B] [--domains D] [--rechecks R] [--concurrency C]';
 }
 
-function positive(name: string, value: string | undefined, fallback: number, max: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > max) throw new Error(`--${name} must be an integer from 1 to ${max}, got ${value}\n${usage()}`);
-  return n;
-}
+const positive = (name: string, value: string | undefined, fallback: number, max: number): number =>
+  positiveOption(name, value, fallback, max, usage());
 
 function options(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      calls: { type: 'string' },
-      batches: { type: 'string' },
-      domains: { type: 'string' },
-      rechecks: { type: 'string' },
-      concurrency: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    console.log(usage());
-    process.exit(0);
-  }
+  const values = readOptions(argv, ['calls', 'batches', 'domains', 'rechecks', 'concurrency'], usage());
   const o = {
     calls: positive('calls', values.calls, 200_000, 100_000_000),
     batches: positive('batches', values.batches, 20, 1000),
@@ -84,49 +65,15 @@ function options(argv: string[]): Options {
   return o;
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-};
 const quantile = (xs: number[], q: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] as number;
 };
-const fmt = (n: number, digits = 1): string => n.toFixed(digits);
 const int = (n: number): string => Math.round(n).toLocaleString('en-US');
-const lpad = (s: string, n: number): string => s.padStart(n);
 /** A duration given in nanoseconds, in the unit that reads best. */
 const dur = (ns: number): string => (ns < 10_000 ? `${fmt(ns, 0)} ns` : ns < 1_000_000 ? `${fmt(ns / 1000)} µs` : `${fmt(ns / 1e6)} ms`);
 const nowNs = (): bigint => process.hrtime.bigint();
 const since = (t0: bigint): number => Number(process.hrtime.bigint() - t0);
-
-/** Cleanup steps, run last-in first-out, each one even if an earlier one failed. */
-class Cleanup {
-  private readonly steps: Array<{ what: string; run: () => Promise<void> | void }> = [];
-  private running: Promise<void> | undefined;
-
-  add(what: string, run: () => Promise<void> | void): void {
-    this.steps.push({ what, run });
-  }
-
-  runAll(): Promise<void> {
-    if (!this.running) {
-      this.running = (async () => {
-        while (this.steps.length > 0) {
-          const step = this.steps.pop();
-          if (!step) break;
-          try {
-            await step.run();
-          } catch (err) {
-            console.error(`cleanup: ${step.what} failed: ${(err as Error).message}`);
-          }
-        }
-      })();
-    }
-    return this.running;
-  }
-}
 
 interface Env {
   ca: TestCa;
@@ -435,12 +382,7 @@ function printSummary(s: Summary, o: Options): void {
 async function main(): Promise<void> {
   const o = options(process.argv.slice(2));
   const cleanup = new Cleanup();
-  const interrupted = (signal: NodeJS.Signals): void => {
-    console.error(`\n${signal}: stopping servers and removing temporary directories`);
-    cleanup.runAll().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', interrupted);
-  process.once('SIGTERM', interrupted);
+  cleanup.onInterrupt();
 
   const t0 = Date.now();
   let failed: string[] = [];

@@ -25,7 +25,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import nodemailer from 'nodemailer';
 import { FileRatchetStore } from '../lib/file-ratchet-store';
 import { openRatchetStoreFromUrl } from '../lib/open-stores';
@@ -36,6 +35,7 @@ import { TestDnsServer } from '../test/fixtures/dns-server';
 import { HarakaInstance, sleep } from '../test/fixtures/haraka-instance';
 import { startSinksOnCommonPort, type SmtpSink } from '../test/fixtures/smtp-sink';
 import { TestCa } from '../test/fixtures/test-ca';
+import { Cleanup, fmt, lpad, median, positiveOption, readOptions } from './common';
 
 interface Options {
   messages: number;
@@ -74,31 +74,11 @@ function usage(): string {
   return 'usage: node dist/bench/throughput.js [--messages N] [--domains D] [--rounds R] [--sinks S] [--connections C] [--store file|redis]';
 }
 
-function positive(name: string, value: string | undefined, fallback: number, max: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > max) throw new Error(`--${name} must be an integer from 1 to ${max}, got ${value}\n${usage()}`);
-  return n;
-}
+const positive = (name: string, value: string | undefined, fallback: number, max: number): number =>
+  positiveOption(name, value, fallback, max, usage());
 
 function options(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      messages: { type: 'string' },
-      domains: { type: 'string' },
-      rounds: { type: 'string' },
-      sinks: { type: 'string' },
-      connections: { type: 'string' },
-      store: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    console.log(usage());
-    process.exit(0);
-  }
+  const values = readOptions(argv, ['messages', 'domains', 'rounds', 'sinks', 'connections', 'store'], usage());
   return {
     messages: positive('messages', values.messages, 300, 100_000),
     domains: positive('domains', values.domains, 50, 10_000),
@@ -122,41 +102,7 @@ function usageError(message: string): never {
 /** The plugins side's ratchet store, as the plugins open it. */
 let ratchetUrl = '';
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-};
-const fmt = (n: number, digits = 1): string => n.toFixed(digits);
 const pad = (s: string, n: number): string => s.padEnd(n);
-const lpad = (s: string, n: number): string => s.padStart(n);
-
-/** Cleanup steps, run last-in first-out, each one even if an earlier one failed. */
-class Cleanup {
-  private readonly steps: Array<{ what: string; run: () => Promise<void> | void }> = [];
-  private running: Promise<void> | undefined;
-
-  add(what: string, run: () => Promise<void> | void): void {
-    this.steps.push({ what, run });
-  }
-
-  runAll(): Promise<void> {
-    if (!this.running) {
-      this.running = (async () => {
-        while (this.steps.length > 0) {
-          const step = this.steps.pop();
-          if (!step) break;
-          try {
-            await step.run();
-          } catch (err) {
-            console.error(`cleanup: ${step.what} failed: ${(err as Error).message}`);
-          }
-        }
-      })();
-    }
-    return this.running;
-  }
-}
 
 /**
  * HarakaInstance.start does not stop the child it spawned when startup fails (or when
@@ -497,12 +443,7 @@ function summary(results: BatchResult[], rounds: number): void {
 async function main(): Promise<void> {
   const o = options(process.argv.slice(2));
   const cleanup = new Cleanup();
-  const interrupted = (signal: NodeJS.Signals): void => {
-    console.error(`\n${signal}: stopping servers and removing temporary directories`);
-    cleanup.runAll().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', interrupted);
-  process.once('SIGTERM', interrupted);
+  cleanup.onInterrupt();
 
   const t0 = Date.now();
   try {
