@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import { FileRatchetStore } from '../../lib/file-ratchet-store';
 import { SecLevel } from '../../lib/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
-import { HarakaInstance, REPO_ROOT, sleep } from '../fixtures/haraka-instance';
+import { HarakaInstance, REPO_ROOT, sleep, type HarakaOptions } from '../fixtures/haraka-instance';
 import { SmtpSink, startSinksOnCommonPort, type SinkOptions } from '../fixtures/smtp-sink';
 import { StarttlsStripper } from '../fixtures/starttls-stripper';
 import { TestCa } from '../fixtures/test-ca';
@@ -61,8 +61,25 @@ function cli(...args: string[]): string {
   );
 }
 
-function store(): FileRatchetStore {
-  return new FileRatchetStore(path.join(haraka.dir, 'data', 'ratchet'));
+/** The file ratchet store of an instance (the shared one by default). */
+function store(instance: HarakaInstance = haraka): FileRatchetStore {
+  return new FileRatchetStore(path.join(instance.dir, 'data', 'ratchet'));
+}
+
+/** Runs `body` with an extra Haraka (our DNS, sinks' port, the test CA; outbound_tls + outbound_mx unless said), always stopped. */
+async function withHaraka(options: Partial<HarakaOptions>, body: (instance: HarakaInstance) => Promise<void>): Promise<void> {
+  const instance = await HarakaInstance.start({
+    dnsServer: dns.address,
+    mxPort,
+    plugins: ['outbound_tls', 'outbound_mx'],
+    extraCa: ca.caCertPath,
+    ...options,
+  });
+  try {
+    await body(instance);
+  } finally {
+    await instance.stop();
+  }
 }
 
 async function storedLevel(domain: string): Promise<string> {
@@ -266,15 +283,9 @@ test('ST-4: a corrupt store entry is reported, the delivery deferred, Haraka kee
 });
 
 test('TLS-6: with the guard missing (changed Haraka internals) the plugin fails closed', async () => {
-  const local = await HarakaInstance.start({
-    dnsServer: dns.address,
-    mxPort,
-    plugins: ['haraka-breaker', 'outbound_tls', 'outbound_mx'],
-    extraCa: ca.caCertPath,
-  });
-  try {
+  await withHaraka({ plugins: ['haraka-breaker', 'outbound_tls', 'outbound_mx'] }, async (local) => {
     await local.waitForLog(/cannot guard outbound connections: HMailItem\.try_deliver_host_on_socket takes \d+ arguments, expected 4/);
-    const ratchet = new FileRatchetStore(path.join(local.dir, 'data', 'ratchet'));
+    const ratchet = store(local);
     await ratchet.raise('secure.test', SecLevel.TLS_SECURE);
     const before = sink('secure').count('connect');
     await local.send({ to: 'user@secure.test' });
@@ -285,23 +296,13 @@ test('TLS-6: with the guard missing (changed Haraka internals) the plugin fails 
     // A domain without a requirement is delivered as usual.
     await local.send({ to: 'user@plain.test' });
     await local.waitForEvent((e) => e.event === 'delivered' && e.domain === 'plain.test');
-  } finally {
-    await local.stop();
-  }
+  });
 });
 
 test("TLS-6: Haraka's disable_for_failed_hosts (plaintext after a TLS failure) is warned about at startup", async () => {
-  const local = await HarakaInstance.start({
-    dnsServer: dns.address,
-    mxPort,
-    plugins: ['outbound_tls', 'outbound_mx'],
-    config: { 'tls.ini': '[redis]\ndisable_for_failed_hosts=true\n' },
-  });
-  try {
+  await withHaraka({ config: { 'tls.ini': '[redis]\ndisable_for_failed_hosts=true\n' } }, async (local) => {
     await local.waitForLog(/disable_for_failed_hosts=true makes Haraka send in plaintext/);
-  } finally {
-    await local.stop();
-  }
+  });
 });
 
 test("TLS-5: when another plugin chose the route (smart host), the recipient domain's ratchet still applies", async () => {
@@ -313,14 +314,8 @@ test("TLS-5: when another plugin chose the route (smart host), the recipient dom
       'open.test': { exchange: ADDRESSES.rplain, port: mxPort, host: 'relay.routed.test' },
     }),
   );
-  const local = await HarakaInstance.start({
-    dnsServer: dns.address,
-    mxPort,
-    plugins: ['outbound_tls', 'haraka-static-route'],
-    env: { HARAKA_STATIC_ROUTES: routes },
-  });
-  try {
-    await new FileRatchetStore(path.join(local.dir, 'data', 'ratchet')).raise('routed.test', SecLevel.TLS_SECURE);
+  await withHaraka({ plugins: ['outbound_tls', 'haraka-static-route'], env: { HARAKA_STATIC_ROUTES: routes } }, async (local) => {
+    await store(local).raise('routed.test', SecLevel.TLS_SECURE);
     const mailFrom = sink('rplain').count('mailfrom');
     await local.send({ to: 'user@routed.test' });
     const deferred = await local.waitForEvent((e) => e.event === 'deferred' && e.domain === 'routed.test');
@@ -332,9 +327,7 @@ test("TLS-5: when another plugin chose the route (smart host), the recipient dom
     // A domain without a level goes through the same relay.
     await local.send({ to: 'user@open.test' });
     await local.waitForEvent((e) => e.event === 'delivered' && e.domain === 'open.test');
-  } finally {
-    await local.stop();
-  }
+  });
 });
 
 test('TLS-2: smart-host credentials are never sent below the requirement; AUTH goes out once the connection passes', async () => {
@@ -349,14 +342,8 @@ test('TLS-2: smart-host credentials are never sent below the requirement; AUTH g
     auth_pass: 'secret-password',
   };
   fs.writeFileSync(routes, JSON.stringify({ 'authlevel.test': route, 'authopen.test': route }));
-  const local = await HarakaInstance.start({
-    dnsServer: dns.address,
-    mxPort,
-    plugins: ['outbound_tls', 'haraka-static-route'],
-    env: { HARAKA_STATIC_ROUTES: routes },
-  });
-  try {
-    await new FileRatchetStore(path.join(local.dir, 'data', 'ratchet')).raise('authlevel.test', SecLevel.TLS_SECURE);
+  await withHaraka({ plugins: ['outbound_tls', 'haraka-static-route'], env: { HARAKA_STATIC_ROUTES: routes } }, async (local) => {
+    await store(local).raise('authlevel.test', SecLevel.TLS_SECURE);
     await local.send({ to: 'user@authlevel.test' });
     const deferred = await local.waitForEvent((e) => e.event === 'deferred' && e.domain === 'authlevel.test');
     assert.match(String(deferred.err), /offers PLAIN \(no TLS\), required TLS_SECURE/);
@@ -370,21 +357,11 @@ test('TLS-2: smart-host credentials are never sent below the requirement; AUTH g
       relay.events.filter((e) => e.kind === 'auth').map((e) => e.value),
       ['smarthost-user'],
     );
-  } finally {
-    await local.stop();
-  }
+  });
 });
 
 test('ST-2: Haraka in cluster mode (nodes=2): a raise by one worker is enforced by the other; metrics are summed over workers', async () => {
-  const cluster = await HarakaInstance.start({
-    dnsServer: dns.address,
-    mxPort,
-    plugins: ['outbound_tls', 'outbound_mx'],
-    extraCa: ca.caCertPath,
-    nodes: 2,
-    config: { 'outbound_tls.ini': '[metrics]\nlisten=127.0.0.1:0\n' },
-  });
-  try {
+  await withHaraka({ nodes: 2, config: { 'outbound_tls.ini': '[metrics]\nlisten=127.0.0.1:0\n' } }, async (cluster) => {
     pointMx('cluster.test', [10, 'mx.rsecure.test', ADDRESSES.rsecure as string]);
     await cluster.send({ to: 'user@cluster.test' });
     const first = await cluster.waitForEvent((e) => e.event === 'delivered' && e.domain === 'cluster.test');
@@ -414,7 +391,5 @@ test('ST-2: Haraka in cluster mode (nodes=2): a raise by one worker is enforced 
     assert.ok(secure >= 1, `TLS_SECURE connections counted: ${secure}`);
     assert.ok(plain >= deferrals, `PLAIN connections counted across workers: ${plain}, deferrals seen: ${deferrals}`);
     assert.ok(fails >= deferrals, `ratchet failures counted across workers: ${fails}, deferrals seen: ${deferrals}`);
-  } finally {
-    await cluster.stop();
-  }
+  });
 });
