@@ -127,6 +127,44 @@ test('STS-7: enforce: non-matching MXs are never connected, a matching MX with a
   assert.ok(haraka.logLines.some((l) => /MX hosts not matching MTA-STS policy of enf\.test.*: mx\.other-enf\.test/.test(l)));
 });
 
+test("OPS-2: one log line per decision, with the message id: policy, MX list, each connection's level and verdict, each raise", async () => {
+  const delivered = await haraka.waitForEvent((e) => e.event === 'delivered' && e.domain === 'enf.test');
+  const id = String(delivered.uuid);
+  const lines = haraka.logLines.filter((l) => l.includes(`[${id}]`));
+  for (const expected of [
+    /MTA-STS policy of enf\.test: id 1, mode enforce/,
+    /MX for enf\.test: 10 mx2\.enf\.test \[127\.0\.5\.12\], 20 mx1\.enf\.test \[127\.0\.5\.11\]/,
+    /MX hosts not matching MTA-STS policy of enf\.test .*: mx\.other-enf\.test/,
+    /outbound_tls: enf\.test: ratchet raised to TLS_INSECURE by mx2\.enf\.test/,
+    /outbound_tls: mx2\.enf\.test \[127\.0\.5\.12\]: TLS_INSECURE .*abandoned before MAIL FROM/,
+    /outbound_tls: enf\.test: ratchet raised to TLS_SECURE by mx1\.enf\.test/,
+    /outbound_tls: enf\.test via mx1\.enf\.test \[127\.0\.5\.11\]: TLS_SECURE .*MTA-STS enforce: pass/,
+  ]) {
+    assert.ok(
+      lines.some((l) => expected.test(l)),
+      `no line ${expected} for message ${id}:\n${lines.join('\n')}`,
+    );
+  }
+});
+
+test('STS-9: the policy comes before the MX query, so an enforce policy also filters the implicit MX', async () => {
+  await publish('implicit-sts.test', '9', 'enforce', ['mx.implicit-sts.test']);
+  dns.set('implicit-sts.test', [{ type: 'A', address: addressOf('fallback') }]); // no MX: the domain itself would be the MX
+  dns.resetLog();
+  const before = sink('fallback').count('connect');
+  await haraka.send({ to: 'user@implicit-sts.test' });
+  const deferred = await haraka.waitForEvent((e) => e.event === 'deferred' && e.domain === 'implicit-sts.test');
+  assert.match(String(deferred.err), /Temporary MX lookup error/);
+  assert.ok(
+    haraka.logLines.some((l) =>
+      /no MX host matches MTA-STS policy of implicit-sts\.test \(id 9, mode enforce\) \(MX hosts: implicit-sts\.test\)/.test(l),
+    ),
+  );
+  assert.equal(sink('fallback').count('connect'), before, 'the implicit MX is never connected');
+  const asked = dns.queries().map((q) => `${q.type} ${q.name}`);
+  assert.ok(asked.indexOf('TXT _mta-sts.implicit-sts.test') < asked.indexOf('MX implicit-sts.test'), asked.join(', '));
+});
+
 test('STS-7/MX-8: enforce with only non-matching MXs: deferred with a reason naming the policy, still queued, nothing sent', async () => {
   await publish('only.test', '7', 'enforce', ['mx.only.test']);
   mxRecords('only.test', [10, 'mx.other-only.test']);
