@@ -10,8 +10,9 @@
 import https from 'node:https';
 import tls from 'node:tls';
 import type { IncomingMessage } from 'node:http';
-import { checkAddress, type AddressPolicy } from './address-policy';
-import { describeFailure, type DnsClient } from './dns-client';
+import type { AddressPolicy } from './address-policy';
+import type { DnsClient } from './dns-client';
+import { resolveHost } from './mx-lookup';
 
 export const MAX_POLICY_BYTES = 64 * 1024;
 export const POLICY_PATH = '/.well-known/mta-sts.txt';
@@ -41,25 +42,16 @@ export function checkMediaType(header: string | undefined): string | null {
   return null;
 }
 
+/** The policy host's addresses, through the same resolution and address policy as MX hosts (MX-9). */
 async function policyHostAddresses(
   host: string,
   dns: DnsClient,
   policy: AddressPolicy,
 ): Promise<{ ok: true; addresses: string[] } | { ok: false; error: string }> {
-  const [a, aaaa] = await Promise.all([dns.a(host), dns.aaaa(host)]);
-  const found = [...(a.kind === 'answer' ? a.records : []), ...(aaaa.kind === 'answer' ? aaaa.records : [])];
-  if (found.length === 0) {
-    const failures = [a, aaaa].filter((x) => x.kind === 'failure');
-    return { ok: false, error: `${host}: ${failures.length ? failures.map(describeFailure).join(', ') : 'no address records'}` };
-  }
-  const refused: string[] = [];
-  const addresses = found.filter((address) => {
-    const verdict = checkAddress(policy, address);
-    if (!verdict.allowed) refused.push(verdict.reason);
-    return verdict.allowed;
-  });
-  if (addresses.length === 0) return { ok: false, error: `${host}: every address refused (${refused.join('; ')})` };
-  return { ok: true, addresses };
+  const resolved = await resolveHost(dns, host, policy);
+  if (resolved.kind !== 'ok') return { ok: false, error: resolved.detail };
+  if (resolved.addresses.length === 0) return { ok: false, error: `${host}: every address refused (${resolved.refused.join('; ')})` };
+  return { ok: true, addresses: resolved.addresses };
 }
 
 /** Fetches the policy text of `domain` (an A-label). Never throws. */

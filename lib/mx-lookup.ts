@@ -33,7 +33,7 @@ export interface MxLookupOptions {
   random?: () => number;
 }
 
-type HostAddresses =
+export type HostAddresses =
   { kind: 'ok'; addresses: string[]; refused: string[] } | { kind: 'missing'; detail: string } | { kind: 'failure'; detail: string };
 
 /** Resolves a host's A then AAAA records and applies the address policy (MX-9). */
@@ -53,7 +53,7 @@ export async function resolveHost(dns: DnsClient, host: string, policy: AddressP
   for (const address of found) {
     const verdict = checkAddress(policy, address);
     if (verdict.allowed) addresses.push(address);
-    else refused.push(`${host} → ${verdict.reason}`);
+    else refused.push(verdict.reason);
   }
   return { kind: 'ok', addresses, refused };
 }
@@ -107,7 +107,7 @@ export async function lookupMx(aLabel: string, dns: DnsClient, options: MxLookup
   resolved.forEach((result, i) => {
     const mx = filtered.hosts[i] as MxHost;
     if (result.kind === 'ok') {
-      problems.push(...result.refused);
+      problems.push(...result.refused.map((reason) => `${mx.host} → ${reason}`));
       if (result.addresses.length > 0) mxs.push({ ...mx, addresses: result.addresses });
       else notes.push(`MX ${mx.host} dropped: every address is refused`);
     } else {
