@@ -156,8 +156,8 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
   const write = socket.write.bind(socket) as Write;
   const emit = socket.emit.bind(socket);
 
-  const queuePlainRetry = (why: string): void => {
-    deps.events.tlsFailure(why.startsWith('STARTTLS') ? 'starttls_refused' : 'handshake');
+  const queuePlainRetry = (kind: 'starttls_refused' | 'handshake', why: string): void => {
+    deps.events.tlsFailure(kind);
     if (retryQueued || !settings.plainRetry || !hmail.mxlist) return;
     retryQueued = true;
     const retry = Object.assign(Object.create(Object.getPrototypeOf(mx) as object) as object, mx);
@@ -215,7 +215,7 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
         // Plaintext injected after "220" (CVE-2011-0411 style) or garbage instead of a handshake:
         // Haraka would take it as a reply (and bounce on garbage). Never let it through.
         if (!abandoned) {
-          queuePlainRetry(`TLS handshake failed (plaintext after the STARTTLS reply: ${JSON.stringify(line.slice(0, 40))})`);
+          queuePlainRetry('handshake', `TLS handshake failed (plaintext after the STARTTLS reply: ${JSON.stringify(line.slice(0, 40))})`);
           abandon(`${requirement.domain}: ${where} sent plaintext after accepting STARTTLS`);
         }
         return true;
@@ -224,7 +224,7 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
         awaitingStarttlsReply = false;
         if (line.startsWith('220')) handshakePending = true;
         else {
-          queuePlainRetry(`STARTTLS refused (${line.trim()})`);
+          queuePlainRetry('starttls_refused', `STARTTLS refused (${line.trim()})`);
           abandon(`${requirement.domain}: ${where} refused STARTTLS: ${line.trim()}`);
           return true; // Haraka must not see it: a 4xx/5xx there would defer or bounce the whole message
         }
@@ -238,7 +238,7 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
 
   socket.prependListener('error', (err: unknown) => {
     if (err && typeof err === 'object' && (err as { source?: string }).source === 'tls' && !abandoned) {
-      queuePlainRetry(`TLS handshake failed (${(err as Error).message})`);
+      queuePlainRetry('handshake', `TLS handshake failed (${(err as Error).message})`);
     }
   });
 }

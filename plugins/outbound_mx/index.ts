@@ -146,7 +146,8 @@ async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, doma
     return [DENY, `invalid recipient domain: ${name.reason}`];
   }
   const aLabel = name.aLabel;
-  const shown = toULabel(aLabel) === aLabel ? aLabel : `${aLabel} (${toULabel(aLabel)})`;
+  const uLabel = toULabel(aLabel);
+  const shown = uLabel === aLabel ? aLabel : `${aLabel} (${uLabel})`;
 
   // STS-9: the policy comes first, so an enforce policy also filters an implicit MX.
   const sts: PolicyDecision = cfg.mtaSts.enabled ? await plugin.mtaSts.policyFor(aLabel) : { kind: 'none', reason: 'MTA-STS disabled' };
