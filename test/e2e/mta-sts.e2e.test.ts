@@ -82,6 +82,35 @@ function startHaraka(extra: string, config: Record<string, string> = {}): Promis
   });
 }
 
+/**
+ * Runs `body` with a Haraka of its own (mx ini `extra`, other files `config`) and an SMTP sink
+ * with a valid certificate for `mxHost` on `address` (its A record set); both always stopped.
+ */
+async function withOwnHaraka(
+  extra: string,
+  config: Record<string, string>,
+  sinkAt: { address: string; mxHost: string },
+  body: (local: HarakaInstance, target: SmtpSink) => Promise<void>,
+): Promise<void> {
+  const local = await startHaraka(extra, config);
+  try {
+    const target = await SmtpSink.start({
+      host: sinkAt.address,
+      tls: await ca.issue({ dnsNames: [sinkAt.mxHost] }),
+      name: sinkAt.mxHost,
+      port: mxPort,
+    });
+    try {
+      dns.set(sinkAt.mxHost, [{ type: 'A', address: sinkAt.address }]);
+      await body(local, target);
+    } finally {
+      await target.stop();
+    }
+  } finally {
+    await local.stop();
+  }
+}
+
 before(async () => {
   ca = await TestCa.create();
   dns = await TestDnsServer.start();
@@ -294,17 +323,11 @@ test('STS-4/MX-1: a policy published for a Unicode domain applies to its A-label
 });
 
 test("STS-6: Haraka's main process refreshes a cached policy in the background, without any delivery", async () => {
-  const local = await startHaraka('recheck=1\nrefresh_interval=1\nrefresh_before=86400');
-  try {
-    const s: SinkOptions = {
-      host: '127.0.5.31',
-      tls: await ca.issue({ dnsNames: ['mx.refresh.test'] }),
-      name: 'mx.refresh.test',
-      port: mxPort,
-    };
-    const target = await SmtpSink.start(s);
-    try {
-      dns.set('mx.refresh.test', [{ type: 'A', address: '127.0.5.31' }]);
+  await withOwnHaraka(
+    'recheck=1\nrefresh_interval=1\nrefresh_before=86400',
+    {},
+    { address: '127.0.5.31', mxHost: 'mx.refresh.test' },
+    async (local, target) => {
       await publish('refresh.test', 'r1', 'enforce', ['mx.refresh.test'], 3600);
       mxRecords('refresh.test', [10, 'mx.refresh.test']);
       await local.send({ to: 'user@refresh.test' });
@@ -331,26 +354,16 @@ test("STS-6: Haraka's main process refreshes a cached policy in the background, 
         'list',
       ]);
       assert.match(cached.stdout, /refresh\.test: id r2, mode enforce, max_age 3600, mx mx\.refresh\.test mx2\.refresh\.test/);
-    } finally {
-      await target.stop();
-    }
-  } finally {
-    await local.stop();
-  }
+    },
+  );
 });
 
 test('STS-5: 200 messages at once to a domain never seen cause one TXT query and one HTTPS request; OPS-4 CLI shows and purges the cached policy', async () => {
-  const local = await startHaraka('recheck=600', { 'outbound_tls.ini': '[metrics]\nlisten=127.0.0.1:0\n' });
-  try {
-    const stampede: SinkOptions = {
-      host: '127.0.5.30',
-      tls: await ca.issue({ dnsNames: ['mx.stampede.test'] }),
-      name: 'mx.stampede.test',
-      port: mxPort,
-    };
-    const target = await SmtpSink.start(stampede);
-    try {
-      dns.set('mx.stampede.test', [{ type: 'A', address: '127.0.5.30' }]);
+  await withOwnHaraka(
+    'recheck=600',
+    { 'outbound_tls.ini': '[metrics]\nlisten=127.0.0.1:0\n' },
+    { address: '127.0.5.30', mxHost: 'mx.stampede.test' },
+    async (local, target) => {
       await publish('stampede.test', 's1', 'enforce', ['mx.stampede.test']);
       mxRecords('stampede.test', [10, 'mx.stampede.test']);
       dns.resetLog();
@@ -401,10 +414,6 @@ test('STS-5: 200 messages at once to a domain never seen cause one TXT query and
       assert.match(shown, /live: {3}record id s1; mode enforce, max_age 86400, mx mx\.stampede\.test/);
       assert.match(await cli('policy', 'purge', 'stampede.test'), /stampede\.test: cached policy purged/);
       assert.match(await cli('policy', 'show', 'stampede.test'), /cached: stampede\.test: no cached policy/);
-    } finally {
-      await target.stop();
-    }
-  } finally {
-    await local.stop();
-  }
+    },
+  );
 });
