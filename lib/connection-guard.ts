@@ -1,24 +1,26 @@
 /**
  * The connection guard: hooks into Haraka's outbound delivery where no plugin
  * hook exists (design §7). It wraps HMailItem.prototype.try_deliver_host_on_socket
- * (called once per connection) and, on each connection's socket:
- *  - holds the first command other than EHLO/HELO/LHLO/STARTTLS/RSET/QUIT
- *    (MAIL FROM or AUTH), classifies the connection, decides, and then writes
- *    it or abandons the connection (QUIT, then an `error` so Haraka tries the
- *    next MX) — TLS-2;
- *  - on a refused STARTTLS or a failed handshake, queues one more connection to
- *    the same MX without STARTTLS — TLS-3;
+ * (called once per connection) and puts a thin layer over each connection's
+ * socket that feeds the conversation watcher (lib/guard/conversation.ts) and
+ * applies its answers:
+ *  - the first command other than EHLO/HELO/LHLO/STARTTLS/RSET/QUIT (MAIL FROM
+ *    or AUTH) is held; the connection is classified and decided (TLS-2, TLS-4,
+ *    TLS-5, TLS-8), then the command is written or the connection abandoned
+ *    (QUIT, then an `error` so Haraka tries the next MX);
+ *  - a reply that would fail the whole message before that is hidden from
+ *    Haraka and ends this connection only (TLS-7);
+ *  - a refused STARTTLS or a failed handshake queues one more connection to
+ *    the same MX without STARTTLS (TLS-3), unless it carries credentials;
  * and enriches Haraka's final "Tried all MXs" deferral with the reasons.
  */
-import type { RatchetStore } from './ratchet-store';
-import { decide, type Requirement, type StoreProblem, type Verdict } from './delivery-decision';
+import type { RatchetRead, RatchetStore } from './ratchet-store';
+import { decide, type AbandonCause, type Requirement, type StoreProblem, type Verdict } from './delivery-decision';
+import { Conversation, type ReplyAction } from './guard/conversation';
 import { SecLevel, levelName } from './sec-level';
 import { classifyConnection, type TlsObservation } from './tls-classify';
 import type { X509Certificate } from 'node:crypto';
 import net from 'node:net';
-
-/** Commands that may pass before the decision: they carry nothing of the message or credentials. */
-const HANDSHAKE_COMMANDS = new Set(['EHLO', 'HELO', 'LHLO', 'STARTTLS', 'RSET', 'QUIT']);
 
 type Write = (data: unknown, encoding?: unknown, cb?: unknown) => boolean;
 
@@ -39,6 +41,8 @@ export interface GuardedMx {
   exchange?: string;
   from_dns?: string;
   port?: number;
+  auth_user?: string;
+  auth_pass?: string;
 }
 
 export interface GuardedHMail {
@@ -54,14 +58,14 @@ export interface GuardEvents {
   tlsFailure(kind: 'starttls_refused' | 'handshake'): void;
   plainRetry(): void;
   ratchet(result: 'pass' | 'raise' | 'fail' | 'store_error'): void;
-  abandoned(cause: string): void;
+  abandoned(cause: AbandonCause | 'tls'): void;
   sts(mode: string, result: 'pass' | 'fail' | 'would_fail'): void;
 }
 
 export interface GuardDeps {
   store(): RatchetStore;
   /** The requirement for a message's connection; null = the guard does nothing (not ours to check). */
-  requirement(hmail: GuardedHMail): Requirement | null;
+  requirement(hmail: GuardedHMail, mx: GuardedMx): Requirement | null;
   settings(): { plainRetry: boolean; onStoreError: 'defer' | 'send' };
   events: GuardEvents;
 }
@@ -106,11 +110,6 @@ function observe(socket: GuardedSocket): TlsObservation {
   };
 }
 
-function commandOf(data: unknown): string {
-  const text = typeof data === 'string' ? data : Buffer.isBuffer(data) ? data.toString('latin1', 0, 16) : '';
-  return (/^\s*([A-Za-z]+)/.exec(text)?.[1] ?? '').toUpperCase();
-}
-
 export function installConnectionGuard(proto: HMailPrototype, deps: GuardDeps): boolean {
   const marked = proto as HMailPrototype & { [INSTALLED]?: boolean };
   if (marked[INSTALLED]) return false;
@@ -138,38 +137,45 @@ export function installConnectionGuard(proto: HMailPrototype, deps: GuardDeps): 
   return true;
 }
 
-/** Runs after Haraka set up its own listeners on the socket, so ours see everything first. */
+/** The text of a command Haraka writes (one SMTP line). */
+function commandText(data: unknown): string {
+  return typeof data === 'string' ? data : Buffer.isBuffer(data) ? data.toString('latin1', 0, 64) : '';
+}
+
+/** A copy of `mx` that the TLS-3 retry connects to without STARTTLS. */
+function plainRetryOf(mx: GuardedMx): GuardedMx {
+  const retry = Object.assign(Object.create(Object.getPrototypeOf(mx) as object) as object, mx) as GuardedMx;
+  plainOnlyMx.add(retry);
+  return retry;
+}
+
+/**
+ * The thin layer over Haraka's socket: every command written and every reply
+ * line, byte chunk, `secure` and TLS error goes through the conversation
+ * watcher (lib/guard/conversation.ts), whose answers are applied here. Runs
+ * after Haraka set up its own listeners, so ours see everything first.
+ */
 function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socket: GuardedSocket, deps: GuardDeps): void {
-  const requirement = deps.requirement(hmail);
+  const requirement = deps.requirement(hmail, mx);
   if (!requirement) return;
   const mxHost = mxHostName(mx);
   const where = `${mxHost ?? host} [${host}]`;
-  const plainOnly = plainOnlyMx.has(mx);
   const settings = deps.settings();
-  let decided = false;
-  let abandoned = false;
-  let awaitingStarttlsReply = false;
-  /** Between the 220 to STARTTLS and the end of the handshake the server must stay silent (RFC 3207 §4.2). */
-  let handshakePending = false;
-  let retryQueued = plainOnly;
+  const conversation = new Conversation({
+    plainOnly: plainOnlyMx.has(mx),
+    plainRetry: settings.plainRetry,
+    credentials: hasCredentials(mx),
+  });
   const held: Array<[unknown, unknown, unknown]> = [];
   const write = socket.write.bind(socket) as Write;
   const emit = socket.emit.bind(socket);
+  let ended = false;
 
-  const queuePlainRetry = (kind: 'starttls_refused' | 'handshake', why: string): void => {
-    deps.events.tlsFailure(kind);
-    if (retryQueued || !settings.plainRetry || !hmail.mxlist) return;
-    retryQueued = true;
-    const retry = Object.assign(Object.create(Object.getPrototypeOf(mx) as object) as object, mx);
-    plainOnlyMx.add(retry);
-    hmail.mxlist.unshift(retry as GuardedMx);
-    deps.events.plainRetry();
-    hmail.logwarn(`outbound_tls: ${where}: ${why}; retrying this MX once without STARTTLS (TLS-3)`);
-  };
-
+  /** Ends this connection only: QUIT, then an `error` without source=tls, so Haraka tries the next MX. */
   const abandon = (reason: string): void => {
-    if (abandoned) return;
-    abandoned = true;
+    conversation.abandonNow();
+    if (ended) return;
+    ended = true;
     const reasons = abandonReasons.get(hmail) ?? [];
     reasons.push(reason);
     abandonReasons.set(hmail, reasons);
@@ -181,21 +187,35 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
     emit('error', new Error(`outbound_tls abandoned the connection: ${reason}`));
   };
 
-  socket.write = (data: unknown, encoding?: unknown, cb?: unknown): boolean => {
-    if (abandoned) return false;
-    if (decided) return write(data, encoding, cb);
-    const command = commandOf(data);
-    if (HANDSHAKE_COMMANDS.has(command) && held.length === 0) {
-      if (command === 'STARTTLS') awaitingStarttlsReply = true;
-      return write(data, encoding, cb);
+  /** Applies the watcher's answer about something the server did; true when Haraka may see it. */
+  const apply = (action: ReplyAction): boolean => {
+    if (action.kind === 'pass' || action.kind === 'rewrite') return true;
+    if (action.kind === 'drop') return false;
+    const reason = `${requirement.domain}: ${where} ${action.reason}`;
+    if (action.tlsFailure) deps.events.tlsFailure(action.tlsFailure);
+    if (action.retryPlain && hmail.mxlist) {
+      hmail.mxlist.unshift(plainRetryOf(mx));
+      deps.events.plainRetry();
+      hmail.logwarn(`outbound_tls: ${reason}; retrying this MX once without STARTTLS (TLS-3)`);
+    } else {
+      deps.events.abandoned(action.tlsFailure ? 'tls' : 'protocol');
+      hmail.logwarn(`outbound_tls: ${reason}; connection abandoned, the next MX is tried (TLS-7)`);
     }
+    abandon(reason);
+    return false;
+  };
+
+  socket.write = (data: unknown, encoding?: unknown, cb?: unknown): boolean => {
+    const action = conversation.command(commandText(data));
+    if (action.kind === 'write') return write(data, encoding, cb);
+    if (action.kind === 'drop') return false;
     held.push([data, encoding, cb]);
-    if (held.length === 1) {
-      decideAndRelease(hmail, socket, requirement, mxHost, where, deps).then(
+    if (action.decide) {
+      decideConnection(hmail, socket, requirement, mxHost, where, deps).then(
         (verdict) => {
-          if (abandoned) return;
+          if (conversation.abandoned) return;
           if (verdict.kind === 'abandon') return abandon(verdict.reason);
-          decided = true;
+          conversation.decide(true);
           for (const [d, e, c] of held.splice(0)) write(d, e, c);
         },
         (err: unknown) => {
@@ -208,42 +228,72 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
   };
 
   socket.emit = (event: string | symbol, ...args: unknown[]): boolean => {
-    if (event === 'secure') handshakePending = false;
-    if (event === 'line' && typeof args[0] === 'string') {
-      const line = args[0];
-      if (handshakePending) {
-        // Plaintext injected after "220" (CVE-2011-0411 style) or garbage instead of a handshake:
-        // Haraka would take it as a reply (and bounce on garbage). Never let it through.
-        if (!abandoned) {
-          queuePlainRetry('handshake', `TLS handshake failed (plaintext after the STARTTLS reply: ${JSON.stringify(line.slice(0, 40))})`);
-          abandon(`${requirement.domain}: ${where} sent plaintext after accepting STARTTLS`);
-        }
-        return true;
+    switch (event) {
+      case 'data': {
+        if (conversation.abandoned) return true;
+        conversation.data(String(args[0]));
+        const result = emit(event, ...args);
+        apply(conversation.afterData());
+        return result;
       }
-      if (awaitingStarttlsReply && /^\d{3} /.test(line)) {
-        awaitingStarttlsReply = false;
-        if (line.startsWith('220')) handshakePending = true;
-        else {
-          queuePlainRetry('starttls_refused', `STARTTLS refused (${line.trim()})`);
-          abandon(`${requirement.domain}: ${where} refused STARTTLS: ${line.trim()}`);
-          return true; // Haraka must not see it: a 4xx/5xx there would defer or bounce the whole message
-        }
+      case 'line': {
+        const action = conversation.reply(String(args[0]));
+        if (!apply(action)) return true;
+        return action.kind === 'rewrite' ? emit(event, action.line) : emit(event, ...args);
       }
-      if (plainOnly && /^250[ -]STARTTLS\s*$/i.test(line)) {
-        return emit(event, line.replace(/STARTTLS/i, 'X-STARTTLS-SKIPPED'));
-      }
+      case 'secure':
+        return apply(conversation.secured()) ? emit(event, ...args) : true;
+      default:
+        return emit(event, ...args);
     }
-    return emit(event, ...args);
   };
 
   socket.prependListener('error', (err: unknown) => {
-    if (err && typeof err === 'object' && (err as { source?: string }).source === 'tls' && !abandoned) {
-      queuePlainRetry('handshake', `TLS handshake failed (${(err as Error).message})`);
+    if (ended || !err || typeof err !== 'object' || (err as { source?: string }).source !== 'tls') return;
+    const action = conversation.tlsError();
+    if (action.kind !== 'abandon') return;
+    // Haraka ends the connection itself and moves on; only the retry is ours to add.
+    deps.events.tlsFailure('handshake');
+    ended = true;
+    conversation.abandonNow();
+    const reason = `${requirement.domain}: ${where} TLS handshake failed (${(err as Error).message})`;
+    if (action.retryPlain && hmail.mxlist) {
+      hmail.mxlist.unshift(plainRetryOf(mx));
+      deps.events.plainRetry();
+      hmail.logwarn(`outbound_tls: ${reason}; retrying this MX once without STARTTLS (TLS-3)`);
+    } else {
+      hmail.logwarn(`outbound_tls: ${reason}; no plain retry${hasCredentials(mx) ? ' (the connection carries credentials, TLS-8)' : ''}`);
     }
+    const reasons = abandonReasons.get(hmail) ?? [];
+    reasons.push(reason);
+    abandonReasons.set(hmail, reasons);
   });
 }
 
-async function decideAndRelease(
+/** TLS-8: Haraka sends AUTH on this connection when the route carries credentials. */
+export function hasCredentials(mx: GuardedMx): boolean {
+  return Boolean(mx.auth_user && mx.auth_pass);
+}
+
+/** Reads every ratchet key of the requirement: the highest level, or the first problem. */
+async function readStored(store: RatchetStore, requirement: Requirement): Promise<RatchetRead | StoreProblem | undefined> {
+  const keys = [...(requirement.ratchet ? [requirement.domain] : []), ...(requirement.relayKey ? [requirement.relayKey] : [])];
+  let highest: RatchetRead | undefined;
+  for (const key of keys) {
+    let read: RatchetRead;
+    try {
+      read = await store.get(key);
+    } catch (err) {
+      return { kind: 'unreadable', reason: `${store.description}: ${(err as Error).message}` };
+    }
+    if (read.kind === 'unreadable') return { kind: 'unreadable', reason: `${key}: ${read.reason}` };
+    if (read.kind === 'level' && (highest?.kind !== 'level' || read.entry.level > highest.entry.level)) highest = read;
+    if (!highest) highest = read;
+  }
+  return highest;
+}
+
+async function decideConnection(
   hmail: GuardedHMail,
   socket: GuardedSocket,
   requirement: Requirement,
@@ -256,25 +306,22 @@ async function decideAndRelease(
   const settings = deps.settings();
   events.connection(classification.level);
   const store = deps.store();
-  let stored: Awaited<ReturnType<RatchetStore['get']>> | StoreProblem | undefined;
-  if (requirement.ratchet) {
-    try {
-      stored = await store.get(requirement.domain);
-    } catch (err) {
-      stored = { kind: 'unreadable', reason: `${store.description}: ${(err as Error).message}` };
-    }
-    if (stored.kind === 'unreadable') {
-      events.ratchet('store_error');
-      hmail.logerror(`outbound_tls: ratchet store problem for ${requirement.domain}: ${stored.reason}`);
-    }
+  const usesRatchet = requirement.ratchet || requirement.relayKey !== undefined;
+  const stored = usesRatchet ? await readStored(store, requirement) : undefined;
+  if (stored?.kind === 'unreadable') {
+    events.ratchet('store_error');
+    hmail.logerror(`outbound_tls: ratchet store problem for ${requirement.domain}: ${stored.reason}`);
   }
   const verdict = decide(classification, requirement, stored, settings.onStoreError, where);
   const seen = `${levelName(classification.level)} (${classification.reason}${classification.protocol ? `, ${classification.protocol}` : ''})`;
   if (verdict.raiseTo !== undefined) {
+    const keys = [...(requirement.ratchet ? [requirement.domain] : []), ...(requirement.relayKey ? [requirement.relayKey] : [])];
     try {
-      const now = await store.raise(requirement.domain, verdict.raiseTo, mxHost);
+      for (const key of keys) {
+        const now = await store.raise(key, verdict.raiseTo, mxHost);
+        hmail.loginfo(`outbound_tls: ${key}: ratchet raised to ${levelName(now)} by ${where}`);
+      }
       events.ratchet('raise');
-      hmail.loginfo(`outbound_tls: ${requirement.domain}: ratchet raised to ${levelName(now)} by ${where}`);
     } catch (err) {
       events.ratchet('store_error');
       const reason = `${requirement.domain}: could not record level ${levelName(verdict.raiseTo)} (${(err as Error).message})`;
@@ -285,7 +332,7 @@ async function decideAndRelease(
         return { kind: 'abandon', cause: 'store', reason };
       }
     }
-  } else if (requirement.ratchet && verdict.kind === 'pass') {
+  } else if (usesRatchet && verdict.kind === 'pass') {
     events.ratchet('pass');
   }
   if (verdict.kind === 'abandon') {
@@ -301,7 +348,7 @@ async function decideAndRelease(
   }
   hmail.loginfo(
     `outbound_tls: ${requirement.domain} via ${where}: ${seen}; stored ${levelName(verdict.stored)}` +
-      `${requirement.sts ? `; MTA-STS ${requirement.sts.mode}` : ''}: pass`,
+      `${requirement.sts ? `; MTA-STS ${requirement.sts.mode}` : ''}${requirement.authMinLevel !== undefined ? '; credentials allowed' : ''}: pass`,
   );
   return verdict;
 }

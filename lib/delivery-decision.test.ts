@@ -66,3 +66,26 @@ test('STS-8: testing enforces nothing but says what enforce would refuse', () =>
 test('TLS-5: with the ratchet off (smart host setting) only MTA-STS applies', () => {
   assert.equal(decide(plain, { domain: 'example.test', ratchet: false }, stored(SecLevel.TLS_SECURE), 'defer', 'h').kind, 'pass');
 });
+
+test('TLS-8: a connection that carries credentials must reach auth_min_level; the ratchet may still be raised', () => {
+  const auth: Requirement = { ...req, authMinLevel: SecLevel.TLS_SECURE };
+  const verdict = decide(insecure, auth, { kind: 'none' }, 'defer', 'relay.example.test [192.0.2.9]');
+  assert.equal(verdict.kind, 'abandon');
+  if (verdict.kind === 'abandon') {
+    assert.equal(verdict.cause, 'auth');
+    assert.equal(verdict.raiseTo, SecLevel.TLS_INSECURE);
+    assert.match(verdict.reason, /offers TLS_INSECURE \(self-signed\), credentials require TLS_SECURE \(auth_min_level\)/);
+  }
+  assert.equal(decide(secure, auth, { kind: 'none' }, 'defer', 'h').kind, 'pass');
+  assert.equal(decide(insecure, { ...req, authMinLevel: SecLevel.TLS_INSECURE }, { kind: 'none' }, 'defer', 'h').kind, 'pass');
+});
+
+test('TLS-8: a relay key alone makes the ratchet apply (smart_host_ratchet=false still checks the relay)', () => {
+  const relay: Requirement = { domain: 'example.test', ratchet: false, relayKey: 'relay:relay.example.test' };
+  assert.equal(decide(plain, relay, stored(SecLevel.TLS_SECURE), 'defer', 'h').kind, 'abandon');
+  assert.deepEqual(decide(secure, relay, { kind: 'none' }, 'defer', 'h'), {
+    kind: 'pass',
+    stored: SecLevel.PLAIN,
+    raiseTo: SecLevel.TLS_SECURE,
+  });
+});

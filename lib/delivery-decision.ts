@@ -17,13 +17,24 @@ export interface Requirement {
   ratchet: boolean;
   /** MTA-STS mode of the domain's policy, when there is one. */
   sts?: { mode: StsMode; policyId: string };
+  /**
+   * TLS-8: on a hop to a relay (another plugin chose the route), the relay's own
+   * ratchet key (`relay:<host>`): read and raised beside the domain's. The
+   * caller passes the higher of the two stored levels as `stored`.
+   */
+  relayKey?: string;
+  /** TLS-8: the connection carries credentials (AUTH): it must reach this level. */
+  authMinLevel?: SecLevel;
 }
 
 export type StoreProblem = { kind: 'unreadable'; reason: string };
 
 export type Verdict =
   | { kind: 'pass'; stored: SecLevel; raiseTo?: SecLevel; stsWouldRefuse?: string }
-  | { kind: 'abandon'; cause: 'ratchet' | 'mta_sts' | 'store'; reason: string; stored?: SecLevel; raiseTo?: SecLevel };
+  | { kind: 'abandon'; cause: AbandonCause; reason: string; stored?: SecLevel; raiseTo?: SecLevel };
+
+/** Why a connection was abandoned before MAIL FROM (the `cause` label of the abandoned metric). */
+export type AbandonCause = 'ratchet' | 'mta_sts' | 'store' | 'auth' | 'protocol';
 
 /**
  * `stored` is the ratchet read (or a store failure). `onStoreError` says what
@@ -40,7 +51,8 @@ export function decide(
   const level = classification.level;
   const seen = `${levelName(level)} (${classification.reason})`;
   let storedLevel = SecLevel.PLAIN;
-  if (requirement.ratchet && stored) {
+  const ratchet = requirement.ratchet || requirement.relayKey !== undefined;
+  if (ratchet && stored) {
     if (stored.kind === 'unreadable') {
       if (onStoreError === 'defer') {
         return {
@@ -54,7 +66,7 @@ export function decide(
     }
   }
   // TLS-4: the ratchet check runs first.
-  if (requirement.ratchet && level < storedLevel) {
+  if (ratchet && level < storedLevel) {
     return {
       kind: 'abandon',
       cause: 'ratchet',
@@ -62,7 +74,19 @@ export function decide(
       reason: `${requirement.domain}: ${host} offers ${seen}, required ${levelName(storedLevel)} (ratchet)`,
     };
   }
-  const raiseTo = requirement.ratchet && level > storedLevel ? level : undefined;
+  const raiseTo = ratchet && level > storedLevel ? level : undefined;
+  // TLS-8: credentials never go out below auth_min_level.
+  if (requirement.authMinLevel !== undefined && level < requirement.authMinLevel) {
+    return {
+      kind: 'abandon',
+      cause: 'auth',
+      stored: storedLevel,
+      reason:
+        `${requirement.domain}: ${host} offers ${seen}, credentials require ${levelName(requirement.authMinLevel)} ` +
+        `(auth_min_level); AUTH not sent`,
+      ...(raiseTo !== undefined ? { raiseTo } : {}),
+    };
+  }
   // STS-7 / STS-8: then MTA-STS.
   const sts = requirement.sts;
   let stsProblem: string | undefined;

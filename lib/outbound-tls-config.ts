@@ -4,6 +4,7 @@
  * same stores.
  */
 import path from 'node:path';
+import { SecLevel, parseLevel } from './sec-level';
 import { integerValue, type IniFile, type IniSection } from './outbound-mx-config';
 
 export interface RedisBackend {
@@ -27,6 +28,8 @@ export interface OutboundTlsConfig {
   onStoreError: 'defer' | 'send';
   plainRetry: boolean;
   smartHostRatchet: boolean;
+  /** TLS-8: the level a connection must reach before it may carry AUTH credentials. */
+  authMinLevel: SecLevel;
   /** `host:port` of the Prometheus listener, or null when off. */
   metricsListen: string | null;
 }
@@ -61,6 +64,9 @@ export function parseOutboundTlsConfig(ini: IniFile, harakaDir: string): Outboun
     commandTimeoutMs: integerValue('main', 'redis_timeout', main.redis_timeout, 1000, 50, 30000),
     plugin: ini.redis ?? {},
   };
+  const authMin = String(main.auth_min_level ?? 'TLS_SECURE').trim() || 'TLS_SECURE';
+  const authMinLevel = parseLevel(authMin);
+  if (authMinLevel === null) throw new Error(`[main] auth_min_level=${authMin}: expected TLS_SECURE, TLS_INSECURE or PLAIN`);
   return {
     dataDir: path.resolve(harakaDir, dataDir),
     store: backend === 'file' ? { backend: 'file' } : redis,
@@ -68,6 +74,7 @@ export function parseOutboundTlsConfig(ini: IniFile, harakaDir: string): Outboun
     onStoreError,
     plainRetry: booleanValue('main', 'plain_retry', main.plain_retry, true),
     smartHostRatchet: booleanValue('main', 'smart_host_ratchet', main.smart_host_ratchet, true),
+    authMinLevel,
     metricsListen: listen === '' ? null : listen,
   };
 }

@@ -39,9 +39,17 @@ export interface RatchetStore {
   ready?(timeoutMs: number): Promise<boolean>;
 }
 
-/** Domain keys are A-labels or address literals; anything else is refused before touching a store. */
+const HOST_KEY = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+const LITERAL_KEY = /^\[[0-9a-f.:]+\]$/;
+
+/** The prefix of a relay host's own ratchet key (TLS-8): `relay:<host>`. */
+export const RELAY_KEY_PREFIX = 'relay:';
+
+/**
+ * Keys are A-labels, address literals, or `relay:` and either of them (a relay
+ * host's own level, TLS-8); anything else is refused before touching a store.
+ */
 export function isValidRatchetKey(domain: string): boolean {
-  return (
-    /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(domain) || /^\[[0-9a-f.:]+\]$/.test(domain)
-  );
+  const key = domain.startsWith(RELAY_KEY_PREFIX) ? domain.slice(RELAY_KEY_PREFIX.length) : domain;
+  return HOST_KEY.test(key) || LITERAL_KEY.test(key);
 }

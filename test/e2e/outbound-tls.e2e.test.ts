@@ -230,7 +230,7 @@ test('TLS-3: STARTTLS refused → exactly one more connection to the same MX, pl
   assert.equal(s.count('starttls'), 1);
   assert.equal(s.messages.length, 1);
   assert.equal(s.messages[0]?.secure, false);
-  assert.ok(haraka.logLines.some((l) => /refuse\.test.*STARTTLS refused .*retrying this MX once without STARTTLS \(TLS-3\)/.test(l)));
+  assert.ok(haraka.logLines.some((l) => /refuse\.test.*refused STARTTLS.*retrying this MX once without STARTTLS \(TLS-3\)/.test(l)));
 });
 
 test('TLS-3: broken TLS handshake → exactly one more connection, plain, delivered', async () => {
@@ -330,7 +330,7 @@ test("TLS-5: when another plugin chose the route (smart host), the recipient dom
   });
 });
 
-test('TLS-2: smart-host credentials are never sent below the requirement; AUTH goes out once the connection passes', async () => {
+test('TLS-2/TLS-8: smart-host credentials are never sent below the requirement nor to a PLAIN relay; the relay has its own ratchet key', async () => {
   const relay = await SmtpSink.start({ host: '127.0.2.60', port: mxPort, tls: 'none', auth: true, name: 'relay.auth.test' });
   stoppers.push(() => relay.stop());
   const routes = path.join(haraka.dir, 'auth-routes.json');
@@ -350,13 +350,14 @@ test('TLS-2: smart-host credentials are never sent below the requirement; AUTH g
     assert.ok(relay.count('connect') >= 1);
     assert.equal(relay.count('auth'), 0, 'no AUTH (no credentials) below the requirement');
     assert.equal(relay.count('mailfrom'), 0);
-    // A domain without a level: the held AUTH is released and the message goes through.
+    // A domain without a level: the relay is PLAIN, below auth_min_level (TLS_SECURE by default): still no AUTH.
     await local.send({ to: 'user@authopen.test' });
-    await local.waitForEvent((e) => e.event === 'delivered' && e.domain === 'authopen.test');
-    assert.deepEqual(
-      relay.events.filter((e) => e.kind === 'auth').map((e) => e.value),
-      ['smarthost-user'],
-    );
+    const held = await local.waitForEvent((e) => e.event === 'deferred' && e.domain === 'authopen.test');
+    assert.match(String(held.err), /credentials require TLS_SECURE \(auth_min_level\)/);
+    assert.equal(relay.count('auth'), 0);
+    assert.equal(relay.count('mailfrom'), 0);
+    const relayLevel = await store(local).get('relay:relay.auth.test');
+    assert.equal(relayLevel.kind, 'none', 'a PLAIN relay raises nothing');
   });
 });
 
