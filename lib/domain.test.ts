@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
+import { toASCII } from 'tr46';
 import { literalKey, normaliseHostName, parseDomainLiteral, toALabel, toULabel } from './domain';
 import { isValidRatchetKey } from './ratchet-store';
 
@@ -61,3 +63,36 @@ test('MX-2: address literals have one store key form, which the stores accept', 
   assert.equal(isValidRatchetKey(literalKey(v6)), true);
   assert.equal(isValidRatchetKey(literalKey(v4)), true);
 });
+
+test('MX-1/OPS-5: the plain-ASCII fast path of toALabel accepts and gives exactly what tr46 does', () => {
+  const labelArb = fc.stringMatching(/^[A-Za-z0-9-]{0,12}$/);
+  const nameArb = fc.oneof(
+    fc.array(labelArb, { minLength: 1, maxLength: 5 }).map((labels) => labels.join('.')),
+    fc.string({ unit: fc.constantFrom('a', 'X', '0', '-', '.', 'n', '_', 'ü'), maxLength: 20 }),
+    fc.constantFrom('xn--bcher-kva.example', 'XN--zz.com', 'a.xn--p1ai', 'ab--c.example', '192.0.2.1', `${'a'.repeat(64)}.com`),
+  );
+  fc.assert(
+    fc.property(nameArb, (name) => {
+      const result = toALabel(name);
+      const reference = tr46ALabel(name);
+      assert.equal(result.ok ? result.aLabel : null, reference, name);
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+/** What toALabel accepts, tr46 on every input: the A-label, or null when refused. */
+function tr46ALabel(domain: string): string | null {
+  const input = domain.trim().replace(/\.$/, '');
+  if (input === '' || input.length > 1024) return null;
+  const aLabel = toASCII(input, {
+    checkBidi: true,
+    checkJoiners: true,
+    checkHyphens: false,
+    useSTD3ASCIIRules: true,
+    transitionalProcessing: false,
+    verifyDNSLength: true,
+  });
+  if (aLabel === null || aLabel.length > 253) return null;
+  return aLabel.split('.').every((label) => /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(label)) ? aLabel : null;
+}

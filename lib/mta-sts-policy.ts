@@ -7,16 +7,18 @@
  * Grammar decisions, each taken from the RFC 8461 §3.2 ABNF:
  * - `sts-policy-record = sts-policy-field *WSP *(sts-policy-term
  *   sts-policy-field *WSP) [sts-policy-term]`, `sts-policy-term = LF / CRLF`:
- *   lines end in LF or CRLF (mixed is fine), one line break after the last
- *   field is allowed, an empty line anywhere (first, middle, or a second one
- *   at the end) is not a field, so the policy is invalid. A bare CR is not a
- *   line break; it is a control character and makes its line invalid.
- * - `sts-policy-field-delim = ":" *WSP`: no space before the colon; WSP (space,
- *   tab) after it and at the end of the line is dropped. Every line must be a
+ *   lines end in LF or CRLF (mixed is fine). A bare CR is not a line break; it
+ *   is a control character and makes its line invalid.
+ * - Leniency where it cannot weaken protection and peers agree (design.md
+ *   STS-3; chasquid accepts these, real policies carry them): blank lines
+ *   (empty or WSP only) anywhere are skipped, and WSP (space, tab) around the
+ *   field name and around the value is dropped. Every other line must be a
  *   field: a name of 1–32 letters, digits, "_", "-", "." starting with a letter
- *   or digit, then a non-empty value without control characters or tabs
- *   (`sts-policy-ext-value`; UTF-8 allowed). A line that is not is an error,
- *   also for unknown names: an unknown *valid* field is ignored.
+ *   or digit, a colon, then a non-empty value without control characters or
+ *   tabs (`sts-policy-ext-value`; UTF-8 allowed). A line that is not is an
+ *   error, also for unknown names: an unknown *valid* field is ignored.
+ * - The body must be valid UTF-8 (`decodePolicyBody`, a fatal decoder: never
+ *   U+FFFD in place of bad bytes).
  * - Names and the values `STSv1`, `enforce|testing|none` are case-sensitive
  *   (`%s"…"`): `Mode: enforce` is an unknown field, ignored with a warning.
  * - `sts-policy-mx-value = ["*."] Domain` with RFC 5321 `Domain`: ASCII
@@ -26,6 +28,14 @@
  * - §3.2 "If any non-repeated field … is duplicated, all entries except for
  *   the first SHALL be ignored": a repeated version/mode/max_age is ignored
  *   with a warning, not an error (design.md STS-3 said invalid; the RFC wins).
+ * - Patterns that can never match an MX host name stay in the policy but are
+ *   ignored with a warning: a wildcard over a public suffix (STS-4) and a
+ *   dotted quad (an IPv4 address is not a host name, MX-7).
+ * - OPS-5 bounded cost: more than MAX_MX_PATTERNS mx lines make the policy
+ *   invalid (a partly applied policy could refuse the MX hosts it lists last);
+ *   the public-suffix check runs once per pattern at parse time, and matching
+ *   is two Set lookups per host (exact names, wildcard parents), so filtering
+ *   is linear in patterns + hosts.
  */
 import { parse as parsePublicSuffix } from 'psl';
 import type { StsMode } from './delivery-decision';
@@ -36,6 +46,9 @@ export type { MxFilter, StsMode };
 
 /** RFC 8461 §3.2: the largest `max_age`, in seconds (about one year). */
 export const MAX_AGE_LIMIT = 31557600;
+
+/** OPS-5: the most mx patterns a valid policy may have. */
+export const MAX_MX_PATTERNS = 512;
 
 export interface MxPattern {
   /** The pattern as the policy wrote it (surrounding WSP removed). */
@@ -73,10 +86,62 @@ const MAX_AGE_DIGITS = /^[0-9]{1,10}$/;
 /** RFC 5321 sub-domain, bounded by the DNS label limit. */
 const LDH_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 const MAX_PATTERN_LENGTH = 2 + 253;
+const DOTTED_QUAD = /^[0-9]{1,3}(?:\.[0-9]{1,3}){3}$/;
 const TXT_VERSION = 'v=STSv1';
 const TXT_ID = /^[A-Za-z0-9]{1,32}$/;
 /** `sts-ext-value`: visible ASCII except "=" and ";". */
 const TXT_EXT_VALUE = /^[\x21-\x3a\x3c\x3e-\x7e]+$/;
+
+/**
+ * STS-3: the fetched bytes as text, or why they are not a policy. A fatal
+ * decoder: invalid UTF-8 makes the policy invalid, never U+FFFD.
+ */
+export function decodePolicyBody(body: Uint8Array): { ok: true; text: string } | { ok: false; error: string } {
+  try {
+    return { ok: true, text: new TextDecoder('utf-8', { fatal: true }).decode(body) };
+  } catch {
+    return { ok: false, error: 'the policy body is not valid UTF-8' };
+  }
+}
+
+/**
+ * What `matchesPolicy` looks at, built once per policy (OPS-5): the exact host
+ * names, and the parents of the wildcards that can match (public suffixes and
+ * dotted quads left out).
+ */
+interface PolicyMatcher {
+  exact: ReadonlySet<string>;
+  wildcardParents: ReadonlySet<string>;
+}
+
+/** Matchers of parsed policies, built at parse time; others' (hand-made policies) on first use. */
+const matchers = new WeakMap<MtaStsPolicy, PolicyMatcher>();
+
+/** Why a valid pattern can never match an MX host, or null. */
+function neverMatches(pattern: MxPattern): string | null {
+  if (pattern.wildcard && isPublicSuffix(pattern.base)) return `"${pattern.base}" is a public suffix`;
+  if (!pattern.wildcard && DOTTED_QUAD.test(pattern.base)) return 'an IPv4 address is not a host name';
+  return null;
+}
+
+function buildMatcher(patterns: readonly MxPattern[], ignored: ReadonlySet<MxPattern> | null): PolicyMatcher {
+  const exact = new Set<string>();
+  const wildcardParents = new Set<string>();
+  for (const pattern of patterns) {
+    if (ignored ? ignored.has(pattern) : neverMatches(pattern) !== null) continue;
+    (pattern.wildcard ? wildcardParents : exact).add(pattern.base);
+  }
+  return { exact, wildcardParents };
+}
+
+function matcherOf(policy: MtaStsPolicy): PolicyMatcher {
+  let matcher = matchers.get(policy);
+  if (!matcher) {
+    matcher = buildMatcher(policy.mx, null);
+    matchers.set(policy, matcher);
+  }
+  return matcher;
+}
 
 /** Parses a policy body (STS-3). Never throws. */
 export function parsePolicy(text: string): ParseResult {
@@ -87,31 +152,36 @@ export function parsePolicy(text: string): ParseResult {
   let mode: StsMode | undefined;
   let maxAge: number | undefined;
   const mx: MxPattern[] = [];
+  const ignored = new Set<MxPattern>();
 
   for (const [index, line] of splitLines(text).entries()) {
     const at = `line ${index + 1}`;
+    if (isBlank(line)) continue;
     const field = splitField(line);
     if (!field.ok) return { ok: false, error: `${at}: ${field.reason}` };
     const { name, value } = field;
-    const shown = `"${printable(value)}"`;
+    const shown = (): string => `"${printable(value)}"`;
     if ((name === 'version' && version) || (name === 'mode' && mode) || (name === 'max_age' && maxAge !== undefined)) {
-      warnings.push(`${at}: repeated ${name} ${shown} ignored (RFC 8461 §3.2: the first one counts)`);
+      warnings.push(`${at}: repeated ${name} ${shown()} ignored (RFC 8461 §3.2: the first one counts)`);
     } else if (name === 'version') {
-      if (value !== 'STSv1') return { ok: false, error: `${at}: version ${shown} is not "STSv1"` };
+      if (value !== 'STSv1') return { ok: false, error: `${at}: version ${shown()} is not "STSv1"` };
       version = value;
     } else if (name === 'mode') {
-      if (!isMode(value)) return { ok: false, error: `${at}: mode ${shown} is not enforce, testing or none` };
+      if (!isMode(value)) return { ok: false, error: `${at}: mode ${shown()} is not enforce, testing or none` };
       mode = value;
     } else if (name === 'max_age') {
-      if (!MAX_AGE_DIGITS.test(value)) return { ok: false, error: `${at}: max_age ${shown} is not 1–10 digits` };
+      if (!MAX_AGE_DIGITS.test(value)) return { ok: false, error: `${at}: max_age ${shown()} is not 1–10 digits` };
       maxAge = Number(value);
       if (maxAge > MAX_AGE_LIMIT) return { ok: false, error: `${at}: max_age ${maxAge} is above the limit of ${MAX_AGE_LIMIT} seconds` };
     } else if (name === 'mx') {
+      if (mx.length === MAX_MX_PATTERNS) return { ok: false, error: `${at}: more than ${MAX_MX_PATTERNS} mx patterns (OPS-5)` };
       const pattern = parseMxPattern(value);
-      if (!pattern.ok) return { ok: false, error: `${at}: mx pattern ${shown} ${pattern.reason}` };
+      if (!pattern.ok) return { ok: false, error: `${at}: mx pattern ${shown()} ${pattern.reason}` };
       mx.push(pattern.pattern);
-      if (pattern.pattern.wildcard && isPublicSuffix(pattern.pattern.base)) {
-        warnings.push(`${at}: mx pattern ${shown} ignored: "${pattern.pattern.base}" is a public suffix, so it matches no MX host`);
+      const why = neverMatches(pattern.pattern);
+      if (why !== null) {
+        ignored.add(pattern.pattern);
+        warnings.push(`${at}: mx pattern ${shown()} ignored: ${why}, so it matches no MX host`);
       }
     } else if (KNOWN_FIELDS.includes(name.toLowerCase())) {
       caseVariants.set(name.toLowerCase(), `${at} has "${name}"`);
@@ -127,7 +197,9 @@ export function parsePolicy(text: string): ParseResult {
   if (!mode) return { ok: false, error: missing('mode') };
   if (maxAge === undefined) return { ok: false, error: missing('max_age') };
   if (mx.length === 0 && mode !== 'none') return { ok: false, error: `${missing('mx')}: mode ${mode} needs at least one` };
-  return { ok: true, policy: { version, mode, maxAge, mx }, warnings };
+  const policy: MtaStsPolicy = { version, mode, maxAge, mx };
+  matchers.set(policy, buildMatcher(mx, ignored));
+  return { ok: true, policy, warnings };
 }
 
 /**
@@ -155,7 +227,11 @@ export function matchesPolicy(policy: MtaStsPolicy, mxHost: string): boolean {
   if (mxHost.endsWith('..')) return false;
   const host = normaliseHostName(mxHost);
   if (host === null) return false;
-  return policy.mx.some((pattern) => matchesPattern(pattern, host));
+  const { exact, wildcardParents } = matcherOf(policy);
+  if (exact.has(host)) return true;
+  // `*.` stands for exactly one label: the host minus its first label must be a wildcard's parent.
+  const dot = host.indexOf('.');
+  return dot > 0 && wildcardParents.has(host.slice(dot + 1));
 }
 
 /**
@@ -226,11 +302,15 @@ function splitLines(text: string): string[] {
 
 type Field = { ok: true; name: string; value: string } | { ok: false; reason: string };
 
+/** Empty, or spaces and tabs only (STS-3 leniency: skipped). */
+function isBlank(line: string): boolean {
+  return trimWsp(line) === '';
+}
+
 function splitField(line: string): Field {
-  if (line === '') return { ok: false, reason: 'empty line (only the last field may be followed by a line break)' };
   const colon = line.indexOf(':');
   if (colon < 0) return { ok: false, reason: `"${printable(line)}" is not a "name: value" field` };
-  const name = line.slice(0, colon);
+  const name = trimWsp(line.slice(0, colon));
   if (!FIELD_NAME.test(name)) {
     return {
       ok: false,
@@ -254,13 +334,6 @@ function parseMxPattern(text: string): PatternResult {
   const aLabel = toALabel(host);
   if (!aLabel.ok) return { ok: false, reason: `is not a valid host name: ${aLabel.reason}` };
   return { ok: true, pattern: { text, wildcard, base: aLabel.aLabel } };
-}
-
-function matchesPattern(pattern: MxPattern, host: string): boolean {
-  if (!pattern.wildcard) return host === pattern.base;
-  if (isPublicSuffix(pattern.base) || !host.endsWith(`.${pattern.base}`)) return false;
-  const label = host.slice(0, host.length - pattern.base.length - 1);
-  return label !== '' && !label.includes('.');
 }
 
 /** STS-4: `*.com`, `*.co.uk`, `*.github.io` would match other owners' hosts. Unknown single labels count as suffixes too. */
