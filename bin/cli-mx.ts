@@ -159,6 +159,8 @@ export async function gatherMxReport(
     const enforce = effective.kind === 'policy' && effective.policy.mode === 'enforce';
     const result: MxLookupResult = await lookupMx(domain, dns, {
       maxMx: mx.maxMx,
+      maxMxRecords: mx.maxMxRecords,
+      maxAddressesPerMx: mx.maxAddressesPerMx,
       addressPolicy: mx.addressPolicy,
       ...(enforce && effective.kind === 'policy' ? { filter: policyFilter(domain, effective.id, effective.policy) } : {}),
     });

@@ -44,7 +44,8 @@ function absolute(name: string): string {
 
 async function ask<T>(query: () => Promise<T[]>): Promise<DnsAnswer<T>> {
   try {
-    const records = await query();
+    // Entries that are not there are dropped, never handed on to throw later.
+    const records = (await query()).filter((record) => record !== null && record !== undefined);
     return records.length === 0 ? { kind: 'nodata' } : { kind: 'answer', records };
   } catch (err) {
     const code = typeof (err as NodeJS.ErrnoException).code === 'string' ? String((err as NodeJS.ErrnoException).code) : 'EUNKNOWN';

@@ -3,12 +3,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { PolicyServer, policyText } from '../test/fixtures/policy-server';
 import { TestCa } from '../test/fixtures/test-ca';
 import { makeAddressPolicy } from './address-policy';
 import type { DnsAnswer, DnsClient } from './dns-client';
 import { MtaStsResolver, type CacheEvent, type MtaStsSettings } from './mta-sts';
 import { FilePolicyStore } from './policy-store';
+
+setFlagsFromString('--expose-gc'); // OPS-5 memory test: measure what stays on the heap
 
 let ca: TestCa;
 let server: PolicyServer;
@@ -179,4 +183,80 @@ test('STS-5: what a process remembers stays bounded whatever the number of domai
   assert.equal(txtQueries, before);
   await r.policyFor('nopolicy0.test');
   assert.equal(txtQueries, before + 1);
+});
+
+test('ST-5: an unreadable or corrupt cached policy defers (store-unavailable) until a fresh policy replaces it', async () => {
+  await publish('corrupt.test', '1', ['mx.corrupt.test']);
+  await resolver().policyFor('corrupt.test');
+  const file = path.join(dir, 'corrupt.test.json');
+  // Outage: TXT fails, the policy host answers 500. What the cache held can no longer be read.
+  txt.set('_mta-sts.corrupt.test', { kind: 'failure', code: 'ESERVFAIL', message: 'servfail' });
+  await server.set('corrupt.test', { kind: 'status', status: 500 });
+  for (const damage of ['', '{"domain":"corrupt.test"', JSON.stringify({ domain: 'corrupt.test', id: '1', text: 'garbage' })]) {
+    fs.writeFileSync(file, damage);
+    events = [];
+    const fresh = resolver(); // a restarted process: nothing in memory
+    const decided = await fresh.policyFor('corrupt.test');
+    assert.equal(decided.kind, 'store-unavailable', JSON.stringify(damage));
+    if (decided.kind === 'store-unavailable') assert.match(decided.reason, /corrupt\.test.*(unreadable|invalid).*policy purge/);
+    assert.ok(events.includes('store_error'), events.join(','));
+    // No record at all does not clear it either: the hidden policy may still be in force (RFC 8461 §3.3).
+    txt.set('_mta-sts.corrupt.test', { kind: 'nxdomain' });
+    clock += 400_000;
+    assert.equal((await fresh.policyFor('corrupt.test')).kind, 'store-unavailable');
+    txt.set('_mta-sts.corrupt.test', { kind: 'failure', code: 'ESERVFAIL', message: 'servfail' });
+  }
+  // The policy host is back: the fresh policy replaces the entry, and the store holds it again.
+  await publish('corrupt.test', '2', ['mx.corrupt.test']);
+  clock += 400_000;
+  const replaced = await resolver().policyFor('corrupt.test');
+  assert.equal(replaced.kind === 'policy' && replaced.source, 'fetched');
+  const stored = await new FilePolicyStore(dir).get('corrupt.test');
+  assert.equal(stored.kind === 'entry' && stored.entry.id, '2');
+  // Purged by the operator (the file removed): an ordinary first discovery.
+  fs.writeFileSync(file, '');
+  assert.equal(await new FilePolicyStore(dir).delete('corrupt.test'), true);
+  assert.equal((await resolver().policyFor('corrupt.test')).kind, 'policy');
+});
+
+test('OPS-5: the policies a process remembers are bounded in bytes as well as in entries', async () => {
+  const budget = 32 * 1024 * 1024;
+  // The largest policies there are: 500 patterns and unknown fields up to about 64 KiB, cached for 300 domains.
+  const store = new FilePolicyStore(dir);
+  const domains = Array.from({ length: 300 }, (_, i) => `big${i}.test`);
+  for (const domain of domains) {
+    const mx = Array.from({ length: 500 }, (_, i) => `*.p${i}.${domain}`);
+    const text = policyText({ mode: 'enforce', maxAge: 86400, mx });
+    const padded = text + `ext: ${'x'.repeat(990)}\r\n`.repeat(Math.floor((64 * 1024 - text.length) / 1000));
+    await store.put({ domain, id: '1', text: padded, fetchedAt: clock, expiresAt: clock + 86_400_000, checkedAt: clock, usedAt: clock });
+  }
+  const withBudget = (bytes: number) => (): MtaStsSettings => Object.assign(settings(), { memoryBudgetBytes: bytes });
+  const quiet = { event: () => undefined, log: () => undefined };
+  const gc = runInNewContext('gc') as () => void;
+  // A first process remembering nothing reads and parses every policy (warming JIT and the store) ...
+  const nothing = new MtaStsResolver(dns, store, withBudget(1), quiet, () => clock);
+  for (const domain of domains) assert.equal((await nothing.policyFor(domain)).kind, 'policy');
+  assert.equal(nothing.memorySizes().policies, 0);
+  gc();
+  const heapBefore = process.memoryUsage().heapUsed;
+  // ... then one with a budget does the same: what it keeps is what its memory holds.
+  const r = new MtaStsResolver(dns, store, withBudget(budget), quiet, () => clock);
+  for (const domain of domains) assert.equal((await r.policyFor(domain)).kind, 'policy');
+  gc();
+  const retained = process.memoryUsage().heapUsed - heapBefore;
+  const sizes = r.memorySizes();
+  assert.ok(
+    sizes.policies > 0 && sizes.policies < domains.length,
+    `all ${domains.length} policies of 64 KiB kept: ${JSON.stringify(sizes)}`,
+  );
+  assert.ok(sizes.bytes <= budget, JSON.stringify(sizes));
+  // The estimate is an upper bound of what the heap really holds (the policies stay in the cache files).
+  assert.ok(retained <= sizes.bytes, `retained ${retained} bytes, estimated ${sizes.bytes}`);
+  // The most recent policy is still in memory: no store read, no network.
+  assert.equal((await r.policyFor(domains[domains.length - 1] as string)).kind === 'policy' && txtQueries, 0);
+  const perPolicy = (n: number): string => `${(n / sizes.policies / 1024).toFixed(0)} KiB`;
+  console.log(
+    `OPS-5 memory: budget ${budget / 1048576} MiB: ${sizes.policies} of ${domains.length} policies of 64 KiB kept, ` +
+      `estimated ${perPolicy(sizes.bytes)} and measured ${perPolicy(retained)} of heap per policy`,
+  );
 });

@@ -4,13 +4,20 @@
  * re-check after `recheck`, a fetch when the id changed or nothing is cached.
  * A failed TXT lookup or fetch never removes or shortens an unexpired policy;
  * failures are negative-cached; concurrent deliveries to one domain share one
- * discovery (single flight).
+ * discovery (single flight). ST-5: a cache entry that cannot be read or parsed
+ * may hide an enforce policy: the answer is `store-unavailable` (the plugin
+ * defers under on_store_error=defer) until a fresh policy replaces the entry
+ * or the operator purges it. OPS-5: what the process remembers is bounded in
+ * entries and bytes (mta-sts-memory).
  */
 import type { DnsClient } from './dns-client';
 import { describeFailure } from './dns-client';
 import { fetchPolicyText, type FetchSettings } from './mta-sts-fetch';
 import { parsePolicy, parseStsTxtRecords, type MtaStsPolicy } from './mta-sts-policy';
+import { BoundedMap, DEFAULT_MEMORY_BUDGET_MB, MEMORY_LIMIT, noteBytes, POLICY_SHARE, policyBytes } from './mta-sts-memory';
 import type { CachedPolicy, PolicyStore } from './policy-store';
+
+export { DEFAULT_MEMORY_BUDGET_MB, MEMORY_LIMIT };
 
 export interface MtaStsSettings {
   /** Seconds after which a cached policy's TXT id is checked again. */
@@ -20,6 +27,8 @@ export interface MtaStsSettings {
   /** Background refresh: how long before expiry a policy is refetched. */
   refreshBeforeMs: number;
   fetch: FetchSettings;
+  /** OPS-5: estimated bytes the in-memory maps may hold together (default DEFAULT_MEMORY_BUDGET_MB MiB). */
+  memoryBudgetBytes?: number;
 }
 
 export type PolicyDecision =
@@ -42,26 +51,6 @@ export interface MtaStsHooks {
   log(level: 'info' | 'warn' | 'error', message: string): void;
 }
 
-/** Domains remembered per process, for each of the in-memory maps; the oldest go first. */
-export const MEMORY_LIMIT = 50_000;
-
-/** A Map that forgets its oldest entries beyond `limit`, so memory stays bounded whatever the traffic. */
-class BoundedMap<K, V> extends Map<K, V> {
-  constructor(private readonly limit: number) {
-    super();
-  }
-  override set(key: K, value: V): this {
-    if (this.has(key)) this.delete(key); // refreshed entries move to the young end
-    super.set(key, value);
-    while (this.size > this.limit) {
-      const oldest = this.keys().next();
-      if (oldest.done) break;
-      this.delete(oldest.value);
-    }
-    return this;
-  }
-}
-
 interface Loaded {
   entry: CachedPolicy;
   policy: MtaStsPolicy;
@@ -69,9 +58,9 @@ interface Loaded {
 
 export class MtaStsResolver {
   private readonly inflight = new Map<string, Promise<PolicyDecision>>();
-  private readonly negative: Map<string, { until: number; reason: string }>;
-  private readonly absent: Map<string, number>;
-  private readonly memory: Map<string, Loaded>;
+  private readonly negative: BoundedMap<string, { until: number; reason: string }>;
+  private readonly absent: BoundedMap<string, number>;
+  private readonly memory: BoundedMap<string, Loaded>;
 
   constructor(
     private readonly dns: DnsClient,
@@ -81,14 +70,33 @@ export class MtaStsResolver {
     private readonly now: () => number = Date.now,
     memoryLimit = MEMORY_LIMIT,
   ) {
-    this.negative = new BoundedMap(memoryLimit);
-    this.absent = new BoundedMap(memoryLimit);
-    this.memory = new BoundedMap(memoryLimit);
+    const budget = (): number => this.settings().memoryBudgetBytes ?? DEFAULT_MEMORY_BUDGET_MB * 1024 * 1024;
+    const noteShare = (1 - POLICY_SHARE) / 2;
+    this.negative = new BoundedMap(
+      memoryLimit,
+      () => budget() * noteShare,
+      (domain, failed) => noteBytes(domain, failed.reason),
+    );
+    this.absent = new BoundedMap(
+      memoryLimit,
+      () => budget() * noteShare,
+      (domain) => noteBytes(domain),
+    );
+    this.memory = new BoundedMap(
+      memoryLimit,
+      () => budget() * POLICY_SHARE,
+      (_, loaded) => policyBytes(loaded.entry, loaded.policy),
+    );
   }
 
-  /** How many domains each in-memory map holds (tests, diagnostics). */
-  memorySizes(): { policies: number; absent: number; failed: number } {
-    return { policies: this.memory.size, absent: this.absent.size, failed: this.negative.size };
+  /** How many domains each in-memory map holds, and their estimated bytes together (tests, diagnostics). */
+  memorySizes(): { policies: number; absent: number; failed: number; bytes: number } {
+    return {
+      policies: this.memory.size,
+      absent: this.absent.size,
+      failed: this.negative.size,
+      bytes: this.memory.bytes + this.absent.bytes + this.negative.bytes,
+    };
   }
 
   /** The policy to apply to a delivery to `domain` (a lowercase A-label). Never rejects. */
@@ -122,22 +130,23 @@ export class MtaStsResolver {
     }
   }
 
-  /** The cached policy (null: none or corrupt). Rejects when the store cannot be asked at all. */
-  private async load(domain: string): Promise<Loaded | null> {
+  /**
+   * The cached policy, or that there is none, or why the entry that is there
+   * cannot be used (ST-5). Rejects when the store cannot be asked at all.
+   */
+  private async load(domain: string): Promise<CacheRead> {
     const read = await this.store.get(domain);
-    if (read.kind === 'none') return null;
-    if (read.kind === 'unreadable') {
-      this.hooks.event('store_error');
-      this.hooks.log('error', `MTA-STS cache entry for ${domain} unreadable, ignoring it: ${read.reason}`);
-      return this.memory.get(domain) ?? null;
+    if (read.kind === 'none') return { kind: 'none' };
+    let why: string;
+    if (read.kind === 'unreadable') why = `unreadable: ${read.reason}`;
+    else {
+      const parsed = parsePolicy(read.entry.text);
+      if (parsed.ok) return { kind: 'loaded', loaded: { entry: read.entry, policy: parsed.policy } };
+      why = `holds an invalid policy: ${parsed.error}`;
     }
-    const parsed = parsePolicy(read.entry.text);
-    if (!parsed.ok) {
-      this.hooks.event('store_error');
-      this.hooks.log('error', `MTA-STS cache entry for ${domain} holds an invalid policy, ignoring it: ${parsed.error}`);
-      return null;
-    }
-    return { entry: read.entry, policy: parsed.policy };
+    this.hooks.event('store_error');
+    this.hooks.log('error', `MTA-STS cache entry for ${domain} ${why}`);
+    return { kind: 'corrupt', why };
   }
 
   private async save(loaded: Loaded): Promise<void> {
@@ -153,14 +162,22 @@ export class MtaStsResolver {
   private async resolve(domain: string): Promise<PolicyDecision> {
     const now = this.now();
     const settings = this.settings();
-    let cached: Loaded | null;
+    let read: CacheRead;
     try {
-      cached = await this.load(domain);
+      read = await this.load(domain);
     } catch (err) {
       this.hooks.event('store_error');
       const remembered = this.memory.get(domain);
       if (remembered && remembered.entry.expiresAt > now) return decision(remembered, 'kept');
       return { kind: 'store-unavailable', reason: `MTA-STS cache (${this.store.description}) unavailable: ${(err as Error).message}` };
+    }
+    // ST-5: an entry we cannot read may hide an enforce policy. What this process still
+    // remembers of it stands in; without that, only a fresh policy (or a purge) clears it.
+    let hidden: string | null = null;
+    let cached: Loaded | null = read.kind === 'loaded' ? read.loaded : null;
+    if (read.kind === 'corrupt') {
+      cached = this.memory.get(domain) ?? null;
+      if (!cached) hidden = hiddenPolicyReason(domain, read.why);
     }
     const live = cached && cached.entry.expiresAt > now ? cached : null;
     if (cached && !live) this.hooks.event('expired');
@@ -172,9 +189,10 @@ export class MtaStsResolver {
     }
     const failed = this.negative.get(domain);
     if (failed && failed.until > now) {
+      if (hidden) return { kind: 'store-unavailable', reason: `${hidden}; discovery failed recently: ${failed.reason}` };
       return live ? decision(live, 'kept') : { kind: 'none', reason: `MTA-STS discovery for ${domain} failed recently: ${failed.reason}` };
     }
-    return this.discover(domain, live, now, settings);
+    return this.discover(domain, live, now, settings, null, hidden);
   }
 
   /**
@@ -188,6 +206,7 @@ export class MtaStsResolver {
     now: number,
     settings: MtaStsSettings,
     refresh: { forceFetch: boolean } | null = null,
+    hidden: string | null = null,
   ): Promise<PolicyDecision> {
     const usedAt = refresh && live ? live.entry.usedAt : now;
     const forceFetch = refresh?.forceFetch === true;
@@ -195,6 +214,7 @@ export class MtaStsResolver {
       this.hooks.event(event);
       this.negative.set(domain, { until: now + settings.negativeTtlMs, reason });
       this.hooks.log('warn', `MTA-STS for ${domain}: ${reason}${live ? `; keeping the cached policy (id ${live.entry.id})` : ''}`);
+      if (hidden) return { kind: 'store-unavailable', reason: `${hidden}; ${reason}` };
       return live ? decision(live, 'kept') : { kind: 'none', reason };
     };
     const txt = await this.dns.txt(`_mta-sts.${domain}`);
@@ -206,6 +226,8 @@ export class MtaStsResolver {
         await this.save({ ...live, entry: { ...live.entry, checkedAt: now, usedAt } });
         return decision(live, 'kept');
       }
+      // RFC 8461 §3.3 again: a policy hidden by an unreadable entry may still be in force.
+      if (hidden) return { kind: 'store-unavailable', reason: `${hidden}; no policy record to fetch a fresh one (${record.reason})` };
       this.hooks.event('miss');
       this.absent.set(domain, now + settings.recheckMs);
       return { kind: 'none', reason: `no MTA-STS policy record for ${domain} (${record.reason})` };
@@ -236,6 +258,7 @@ export class MtaStsResolver {
     const loaded = { entry, policy: parsed.policy };
     await this.save(loaded);
     this.hooks.event('fetched');
+    if (hidden) this.hooks.log('info', `MTA-STS cache entry for ${domain} replaced by a fresh policy (it was ${hidden.split(': ')[0]})`);
     this.hooks.log(
       'info',
       `MTA-STS policy of ${domain} fetched: id ${record.id}, mode ${parsed.policy.mode}, max_age ${parsed.policy.maxAge}, mx ${parsed.policy.mx.map((m) => m.text).join(' ')}`,
@@ -273,8 +296,9 @@ export class MtaStsResolver {
         if (!nearExpiry && now - entry.checkedAt < settings.recheckMs) continue;
         stats.checked++;
         const before = entry.fetchedAt;
-        const loaded = await this.load(item.domain).catch(() => null);
-        if (!loaded) continue;
+        const read = await this.load(item.domain).catch(() => null);
+        if (read?.kind !== 'loaded') continue;
+        const loaded = read.loaded;
         this.negative.delete(item.domain);
         // Near expiry the policy is fetched again even when its id did not change.
         await this.discover(item.domain, loaded, now, settings, { forceFetch: nearExpiry });
@@ -288,6 +312,16 @@ export class MtaStsResolver {
     await Promise.all(Array.from({ length: Math.max(1, concurrency) }, () => work()));
     return stats;
   }
+}
+
+type CacheRead = { kind: 'none' } | { kind: 'loaded'; loaded: Loaded } | { kind: 'corrupt'; why: string };
+
+/** ST-5: why a delivery waits, and how it stops waiting. */
+function hiddenPolicyReason(domain: string, why: string): string {
+  return (
+    `MTA-STS cache entry for ${domain} ${why}: it may hide an enforce policy, so delivery waits until a fresh policy ` +
+    `is fetched or the entry is purged (haraka-outbound policy purge ${domain})`
+  );
 }
 
 function decision(loaded: Loaded, source: 'cache' | 'checked' | 'fetched' | 'kept'): PolicyDecision {

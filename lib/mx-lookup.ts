@@ -2,11 +2,16 @@
  * MX selection with DNS (MX-3 … MX-9): one MX query for the absolute A-label
  * name, implicit MX on NODATA only, null MX and NXDOMAIN as permanent
  * failures, resolver trouble as transient, then each host resolved to its
- * addresses and filtered by the address policy.
+ * addresses and filtered by the address policy. OPS-5: at most
+ * `max_mx_records` records considered and `max_addresses_per_mx` addresses
+ * used per host.
  */
 import { checkAddress, type AddressPolicy } from './address-policy';
 import { describeFailure, type DnsAnswer, type DnsClient } from './dns-client';
-import { filterAndCap, orderMxRecords, type MxFilter, type MxHost } from './mx-selection';
+import { DEFAULT_MAX_MX_RECORDS, filterAndCap, orderMxRecords, type MxFilter, type MxHost } from './mx-selection';
+
+/** OPS-5: addresses used per MX host (ini `max_addresses_per_mx`): thousands of A records are not thousands of connections. */
+export const DEFAULT_MAX_ADDRESSES_PER_MX = 4;
 
 /** An MX host ready for Haraka: its name (kept for certificate checks) and addresses. */
 export interface ResolvedMx {
@@ -27,17 +32,33 @@ export type MxLookupResult =
 
 export interface MxLookupOptions {
   maxMx: number;
+  /** OPS-5: MX records considered (default DEFAULT_MAX_MX_RECORDS). */
+  maxMxRecords?: number;
+  /** OPS-5: addresses kept per MX host (default DEFAULT_MAX_ADDRESSES_PER_MX). */
+  maxAddressesPerMx?: number;
   addressPolicy: AddressPolicy;
   /** MX-8 seam: MTA-STS enforce supplies the policy's patterns. */
   filter?: MxFilter;
   random?: () => number;
 }
 
+/** `unused`: allowed addresses beyond the per-host limit (OPS-5). */
 export type HostAddresses =
-  { kind: 'ok'; addresses: string[]; refused: string[] } | { kind: 'missing'; detail: string } | { kind: 'failure'; detail: string };
+  | { kind: 'ok'; addresses: string[]; refused: string[]; unused: number }
+  | { kind: 'missing'; detail: string }
+  | { kind: 'failure'; detail: string };
 
-/** Resolves a host's A then AAAA records and applies the address policy (MX-9). */
-export async function resolveHost(dns: DnsClient, host: string, policy: AddressPolicy): Promise<HostAddresses> {
+/**
+ * Resolves a host's A then AAAA records and applies the address policy (MX-9);
+ * keeps the first `maxAddresses` allowed ones (OPS-5), looking at no more
+ * records than it needs for that.
+ */
+export async function resolveHost(
+  dns: DnsClient,
+  host: string,
+  policy: AddressPolicy,
+  maxAddresses: number = DEFAULT_MAX_ADDRESSES_PER_MX,
+): Promise<HostAddresses> {
   const [a, aaaa] = await Promise.all([dns.a(host), dns.aaaa(host)]);
   const found = [...answerRecords(a), ...answerRecords(aaaa)];
   const failures = [a, aaaa].filter((answer) => answer.kind === 'failure');
@@ -50,12 +71,15 @@ export async function resolveHost(dns: DnsClient, host: string, policy: AddressP
   }
   const addresses: string[] = [];
   const refused: string[] = [];
+  let checked = 0;
   for (const address of found) {
-    const verdict = checkAddress(policy, address);
+    if (addresses.length >= maxAddresses) break;
+    checked++;
+    const verdict = checkAddress(policy, String(address));
     if (verdict.allowed) addresses.push(address);
     else refused.push(verdict.reason);
   }
-  return { kind: 'ok', addresses, refused };
+  return { kind: 'ok', addresses, refused, unused: found.length - checked };
 }
 
 function answerRecords<T>(answer: DnsAnswer<T>): T[] {
@@ -78,11 +102,16 @@ export async function lookupMx(aLabel: string, dns: DnsClient, options: MxLookup
       notes.push(`${aLabel} has no MX records: implicit MX ${aLabel}`);
       break;
     case 'answer': {
-      const ordered = orderMxRecords(answer.records, options.random);
+      const maxRecords = options.maxMxRecords ?? DEFAULT_MAX_MX_RECORDS;
+      const ordered = orderMxRecords(answer.records, options.random, maxRecords);
       if (ordered.kind === 'null-mx') {
         return { kind: 'null-mx', reason: `${aLabel} accepts no mail (null MX, RFC 7505)` };
       }
-      for (const d of ordered.dropped) notes.push(`MX target "${d.exchange}" dropped: ${d.reason}`);
+      if (ordered.notConsidered > 0) {
+        notes.push(`${answer.records.length} MX records, only the ${maxRecords} most preferred considered (max_mx_records)`);
+      }
+      // Bounded: at most max_mx_records entries (one line for any number of malformed ones).
+      for (const d of ordered.dropped.slice(0, maxRecords)) notes.push(`MX target "${d.exchange}" dropped: ${d.reason}`);
       hosts = ordered.hosts;
       if (hosts.length === 0) {
         return { kind: 'transient', reason: `no valid MX host for ${aLabel} (every target was dropped)` };
@@ -100,7 +129,8 @@ export async function lookupMx(aLabel: string, dns: DnsClient, options: MxLookup
     notes.push(`more than ${options.maxMx} MX hosts, not used: ${filtered.capped.join(', ')}`);
   }
 
-  const resolved = await Promise.all(filtered.hosts.map((mx) => resolveHost(dns, mx.host, options.addressPolicy)));
+  const maxAddresses = options.maxAddressesPerMx ?? DEFAULT_MAX_ADDRESSES_PER_MX;
+  const resolved = await Promise.all(filtered.hosts.map((mx) => resolveHost(dns, mx.host, options.addressPolicy, maxAddresses)));
   const mxs: ResolvedMx[] = [];
   const problems: string[] = [];
   let anyFailure = false;
@@ -108,6 +138,9 @@ export async function lookupMx(aLabel: string, dns: DnsClient, options: MxLookup
     const mx = filtered.hosts[i] as MxHost;
     if (result.kind === 'ok') {
       problems.push(...result.refused.map((reason) => `${mx.host} → ${reason}`));
+      if (result.unused > 0) {
+        notes.push(`MX ${mx.host}: ${result.unused} more addresses not used (max_addresses_per_mx=${maxAddresses})`);
+      }
       if (result.addresses.length > 0) mxs.push({ ...mx, addresses: result.addresses });
       else notes.push(`MX ${mx.host} dropped: every address is refused`);
     } else {

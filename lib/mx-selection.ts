@@ -1,7 +1,8 @@
 /**
- * Pure MX list decisions (MX-5, MX-7, MX-8): null MX detection, ordering by
- * preference with ties shuffled, duplicate and invalid target removal, the
- * policy filter seam and the cap. No I/O here.
+ * Pure MX list decisions (MX-5, MX-7, MX-8, OPS-5): null MX detection,
+ * ordering by preference with ties shuffled, duplicate and invalid target
+ * removal, the `max_mx_records` bound, the policy filter seam and the cap. No
+ * I/O here.
  */
 import { normaliseHostName, printable } from './domain';
 import type { MxRecord } from './dns-client';
@@ -16,7 +17,13 @@ export interface DroppedTarget {
   reason: string;
 }
 
-export type OrderedMx = { kind: 'null-mx' } | { kind: 'hosts'; hosts: MxHost[]; dropped: DroppedTarget[] };
+/** OPS-5: MX records considered per answer, the most preferred first (ini `max_mx_records`). */
+export const DEFAULT_MAX_MX_RECORDS = 50;
+
+export type OrderedMx =
+  | { kind: 'null-mx' }
+  /** `notConsidered`: records beyond the `max_mx_records` most preferred (OPS-5). */
+  | { kind: 'hosts'; hosts: MxHost[]; dropped: DroppedTarget[]; notConsidered: number };
 
 /**
  * A filter applied to MX host names before the cap (MX-8). MTA-STS provides
@@ -27,11 +34,20 @@ export interface MxFilter {
   accepts(host: string): boolean;
 }
 
-/** RFC 7505: exactly one MX, preference 0, target "." (c-ares reports ""). */
+/** A well-formed record: resolvers (or fakes of them) may hand over `null` or half-filled entries. */
+function isRecord(record: unknown): record is MxRecord {
+  if (record === null || typeof record !== 'object') return false;
+  const r = record as Partial<MxRecord>;
+  return typeof r.exchange === 'string' && typeof r.priority === 'number';
+}
+
+/**
+ * RFC 7505: a single MX, preference 0, target "." (c-ares reports ""). The same
+ * record repeated in one answer is still that single record (MX-5).
+ */
 export function isNullMx(records: readonly MxRecord[]): boolean {
-  if (records.length !== 1) return false;
-  const only = records[0];
-  return only !== undefined && only.priority === 0 && isRootTarget(only.exchange);
+  const wellFormed = records.filter(isRecord);
+  return wellFormed.length > 0 && wellFormed.every((r) => r.priority === 0 && isRootTarget(r.exchange));
 }
 
 function isRootTarget(exchange: string): boolean {
@@ -51,13 +67,29 @@ function shuffle<T>(items: T[], random: () => number): T[] {
 
 /**
  * Orders MX records by preference (ties shuffled), keeps each host once (at
- * its best preference) and drops targets that are not valid host names.
+ * its best preference) and drops targets that are not valid host names and
+ * entries that are not records at all. Only the `maxRecords` most preferred
+ * records are looked at (OPS-5: a hostile answer of thousands of records costs
+ * a sort of numbers, not thousands of host name checks).
  */
-export function orderMxRecords(records: readonly MxRecord[], random: () => number = Math.random): OrderedMx {
+export function orderMxRecords(
+  records: readonly MxRecord[],
+  random: () => number = Math.random,
+  maxRecords: number = DEFAULT_MAX_MX_RECORDS,
+): OrderedMx {
   if (isNullMx(records)) return { kind: 'null-mx' };
   const dropped: DroppedTarget[] = [];
-  const best = new Map<string, number>();
+  const wellFormed: MxRecord[] = [];
   for (const record of records) {
+    if (isRecord(record)) wellFormed.push(record);
+    else dropped.push({ exchange: '?', reason: 'malformed entry in the resolver answer' });
+  }
+  // Shuffled, then stably sorted: ties stay in random order, also across the cut.
+  const considered = shuffle(wellFormed, random).sort((a, b) => a.priority - b.priority);
+  const notConsidered = Math.max(0, considered.length - maxRecords);
+  considered.length = Math.min(considered.length, maxRecords);
+  const best = new Map<string, number>();
+  for (const record of considered) {
     if (isRootTarget(record.exchange)) {
       dropped.push({ exchange: '.', reason: 'null MX listed beside other MX records' });
       continue;
@@ -71,17 +103,10 @@ export function orderMxRecords(records: readonly MxRecord[], random: () => numbe
       dropped.push({ exchange: host, reason: `invalid preference ${record.priority}` });
       continue;
     }
-    const seen = best.get(host);
-    if (seen === undefined || record.priority < seen) best.set(host, record.priority);
+    if (!best.has(host)) best.set(host, record.priority); // sorted: the first seen is the best
   }
-  const byPriority = new Map<number, MxHost[]>();
-  for (const [host, priority] of best) {
-    const group = byPriority.get(priority) ?? [];
-    group.push({ host, priority });
-    byPriority.set(priority, group);
-  }
-  const hosts = [...byPriority.keys()].sort((a, b) => a - b).flatMap((priority) => shuffle(byPriority.get(priority) ?? [], random));
-  return { kind: 'hosts', hosts, dropped };
+  const hosts = [...best].map(([host, priority]) => ({ host, priority }));
+  return { kind: 'hosts', hosts, dropped, notConsidered };
 }
 
 export type FilteredMx =

@@ -6,6 +6,9 @@
  */
 import { DEFAULT_REFUSED_RANGES, makeAddressPolicy, type AddressPolicy } from './address-policy';
 import type { DnsSettings } from './dns-client';
+import { DEFAULT_MEMORY_BUDGET_MB } from './mta-sts';
+import { DEFAULT_MAX_ADDRESSES_PER_MX } from './mx-lookup';
+import { DEFAULT_MAX_MX_RECORDS } from './mx-selection';
 
 export const DEFAULT_MAX_MX = 5;
 export const DEFAULT_MX_PORT = 25;
@@ -23,10 +26,16 @@ export interface MtaStsConfig {
   refreshIntervalMs: number;
   refreshBeforeMs: number;
   refreshConcurrency: number;
+  /** OPS-5: bytes of policies, absent records and failures one process keeps in memory. */
+  memoryBudgetBytes: number;
 }
 
 export interface OutboundMxConfig {
   maxMx: number;
+  /** OPS-5: MX records considered per answer. */
+  maxMxRecords: number;
+  /** OPS-5: addresses used per MX host. */
+  maxAddressesPerMx: number;
   mxPort: number;
   dns: DnsSettings;
   addressPolicy: AddressPolicy;
@@ -81,6 +90,8 @@ export function parseOutboundMxConfig(ini: IniFile): OutboundMxConfig {
   const caFile = String(sts.ca_file ?? '').trim();
   return {
     maxMx: integerValue('main', 'max_mx', main.max_mx, DEFAULT_MAX_MX, 1, 100),
+    maxMxRecords: integerValue('main', 'max_mx_records', main.max_mx_records, DEFAULT_MAX_MX_RECORDS, 1, 1000),
+    maxAddressesPerMx: integerValue('main', 'max_addresses_per_mx', main.max_addresses_per_mx, DEFAULT_MAX_ADDRESSES_PER_MX, 1, 64),
     mxPort: integerValue('main', 'mx_port', main.mx_port, DEFAULT_MX_PORT, 1, 65535),
     dns: {
       servers,
@@ -100,6 +111,7 @@ export function parseOutboundMxConfig(ini: IniFile): OutboundMxConfig {
       refreshIntervalMs: integerValue('mta_sts', 'refresh_interval', sts.refresh_interval, 3600, 0, 604800) * 1000,
       refreshBeforeMs: integerValue('mta_sts', 'refresh_before', sts.refresh_before, 86400, 0, 31557600) * 1000,
       refreshConcurrency: integerValue('mta_sts', 'refresh_concurrency', sts.refresh_concurrency, 4, 1, 64),
+      memoryBudgetBytes: integerValue('mta_sts', 'memory_mb', sts.memory_mb, DEFAULT_MEMORY_BUDGET_MB, 1, 65536) * 1024 * 1024,
     },
   };
 }

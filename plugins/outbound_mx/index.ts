@@ -108,7 +108,8 @@ export function load_outbound_mx_ini(this: OutboundMxPlugin): void {
         level === 'error' ? this.logerror(message) : level === 'warn' ? this.logwarn(message) : this.loginfo(message),
     });
     this.loginfo(
-      `settings: max_mx=${parsed.maxMx} mx_port=${parsed.mxPort} dns servers=${parsed.dns.servers.join(',') || 'system'} ` +
+      `settings: max_mx=${parsed.maxMx} max_mx_records=${parsed.maxMxRecords} max_addresses_per_mx=${parsed.maxAddressesPerMx} ` +
+        `mx_port=${parsed.mxPort} dns servers=${parsed.dns.servers.join(',') || 'system'} ` +
         `timeout=${parsed.dns.timeoutMs}ms tries=${parsed.dns.tries} refuse=${parsed.refusedRanges.join(',')} ` +
         `allow=${parsed.allowCidrs.join(',') || '-'} mta_sts=${sts.enabled ? 'on' : 'off'} store=${this.policyStore.description}`,
     );
@@ -168,6 +169,8 @@ async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, doma
   }
   const result: MxLookupResult = await lookupMx(aLabel, plugin.dnsClient, {
     maxMx: cfg.maxMx,
+    maxMxRecords: cfg.maxMxRecords,
+    maxAddressesPerMx: cfg.maxAddressesPerMx,
     addressPolicy: cfg.addressPolicy,
     ...(filter ? { filter } : {}),
   });
