@@ -84,6 +84,15 @@ describe('haraka-outbound command line (parsing and formatting)', () => {
     assert.equal(domainKey('[not an address]').ok, false);
   });
 
+  test('ST-6: ratchet show/reset take an address literal in any spelling and use its one canonical key', () => {
+    for (const typed of ['[IPv6:2001:0db8::0001]', '[IPv6:2001:DB8::1]', '[2001:db8:0:0::1]']) {
+      assert.deepEqual(domainKey(typed), { ok: true, key: '[2001:db8::1]' }, typed);
+    }
+    for (const typed of ['[IPv6:::ffff:192.0.2.1]', '[::ffff:192.0.2.1]', '[192.0.2.1]']) {
+      assert.deepEqual(domainKey(typed), { ok: true, key: '[192.0.2.1]' }, typed);
+    }
+  });
+
   test('OPS-4: show, list and reset print one readable line per domain', () => {
     const entry = { domain: 'example.com', level: SecLevel.TLS_SECURE, raisedAt: RAISED_AT, host: 'mx1.example.com' };
     assert.equal(

@@ -8,7 +8,7 @@
  * `main` does the I/O. A new command group (`policy show|purge`) is one more
  * case in `parseArgs` and `run`.
  */
-import { literalKey, parseDomainLiteral, toALabel } from '../lib/domain';
+import { literalKey, parseLiteralKey, toALabel } from '../lib/domain';
 import { openRatchetStore } from '../lib/open-stores';
 import type { RatchetRead } from '../lib/ratchet-store';
 import { levelName } from '../lib/sec-level';
@@ -119,11 +119,11 @@ function parseRatchetCommand(words: string[], flags: Set<string>): Command | str
   }
 }
 
-/** The store key for what the admin typed: the lowercase A-label, or the address literal as it is. */
+/** The store key for what the admin typed: the lowercase A-label, or the address literal in canonical form (ST-6). */
 export function domainKey(input: string): { ok: true; key: string } | { ok: false; error: string } {
   const text = input.trim();
   if (text.startsWith('[')) {
-    const literal = parseDomainLiteral(text);
+    const literal = parseLiteralKey(text);
     return literal ? { ok: true, key: literalKey(literal) } : { ok: false, error: `"${text}" is not an address literal` };
   }
   const result = toALabel(text);

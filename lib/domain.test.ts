@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { toASCII } from 'tr46';
-import { literalKey, normaliseHostName, parseDomainLiteral, toALabel, toULabel } from './domain';
+import { literalKey, normaliseHostName, parseDomainLiteral, parseLiteralKey, toALabel, toULabel } from './domain';
 import { isValidRatchetKey } from './ratchet-store';
 
 test('MX-1: a Unicode domain becomes its lowercase A-label', () => {
@@ -96,3 +96,25 @@ function tr46ALabel(domain: string): string | null {
   if (aLabel === null || aLabel.length > 253) return null;
   return aLabel.split('.').every((label) => /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(label)) ? aLabel : null;
 }
+
+test('ST-6: every spelling of one address is one literal key (ipaddr.js canonical form, IPv4-mapped as IPv4)', () => {
+  const key = (text: string): string | null => {
+    const literal = parseDomainLiteral(text);
+    return literal ? literalKey(literal) : null;
+  };
+  for (const spelling of ['[IPv6:2001:db8::1]', '[IPv6:2001:0db8::0001]', '[ipv6:2001:DB8:0:0:0:0:0:1]', '[IPv6:2001:db8:0::1]']) {
+    assert.equal(key(spelling), '[2001:db8::1]', spelling);
+  }
+  for (const spelling of ['[192.0.2.1]', '[IPv6:::ffff:192.0.2.1]', '[IPv6:::FFFF:c000:0201]', '[IPv6:0:0:0:0:0:ffff:192.0.2.1]']) {
+    assert.equal(key(spelling), '[192.0.2.1]', spelling);
+  }
+  // The address Haraka connects to is the canonical one too.
+  assert.deepEqual(parseDomainLiteral('[IPv6:::ffff:192.0.2.1]'), { address: '192.0.2.1', family: 4 });
+  // Zone ids and the IPv4 form with an IPv6 tag are not address literals.
+  assert.equal(parseDomainLiteral('[IPv6:fe80::1%eth0]'), null);
+  assert.equal(parseDomainLiteral('[IPv6:192.0.2.1]'), null);
+  // The CLI also takes the key form it prints.
+  assert.equal(literalKey(parseLiteralKey('[2001:0DB8::0001]') ?? { address: '?', family: 4 }), '[2001:db8::1]');
+  assert.equal(literalKey(parseLiteralKey('[::ffff:192.0.2.1]') ?? { address: '?', family: 4 }), '[192.0.2.1]');
+  assert.equal(parseLiteralKey('[example.com]'), null);
+});

@@ -6,6 +6,7 @@
  * (MX-2).
  */
 import net from 'node:net';
+import ipaddr from 'ipaddr.js';
 import { toASCII, toUnicode } from 'tr46';
 
 /** RFC 1035 limits, checked on the A-label form. */
@@ -83,23 +84,51 @@ export function normaliseHostName(name: string): string | null {
   return result.aLabel;
 }
 
+/** An address literal's address, in canonical form (ST-6). */
 export type DomainLiteral = { address: string; family: 4 | 6 };
 
 /**
  * Parses an RFC 5321 address literal: `[192.0.2.1]` or `[IPv6:2001:db8::1]`.
  * Returns null when the text is not a literal at all or holds no valid address.
+ * The address comes back canonical (ST-6): IPv6 in RFC 5952 form (lowercase,
+ * zeros compressed), and an IPv4-mapped IPv6 address as the IPv4 address it
+ * carries, so every spelling of one address is one key and one destination.
  */
 export function parseDomainLiteral(domain: string): DomainLiteral | null {
-  const match = /^\[(?:ipv6:)?([^\]]+)\]$/i.exec(domain.trim());
-  if (!match?.[1]) return null;
-  const address = match[1];
-  const family = net.isIP(address);
-  if (family === 4 && !/^ipv6:/i.test(domain.trim().slice(1))) return { address, family: 4 };
-  if (family === 6 && /^ipv6:/i.test(domain.trim().slice(1))) return { address: address.toLowerCase(), family: 6 };
+  const match = /^\[(ipv6:)?([^\]]+)\]$/i.exec(domain.trim());
+  if (!match?.[2]) return null;
+  const family = net.isIP(match[2]);
+  if (family === 4 && !match[1]) return canonicalAddress(match[2]);
+  if (family === 6 && match[1] && !match[2].includes('%')) return canonicalAddress(match[2]);
   return null;
 }
 
-/** The store key of an address literal: `[192.0.2.1]`, `[2001:db8::1]` (no `IPv6:` tag, lowercase). */
+/** ST-6: one form per address (ipaddr.js); IPv4-mapped IPv6 becomes IPv4. */
+function canonicalAddress(text: string): DomainLiteral | null {
+  let parsed: ipaddr.IPv4 | ipaddr.IPv6;
+  try {
+    parsed = ipaddr.parse(text);
+  } catch {
+    return null;
+  }
+  if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) parsed = (parsed as ipaddr.IPv6).toIPv4Address();
+  return parsed.kind() === 'ipv4'
+    ? { address: parsed.toString(), family: 4 }
+    : { address: (parsed as ipaddr.IPv6).toRFC5952String(), family: 6 };
+}
+
+/**
+ * A literal as an operator may type it: the SMTP forms above, or the store key
+ * form `[2001:db8::1]` that `ratchet list` shows. Canonical, like parseDomainLiteral.
+ */
+export function parseLiteralKey(text: string): DomainLiteral | null {
+  const literal = parseDomainLiteral(text);
+  if (literal) return literal;
+  const bare = /^\[([0-9a-fA-F:.]+)\]$/.exec(text.trim());
+  return bare?.[1] && net.isIPv6(bare[1]) ? canonicalAddress(bare[1]) : null;
+}
+
+/** The store key of an address literal: `[192.0.2.1]`, `[2001:db8::1]` (canonical, no `IPv6:` tag). */
 export function literalKey(literal: DomainLiteral): string {
   return `[${literal.address}]`;
 }

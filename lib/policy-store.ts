@@ -2,7 +2,9 @@
  * The MTA-STS policy cache store (ST-1, STS-5): domain → the policy last
  * fetched, with its id and times. The embedded implementation keeps one JSON
  * file per domain under `<data_dir>/mta-sts/`, written atomically (temporary
- * file + rename), shared by every Haraka worker and the CLI.
+ * file, fsync, rename, fsync of the directory: ST-5), shared by every Haraka
+ * worker and the CLI. An entry that cannot be read or understood is reported
+ * as `unreadable`, never skipped silently: it may hide an enforce policy.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
@@ -48,6 +50,16 @@ function isCachedPolicy(value: unknown, domain: string): value is CachedPolicy {
   );
 }
 
+/** fsync of a directory, so a rename in it is durable. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await fs.open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 export class FilePolicyStore implements PolicyStore {
   readonly description: string;
   constructor(private readonly dir: string) {
@@ -82,8 +94,17 @@ export class FilePolicyStore implements PolicyStore {
     await fs.mkdir(this.dir, { recursive: true });
     const temp = path.join(this.dir, `.tmp-${process.pid}-${crypto.randomBytes(6).toString('hex')}`);
     try {
-      await fs.writeFile(temp, JSON.stringify(entry));
+      // ST-5: the data reach the disk before the name points at them, and the rename
+      // reaches the disk before the entry is relied on (a crash leaves the old or the new entry).
+      const handle = await fs.open(temp, 'wx', 0o644);
+      try {
+        await handle.writeFile(JSON.stringify(entry));
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
       await fs.rename(temp, file);
+      await syncDirectory(this.dir);
     } catch (err) {
       await fs.rm(temp, { force: true });
       throw new Error(`cannot write ${file}: ${(err as Error).message}`);
