@@ -5,6 +5,7 @@
 import { checkAddress } from '../../lib/address-policy';
 import { createDnsClient, type DnsClient } from '../../lib/dns-client';
 import { setDeliveryState } from '../../lib/delivery-state';
+import { guardProblem } from '../../lib/guard/status';
 import { literalKey, parseDomainLiteral, printable, toALabel, toULabel, type DomainLiteral } from '../../lib/domain';
 import { DENY, DENYSOFT, OK, watchIni, type HMailItem, type HarakaMxSpec, type HarakaPlugin, type Next } from '../../lib/haraka';
 import { lookupMx, type MxLookupResult } from '../../lib/mx-lookup';
@@ -182,6 +183,13 @@ async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, doma
     }
   }
   const stsState = sts.kind === 'policy' ? { sts: { mode: sts.policy.mode, policyId: sts.id } } : {};
+  const unguarded = guardProblem();
+  if (unguarded && sts.kind === 'policy' && sts.policy.mode === 'enforce' && result.kind === 'deliver') {
+    // TLS-6: outbound_tls could not install its guard; nothing would check the certificate.
+    const reason = `outbound_tls cannot guard connections (${unguarded}); ${aLabel} has an MTA-STS enforce policy (id ${sts.id})`;
+    plugin.logerror(reason, hmail);
+    return [DENYSOFT, reason];
+  }
   switch (result.kind) {
     case 'permanent':
       plugin.logwarn(`permanent failure (${result.dsn}) for ${shown}: ${result.reason}`, hmail);

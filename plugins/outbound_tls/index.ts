@@ -14,6 +14,7 @@ import {
   type HMailPrototype,
 } from '../../lib/connection-guard';
 import { getDeliveryState } from '../../lib/delivery-state';
+import { setGuardProblem } from '../../lib/guard/status';
 import type { Requirement } from '../../lib/delivery-decision';
 import { literalKey, parseDomainLiteral, toALabel } from '../../lib/domain';
 import { CONT, DENYSOFT, watchIni, type HMailItem, type HarakaPlugin, type Next } from '../../lib/haraka';
@@ -50,6 +51,7 @@ export function register(this: OutboundTlsPlugin): void {
 
   const hmail = loadHMailPrototype(this);
   this.guardProblem = checkHarakaInternals(hmail);
+  setGuardProblem(this.guardProblem);
   if (this.guardProblem || !hmail) {
     this.logcrit(
       `outbound_tls: cannot guard outbound connections: ${this.guardProblem}. Failing closed: mail for domains with a ` +

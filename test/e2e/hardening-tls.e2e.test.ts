@@ -454,6 +454,21 @@ test('TLS-6: with the guard unable to install, a domain with a cached MTA-STS en
   }
 });
 
+test('TLS-6: with the guard unable to install, an MTA-STS enforce policy fetched at delivery time (never cached before) defers the message too', async () => {
+  const domain = 'sts-live.test';
+  await publishEnforce(domain, [STS_CACHED.host]);
+  pointMx(domain, [10, STS_CACHED.host, STS_CACHED.address]);
+  const delivered = stsCachedSink.messages.length;
+  await withHaraka(mxHarakaOptions({ plugins: ['haraka-breaker', 'outbound_tls', 'outbound_mx'] }), async (broken) => {
+    await broken.waitForLog(/cannot guard outbound connections/);
+    await broken.send({ to: `user@${domain}` });
+    const outcome = await firstOutcome(broken, domain);
+    assert.equal(outcome.event, 'deferred', describeOutcome(outcome));
+    assert.ok(broken.logLines.some((l) => /cannot guard connections .*sts-live\.test has an MTA-STS enforce policy/.test(l)));
+    assert.equal(stsCachedSink.messages.length, delivered, 'nothing delivered without the guard');
+  });
+});
+
 test('TLS-6: rejectUnauthorized=true in tls.ini [main] is overridden for outbound connections: a self-signed MX is reached over TLS in one connection, classified TLS_INSECURE, and the override is logged', async () => {
   pointMx(REJECT_UNAUTHORIZED.domain, [10, REJECT_UNAUTHORIZED.host, REJECT_UNAUTHORIZED.address]);
   await withHaraka(mxHarakaOptions({ config: { 'tls.ini': '[main]\nrejectUnauthorized=true\n' } }), async (local) => {
