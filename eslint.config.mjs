@@ -3,9 +3,14 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'queue/**', 'data/**'] },
+  { ignores: ['**/dist/**', 'node_modules/**', 'queue/**', 'data/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
+  {
+    // Plain Node.js scripts (scripts/start.mjs runs before anything is built).
+    files: ['**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
+  },
   {
     files: ['**/*.ts'],
     rules: {

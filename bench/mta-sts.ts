@@ -22,11 +22,17 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { makeAddressPolicy } from '../lib/address-policy';
-import { createDnsClient, type DnsClient } from '../lib/dns-client';
-import { metrics } from '../lib/metrics';
-import { MtaStsResolver, type CacheEvent, type MtaStsHooks, type MtaStsSettings, type PolicyDecision } from '../lib/mta-sts';
-import { FilePolicyStore, type CachedPolicy } from '../lib/policy-store';
+import { makeAddressPolicy } from 'haraka-outbound-security/mx/address-policy';
+import { createDnsClient, type DnsClient } from 'haraka-outbound-security/mx/dns-client';
+import { metrics } from 'haraka-outbound-security/metrics';
+import {
+  MtaStsResolver,
+  type CacheEvent,
+  type MtaStsHooks,
+  type MtaStsSettings,
+  type PolicyDecision,
+} from 'haraka-outbound-security/mta-sts/resolver';
+import { FilePolicyStore, type CachedPolicy } from 'haraka-outbound-security/mta-sts/store';
 import { TestDnsServer } from '../test/fixtures/dns-server';
 import { PolicyServer, policyText } from '../test/fixtures/policy-server';
 import { TestCa } from '../test/fixtures/test-ca';

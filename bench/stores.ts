@@ -12,10 +12,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { FileRatchetStore } from '../lib/file-ratchet-store';
-import { openRatchetStoreFromUrl } from '../lib/open-stores';
-import type { RatchetStore } from '../lib/ratchet-store';
-import { SecLevel } from '../lib/sec-level';
+import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
+import { openRatchetStoreFromUrl } from 'haraka-outbound-security/store/open';
+import type { RatchetStore } from 'haraka-outbound-security/ratchet/store';
+import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
 import { TestRedis } from '../test/fixtures/redis-server';
 
 type Operation = 'check' | 'raise (no-op)' | 'raise (new)';

@@ -15,10 +15,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { FileRatchetStore } from '../../lib/file-ratchet-store';
-import { SecLevel } from '../../lib/sec-level';
+import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
+import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
-import { HarakaInstance, REPO_ROOT, type HarakaOptions, type RecordedEvent } from '../fixtures/haraka-instance';
+import { HarakaInstance, PLUGIN_PACKAGES, type HarakaOptions, type RecordedEvent } from '../fixtures/haraka-instance';
 import { HostileSmtp, type HostileSmtpOptions } from '../fixtures/hostile-smtp';
 import { PolicyServer, policyText } from '../fixtures/policy-server';
 import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';
@@ -160,7 +160,7 @@ function describeOutcome(e: RecordedEvent): string {
 
 /** outbound_tls.ini as the repository ships it, with `key=value` set in [main] (replacing the shipped value). */
 function outboundTlsIniWith(key: string, value: string): string {
-  const shipped = fs.readFileSync(path.join(REPO_ROOT, 'config', 'outbound_tls.ini'), 'utf8');
+  const shipped = fs.readFileSync(path.join(PLUGIN_PACKAGES.outbound_tls as string, 'config', 'outbound_tls.ini'), 'utf8');
   assert.match(shipped, /^\[main\]$/m, 'config/outbound_tls.ini has a [main] section');
   const without = shipped.replace(new RegExp(`^\\s*${key}\\s*=.*$`, 'gm'), '');
   return without.replace(/^\[main\]$/m, `[main]\n${key}=${value}`);

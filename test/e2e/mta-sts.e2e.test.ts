@@ -10,11 +10,11 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import nodemailer from 'nodemailer';
 import { TestDnsServer } from '../fixtures/dns-server';
-import { HarakaInstance, REPO_ROOT, sleep } from '../fixtures/haraka-instance';
+import { HarakaInstance, CLI_PATH, sleep } from '../fixtures/haraka-instance';
 import { PolicyServer, policyText } from '../fixtures/policy-server';
 import { SmtpSink, startSinksOnCommonPort, type SinkOptions } from '../fixtures/smtp-sink';
 import { TestCa } from '../fixtures/test-ca';
-import { FilePolicyStore } from '../../lib/policy-store';
+import { FilePolicyStore } from 'haraka-outbound-security/mta-sts/store';
 
 const POLICY_HOST = '127.0.5.1';
 const RECHECK_S = 2;
@@ -347,13 +347,7 @@ test("STS-6: Haraka's main process refreshes a cached policy in the background, 
       assert.equal(target.messages.length, 1, 'no other delivery happened');
       // The summary is logged once the whole refresh round ends, just after the store write.
       await local.waitForLog(/MTA-STS refresh: \d+ checked, [1-9]\d* refetched/);
-      const cached = await promisify(execFile)(process.execPath, [
-        path.join(REPO_ROOT, 'dist', 'bin', 'cli.js'),
-        '--config',
-        path.join(local.dir, 'config'),
-        'policy',
-        'list',
-      ]);
+      const cached = await promisify(execFile)(process.execPath, [CLI_PATH, '--config', path.join(local.dir, 'config'), 'policy', 'list']);
       assert.match(cached.stdout, /refresh\.test: id r2, mode enforce, max_age 3600, mx mx\.refresh\.test mx2\.refresh\.test/);
     },
   );
@@ -402,14 +396,7 @@ test('STS-5: 200 messages at once to a domain never seen cause one TXT query and
       assert.ok(counter(/outbound_mta_sts_checks_total\{mode="enforce",result="pass"\} (\d+)/) >= 200);
 
       const cli = async (...args: string[]): Promise<string> =>
-        (
-          await promisify(execFile)(process.execPath, [
-            path.join(REPO_ROOT, 'dist', 'bin', 'cli.js'),
-            '--config',
-            path.join(local.dir, 'config'),
-            ...args,
-          ])
-        ).stdout;
+        (await promisify(execFile)(process.execPath, [CLI_PATH, '--config', path.join(local.dir, 'config'), ...args])).stdout;
       const shown = await cli('policy', 'show', 'stampede.test');
       assert.match(shown, /cached: stampede\.test: id s1, mode enforce, max_age 86400, mx mx\.stampede\.test/);
       assert.match(shown, /live: {3}record id s1; mode enforce, max_age 86400, mx mx\.stampede\.test/);

@@ -8,10 +8,10 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { FileRatchetStore } from '../../lib/file-ratchet-store';
-import { SecLevel } from '../../lib/sec-level';
+import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
+import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
-import { HarakaInstance, REPO_ROOT, sleep, type HarakaOptions } from '../fixtures/haraka-instance';
+import { HarakaInstance, CLI_PATH, sleep, type HarakaOptions } from '../fixtures/haraka-instance';
 import { SmtpSink, startSinksOnCommonPort, type SinkOptions } from '../fixtures/smtp-sink';
 import { StarttlsStripper } from '../fixtures/starttls-stripper';
 import { TestCa } from '../fixtures/test-ca';
@@ -52,13 +52,9 @@ function sink(name: string): SmtpSink {
 }
 
 function cli(...args: string[]): string {
-  return execFileSync(
-    process.execPath,
-    [path.join(REPO_ROOT, 'dist', 'bin', 'cli.js'), '--config', path.join(haraka.dir, 'config'), ...args],
-    {
-      encoding: 'utf8',
-    },
-  );
+  return execFileSync(process.execPath, [CLI_PATH, '--config', path.join(haraka.dir, 'config'), ...args], {
+    encoding: 'utf8',
+  });
 }
 
 /** The file ratchet store of an instance (the shared one by default). */

@@ -8,11 +8,11 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
-import { FileRatchetStore } from '../../lib/file-ratchet-store';
-import { openRatchetStoreFromUrl } from '../../lib/open-stores';
-import { SecLevel } from '../../lib/sec-level';
+import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
+import { openRatchetStoreFromUrl } from 'haraka-outbound-security/store/open';
+import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
-import { HarakaInstance, REPO_ROOT, sleep } from '../fixtures/haraka-instance';
+import { HarakaInstance, CLI_PATH, sleep } from '../fixtures/haraka-instance';
 import { TestRedis } from '../fixtures/redis-server';
 import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';
 import { TestCa } from '../fixtures/test-ca';
@@ -60,12 +60,7 @@ function mx(domain: string, ...targets: Array<[number, string]>): void {
 }
 
 async function cli(dir: string, ...args: string[]): Promise<string> {
-  const { stdout } = await promisify(execFile)(process.execPath, [
-    path.join(REPO_ROOT, 'dist', 'bin', 'cli.js'),
-    '--config',
-    path.join(dir, 'config'),
-    ...args,
-  ]);
+  const { stdout } = await promisify(execFile)(process.execPath, [CLI_PATH, '--config', path.join(dir, 'config'), ...args]);
   return stdout;
 }
 

@@ -1,0 +1,276 @@
+/**
+ * outbound_tls — classifies every outbound connection, enforces the
+ * security-level ratchet and MTA-STS enforce before MAIL FROM, and never
+ * sends below them (TLS-1 … TLS-6). A thin adapter over lib/connection-guard.
+ */
+import cluster from 'node:cluster';
+import {
+  checkHarakaInternals,
+  hasCredentials,
+  installConnectionGuard,
+  mxHostName,
+  type GuardDeps,
+  type GuardedMx,
+  type HMailPrototype,
+} from 'haraka-outbound-security/haraka/connection-guard';
+import { getDeliveryState } from 'haraka-outbound-security/haraka/delivery-state';
+import { setGuardProblem } from 'haraka-outbound-security/haraka/guard-status';
+import type { Requirement } from 'haraka-outbound-security/tls/decision';
+import { literalKey, parseDomainLiteral, toALabel } from 'haraka-outbound-security/domain';
+import { CONT, DENYSOFT, watchIni, type HMailItem, type HarakaPlugin, type Next } from 'haraka-outbound-security/haraka/api';
+import { metrics, startMetricsServer, type MetricsServer } from 'haraka-outbound-security/metrics';
+import { openPolicyStore, openRatchetStore } from 'haraka-outbound-security/store/open';
+import type { PolicyStore } from 'haraka-outbound-security/mta-sts/store';
+import { parsePolicy } from 'haraka-outbound-security/mta-sts/policy';
+import ipaddr from 'ipaddr.js';
+import type { IniFile } from 'haraka-outbound-security/config/outbound-mx';
+import { parseOutboundTlsConfig, type OutboundTlsConfig } from 'haraka-outbound-security/config/outbound-tls';
+import { RELAY_KEY_PREFIX, type RatchetRead, type RatchetStore } from 'haraka-outbound-security/ratchet/store';
+import { SecLevel, levelName } from 'haraka-outbound-security/tls/sec-level';
+
+interface OutboundTlsPlugin extends HarakaPlugin {
+  tlsConfig: OutboundTlsConfig;
+  ratchetStore: RatchetStore;
+  ratchetStoreKey?: string;
+  guardProblem: string | null;
+  /** Opened only when the guard is missing: fail closed for cached enforce policies too (TLS-6). */
+  policyStore?: PolicyStore;
+  redisIni?: IniFile;
+  metricsServer?: MetricsServer;
+  load_outbound_tls_ini(): void;
+}
+
+function harakaDir(): string {
+  return process.env.HARAKA ?? process.cwd();
+}
+
+export function register(this: OutboundTlsPlugin): void {
+  this.load_outbound_tls_ini();
+  warnAboutHarakaTlsSettings(this);
+  keepOutboundCertificatesClassifiable(this);
+
+  const hmail = loadHMailPrototype(this);
+  this.guardProblem = checkHarakaInternals(hmail);
+  setGuardProblem(this.guardProblem);
+  if (this.guardProblem || !hmail) {
+    this.logcrit(
+      `outbound_tls: cannot guard outbound connections: ${this.guardProblem}. Failing closed: mail for domains with a ` +
+        `stored security level or a cached MTA-STS enforce policy, and for relays, is deferred until this is fixed ` +
+        `(this Haraka version is not supported).`,
+    );
+  } else {
+    installConnectionGuard(hmail, guardDeps(this));
+  }
+  // Runs before outbound_mx; only acts when the guard could not be installed.
+  this.register_hook('get_mx', 'fail_closed_get_mx', -100);
+
+  if (this.tlsConfig.metricsListen && cluster.isPrimary) {
+    startMetricsServer(this.tlsConfig.metricsListen).then(
+      (server) => {
+        this.metricsServer = server;
+        this.lognotice(`outbound_tls: metrics on http://${server.address}/metrics`);
+      },
+      (err: Error) => this.logerror(`outbound_tls: metrics listener on ${this.tlsConfig.metricsListen} failed: ${err.message}`),
+    );
+  }
+}
+
+export function load_outbound_tls_ini(this: OutboundTlsPlugin): void {
+  watchIni(this, ['outbound_tls.ini', 'redis.ini'], (ini) => {
+    const parsed = parseOutboundTlsConfig(ini['outbound_tls.ini'] as IniFile, harakaDir());
+    const previous = this.ratchetStore;
+    const storeKey = JSON.stringify([parsed.dataDir, parsed.store]);
+    if (!previous || this.ratchetStoreKey !== storeKey) {
+      this.ratchetStore = openRatchetStore({
+        dataDir: parsed.dataDir,
+        store: parsed.store,
+        redisIni: ini['redis.ini'] as IniFile,
+        log: { info: (m) => this.loginfo(`outbound_tls: ${m}`), error: (m) => this.logerror(`outbound_tls: ${m}`) },
+      });
+      this.ratchetStoreKey = storeKey;
+      if (previous) previous.close().catch(() => undefined);
+    }
+    this.tlsConfig = parsed;
+    this.redisIni = ini['redis.ini'] as IniFile;
+    this.loginfo(
+      `outbound_tls: store ${this.ratchetStore.description}, on_store_error=${parsed.onStoreError}, ` +
+        `plain_retry=${parsed.plainRetry}, smart_host_ratchet=${parsed.smartHostRatchet}, ` +
+        `auth_min_level=${levelName(parsed.authMinLevel)}`,
+    );
+  });
+}
+
+function loadHMailPrototype(plugin: OutboundTlsPlugin): HMailPrototype | undefined {
+  try {
+    const HMailItem = plugin.haraka_require('outbound/hmail') as { prototype?: HMailPrototype } | undefined;
+    return HMailItem?.prototype;
+  } catch (err) {
+    plugin.logerror(`outbound_tls: cannot load Haraka's outbound/hmail: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
+/** TLS-6: Haraka's "disable TLS for failed hosts" is the opposite of a ratchet. */
+function warnAboutHarakaTlsSettings(plugin: OutboundTlsPlugin): void {
+  const tls = plugin.config.get('tls.ini', { booleans: ['-redis.disable_for_failed_hosts'] }) as IniFile;
+  const redis = tls.redis ?? {};
+  if (redis.disable_for_failed_hosts === true || String(redis.disable_for_failed_hosts) === 'true') {
+    plugin.logwarn(
+      'outbound_tls: tls.ini [redis] disable_for_failed_hosts=true makes Haraka send in plaintext to hosts whose TLS ' +
+        'failed once; outbound_tls will refuse such connections for domains with a stored level. Turn it off.',
+    );
+  }
+}
+
+/** A relay host's own ratchet key (TLS-8): `relay:` and its A-label, or its canonical address. */
+export function relayKey(mx: GuardedMx): string | null {
+  const name = mxHostName(mx);
+  if (name) {
+    const label = toALabel(name);
+    return label.ok ? `${RELAY_KEY_PREFIX}${label.aLabel}` : null;
+  }
+  const address = String(mx.exchange ?? '');
+  if (!ipaddr.isValid(address)) return null;
+  return `${RELAY_KEY_PREFIX}[${ipaddr.process(address).toString()}]`;
+}
+
+interface OutboundTlsSingleton {
+  get_tls_options?: (mx: unknown) => Record<string, unknown>;
+}
+
+const CLASSIFIABLE = Symbol.for('haraka-outbound-security.classifiable');
+
+/**
+ * TLS-6: `rejectUnauthorized=true` in tls.ini would make an invalid certificate
+ * fail the outbound handshake, and the TLS-3 retry would then send in clear
+ * with nothing recorded. Outbound connections always complete the handshake;
+ * outbound_tls classifies the certificate and the requirement decides.
+ * (Haraka's own force_tls sets it again after this, as it should.)
+ */
+function keepOutboundCertificatesClassifiable(plugin: OutboundTlsPlugin): void {
+  const tls = plugin.config.get('tls.ini', { booleans: ['main.rejectUnauthorized', 'outbound.rejectUnauthorized'] }) as IniFile;
+  const configured = ['main', 'outbound'].filter((section) => String(tls[section]?.rejectUnauthorized) === 'true');
+  let obtls: OutboundTlsSingleton | undefined;
+  try {
+    obtls = plugin.haraka_require('outbound/tls') as OutboundTlsSingleton;
+  } catch {
+    obtls = undefined;
+  }
+  const original = obtls?.get_tls_options;
+  if (!obtls || typeof original !== 'function') {
+    if (configured.length > 0) {
+      plugin.logcrit(
+        `outbound_tls: tls.ini rejectUnauthorized=true ([${configured.join('], [')}]) cannot be overridden for outbound ` +
+          `connections (Haraka's outbound/tls changed): an invalid certificate fails the handshake; turn it off`,
+      );
+    }
+    return;
+  }
+  const marked = obtls as OutboundTlsSingleton & { [CLASSIFIABLE]?: boolean };
+  if (!marked[CLASSIFIABLE]) {
+    marked[CLASSIFIABLE] = true;
+    obtls.get_tls_options = function (this: unknown, mx: unknown) {
+      return { ...original.call(this, mx), rejectUnauthorized: false };
+    };
+  }
+  if (configured.length > 0) {
+    plugin.logwarn(
+      `outbound_tls: tls.ini [${configured.join('], [')}] rejectUnauthorized=true is overridden for outbound connections: ` +
+        `an invalid certificate would fail the handshake and the plain retry would send in clear; outbound_tls ` +
+        `classifies every certificate and the requirement decides (TLS-6)`,
+    );
+  }
+}
+
+function requirementFor(plugin: OutboundTlsPlugin, hmail: { todo: { domain: string } }, mx: GuardedMx): Requirement | null {
+  // TLS-8: a connection that would send AUTH must reach auth_min_level first.
+  const auth = hasCredentials(mx) ? { authMinLevel: plugin.tlsConfig.authMinLevel } : {};
+  const state = getDeliveryState(hmail);
+  if (state) return { domain: state.domain, ratchet: true, ...(state.sts ? { sts: state.sts } : {}), ...auth };
+  // Another plugin answered get_mx (a smart-host route): the relay host has its own ratchet key,
+  // and the recipient domain's ratchet applies too unless smart_host_ratchet=false (TLS-5).
+  const relay = relayKey(mx);
+  const name = toALabel(String(hmail.todo.domain));
+  if (!relay) return name.ok && plugin.tlsConfig.smartHostRatchet ? { domain: name.aLabel, ratchet: true, ...auth } : null;
+  return {
+    domain: name.ok ? name.aLabel : relay,
+    ratchet: name.ok && plugin.tlsConfig.smartHostRatchet,
+    relayKey: relay,
+    ...auth,
+  };
+}
+
+function guardDeps(plugin: OutboundTlsPlugin): GuardDeps {
+  return {
+    store: () => plugin.ratchetStore,
+    requirement: (hmail, mx) => requirementFor(plugin, hmail, mx),
+    settings: () => ({ plainRetry: plugin.tlsConfig.plainRetry, onStoreError: plugin.tlsConfig.onStoreError }),
+    events: {
+      connection: (level) => metrics.connections.inc({ level: levelName(level) }),
+      tlsFailure: (kind) => metrics.tlsFailures.inc({ kind }),
+      plainRetry: () => metrics.plainRetries.inc(),
+      ratchet: (result) => metrics.ratchet.inc({ result }),
+      abandoned: (cause) => metrics.abandoned.inc({ cause }),
+      sts: (mode, result) => metrics.stsChecks.inc({ mode, result }),
+    },
+  };
+}
+
+/** The ratchet key of a recipient domain as outbound_mx writes it (A-label or canonical literal), or null. */
+function recipientKey(domain: string): string | null {
+  if (domain.trim().startsWith('[')) {
+    const literal = parseDomainLiteral(domain);
+    return literal ? literalKey(literal) : null;
+  }
+  const name = toALabel(domain);
+  return name.ok ? name.aLabel : null;
+}
+
+/** Why a message must wait while the guard is missing (TLS-6), or null when nothing is known to require TLS. */
+async function failClosedReason(plugin: OutboundTlsPlugin, key: string): Promise<string | null> {
+  const level: RatchetRead = await plugin.ratchetStore.get(key);
+  if (level.kind === 'unreadable') return `${key} has an unreadable stored level`;
+  if (level.kind === 'level' && level.entry.level > SecLevel.PLAIN) return `${key} requires ${levelName(level.entry.level)}`;
+  if (key.startsWith('[')) return null;
+  plugin.policyStore ??= openPolicyStore({
+    dataDir: plugin.tlsConfig.dataDir,
+    store: plugin.tlsConfig.store,
+    redisIni: plugin.redisIni ?? {},
+    log: { info: (m) => plugin.loginfo(`outbound_tls: ${m}`), error: (m) => plugin.logerror(`outbound_tls: ${m}`) },
+  });
+  const cached = await plugin.policyStore.get(key);
+  if (cached.kind === 'unreadable') return `${key} has an unreadable cached MTA-STS policy`;
+  if (cached.kind !== 'entry' || cached.entry.expiresAt <= Date.now()) return null;
+  const parsed = parsePolicy(cached.entry.text);
+  if (!parsed.ok) return `${key} has an unreadable cached MTA-STS policy (${parsed.error})`;
+  return parsed.policy.mode === 'enforce' ? `${key} has an MTA-STS enforce policy (id ${cached.entry.id})` : null;
+}
+
+/**
+ * Only when the guard is missing (TLS-6): defer mail for every requirement the
+ * plugins know of: a stored level (domain or address literal), a cached
+ * MTA-STS enforce policy, and every route to a relay with credentials.
+ */
+export function fail_closed_get_mx(this: OutboundTlsPlugin, next: Next, hmail: HMailItem, domain: string): void {
+  if (!this.guardProblem) return next(CONT);
+  const key = recipientKey(String(domain));
+  if (!key) return next(CONT);
+  failClosedReason(this, key).then(
+    (why) => {
+      if (!why) return next(CONT);
+      const reason = `outbound_tls cannot guard connections (${this.guardProblem}); ${why}`;
+      this.logerror(reason, hmail);
+      next(DENYSOFT, reason);
+    },
+    (err: Error) => {
+      this.logerror(`outbound_tls: store failed for ${key}: ${err.message}`, hmail);
+      next(DENYSOFT, `outbound_tls cannot guard connections and cannot read the stored state of ${key}`);
+    },
+  );
+}
+
+export function shutdown(this: OutboundTlsPlugin): void {
+  this.metricsServer?.close().catch(() => undefined);
+  this.ratchetStore?.close().catch(() => undefined);
+  this.policyStore?.close().catch(() => undefined);
+}

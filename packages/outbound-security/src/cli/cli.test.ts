@@ -1,0 +1,243 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { openRatchetStore } from '../store/open';
+import type { RatchetStore } from '../ratchet/store';
+import { SecLevel } from '../tls/sec-level';
+import { EXIT, USAGE, domainKey, formatRead, formatReset, main, parseArgs, readToJson, type Output } from './cli';
+
+const CLI = path.join(__dirname, 'cli.js');
+const RAISED_AT = Date.UTC(2026, 10, 24, 14, 0, 0);
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the compiled CLI as a real process. */
+function cli(args: string[], cwd: string): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { cwd, timeout: 20_000 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('haraka-outbound command line (parsing and formatting)', () => {
+  test('OPS-4: parseArgs finds --config and one ratchet command', () => {
+    assert.deepEqual(parseArgs(['ratchet', 'show', 'example.com']), {
+      ok: true,
+      configDir: './config',
+      command: { kind: 'ratchet-show', domain: 'example.com' },
+    });
+    assert.deepEqual(parseArgs(['--config', '/etc/haraka/config', 'ratchet', 'list', '--json']), {
+      ok: true,
+      configDir: '/etc/haraka/config',
+      command: { kind: 'ratchet-list', json: true },
+    });
+    assert.deepEqual(parseArgs(['--config=/h/config', 'ratchet', 'reset', 'example.com']), {
+      ok: true,
+      configDir: '/h/config',
+      command: { kind: 'ratchet-reset', domain: 'example.com' },
+    });
+    assert.deepEqual(parseArgs(['--help']), { ok: true, configDir: './config', command: { kind: 'help' } });
+    assert.deepEqual(parseArgs(['policy', 'show', 'a.example']), {
+      ok: true,
+      configDir: './config',
+      command: { kind: 'policy-show', domain: 'a.example' },
+    });
+    assert.deepEqual(parseArgs(['policy', 'purge', 'a.example']), {
+      ok: true,
+      configDir: './config',
+      command: { kind: 'policy-purge', domain: 'a.example' },
+    });
+    for (const bad of [
+      [],
+      ['ratchet'],
+      ['ratchet', 'show'],
+      ['ratchet', 'show', 'a.example', 'b.example'],
+      ['ratchet', 'reset'],
+      ['ratchet', 'list', 'a.example'],
+      ['ratchet', 'show', '--json', 'a.example'],
+      ['ratchet', 'frobnicate'],
+      ['policy', 'show'],
+      ['policy', 'purge', 'a.example', 'b.example'],
+      ['policy', 'list', '--json'],
+      ['mx', 'show'],
+      ['--config'],
+      ['--verbose', 'ratchet', 'list'],
+    ]) {
+      assert.equal(parseArgs(bad).ok, false, bad.join(' '));
+    }
+  });
+
+  test('MX-1: a DOMAIN typed in Unicode or any case becomes the lowercase A-label key; address literals pass', () => {
+    assert.deepEqual(domainKey('Bücher.Example'), { ok: true, key: 'xn--bcher-kva.example' });
+    assert.deepEqual(domainKey('EXAMPLE.COM.'), { ok: true, key: 'example.com' });
+    assert.deepEqual(domainKey('[192.0.2.1]'), { ok: true, key: '[192.0.2.1]' });
+    assert.equal(domainKey('exa mple.com').ok, false);
+    assert.equal(domainKey('[not an address]').ok, false);
+  });
+
+  test('ST-6: ratchet show/reset take an address literal in any spelling and use its one canonical key', () => {
+    for (const typed of ['[IPv6:2001:0db8::0001]', '[IPv6:2001:DB8::1]', '[2001:db8:0:0::1]']) {
+      assert.deepEqual(domainKey(typed), { ok: true, key: '[2001:db8::1]' }, typed);
+    }
+    for (const typed of ['[IPv6:::ffff:192.0.2.1]', '[::ffff:192.0.2.1]', '[192.0.2.1]']) {
+      assert.deepEqual(domainKey(typed), { ok: true, key: '[192.0.2.1]' }, typed);
+    }
+  });
+
+  test('OPS-4: show, list and reset print one readable line per domain', () => {
+    const entry = { domain: 'example.com', level: SecLevel.TLS_SECURE, raisedAt: RAISED_AT, host: 'mx1.example.com' };
+    assert.equal(
+      formatRead('example.com', { kind: 'level', entry }),
+      'example.com TLS_SECURE (raised 2026-11-24T14:00:00Z by mx1.example.com)',
+    );
+    assert.equal(
+      formatRead('example.com', { kind: 'level', entry: { domain: 'example.com', level: SecLevel.PLAIN } }),
+      'example.com PLAIN',
+    );
+    assert.equal(formatRead('example.com', { kind: 'none' }), 'example.com: no level stored (PLAIN)');
+    assert.equal(formatRead('example.com', { kind: 'unreadable', reason: '/x: broken' }), 'example.com: UNREADABLE: /x: broken');
+    assert.equal(formatReset('example.com', { kind: 'level', entry }, true), 'example.com: reset (was TLS_SECURE)');
+    assert.equal(formatReset('example.com', { kind: 'none' }, false), 'example.com: nothing stored');
+    assert.deepEqual(readToJson('example.com', { kind: 'level', entry }), {
+      domain: 'example.com',
+      kind: 'level',
+      level: 'TLS_SECURE',
+      raisedAt: '2026-11-24T14:00:00Z',
+      host: 'mx1.example.com',
+    });
+    assert.deepEqual(readToJson('x.example', { kind: 'unreadable', reason: 'r' }), {
+      domain: 'x.example',
+      kind: 'unreadable',
+      reason: 'r',
+    });
+  });
+
+  test('OPS-4: usage errors go to stderr with status 2, help to stdout with status 0', async () => {
+    const lines = { out: [] as string[], err: [] as string[] };
+    const output: Output = { out: (l) => lines.out.push(l), err: (l) => lines.err.push(l) };
+    assert.equal(await main(['ratchet', 'show'], output), EXIT.USAGE);
+    assert.deepEqual(lines.out, []);
+    assert.match(lines.err.join('\n'), /ratchet show needs exactly one DOMAIN/);
+    assert.equal(await main(['-h'], output), EXIT.OK);
+    assert.deepEqual(lines.out, [USAGE]);
+  });
+});
+
+describe('haraka-outbound ratchet, run as a process against a temporary Haraka directory', () => {
+  let tmp: string;
+  let harakaDir: string;
+  let configDir: string;
+  let store: RatchetStore;
+
+  before(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-test-'));
+    harakaDir = path.join(tmp, 'haraka');
+    configDir = path.join(harakaDir, 'config');
+    fs.mkdirSync(configDir, { recursive: true });
+    // A relative data_dir is relative to the Haraka directory, not to the current directory.
+    fs.writeFileSync(path.join(configDir, 'outbound_tls.ini'), '[main]\n; test state\ndata_dir=state\n');
+    store = openRatchetStore({ dataDir: path.join(harakaDir, 'state') });
+    await store.raise('example.com', SecLevel.TLS_SECURE, 'mx1.example.com');
+    await store.raise('xn--bcher-kva.example', SecLevel.TLS_INSECURE);
+    await store.raise('[192.0.2.1]', SecLevel.PLAIN);
+  });
+  after(async () => {
+    await store.close();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('OPS-4: ratchet show prints the stored level, accepts a Unicode DOMAIN, and says when nothing is stored', async () => {
+    const shown = await cli(['--config', configDir, 'ratchet', 'show', 'EXAMPLE.com'], tmp);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /^example\.com TLS_SECURE \(raised \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ by mx1\.example\.com\)\n$/);
+    const unicode = await cli(['--config', configDir, 'ratchet', 'show', 'bücher.example'], tmp);
+    assert.equal(unicode.stdout, `xn--bcher-kva.example TLS_INSECURE (raised ${unicode.stdout.match(/raised (\S+)\)/)?.[1]})\n`);
+    const none = await cli([`--config=${configDir}`, 'ratchet', 'show', 'unknown.example'], tmp);
+    assert.deepEqual([none.code, none.stdout], [0, 'unknown.example: no level stored (PLAIN)\n']);
+  });
+
+  test('OPS-4: ratchet list prints every domain sorted, or JSON with --json', async () => {
+    const listed = await cli(['--config', configDir, 'ratchet', 'list'], tmp);
+    assert.equal(listed.code, 0, listed.stderr);
+    const domains = listed.stdout
+      .trim()
+      .split('\n')
+      .map((line) => line.split(/:? /)[0]);
+    assert.deepEqual(domains, ['[192.0.2.1]', 'example.com', 'xn--bcher-kva.example']);
+    const json = await cli(['--config', configDir, 'ratchet', 'list', '--json'], tmp);
+    assert.equal(json.code, 0, json.stderr);
+    const parsed = JSON.parse(json.stdout) as Array<{ domain: string; kind: string; level?: string; host?: string }>;
+    assert.deepEqual(
+      parsed.map(({ domain, level, host }) => ({ domain, level, host })),
+      [
+        { domain: '[192.0.2.1]', level: 'PLAIN', host: undefined },
+        { domain: 'example.com', level: 'TLS_SECURE', host: 'mx1.example.com' },
+        { domain: 'xn--bcher-kva.example', level: 'TLS_INSECURE', host: undefined },
+      ],
+    );
+  });
+
+  test('ST-2: ratchet reset takes effect at once for a store that is already open', async () => {
+    await store.raise('reset.example', SecLevel.TLS_SECURE);
+    const reset = await cli(['--config', configDir, 'ratchet', 'reset', 'reset.example'], tmp);
+    assert.deepEqual([reset.code, reset.stdout], [0, 'reset.example: reset (was TLS_SECURE)\n']);
+    assert.deepEqual(await store.get('reset.example'), { kind: 'none' });
+    const again = await cli(['--config', configDir, 'ratchet', 'reset', 'reset.example'], tmp);
+    assert.deepEqual([again.code, again.stdout], [0, 'reset.example: nothing stored\n']);
+  });
+
+  test('ST-4: an unreadable entry is shown with its reason and exit status 3, and reset clears it', async () => {
+    const broken = path.join(harakaDir, 'state', 'ratchet', 'broken.example');
+    fs.mkdirSync(broken);
+    fs.writeFileSync(path.join(broken, 'TLS_SECURE'), '{"raisedAt":');
+    const shown = await cli(['--config', configDir, 'ratchet', 'show', 'broken.example'], tmp);
+    assert.equal(shown.code, EXIT.UNREADABLE);
+    assert.ok(shown.stdout.startsWith(`broken.example: UNREADABLE: ${path.join(broken, 'TLS_SECURE')}: not valid JSON`), shown.stdout);
+    const listed = await cli(['--config', configDir, 'ratchet', 'list'], tmp);
+    assert.equal(listed.code, EXIT.UNREADABLE);
+    assert.match(listed.stdout, /^broken\.example: UNREADABLE: /m);
+    assert.match(listed.stdout, /^example\.com TLS_SECURE/m, 'the other entries are still listed');
+    const reset = await cli(['--config', configDir, 'ratchet', 'reset', 'broken.example'], tmp);
+    assert.match(reset.stdout, /^broken\.example: reset \(was UNREADABLE: .*not valid JSON/);
+    assert.deepEqual(await store.get('broken.example'), { kind: 'none' });
+  });
+
+  test('OPS-4: bad usage exits 2 with the usage on stderr; errors exit 1 with a message', async () => {
+    for (const args of [['ratchet'], ['ratchet', 'show'], ['ratchet', 'list', '--yaml'], ['nonsense']]) {
+      const run = await cli(['--config', configDir, ...args], tmp);
+      assert.equal(run.code, EXIT.USAGE, args.join(' '));
+      assert.equal(run.stdout, '');
+      assert.match(run.stderr, /usage:\n {2}haraka-outbound \[--config DIR\] ratchet show DOMAIN/);
+    }
+    const badDomain = await cli(['--config', configDir, 'ratchet', 'show', 'a..b'], tmp);
+    assert.equal(badDomain.code, EXIT.ERROR);
+    assert.match(badDomain.stderr, /^haraka-outbound: bad DOMAIN: /);
+    const noConfig = await cli(['--config', path.join(tmp, 'missing'), 'ratchet', 'list'], tmp);
+    assert.equal(noConfig.code, EXIT.ERROR);
+    assert.match(noConfig.stderr, /config directory .*missing not found/);
+    // Default --config is ./config, from the current directory.
+    const fromHaraka = await cli(['ratchet', 'show', 'example.com'], harakaDir);
+    assert.equal(fromHaraka.code, 0, fromHaraka.stderr);
+    assert.match(fromHaraka.stdout, /^example\.com TLS_SECURE/);
+  });
+
+  test('OPS-4: an absolute data_dir is used as it is, and a store that cannot be written is an error', async () => {
+    const otherConfig = path.join(tmp, 'other', 'config');
+    fs.mkdirSync(otherConfig, { recursive: true });
+    const dataDir = path.join(tmp, 'not-a-directory');
+    fs.writeFileSync(dataDir, '');
+    fs.writeFileSync(path.join(otherConfig, 'outbound_tls.ini'), `[main]\ndata_dir=${dataDir}\n`);
+    const listed = await cli(['--config', otherConfig, 'ratchet', 'list'], tmp);
+    assert.equal(listed.code, EXIT.ERROR);
+    assert.ok(listed.stderr.includes(path.join(dataDir, 'ratchet')), listed.stderr);
+  });
+});

@@ -1,0 +1,273 @@
+#!/usr/bin/env node
+/**
+ * haraka-outbound: the admin command (OPS-4). It reads the same
+ * `outbound_tls.ini` as the plugin and opens the same stores, so what it shows
+ * is what the next delivery will use, and a reset counts at once (ST-2).
+ *
+ * Parsing and formatting are plain functions (tested without processes);
+ * `main` does the I/O. A new command group (`policy show|purge`) is one more
+ * case in `parseArgs` and `run`.
+ */
+import { literalKey, parseLiteralKey, toALabel } from '../domain';
+import { openRatchetStore } from '../store/open';
+import type { RatchetRead } from '../ratchet/store';
+import { levelName } from '../tls/sec-level';
+import { loadRedisIni, loadSettings, waitUntilConnected } from './config';
+import { migrate, type MigrateDirection } from './migrate';
+import { parseMxCommand, runMx, type MxCommand } from './mx';
+import { parsePolicyCommand, runPolicy, type PolicyCommand } from './policy';
+
+export const PROGRAM = 'haraka-outbound';
+export const DEFAULT_CONFIG_DIR = './config';
+
+export const USAGE = `usage:
+  ${PROGRAM} [--config DIR] ratchet show DOMAIN
+  ${PROGRAM} [--config DIR] ratchet list [--json]
+  ${PROGRAM} [--config DIR] ratchet reset DOMAIN
+  ${PROGRAM} [--config DIR] policy show DOMAIN     cached MTA-STS policy and the live one (fetched now, not cached)
+  ${PROGRAM} [--config DIR] policy list
+  ${PROGRAM} [--config DIR] policy purge DOMAIN    forget the cached policy (workers notice within [mta_sts] recheck)
+  ${PROGRAM} [--config DIR] migrate file-to-redis|redis-to-file
+                                                   copy ratchet levels and cached policies between the stores
+  ${PROGRAM} [--config DIR] mx show DOMAIN         what outbound_mx would do now: MTA-STS policy (cached, live, in
+                                                   effect), MX hosts and addresses or the failure, required level
+  ${PROGRAM} [--config DIR] probe [--timeout S] DOMAIN
+                                                   connect to every selected MX address (EHLO, STARTTLS, EHLO, QUIT;
+                                                   never MAIL FROM), classify each and check it against the
+                                                   requirement; S seconds per connection (default 10)
+
+  --config DIR  the Haraka config directory holding outbound_tls.ini (default ${DEFAULT_CONFIG_DIR});
+                a relative data_dir there is relative to DIR's parent, the Haraka directory
+  DOMAIN        a domain in Unicode or A-label form, or an address literal such as [192.0.2.1]
+
+exit status: 0 done, 1 error, 2 bad usage, 3 a stored entry is unreadable,
+             4 probe: no MX meets the requirement (or there is no MX to deliver to)`;
+
+export const EXIT = { OK: 0, ERROR: 1, USAGE: 2, UNREADABLE: 3, NONE_MEETS: 4 } as const;
+
+export type Command =
+  | { kind: 'help' }
+  | { kind: 'ratchet-show'; domain: string }
+  | { kind: 'ratchet-list'; json: boolean }
+  | { kind: 'ratchet-reset'; domain: string }
+  | PolicyCommand
+  | MxCommand
+  | { kind: 'migrate'; direction: MigrateDirection };
+
+export type ParsedArgs = { ok: true; configDir: string; command: Command } | { ok: false; error: string };
+
+/** Splits the command line into the config directory and one command; never throws. */
+export function parseArgs(argv: readonly string[]): ParsedArgs {
+  let configDir = DEFAULT_CONFIG_DIR;
+  let timeout: string | undefined;
+  const words: string[] = [];
+  const flags = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--config') {
+      const value = argv[++i];
+      if (value === undefined || value === '') return { ok: false, error: '--config needs a directory' };
+      configDir = value;
+    } else if (arg.startsWith('--config=')) {
+      configDir = arg.slice('--config='.length);
+      if (configDir === '') return { ok: false, error: '--config needs a directory' };
+    } else if (arg === '--timeout' || arg.startsWith('--timeout=')) {
+      timeout = arg === '--timeout' ? argv[++i] : arg.slice('--timeout='.length);
+      if (timeout === undefined || timeout === '') return { ok: false, error: '--timeout needs a number of seconds' };
+      flags.add('--timeout');
+    } else if (arg === '-h' || arg === '--help') {
+      return { ok: true, configDir, command: { kind: 'help' } };
+    } else if (arg.startsWith('-') && arg !== '-') {
+      flags.add(arg);
+    } else {
+      words.push(arg);
+    }
+  }
+  const [group, ...rest] = words;
+  if (group === undefined) return { ok: false, error: 'no command given' };
+  let command: Command | string;
+  if (group === 'ratchet') command = parseRatchetCommand(rest, flags);
+  else if (group === 'policy') command = flags.size > 0 ? `unknown option ${[...flags][0]}` : parsePolicyCommand(rest);
+  else if (group === 'mx' || group === 'probe') command = parseMxCommand(group, rest, flags, timeout);
+  else if (group === 'migrate')
+    command =
+      rest.length === 1 && (rest[0] === 'file-to-redis' || rest[0] === 'redis-to-file')
+        ? { kind: 'migrate', direction: rest[0] }
+        : 'migrate needs file-to-redis or redis-to-file';
+  else command = `unknown command "${group}"`;
+  return typeof command === 'string' ? { ok: false, error: command } : { ok: true, configDir, command };
+}
+
+function parseRatchetCommand(words: string[], flags: Set<string>): Command | string {
+  const [action, ...args] = words;
+  const allowed = action === 'list' ? ['--json'] : [];
+  const unknownFlag = [...flags].find((flag) => !allowed.includes(flag));
+  if (unknownFlag !== undefined) return `unknown option ${unknownFlag}`;
+  switch (action) {
+    case 'show':
+    case 'reset': {
+      if (args.length !== 1 || args[0] === undefined) return `ratchet ${action} needs exactly one DOMAIN`;
+      return { kind: action === 'show' ? 'ratchet-show' : 'ratchet-reset', domain: args[0] };
+    }
+    case 'list':
+      if (args.length > 0) return 'ratchet list takes no DOMAIN';
+      return { kind: 'ratchet-list', json: flags.has('--json') };
+    case undefined:
+      return 'ratchet needs show, list or reset';
+    default:
+      return `unknown ratchet command "${action}"`;
+  }
+}
+
+/** The store key for what the admin typed: the lowercase A-label, or the address literal in canonical form (ST-6). */
+export function domainKey(input: string): { ok: true; key: string } | { ok: false; error: string } {
+  const text = input.trim();
+  if (text.startsWith('[')) {
+    const literal = parseLiteralKey(text);
+    return literal ? { ok: true, key: literalKey(literal) } : { ok: false, error: `"${text}" is not an address literal` };
+  }
+  const result = toALabel(text);
+  return result.ok ? { ok: true, key: result.aLabel } : { ok: false, error: result.reason };
+}
+
+/** `2026-11-24T14:00:00Z`: ISO 8601 in UTC, to the second. */
+export function formatTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** One line per domain, as `show` and `list` print it. */
+export function formatRead(domain: string, read: RatchetRead): string {
+  switch (read.kind) {
+    case 'none':
+      return `${domain}: no level stored (PLAIN)`;
+    case 'unreadable':
+      return `${domain}: UNREADABLE: ${read.reason}`;
+    case 'level': {
+      const { level, raisedAt, host } = read.entry;
+      const details = [raisedAt === undefined ? null : `raised ${formatTime(raisedAt)}`, host === undefined ? null : `by ${host}`];
+      const detail = details.filter((part) => part !== null).join(' ');
+      return `${domain} ${levelName(level)}${detail === '' ? '' : ` (${detail})`}`;
+    }
+  }
+}
+
+export type ReadJson =
+  | { domain: string; kind: 'none' }
+  | { domain: string; kind: 'unreadable'; reason: string }
+  | { domain: string; kind: 'level'; level: string; raisedAt?: string; host?: string };
+
+/** The `list --json` form of one entry. */
+export function readToJson(domain: string, read: RatchetRead): ReadJson {
+  if (read.kind !== 'level') return read.kind === 'none' ? { domain, kind: 'none' } : { domain, kind: 'unreadable', reason: read.reason };
+  const json: ReadJson = { domain, kind: 'level', level: levelName(read.entry.level) };
+  if (read.entry.raisedAt !== undefined) json.raisedAt = formatTime(read.entry.raisedAt);
+  if (read.entry.host !== undefined) json.host = read.entry.host;
+  return json;
+}
+
+export function formatReset(domain: string, before: RatchetRead, existed: boolean): string {
+  if (!existed) return `${domain}: nothing stored`;
+  if (before.kind === 'level') return `${domain}: reset (was ${levelName(before.entry.level)})`;
+  if (before.kind === 'unreadable') return `${domain}: reset (was UNREADABLE: ${before.reason})`;
+  return `${domain}: reset (no level was stored)`;
+}
+
+export { loadRedisIni, loadSettings, waitUntilConnected } from './config';
+
+export interface Output {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+const processOutput: Output = {
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+};
+
+/** Runs one command line; resolves with the exit status. Never rejects. */
+export async function main(argv: readonly string[], output: Output = processOutput): Promise<number> {
+  const parsed = parseArgs(argv);
+  if (!parsed.ok) {
+    output.err(`${PROGRAM}: ${parsed.error}\n${USAGE}`);
+    return EXIT.USAGE;
+  }
+  if (parsed.command.kind === 'help') {
+    output.out(USAGE);
+    return EXIT.OK;
+  }
+  try {
+    return await run(parsed.configDir, parsed.command, output);
+  } catch (err) {
+    output.err(`${PROGRAM}: ${err instanceof Error ? err.message : String(err)}`);
+    return EXIT.ERROR;
+  }
+}
+
+async function run(configDir: string, command: Exclude<Command, { kind: 'help' }>, output: Output): Promise<number> {
+  const settings = loadSettings(configDir);
+  const redisIni = loadRedisIni(configDir);
+  if (command.kind === 'policy-show' || command.kind === 'policy-list' || command.kind === 'policy-purge') {
+    return runPolicy(command, configDir, settings, redisIni, requirePolicyKey, output);
+  }
+  if (command.kind === 'mx-show' || command.kind === 'probe') {
+    return runMx(command, configDir, settings, redisIni, requireKey, output);
+  }
+  if (command.kind === 'migrate') {
+    const report = await migrate(command.direction, settings, redisIni);
+    output.out(`${command.direction}: ${report.levels} ratchet levels and ${report.policies} policies copied`);
+    for (const line of report.skipped) output.err(`skipped ${line}`);
+    return EXIT.OK;
+  }
+  const store = openRatchetStore({ dataDir: settings.dataDir, store: settings.store, redisIni });
+  await waitUntilConnected(store);
+  try {
+    switch (command.kind) {
+      case 'ratchet-show': {
+        const domain = requireKey(command.domain);
+        const read = await store.get(domain);
+        output.out(formatRead(domain, read));
+        return read.kind === 'unreadable' ? EXIT.UNREADABLE : EXIT.OK;
+      }
+      case 'ratchet-list': {
+        const entries = await store.list();
+        if (command.json)
+          output.out(
+            JSON.stringify(
+              entries.map(({ domain, read }) => readToJson(domain, read)),
+              null,
+              2,
+            ),
+          );
+        else for (const { domain, read } of entries) output.out(formatRead(domain, read));
+        if (entries.length === 0 && !command.json) output.err(`no domains stored in ${store.description}`);
+        return entries.some(({ read }) => read.kind === 'unreadable') ? EXIT.UNREADABLE : EXIT.OK;
+      }
+      case 'ratchet-reset': {
+        const domain = requireKey(command.domain);
+        const before = await store.get(domain);
+        output.out(formatReset(domain, before, await store.reset(domain)));
+        return EXIT.OK;
+      }
+    }
+  } finally {
+    await store.close();
+  }
+}
+
+function requirePolicyKey(input: string): string {
+  const key = requireKey(input);
+  if (key.startsWith('[')) throw new Error('bad DOMAIN: address literals have no MTA-STS policy');
+  return key;
+}
+
+function requireKey(input: string): string {
+  const key = domainKey(input);
+  if (!key.ok) throw new Error(`bad DOMAIN: ${key.error}`);
+  return key.key;
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

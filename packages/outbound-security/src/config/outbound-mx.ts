@@ -1,0 +1,117 @@
+/**
+ * The outbound_mx plugin's settings, parsed and validated from the sections of
+ * `config/outbound_mx.ini` (as haraka-config returns them). Every value falls
+ * back to its documented default; a value that cannot be used is an error
+ * naming the key and the value, so a typo is reported at startup.
+ */
+import { DEFAULT_REFUSED_RANGES, makeAddressPolicy, type AddressPolicy } from '../mx/address-policy';
+import type { DnsSettings } from '../mx/dns-client';
+import { DEFAULT_MEMORY_BUDGET_MB } from '../mta-sts/resolver';
+import { DEFAULT_MAX_ADDRESSES_PER_MX } from '../mx/lookup';
+import { DEFAULT_MAX_MX_RECORDS } from '../mx/selection';
+
+export const DEFAULT_MAX_MX = 5;
+export const DEFAULT_MX_PORT = 25;
+export const DEFAULT_DNS_TIMEOUT_S = 5;
+export const DEFAULT_DNS_TRIES = 2;
+
+export interface MtaStsConfig {
+  enabled: boolean;
+  recheckMs: number;
+  negativeTtlMs: number;
+  fetchTimeoutMs: number;
+  httpsPort: number;
+  /** Extra CA file for policy hosts' certificates (PEM path), or null. */
+  caFile: string | null;
+  refreshIntervalMs: number;
+  refreshBeforeMs: number;
+  refreshConcurrency: number;
+  /** OPS-5: bytes of policies, absent records and failures one process keeps in memory. */
+  memoryBudgetBytes: number;
+}
+
+export interface OutboundMxConfig {
+  maxMx: number;
+  /** OPS-5: MX records considered per answer. */
+  maxMxRecords: number;
+  /** OPS-5: addresses used per MX host. */
+  maxAddressesPerMx: number;
+  mxPort: number;
+  dns: DnsSettings;
+  addressPolicy: AddressPolicy;
+  refusedRanges: string[];
+  allowCidrs: string[];
+  mtaSts: MtaStsConfig;
+}
+
+/** An ini section as haraka-config hands it over: values are strings, numbers or booleans. */
+export type IniSection = Record<string, unknown>;
+export type IniFile = Record<string, IniSection | undefined>;
+
+export function listValue(value: unknown): string[] {
+  if (value === undefined || value === null) return [];
+  return String(value)
+    .split(/[\s,]+/)
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+}
+
+export function integerValue(section: string, key: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined || value === null || String(value).trim() === '') return fallback;
+  const text = String(value).trim();
+  if (!/^\d+$/.test(text)) throw new Error(`[${section}] ${key}=${text}: not a whole number`);
+  const n = Number(text);
+  if (n < min || n > max) throw new Error(`[${section}] ${key}=${text}: must be between ${min} and ${max}`);
+  return n;
+}
+
+export function numberValue(section: string, key: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined || value === null || String(value).trim() === '') return fallback;
+  const text = String(value).trim();
+  const n = Number(text);
+  if (!Number.isFinite(n)) throw new Error(`[${section}] ${key}=${text}: not a number`);
+  if (n < min || n > max) throw new Error(`[${section}] ${key}=${text}: must be between ${min} and ${max}`);
+  return n;
+}
+
+export function parseOutboundMxConfig(ini: IniFile): OutboundMxConfig {
+  const main = ini.main ?? {};
+  const dnsSection = ini.dns ?? {};
+  const addresses = ini.addresses ?? {};
+  const refusedRanges = addresses.refuse === undefined ? [...DEFAULT_REFUSED_RANGES] : listValue(addresses.refuse);
+  const allowCidrs = listValue(addresses.allow);
+  const servers = listValue(dnsSection.servers);
+  const sts = ini.mta_sts ?? {};
+  const enabled = String(sts.enabled ?? 'true')
+    .trim()
+    .toLowerCase();
+  if (!['true', 'false', 'yes', 'no', '1', '0', 'on', 'off'].includes(enabled))
+    throw new Error(`[mta_sts] enabled=${enabled}: expected true or false`);
+  const caFile = String(sts.ca_file ?? '').trim();
+  return {
+    maxMx: integerValue('main', 'max_mx', main.max_mx, DEFAULT_MAX_MX, 1, 100),
+    maxMxRecords: integerValue('main', 'max_mx_records', main.max_mx_records, DEFAULT_MAX_MX_RECORDS, 1, 1000),
+    maxAddressesPerMx: integerValue('main', 'max_addresses_per_mx', main.max_addresses_per_mx, DEFAULT_MAX_ADDRESSES_PER_MX, 1, 64),
+    mxPort: integerValue('main', 'mx_port', main.mx_port, DEFAULT_MX_PORT, 1, 65535),
+    dns: {
+      servers,
+      timeoutMs: Math.round(numberValue('dns', 'timeout', dnsSection.timeout, DEFAULT_DNS_TIMEOUT_S, 0.1, 60) * 1000),
+      tries: integerValue('dns', 'tries', dnsSection.tries, DEFAULT_DNS_TRIES, 1, 10),
+    },
+    addressPolicy: makeAddressPolicy(refusedRanges, allowCidrs),
+    refusedRanges,
+    allowCidrs,
+    mtaSts: {
+      enabled: ['true', 'yes', '1', 'on'].includes(enabled),
+      recheckMs: integerValue('mta_sts', 'recheck', sts.recheck, 60, 1, 86400) * 1000,
+      negativeTtlMs: integerValue('mta_sts', 'negative_ttl', sts.negative_ttl, 300, 0, 86400) * 1000,
+      fetchTimeoutMs: Math.round(numberValue('mta_sts', 'fetch_timeout', sts.fetch_timeout, 20, 0.1, 55) * 1000),
+      httpsPort: integerValue('mta_sts', 'https_port', sts.https_port, 443, 1, 65535),
+      caFile: caFile === '' ? null : caFile,
+      refreshIntervalMs: integerValue('mta_sts', 'refresh_interval', sts.refresh_interval, 3600, 0, 604800) * 1000,
+      refreshBeforeMs: integerValue('mta_sts', 'refresh_before', sts.refresh_before, 86400, 0, 31557600) * 1000,
+      refreshConcurrency: integerValue('mta_sts', 'refresh_concurrency', sts.refresh_concurrency, 4, 1, 64),
+      memoryBudgetBytes: integerValue('mta_sts', 'memory_mb', sts.memory_mb, DEFAULT_MEMORY_BUDGET_MB, 1, 65536) * 1024 * 1024,
+    },
+  };
+}

@@ -1,0 +1,80 @@
+/**
+ * The outbound_tls plugin's settings, parsed and validated from
+ * `config/outbound_tls.ini`. Shared by the plugin and the CLI so both open the
+ * same stores.
+ */
+import path from 'node:path';
+import { SecLevel, parseLevel } from '../tls/sec-level';
+import { integerValue, type IniFile, type IniSection } from './outbound-mx';
+
+export interface RedisBackend {
+  backend: 'redis';
+  /** Prefix of every key the plugins write. */
+  prefix: string;
+  commandTimeoutMs: number;
+  /** outbound_tls.ini [redis]: overrides of config/redis.ini [server] (haraka-plugin-redis convention). */
+  plugin: IniSection;
+}
+
+/** Where the ratchet and the policy cache live (ST-1). */
+export type StoreBackend = { backend: 'file' } | RedisBackend;
+
+export interface OutboundTlsConfig {
+  /** Absolute directory of the embedded file store. */
+  dataDir: string;
+  store: StoreBackend;
+  /** The Redis settings, whichever store is in use (the CLI migrates between the two). */
+  redis: RedisBackend;
+  onStoreError: 'defer' | 'send';
+  plainRetry: boolean;
+  smartHostRatchet: boolean;
+  /** TLS-8: the level a connection must reach before it may carry AUTH credentials. */
+  authMinLevel: SecLevel;
+  /** `host:port` of the Prometheus listener, or null when off. */
+  metricsListen: string | null;
+}
+
+function booleanValue(section: string, key: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined || value === null || String(value).trim() === '') return fallback;
+  if (typeof value === 'boolean') return value;
+  const text = String(value).trim().toLowerCase();
+  if (['true', 'yes', 'on', '1'].includes(text)) return true;
+  if (['false', 'no', 'off', '0'].includes(text)) return false;
+  throw new Error(`[${section}] ${key}=${String(value)}: expected true or false`);
+}
+
+/** `harakaDir` anchors a relative data_dir (the directory holding config/). */
+export function parseOutboundTlsConfig(ini: IniFile, harakaDir: string): OutboundTlsConfig {
+  const main = ini.main ?? {};
+  const metrics = ini.metrics ?? {};
+  const onStoreError = String(main.on_store_error ?? 'defer').trim() || 'defer';
+  if (onStoreError !== 'defer' && onStoreError !== 'send') {
+    throw new Error(`[main] on_store_error=${onStoreError}: expected defer or send`);
+  }
+  const dataDir = String(main.data_dir ?? 'data').trim() || 'data';
+  const listen = String(metrics.listen ?? '').trim();
+  const backend = String(main.store ?? 'file').trim() || 'file';
+  if (backend !== 'file' && backend !== 'redis') throw new Error(`[main] store=${backend}: expected file or redis`);
+  const prefix = String(main.redis_prefix ?? 'haraka-outbound:').trim();
+  if (!/^[\x21-\x7e]{0,64}$/.test(prefix))
+    throw new Error(`[main] redis_prefix=${prefix}: printable ASCII without spaces, at most 64 characters`);
+  const redis: RedisBackend = {
+    backend: 'redis',
+    prefix,
+    commandTimeoutMs: integerValue('main', 'redis_timeout', main.redis_timeout, 1000, 50, 30000),
+    plugin: ini.redis ?? {},
+  };
+  const authMin = String(main.auth_min_level ?? 'TLS_SECURE').trim() || 'TLS_SECURE';
+  const authMinLevel = parseLevel(authMin);
+  if (authMinLevel === null) throw new Error(`[main] auth_min_level=${authMin}: expected TLS_SECURE, TLS_INSECURE or PLAIN`);
+  return {
+    dataDir: path.resolve(harakaDir, dataDir),
+    store: backend === 'file' ? { backend: 'file' } : redis,
+    redis,
+    onStoreError,
+    plainRetry: booleanValue('main', 'plain_retry', main.plain_retry, true),
+    smartHostRatchet: booleanValue('main', 'smart_host_ratchet', main.smart_host_ratchet, true),
+    authMinLevel,
+    metricsListen: listen === '' ? null : listen,
+  };
+}

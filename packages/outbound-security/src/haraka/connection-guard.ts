@@ -1,0 +1,354 @@
+/**
+ * The connection guard: hooks into Haraka's outbound delivery where no plugin
+ * hook exists (design §7). It wraps HMailItem.prototype.try_deliver_host_on_socket
+ * (called once per connection) and puts a thin layer over each connection's
+ * socket that feeds the conversation watcher (lib/guard/conversation.ts) and
+ * applies its answers:
+ *  - the first command other than EHLO/HELO/LHLO/STARTTLS/RSET/QUIT (MAIL FROM
+ *    or AUTH) is held; the connection is classified and decided (TLS-2, TLS-4,
+ *    TLS-5, TLS-8), then the command is written or the connection abandoned
+ *    (QUIT, then an `error` so Haraka tries the next MX);
+ *  - a reply that would fail the whole message before that is hidden from
+ *    Haraka and ends this connection only (TLS-7);
+ *  - a refused STARTTLS or a failed handshake queues one more connection to
+ *    the same MX without STARTTLS (TLS-3), unless it carries credentials;
+ * and enriches Haraka's final "Tried all MXs" deferral with the reasons.
+ */
+import type { RatchetRead, RatchetStore } from '../ratchet/store';
+import { decide, type AbandonCause, type Requirement, type StoreProblem, type Verdict } from '../tls/decision';
+import { Conversation, type ReplyAction } from '../tls/conversation';
+import { SecLevel, levelName } from '../tls/sec-level';
+import { classifyConnection, type TlsObservation } from '../tls/classify';
+import type { X509Certificate } from 'node:crypto';
+import net from 'node:net';
+
+type Write = (data: unknown, encoding?: unknown, cb?: unknown) => boolean;
+
+/** The parts of Haraka's outbound socket (tls_socket's pluggableStream) the guard uses. */
+export interface GuardedSocket {
+  write: Write;
+  emit(event: string | symbol, ...args: unknown[]): boolean;
+  prependListener(event: string, listener: (...args: unknown[]) => void): unknown;
+  isEncrypted?(): boolean;
+  cleartext?: {
+    authorizationError?: string | Error | null;
+    getPeerX509Certificate?(): X509Certificate | undefined;
+    getProtocol?(): string | null;
+  };
+}
+
+export interface GuardedMx {
+  exchange?: string;
+  from_dns?: string;
+  port?: number;
+  auth_user?: string;
+  auth_pass?: string;
+}
+
+export interface GuardedHMail {
+  todo: { domain: string };
+  mxlist?: GuardedMx[];
+  loginfo(...args: unknown[]): void;
+  logwarn(...args: unknown[]): void;
+  logerror(...args: unknown[]): void;
+}
+
+export interface GuardEvents {
+  connection(level: SecLevel): void;
+  tlsFailure(kind: 'starttls_refused' | 'handshake'): void;
+  plainRetry(): void;
+  ratchet(result: 'pass' | 'raise' | 'fail' | 'store_error'): void;
+  abandoned(cause: AbandonCause | 'tls'): void;
+  sts(mode: string, result: 'pass' | 'fail' | 'would_fail'): void;
+}
+
+export interface GuardDeps {
+  store(): RatchetStore;
+  /** The requirement for a message's connection; null = the guard does nothing (not ours to check). */
+  requirement(hmail: GuardedHMail, mx: GuardedMx): Requirement | null;
+  settings(): { plainRetry: boolean; onStoreError: 'defer' | 'send' };
+  events: GuardEvents;
+}
+
+export interface HMailPrototype {
+  try_deliver_host_on_socket?: (...args: unknown[]) => unknown;
+  temp_fail?: (...args: unknown[]) => unknown;
+  get_mx?: (...args: unknown[]) => unknown;
+}
+
+/** Why Haraka's internals cannot be guarded, or null when they can (startup check, design §7). */
+export function checkHarakaInternals(proto: HMailPrototype | undefined): string | null {
+  if (!proto) return 'outbound/hmail did not load';
+  if (typeof proto.try_deliver_host_on_socket !== 'function') return 'HMailItem.try_deliver_host_on_socket is missing';
+  if (proto.try_deliver_host_on_socket.length !== 4) {
+    return `HMailItem.try_deliver_host_on_socket takes ${proto.try_deliver_host_on_socket.length} arguments, expected 4 (mx, host, port, socket)`;
+  }
+  if (typeof proto.temp_fail !== 'function') return 'HMailItem.temp_fail is missing';
+  return null;
+}
+
+const INSTALLED = Symbol.for('haraka-outbound-security.guard');
+const plainOnlyMx = new WeakSet<object>();
+const abandonReasons = new WeakMap<object, string[]>();
+
+/** The MX host name a certificate must match, or undefined for a bare address. */
+export function mxHostName(mx: GuardedMx): string | undefined {
+  if (mx.from_dns && !net.isIP(mx.from_dns)) return mx.from_dns;
+  if (mx.exchange && !net.isIP(mx.exchange)) return mx.exchange;
+  return undefined;
+}
+
+function observe(socket: GuardedSocket): TlsObservation {
+  const encrypted = typeof socket.isEncrypted === 'function' && socket.isEncrypted() === true;
+  const tls = socket.cleartext;
+  if (!encrypted || !tls) return { encrypted: false };
+  return {
+    encrypted: true,
+    authorizationError: tls.authorizationError ?? null,
+    ...(tls.getPeerX509Certificate ? { peerCertificate: tls.getPeerX509Certificate() } : {}),
+    protocol: tls.getProtocol?.() ?? null,
+  };
+}
+
+export function installConnectionGuard(proto: HMailPrototype, deps: GuardDeps): boolean {
+  const marked = proto as HMailPrototype & { [INSTALLED]?: boolean };
+  if (marked[INSTALLED]) return false;
+  marked[INSTALLED] = true;
+  const original = proto.try_deliver_host_on_socket as (this: GuardedHMail, ...a: unknown[]) => unknown;
+  proto.try_deliver_host_on_socket = function (this: GuardedHMail, mx: unknown, host: unknown, port: unknown, socket: unknown) {
+    const result = original.call(this, mx, host, port, socket);
+    guardConnection(this, mx as GuardedMx, String(host), socket as GuardedSocket, deps);
+    return result;
+  };
+  if (typeof proto.get_mx === 'function') {
+    const originalGetMx = proto.get_mx;
+    proto.get_mx = function (this: object, ...args: unknown[]) {
+      abandonReasons.delete(this); // a new attempt starts
+      return originalGetMx.apply(this, args);
+    };
+  }
+  const originalTempFail = proto.temp_fail as (this: object, ...a: unknown[]) => unknown;
+  proto.temp_fail = function (this: object, err: unknown, ...rest: unknown[]) {
+    const reasons = abandonReasons.get(this);
+    abandonReasons.delete(this);
+    const text = reasons && /^Tried all MXs/.test(String(err)) ? `Tried all MXs; refused: ${reasons.join('; ')}` : err;
+    return originalTempFail.call(this, text, ...rest);
+  };
+  return true;
+}
+
+/** The text of a command Haraka writes (one SMTP line). */
+function commandText(data: unknown): string {
+  return typeof data === 'string' ? data : Buffer.isBuffer(data) ? data.toString('latin1', 0, 64) : '';
+}
+
+/** A copy of `mx` that the TLS-3 retry connects to without STARTTLS. */
+function plainRetryOf(mx: GuardedMx): GuardedMx {
+  const retry = Object.assign(Object.create(Object.getPrototypeOf(mx) as object) as object, mx) as GuardedMx;
+  plainOnlyMx.add(retry);
+  return retry;
+}
+
+/**
+ * The thin layer over Haraka's socket: every command written and every reply
+ * line, byte chunk, `secure` and TLS error goes through the conversation
+ * watcher (lib/guard/conversation.ts), whose answers are applied here. Runs
+ * after Haraka set up its own listeners, so ours see everything first.
+ */
+function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socket: GuardedSocket, deps: GuardDeps): void {
+  const requirement = deps.requirement(hmail, mx);
+  if (!requirement) return;
+  const mxHost = mxHostName(mx);
+  const where = `${mxHost ?? host} [${host}]`;
+  const settings = deps.settings();
+  const conversation = new Conversation({
+    plainOnly: plainOnlyMx.has(mx),
+    plainRetry: settings.plainRetry,
+    credentials: hasCredentials(mx),
+  });
+  const held: Array<[unknown, unknown, unknown]> = [];
+  const write = socket.write.bind(socket) as Write;
+  const emit = socket.emit.bind(socket);
+  let ended = false;
+
+  /** Ends this connection only: QUIT, then an `error` without source=tls, so Haraka tries the next MX. */
+  const abandon = (reason: string): void => {
+    conversation.abandonNow();
+    if (ended) return;
+    ended = true;
+    const reasons = abandonReasons.get(hmail) ?? [];
+    reasons.push(reason);
+    abandonReasons.set(hmail, reasons);
+    try {
+      write('QUIT\r\n'); // a courtesy; the socket may already be gone
+    } catch {
+      // nothing to say goodbye to
+    }
+    emit('error', new Error(`outbound_tls abandoned the connection: ${reason}`));
+  };
+
+  /** Applies the watcher's answer about something the server did; true when Haraka may see it. */
+  const apply = (action: ReplyAction): boolean => {
+    if (action.kind === 'pass' || action.kind === 'rewrite') return true;
+    if (action.kind === 'drop') return false;
+    const reason = `${requirement.domain}: ${where} ${action.reason}`;
+    if (action.tlsFailure) deps.events.tlsFailure(action.tlsFailure);
+    if (action.retryPlain && hmail.mxlist) {
+      hmail.mxlist.unshift(plainRetryOf(mx));
+      deps.events.plainRetry();
+      hmail.logwarn(`outbound_tls: ${reason}; retrying this MX once without STARTTLS (TLS-3)`);
+    } else {
+      deps.events.abandoned(action.tlsFailure ? 'tls' : 'protocol');
+      hmail.logwarn(`outbound_tls: ${reason}; connection abandoned, the next MX is tried (TLS-7)`);
+    }
+    abandon(reason);
+    return false;
+  };
+
+  socket.write = (data: unknown, encoding?: unknown, cb?: unknown): boolean => {
+    const action = conversation.command(commandText(data));
+    if (action.kind === 'write') return write(data, encoding, cb);
+    if (action.kind === 'drop') return false;
+    held.push([data, encoding, cb]);
+    if (action.decide) {
+      decideConnection(hmail, socket, requirement, mxHost, where, deps).then(
+        (verdict) => {
+          if (conversation.abandoned) return;
+          if (verdict.kind === 'abandon') return abandon(verdict.reason);
+          conversation.decide(true);
+          for (const [d, e, c] of held.splice(0)) write(d, e, c);
+        },
+        (err: unknown) => {
+          hmail.logerror(`outbound_tls: ${where}: decision failed: ${String((err as Error)?.stack ?? err)}`);
+          abandon(`${requirement.domain}: internal error checking ${where}`);
+        },
+      );
+    }
+    return true;
+  };
+
+  socket.emit = (event: string | symbol, ...args: unknown[]): boolean => {
+    switch (event) {
+      case 'data': {
+        if (conversation.abandoned) return true;
+        conversation.data(String(args[0]));
+        const result = emit(event, ...args);
+        apply(conversation.afterData());
+        return result;
+      }
+      case 'line': {
+        const action = conversation.reply(String(args[0]));
+        if (!apply(action)) return true;
+        return action.kind === 'rewrite' ? emit(event, action.line) : emit(event, ...args);
+      }
+      case 'secure':
+        return apply(conversation.secured()) ? emit(event, ...args) : true;
+      default:
+        return emit(event, ...args);
+    }
+  };
+
+  socket.prependListener('error', (err: unknown) => {
+    if (ended || !err || typeof err !== 'object' || (err as { source?: string }).source !== 'tls') return;
+    const action = conversation.tlsError();
+    if (action.kind !== 'abandon') return;
+    // Haraka ends the connection itself and moves on; only the retry is ours to add.
+    deps.events.tlsFailure('handshake');
+    ended = true;
+    conversation.abandonNow();
+    const reason = `${requirement.domain}: ${where} TLS handshake failed (${(err as Error).message})`;
+    if (action.retryPlain && hmail.mxlist) {
+      hmail.mxlist.unshift(plainRetryOf(mx));
+      deps.events.plainRetry();
+      hmail.logwarn(`outbound_tls: ${reason}; retrying this MX once without STARTTLS (TLS-3)`);
+    } else {
+      hmail.logwarn(`outbound_tls: ${reason}; no plain retry${hasCredentials(mx) ? ' (the connection carries credentials, TLS-8)' : ''}`);
+    }
+    const reasons = abandonReasons.get(hmail) ?? [];
+    reasons.push(reason);
+    abandonReasons.set(hmail, reasons);
+  });
+}
+
+/** TLS-8: Haraka sends AUTH on this connection when the route carries credentials. */
+export function hasCredentials(mx: GuardedMx): boolean {
+  return Boolean(mx.auth_user && mx.auth_pass);
+}
+
+/** Reads every ratchet key of the requirement: the highest level, or the first problem. */
+async function readStored(store: RatchetStore, requirement: Requirement): Promise<RatchetRead | StoreProblem | undefined> {
+  const keys = [...(requirement.ratchet ? [requirement.domain] : []), ...(requirement.relayKey ? [requirement.relayKey] : [])];
+  let highest: RatchetRead | undefined;
+  for (const key of keys) {
+    let read: RatchetRead;
+    try {
+      read = await store.get(key);
+    } catch (err) {
+      return { kind: 'unreadable', reason: `${store.description}: ${(err as Error).message}` };
+    }
+    if (read.kind === 'unreadable') return { kind: 'unreadable', reason: `${key}: ${read.reason}` };
+    if (read.kind === 'level' && (highest?.kind !== 'level' || read.entry.level > highest.entry.level)) highest = read;
+    if (!highest) highest = read;
+  }
+  return highest;
+}
+
+async function decideConnection(
+  hmail: GuardedHMail,
+  socket: GuardedSocket,
+  requirement: Requirement,
+  mxHost: string | undefined,
+  where: string,
+  deps: GuardDeps,
+): Promise<Verdict> {
+  const classification = classifyConnection(observe(socket), mxHost);
+  const { events } = deps;
+  const settings = deps.settings();
+  events.connection(classification.level);
+  const store = deps.store();
+  const usesRatchet = requirement.ratchet || requirement.relayKey !== undefined;
+  const stored = usesRatchet ? await readStored(store, requirement) : undefined;
+  if (stored?.kind === 'unreadable') {
+    events.ratchet('store_error');
+    hmail.logerror(`outbound_tls: ratchet store problem for ${requirement.domain}: ${stored.reason}`);
+  }
+  const verdict = decide(classification, requirement, stored, settings.onStoreError, where);
+  const seen = `${levelName(classification.level)} (${classification.reason}${classification.protocol ? `, ${classification.protocol}` : ''})`;
+  if (verdict.raiseTo !== undefined) {
+    const keys = [...(requirement.ratchet ? [requirement.domain] : []), ...(requirement.relayKey ? [requirement.relayKey] : [])];
+    try {
+      for (const key of keys) {
+        const now = await store.raise(key, verdict.raiseTo, mxHost);
+        hmail.loginfo(`outbound_tls: ${key}: ratchet raised to ${levelName(now)} by ${where}`);
+      }
+      events.ratchet('raise');
+    } catch (err) {
+      events.ratchet('store_error');
+      const reason = `${requirement.domain}: could not record level ${levelName(verdict.raiseTo)} (${(err as Error).message})`;
+      hmail.logerror(`outbound_tls: ${reason}`);
+      if (settings.onStoreError === 'defer' && verdict.kind === 'pass') {
+        events.abandoned('store');
+        hmail.logwarn(`outbound_tls: ${where}: ${seen}: abandoned: ${reason}`);
+        return { kind: 'abandon', cause: 'store', reason };
+      }
+    }
+  } else if (usesRatchet && verdict.kind === 'pass') {
+    events.ratchet('pass');
+  }
+  if (verdict.kind === 'abandon') {
+    if (verdict.cause === 'ratchet') events.ratchet('fail');
+    if (verdict.cause === 'mta_sts' && requirement.sts) events.sts(requirement.sts.mode, 'fail');
+    events.abandoned(verdict.cause);
+    hmail.logwarn(`outbound_tls: ${where}: ${seen}: abandoned before MAIL FROM: ${verdict.reason}`);
+    return verdict;
+  }
+  if (requirement.sts && requirement.sts.mode !== 'none') {
+    events.sts(requirement.sts.mode, verdict.stsWouldRefuse ? 'would_fail' : 'pass');
+    if (verdict.stsWouldRefuse) hmail.logwarn(`outbound_tls: MTA-STS testing, enforce would refuse: ${verdict.stsWouldRefuse}`);
+  }
+  hmail.loginfo(
+    `outbound_tls: ${requirement.domain} via ${where}: ${seen}; stored ${levelName(verdict.stored)}` +
+      `${requirement.sts ? `; MTA-STS ${requirement.sts.mode}` : ''}${requirement.authMinLevel !== undefined ? '; credentials allowed' : ''}: pass`,
+  );
+  return verdict;
+}

@@ -1,0 +1,76 @@
+/**
+ * Counters (OPS-3) in Prometheus form with `prom-client`, and the loopback
+ * HTTP listener that exposes them. Haraka runs its deliveries in cluster
+ * workers: every worker counts in its own registry; the listener runs in the
+ * primary process and sums the workers' registries on each scrape.
+ */
+import cluster from 'node:cluster';
+import http from 'node:http';
+import { AggregatorRegistry, Counter, Registry } from 'prom-client';
+import { SecLevel, levelName } from './tls/sec-level';
+
+export const registry = new Registry();
+
+function counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {
+  return new Counter({ name, help, labelNames, registers: [registry] });
+}
+
+export const metrics = {
+  connections: counter('outbound_tls_connections_total', 'Outbound connections by security level reached', ['level']),
+  tlsFailures: counter('outbound_tls_failures_total', 'STARTTLS refused or TLS handshakes failed', ['kind']),
+  ratchet: counter('outbound_tls_ratchet_checks_total', 'Ratchet checks: pass, raise, fail (below stored level), store_error', ['result']),
+  abandoned: counter('outbound_tls_abandoned_total', 'Connections abandoned before MAIL FROM, by cause', ['cause']),
+  plainRetries: counter('outbound_tls_plain_retries_total', 'Same-MX retries without STARTTLS after a TLS failure', []),
+  stsMode: counter('outbound_mta_sts_mode_total', 'Deliveries by MTA-STS policy mode (none = no policy)', ['mode']),
+  stsChecks: counter('outbound_mta_sts_checks_total', 'MTA-STS connection checks by mode and result', ['mode', 'result']),
+  stsCache: counter('outbound_mta_sts_cache_total', 'MTA-STS policy cache events', ['event']),
+};
+
+// Zero-initialise the label values admins alert on, so they appear before the first event.
+for (const level of [SecLevel.PLAIN, SecLevel.TLS_INSECURE, SecLevel.TLS_SECURE]) metrics.connections.inc({ level: levelName(level) }, 0);
+for (const result of ['pass', 'raise', 'fail', 'store_error']) metrics.ratchet.inc({ result }, 0);
+
+AggregatorRegistry.setRegistries([registry]);
+// Constructing it installs the IPC listeners (primary: collect; worker: answer).
+const aggregator = new AggregatorRegistry();
+
+/** The exposition text: summed over the cluster's workers when there are any. */
+export async function exposition(): Promise<string> {
+  if (cluster.isPrimary && cluster.workers && Object.keys(cluster.workers).length > 0) {
+    return aggregator.clusterMetrics();
+  }
+  return registry.metrics();
+}
+
+export interface MetricsServer {
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+/** Parses `host:port` / `[v6]:port` and listens there, serving GET /metrics. */
+export async function startMetricsServer(listen: string): Promise<MetricsServer> {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(listen.trim());
+  if (!match) throw new Error(`metrics listen address "${listen}" is not host:port`);
+  const host = match[1] ?? match[2] ?? '127.0.0.1';
+  const port = Number(match[3]);
+  const server = http.createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url !== '/metrics' && req.url !== '/')) {
+      res.writeHead(404).end('not found\n');
+      return;
+    }
+    exposition().then(
+      (text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text),
+      (err: Error) => res.writeHead(500).end(`metrics unavailable: ${err.message}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const address = server.address();
+  const shown = typeof address === 'object' && address ? `${address.address}:${address.port}` : listen;
+  return {
+    address: shown,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}

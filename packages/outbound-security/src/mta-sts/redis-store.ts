@@ -1,0 +1,82 @@
+/**
+ * The MTA-STS policy cache in Redis (ST-3): `<prefix>mta-sts:<domain>` holds
+ * the cached entry as JSON and expires in Redis when the policy expires.
+ */
+import type { CachedPolicy, PolicyRead, PolicyStore } from './store';
+import { isValidRatchetKey } from '../ratchet/store';
+import type { RedisConnection } from '../store/redis-connection';
+
+export class RedisPolicyStore implements PolicyStore {
+  readonly description: string;
+
+  constructor(
+    private readonly connection: RedisConnection,
+    private readonly prefix: string,
+  ) {
+    this.description = `${connection.description} (keys ${prefix}mta-sts:*)`;
+  }
+
+  private key(domain: string): string {
+    if (!isValidRatchetKey(domain) || domain.startsWith('[')) throw new Error(`invalid policy cache key "${domain}"`);
+    return `${this.prefix}mta-sts:${domain}`;
+  }
+
+  async get(domain: string): Promise<PolicyRead> {
+    const key = this.key(domain);
+    let text: string | null;
+    try {
+      text = await this.connection.run(`GET ${key}`, (c) => c.get(key));
+    } catch (err) {
+      if (/WRONGTYPE/.test((err as Error).message)) return { kind: 'unreadable', reason: `${key}: not a string` };
+      throw err;
+    }
+    if (text === null) return { kind: 'none' };
+    try {
+      const value = JSON.parse(text) as CachedPolicy;
+      const fieldsOk =
+        value.domain === domain &&
+        typeof value.id === 'string' &&
+        typeof value.text === 'string' &&
+        [value.fetchedAt, value.expiresAt, value.checkedAt, value.usedAt].every((n) => typeof n === 'number' && Number.isFinite(n));
+      return fieldsOk ? { kind: 'entry', entry: value } : { kind: 'unreadable', reason: `${key}: not a cached policy entry` };
+    } catch (err) {
+      return { kind: 'unreadable', reason: `${key}: ${(err as Error).message}` };
+    }
+  }
+
+  async put(entry: CachedPolicy): Promise<void> {
+    const key = this.key(entry.domain);
+    if (entry.expiresAt <= Date.now()) {
+      await this.connection.run(`DEL ${key}`, (c) => c.del(key));
+      return;
+    }
+    await this.connection.run(`SET ${key}`, (c) => c.set(key, JSON.stringify(entry), { PXAT: entry.expiresAt }));
+  }
+
+  async delete(domain: string): Promise<boolean> {
+    const key = this.key(domain);
+    return (await this.connection.run(`DEL ${key}`, (c) => c.del(key))) > 0;
+  }
+
+  async list(): Promise<Array<{ domain: string; read: PolicyRead }>> {
+    const pattern = `${this.prefix}mta-sts:*`;
+    const keys = await this.connection.run(`SCAN ${pattern}`, async (c) => {
+      const found: string[] = [];
+      for await (const batch of c.scanIterator({ MATCH: pattern, COUNT: 500 })) found.push(...(Array.isArray(batch) ? batch : [batch]));
+      return found;
+    });
+    const out: Array<{ domain: string; read: PolicyRead }> = [];
+    for (const domain of [...new Set(keys.map((k) => k.slice(`${this.prefix}mta-sts:`.length)))].sort()) {
+      out.push({ domain, read: await this.get(domain) });
+    }
+    return out;
+  }
+
+  ready(timeoutMs: number): Promise<boolean> {
+    return this.connection.ready(timeoutMs);
+  }
+
+  async close(): Promise<void> {
+    await this.connection.close();
+  }
+}

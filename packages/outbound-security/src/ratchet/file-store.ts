@@ -1,0 +1,318 @@
+/**
+ * The embedded ratchet store (ST-2): plain files under `<data_dir>/ratchet`,
+ * safe for several Haraka worker processes and the CLI at once, without locks.
+ *
+ * Layout: one directory per domain, one file per level reached in it:
+ *
+ *     <dir>/example.com/TLS_INSECURE   {"raisedAt":1764000000000,"host":"mx1.example.com"}
+ *     <dir>/example.com/TLS_SECURE     {"raisedAt":1764000100000,"host":"mx2.example.com"}
+ *
+ * The stored level is the highest level file present. `raise` only ever
+ * creates a level file, never rewrites or removes one, so no writer can lower
+ * a level whatever the interleaving (monotonic by construction). A level file
+ * appears complete or not at all: it is written and fsynced under a temporary
+ * name, then hard-linked to its final name (`link` fails with EEXIST instead
+ * of replacing, so the first writer wins and the others have nothing to do).
+ * A `kill -9` at any moment leaves at most a `.tmp-*` file, which readers
+ * ignore and `list` removes later.
+ *
+ * Anything a raise cannot produce (an unknown name in a domain directory, an
+ * empty or malformed level file, a file where a directory belongs, a read
+ * error) makes the domain `unreadable` (ST-4): it may hold any level.
+ *
+ * `reset` renames the domain directory out of sight (atomic for readers) and
+ * then deletes it. Nothing is cached: a reset by the CLI counts at the next
+ * delivery.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import type { Dirent } from 'node:fs';
+import path from 'node:path';
+import { printable } from '../domain';
+import { isValidRatchetKey, type RatchetEntry, type RatchetRead, type RatchetStore } from './store';
+import { SEC_LEVELS, SecLevel, levelName } from '../tls/sec-level';
+
+/** Prefix of a level file being written; readers ignore these. */
+export const TEMP_PREFIX = '.tmp-';
+/** Prefix of a domain directory being deleted by `reset`. */
+export const RESET_PREFIX = '.reset-';
+/** `list` removes `.tmp-*` and `.reset-*` leftovers older than this (crashed writers). */
+export const STALE_LEFTOVER_MS = 60_000;
+/** `list` reads at most this many domains at once. */
+export const LIST_CONCURRENCY = 16;
+/** A level file larger than this was not written by `raise`. */
+export const MAX_LEVEL_FILE_BYTES = 4096;
+/** How often `raise` starts over when a concurrent `reset` removed the domain under it. */
+const RAISE_ATTEMPTS = 5;
+
+interface LevelFileContent {
+  raisedAt: number;
+  host?: string;
+}
+
+/** What one readdir + readFile of a domain directory found. */
+type DomainScan = { read: RatchetRead; tempFiles: string[] };
+
+export class FileRatchetStore implements RatchetStore {
+  readonly description: string;
+  private readonly dir: string;
+
+  /** `dir` is the ratchet directory itself (`<data_dir>/ratchet`); it is created on the first raise. */
+  constructor(dir: string) {
+    this.dir = path.resolve(dir);
+    this.description = `file:${this.dir}`;
+  }
+
+  async get(domain: string): Promise<RatchetRead> {
+    return (await this.scan(checkKey(domain))).read;
+  }
+
+  async raise(domain: string, level: SecLevel, host?: string): Promise<SecLevel> {
+    checkKey(domain);
+    if (!SEC_LEVELS.includes(level)) throw new Error(`ratchet: cannot raise ${domain}: ${String(level)} is not a security level`);
+    const domainDir = this.domainDir(domain);
+    for (let attempt = 1; ; attempt++) {
+      const before = await this.get(domain);
+      if (before.kind === 'unreadable') throw new Error(`ratchet: cannot raise ${domain} to ${levelName(level)}: ${before.reason}`);
+      if (before.kind === 'level' && before.entry.level >= level) return before.entry.level;
+      try {
+        await this.createLevelFile(domainDir, level, host);
+      } catch (err) {
+        // ENOENT: a concurrent reset renamed the directory away between our mkdir and link.
+        if (errorCode(err) === 'ENOENT' && attempt < RAISE_ATTEMPTS) continue;
+        throw new Error(`ratchet: cannot raise ${domain} to ${levelName(level)} in ${domainDir}: ${errorText(err)}`, { cause: err });
+      }
+      const after = await this.get(domain);
+      if (after.kind === 'level' && after.entry.level >= level) return after.entry.level;
+      if (after.kind === 'unreadable')
+        throw new Error(`ratchet: raised ${domain} to ${levelName(level)} but cannot read it back: ${after.reason}`);
+      // `none` or lower: a reset removed what we wrote. Raise again (the raise then follows the reset).
+      if (attempt >= RAISE_ATTEMPTS) {
+        throw new Error(
+          `ratchet: cannot raise ${domain} to ${levelName(level)} in ${domainDir}: removed by concurrent resets ${attempt} times`,
+        );
+      }
+    }
+  }
+
+  async reset(domain: string): Promise<boolean> {
+    const domainDir = this.domainDir(checkKey(domain));
+    const doomed = path.join(this.dir, `${RESET_PREFIX}${uniqueSuffix()}`);
+    try {
+      await fsp.rename(domainDir, doomed);
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT') return false;
+      throw new Error(`ratchet: cannot reset ${domain}: rename ${domainDir}: ${errorText(err)}`, { cause: err });
+    }
+    // The entry is gone for readers; a failed cleanup is retried by list().
+    await fsp.rm(doomed, { recursive: true, force: true }).catch(() => undefined);
+    return true;
+  }
+
+  async list(): Promise<Array<{ domain: string; read: RatchetRead }>> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.dir);
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT') return [];
+      throw new Error(`ratchet: cannot list ${this.dir}: ${errorText(err)}`, { cause: err });
+    }
+    const domains = names.filter((name) => !name.startsWith('.')).sort();
+    const resetLeftovers = names.filter((name) => name.startsWith(RESET_PREFIX)).map((name) => path.join(this.dir, name));
+    const tempLeftovers: string[] = [];
+    const results = await mapBounded(domains, LIST_CONCURRENCY, async (domain) => {
+      if (!isValidRatchetKey(domain)) {
+        const read: RatchetRead = unreadable(
+          path.join(this.dir, printable(domain)),
+          'not a domain key (lowercase A-label or address literal)',
+        );
+        return { domain, read };
+      }
+      const { read, tempFiles } = await this.scan(domain);
+      tempLeftovers.push(...tempFiles);
+      return { domain, read };
+    });
+    await removeStale([...resetLeftovers, ...tempLeftovers]);
+    return results;
+  }
+
+  async close(): Promise<void> {}
+
+  private domainDir(domain: string): string {
+    return path.join(this.dir, domain);
+  }
+
+  /** One readdir of the domain directory, one readFile of its highest level file. */
+  private async scan(domain: string): Promise<DomainScan> {
+    const domainDir = this.domainDir(domain);
+    let entries: Dirent[];
+    try {
+      entries = await fsp.readdir(domainDir, { withFileTypes: true });
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT') return { read: await this.explainMissing(domainDir), tempFiles: [] };
+      return { read: unreadable(domainDir, errorText(err)), tempFiles: [] };
+    }
+    let highest: SecLevel | null = null;
+    const tempFiles: string[] = [];
+    for (const entry of entries) {
+      const entryPath = path.join(domainDir, printable(entry.name));
+      if (entry.name.startsWith(TEMP_PREFIX)) {
+        tempFiles.push(path.join(domainDir, entry.name));
+        continue;
+      }
+      const level = levelOfFileName(entry.name);
+      if (level === null) return { read: unreadable(entryPath, 'unexpected entry (not a level file)'), tempFiles };
+      if (!entry.isFile()) return { read: unreadable(entryPath, 'level entry is not a regular file'), tempFiles };
+      if (highest === null || level > highest) highest = level;
+    }
+    if (highest === null) return { read: { kind: 'none' }, tempFiles };
+    const levelFile = path.join(domainDir, levelName(highest));
+    let text: string;
+    try {
+      text = await fsp.readFile(levelFile, 'utf8');
+    } catch (err) {
+      // ENOENT here means a reset removed the directory since the readdir: the domain is gone.
+      if (errorCode(err) === 'ENOENT') return { read: { kind: 'none' }, tempFiles: [] };
+      return { read: unreadable(levelFile, errorText(err)), tempFiles };
+    }
+    const content = parseLevelFile(text);
+    if (typeof content === 'string') return { read: unreadable(levelFile, content), tempFiles };
+    const entry: RatchetEntry = { domain, level: highest, raisedAt: content.raisedAt };
+    if (content.host !== undefined) entry.host = content.host;
+    return { read: { kind: 'level', entry }, tempFiles };
+  }
+
+  /**
+   * The domain directory does not exist. That normally means no level, but a
+   * dangling symbolic link (for the domain or for the ratchet directory itself,
+   * say an unmounted volume) must not silently read as "nothing stored".
+   */
+  private async explainMissing(domainDir: string): Promise<RatchetRead> {
+    for (const candidate of [domainDir, this.dir]) {
+      const stat = await fsp.lstat(candidate).catch(() => null);
+      if (stat?.isSymbolicLink() && !(await fsp.stat(candidate).catch(() => null))) {
+        return unreadable(candidate, 'dangling symbolic link');
+      }
+    }
+    return { kind: 'none' };
+  }
+
+  /** Creates `<domainDir>/<LEVEL>` with its full content, unless it exists already. */
+  private async createLevelFile(domainDir: string, level: SecLevel, host: string | undefined): Promise<void> {
+    const created = await fsp.mkdir(domainDir, { recursive: true });
+    const content: LevelFileContent = { raisedAt: Date.now() };
+    if (host !== undefined) content.host = host;
+    const temp = path.join(domainDir, `${TEMP_PREFIX}${uniqueSuffix()}`);
+    const final = path.join(domainDir, levelName(level));
+    try {
+      const handle = await fsp.open(temp, 'wx');
+      try {
+        await handle.writeFile(`${JSON.stringify(content)}\n`);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      try {
+        await fsp.link(temp, final);
+      } catch (err) {
+        if (errorCode(err) !== 'EEXIST') throw err; // another writer created it first: fine
+      }
+    } finally {
+      await fsp.unlink(temp).catch(() => undefined);
+    }
+    // Make the new name (and any directory mkdir created) durable before MAIL FROM is sent.
+    await syncDir(domainDir);
+    if (created !== undefined) {
+      for (let dir = path.dirname(domainDir); dir.length >= path.dirname(created).length; dir = path.dirname(dir)) {
+        await syncDir(dir);
+        if (dir === path.dirname(dir)) break;
+      }
+    }
+  }
+}
+
+function checkKey(domain: string): string {
+  if (!isValidRatchetKey(domain)) {
+    throw new Error(`ratchet: "${printable(domain)}" is not a valid domain key (lowercase A-label or address literal)`);
+  }
+  return domain;
+}
+
+function levelOfFileName(name: string): SecLevel | null {
+  for (const level of SEC_LEVELS) if (levelName(level) === name) return level;
+  return null;
+}
+
+/** The parsed content of a level file, or what is wrong with it. */
+function parseLevelFile(text: string): LevelFileContent | string {
+  if (text.length === 0) return 'empty level file';
+  if (text.length > MAX_LEVEL_FILE_BYTES) return `level file of ${text.length} bytes is too large`;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return `not valid JSON (${err instanceof Error ? err.message : String(err)})`;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object';
+  const { raisedAt, host } = value as Record<string, unknown>;
+  if (typeof raisedAt !== 'number' || !Number.isFinite(raisedAt) || raisedAt < 0) return 'raisedAt is not a time in milliseconds';
+  if (host !== undefined && typeof host !== 'string') return 'host is not a string';
+  return host === undefined ? { raisedAt } : { raisedAt, host };
+}
+
+function unreadable(file: string, problem: string): RatchetRead {
+  return { kind: 'unreadable', reason: `${file}: ${problem}` };
+}
+
+function uniqueSuffix(): string {
+  return `${process.pid}-${randomBytes(6).toString('hex')}`;
+}
+
+function errorCode(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** fsync a directory so a name created in it survives a power loss; not every file system allows it. */
+async function syncDir(dir: string): Promise<void> {
+  let handle: fsp.FileHandle | undefined;
+  try {
+    handle = await fsp.open(dir, 'r');
+    await handle.sync();
+  } catch {
+    // best effort: EINVAL/EISDIR on some file systems and platforms
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}
+
+/** Removes `.tmp-*` files and `.reset-*` directories left by crashed processes. Never throws. */
+async function removeStale(paths: string[]): Promise<void> {
+  const now = Date.now();
+  await mapBounded(paths, LIST_CONCURRENCY, async (leftover) => {
+    try {
+      // mtime: a temp file's is when it was written; a reset directory's may be older than the
+      // reset, in which case this rm can race with the resetting process's own: both are idempotent.
+      const stat = await fsp.lstat(leftover);
+      if (now - stat.mtimeMs > STALE_LEFTOVER_MS) await fsp.rm(leftover, { recursive: true, force: true });
+    } catch {
+      // best effort
+    }
+  });
+}
+
+async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index] as T);
+    }
+  });
+  await Promise.all(workers);
+  return results;
+}

@@ -1,0 +1,79 @@
+/**
+ * Store selection (ST-1): which ratchet and policy stores the plugins and the CLI open for
+ * the settings in outbound_tls.ini. One place, so both always use the same
+ * store. Today the embedded file store (ST-2); a Redis store (ST-3) is chosen
+ * here once it exists.
+ */
+import path from 'node:path';
+import { FileRatchetStore } from '../ratchet/file-store';
+import { FilePolicyStore, type PolicyStore } from '../mta-sts/store';
+import type { IniFile } from '../config/outbound-mx';
+import type { RedisBackend, StoreBackend } from '../config/outbound-tls';
+import type { RatchetStore } from '../ratchet/store';
+import { RedisConnection, type RedisLog } from './redis-connection';
+import { RedisPolicyStore } from '../mta-sts/redis-store';
+import { RedisRatchetStore } from '../ratchet/redis-store';
+
+/** The ratchet's directory under `data_dir`. */
+export const RATCHET_SUBDIR = 'ratchet';
+
+export interface StoreSettings {
+  /** Absolute `data_dir` (see parseOutboundTlsConfig). */
+  dataDir: string;
+  /** File (default) or Redis. */
+  store?: StoreBackend;
+  /** config/redis.ini (its [server] and [opts]), for the Redis store. */
+  redisIni?: IniFile;
+  log?: RedisLog;
+}
+
+const quiet: RedisLog = { info: () => undefined, error: () => undefined };
+
+function redisConnection(settings: StoreSettings, backend: RedisBackend): RedisConnection {
+  return new RedisConnection(
+    {
+      server: settings.redisIni?.server ?? {},
+      opts: settings.redisIni?.opts ?? {},
+      plugin: backend.plugin,
+      commandTimeoutMs: backend.commandTimeoutMs,
+    },
+    settings.log ?? quiet,
+  );
+}
+
+export function openRatchetStore(settings: StoreSettings): RatchetStore {
+  const backend = settings.store ?? { backend: 'file' };
+  if (backend.backend === 'redis') return new RedisRatchetStore(redisConnection(settings, backend), backend.prefix);
+  return new FileRatchetStore(path.join(path.resolve(settings.dataDir), RATCHET_SUBDIR));
+}
+
+/**
+ * For tests and tools: `file:/abs/dir` (the ratchet directory itself) or
+ * `redis://host:port/?prefix=P&timeout=MS`.
+ */
+export function openRatchetStoreFromUrl(url: string): RatchetStore {
+  if (url.startsWith('file:')) return new FileRatchetStore(url.slice('file:'.length));
+  const parsed = new URL(url);
+  if (parsed.protocol !== 'redis:') throw new Error(`unsupported store URL ${url}`);
+  return new RedisRatchetStore(
+    new RedisConnection(
+      {
+        server: { host: parsed.hostname, port: parsed.port || '6379' },
+        opts: {},
+        plugin: {},
+        commandTimeoutMs: Number(parsed.searchParams.get('timeout') ?? 1000),
+      },
+      quiet,
+    ),
+    parsed.searchParams.get('prefix') ?? 'haraka-outbound:',
+  );
+}
+
+/** The MTA-STS policy cache's directory under `data_dir`. */
+export const POLICY_SUBDIR = 'mta-sts';
+
+export function openPolicyStore(settings: StoreSettings): PolicyStore {
+  const backend = settings.store ?? { backend: 'file' };
+  if (backend.backend === 'redis') return new RedisPolicyStore(redisConnection(settings, backend), backend.prefix);
+  return new FilePolicyStore(path.join(path.resolve(settings.dataDir), POLICY_SUBDIR));
+}

@@ -1,0 +1,126 @@
+/**
+ * A Redis connection for the shared stores (ST-3), made through
+ * haraka-plugin-redis the Haraka way: `config/redis.ini` [server] merged with
+ * the plugin's own [redis] section (its normalize_endpoint), the client from
+ * its get_redis_client. Commands fail fast while Redis is unreachable (no
+ * offline queue) and after a timeout when it is slow, so a delivery never
+ * waits on Redis: the caller defers (ST-4). The client reconnects by itself.
+ */
+import type { IniSection } from '../config/outbound-mx';
+
+/** The subset of node-redis (v5) the stores use. */
+export interface RedisClient {
+  isReady: boolean;
+  hGetAll(key: string): Promise<Record<string, string>>;
+  type(key: string): Promise<string>;
+  get(key: string): Promise<string | null>;
+  set(key: string, value: string, options?: { PXAT?: number }): Promise<unknown>;
+  del(key: string | string[]): Promise<number>;
+  eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
+  scanIterator(options: { MATCH: string; COUNT?: number }): AsyncIterable<string | string[]>;
+  quit(): Promise<unknown>;
+  destroy?(): void;
+  disconnect?(): Promise<void>;
+}
+
+interface HarakaPluginRedis {
+  normalize_endpoint(
+    section?: Record<string, unknown>,
+    opts?: Record<string, unknown>,
+  ): Record<string, unknown> & { socket: Record<string, unknown> };
+  get_redis_client(this: { loginfo(m: string): void; logerror(m: string): void }, opts: unknown): Promise<RedisClient>;
+}
+
+export interface RedisSettings {
+  /** redis.ini [server] and [opts], as haraka-config returns them. */
+  server: IniSection;
+  opts: IniSection;
+  /** The plugin's own [redis] section (overrides). */
+  plugin: IniSection;
+  /** Per-command deadline in milliseconds. */
+  commandTimeoutMs: number;
+}
+
+export interface RedisLog {
+  info(message: string): void;
+  error(message: string): void;
+}
+
+export class RedisUnavailable extends Error {}
+
+export class RedisConnection {
+  private client: RedisClient | null = null;
+  private closed = false;
+  readonly description: string;
+  private readonly connecting: Promise<void>;
+
+  constructor(
+    private readonly settings: RedisSettings,
+    private readonly log: RedisLog,
+  ) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const hpr = require('haraka-plugin-redis') as HarakaPluginRedis;
+    const options = hpr.normalize_endpoint({ ...settings.server, ...settings.plugin }, settings.opts);
+    options.disableOfflineQueue = true;
+    options.socket = {
+      ...options.socket,
+      connectTimeout: Math.max(500, settings.commandTimeoutMs),
+      reconnectStrategy: (retries: number) => Math.min(50 * 2 ** Math.min(retries, 5), 1000),
+    };
+    this.description = `redis://${String(options.socket.host)}:${String(options.socket.port)}${options.database ? `/${String(options.database)}` : ''}`;
+    const context = { loginfo: (m: string) => log.info(m), logerror: (m: string) => log.error(m) };
+    // Resolves once connected (it keeps retrying while Redis is down).
+    this.connecting = hpr.get_redis_client.call(context, options).then(
+      (client) => {
+        if (this.closed) {
+          void client.quit().catch(() => undefined);
+          return;
+        }
+        this.client = client;
+      },
+      (err: Error) => log.error(`${this.description}: ${err.message}`),
+    );
+  }
+
+  /** Resolves when the first connection is up (tests, CLI). */
+  async ready(timeoutMs: number): Promise<boolean> {
+    await Promise.race([this.connecting, new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+    return this.client?.isReady === true;
+  }
+
+  /** Runs one command with the deadline; rejects with RedisUnavailable when Redis cannot answer. */
+  async run<T>(what: string, command: (client: RedisClient) => Promise<T>): Promise<T> {
+    const client = this.client;
+    if (!client || !client.isReady) throw new RedisUnavailable(`${this.description} is not connected (${what})`);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new RedisUnavailable(`${this.description} did not answer within ${this.settings.commandTimeoutMs} ms (${what})`)),
+        this.settings.commandTimeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([command(client), deadline]);
+    } catch (err) {
+      if (err instanceof RedisUnavailable) throw err;
+      const message = (err as Error).message;
+      if (/closed|connect|socket|offline|ECONN|EPIPE/i.test(message))
+        throw new RedisUnavailable(`${this.description}: ${message} (${what})`);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const client = this.client;
+    this.client = null;
+    if (!client) return;
+    try {
+      await Promise.race([client.quit(), new Promise((r) => setTimeout(r, 1000).unref())]);
+    } catch {
+      client.destroy?.();
+    }
+  }
+}

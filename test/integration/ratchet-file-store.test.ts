@@ -1,0 +1,218 @@
+/**
+ * FileRatchetStore (ST-2): the store contract (ratchet-store.contract.ts) plus
+ * what only files can do wrong: the on-disk layout, corrupt and foreign files,
+ * temp files and dangling links, permissions, and writers killed mid-raise.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { FileRatchetStore, STALE_LEFTOVER_MS } from 'haraka-outbound-security/ratchet/file-store';
+import { assertUnreadable, levelOf, ratchetStoreContract, startWorker } from '../support/ratchet-store.contract';
+import type { RatchetRead } from 'haraka-outbound-security/ratchet/store';
+import { SecLevel, levelName } from 'haraka-outbound-security/tls/sec-level';
+
+const isRoot = process.getuid?.() === 0;
+
+let tmp: string;
+let counter = 0;
+before(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ratchet-store-test-'));
+});
+after(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+/** A fresh ratchet directory (not created yet) for one test. */
+function freshDir(): string {
+  return path.join(tmp, `case-${++counter}`, 'ratchet');
+}
+
+ratchetStoreContract('FileRatchetStore', async () => {
+  const dir = freshDir();
+  return {
+    url: `file:${dir}`,
+    store: new FileRatchetStore(dir),
+    cleanup: async () => fs.rmSync(path.dirname(dir), { recursive: true, force: true }),
+  };
+});
+
+describe('FileRatchetStore on disk', () => {
+  test('ST-2: each level reached is one complete file in the domain directory, no temp files left', async () => {
+    const dir = freshDir();
+    const store = new FileRatchetStore(dir);
+    await store.raise('example.com', SecLevel.PLAIN, 'mx0.example.com');
+    await store.raise('example.com', SecLevel.TLS_SECURE, 'mx1.example.com');
+    await store.raise('example.com', SecLevel.TLS_INSECURE, 'mx2.example.com');
+    const read = await store.get('example.com');
+    const entry = (read as Extract<RatchetRead, { kind: 'level' }>).entry;
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'example.com')).sort(), ['PLAIN', 'TLS_SECURE']);
+    const content: unknown = JSON.parse(fs.readFileSync(path.join(dir, 'example.com', 'TLS_SECURE'), 'utf8'));
+    assert.deepEqual(content, { raisedAt: entry.raisedAt, host: 'mx1.example.com' });
+    assert.equal(store.description, `file:${dir}`);
+    await store.close();
+  });
+
+  test('ST-1: refused keys and levels create nothing on disk, not even the ratchet directory', async () => {
+    const dir = freshDir();
+    const store = new FileRatchetStore(dir);
+    await assert.rejects(store.raise('../etc', SecLevel.PLAIN), /not a valid domain key/);
+    await assert.rejects(store.raise('example.com', 7 as SecLevel), /not a security level/);
+    assert.equal(await store.reset('example.com'), false);
+    assert.equal(fs.existsSync(dir), false);
+  });
+
+  test('ST-2: a raise that cannot be persisted rejects with the path and the errno', async () => {
+    const dir = freshDir();
+    fs.mkdirSync(path.dirname(dir), { recursive: true });
+    fs.writeFileSync(dir, 'not a directory');
+    const store = new FileRatchetStore(dir);
+    await assert.rejects(store.raise('example.com', SecLevel.TLS_SECURE), (err: Error) => {
+      assert.match(err.message, /cannot raise example\.com to TLS_SECURE/);
+      assert.ok(err.message.includes(path.join(dir, 'example.com')), err.message);
+      assert.match(err.message, /ENOTDIR|EEXIST/);
+      return true;
+    });
+  });
+
+  test('ST-2: temp files left by a crash are ignored, and list removes stale ones', async () => {
+    const dir = freshDir();
+    const store = new FileRatchetStore(dir);
+    await store.raise('example.com', SecLevel.TLS_INSECURE);
+    const domainDir = path.join(dir, 'example.com');
+    const stale = path.join(domainDir, '.tmp-1-stale');
+    const fresh = path.join(domainDir, '.tmp-2-fresh');
+    fs.writeFileSync(stale, '{"raisedAt":');
+    fs.writeFileSync(fresh, '');
+    const old = new Date(Date.now() - 2 * STALE_LEFTOVER_MS);
+    fs.utimesSync(stale, old, old);
+    const staleReset = path.join(dir, '.reset-1-stale');
+    fs.mkdirSync(staleReset);
+    fs.writeFileSync(path.join(staleReset, 'TLS_SECURE'), '{}');
+    fs.utimesSync(staleReset, old, old);
+    assert.equal(levelOf(await store.get('example.com')), SecLevel.TLS_INSECURE);
+    const all = await store.list();
+    assert.deepEqual(
+      all.map((e) => e.domain),
+      ['example.com'],
+    );
+    assert.equal(fs.existsSync(stale), false, 'stale temp file removed');
+    assert.equal(fs.existsSync(fresh), true, 'a temp file being written is left alone');
+    assert.equal(fs.existsSync(staleReset), false, 'stale reset directory removed');
+  });
+
+  test('ST-4: entries a raise cannot produce read as unreadable, naming the path, and list reports them', async () => {
+    const dir = freshDir();
+    const store = new FileRatchetStore(dir);
+    await store.raise('good.example', SecLevel.TLS_SECURE);
+    const make = (domain: string, files: Record<string, string>): string => {
+      const domainDir = path.join(dir, domain);
+      fs.mkdirSync(domainDir, { recursive: true });
+      for (const [name, content] of Object.entries(files)) fs.writeFileSync(path.join(domainDir, name), content);
+      return domainDir;
+    };
+    const garbage = make('garbage-name.example', { PLAIN: '{"raisedAt":1}', 'notes.txt': 'hello' });
+    const brokenJson = make('broken-json.example', { TLS_INSECURE: '{"raisedAt": 17' });
+    make('broken-lower.example', { PLAIN: '{"raisedAt": 1}' });
+    const empty = make('empty.example', { TLS_SECURE: '' });
+    const wrongShape = make('wrong-shape.example', { TLS_SECURE: '{"raisedAt":"yesterday"}' });
+    const levelDir = make('level-dir.example', {});
+    fs.mkdirSync(path.join(levelDir, 'TLS_SECURE'));
+    const regularFile = path.join(dir, 'file.example');
+    fs.writeFileSync(regularFile, 'TLS_SECURE');
+    const dangling = path.join(dir, 'dangling.example');
+    fs.symlinkSync(path.join(tmp, 'nowhere'), dangling);
+    fs.mkdirSync(path.join(dir, 'Not_A_Key'));
+
+    assertUnreadable(await store.get('garbage-name.example'), path.join(garbage, 'notes.txt'));
+    assertUnreadable(await store.get('broken-json.example'), path.join(brokenJson, 'TLS_INSECURE'));
+    assertUnreadable(await store.get('empty.example'), path.join(empty, 'TLS_SECURE'));
+    assertUnreadable(await store.get('wrong-shape.example'), path.join(wrongShape, 'TLS_SECURE'));
+    assertUnreadable(await store.get('level-dir.example'), path.join(levelDir, 'TLS_SECURE'));
+    assertUnreadable(await store.get('file.example'), regularFile);
+    assertUnreadable(await store.get('dangling.example'), dangling);
+    assert.equal(levelOf(await store.get('broken-lower.example')), SecLevel.PLAIN);
+
+    const all = await store.list();
+    const kinds = Object.fromEntries(all.map(({ domain, read }) => [domain, read.kind]));
+    assert.deepEqual(kinds, {
+      Not_A_Key: 'unreadable',
+      'broken-json.example': 'unreadable',
+      'broken-lower.example': 'level',
+      'dangling.example': 'unreadable',
+      'empty.example': 'unreadable',
+      'file.example': 'unreadable',
+      'garbage-name.example': 'unreadable',
+      'good.example': 'level',
+      'level-dir.example': 'unreadable',
+      'wrong-shape.example': 'unreadable',
+    });
+
+    // A raise on an unreadable domain refuses (it might hold more); reset clears it.
+    await assert.rejects(store.raise('broken-json.example', SecLevel.TLS_SECURE), /cannot raise broken-json\.example.*not valid JSON/);
+    for (const domain of ['broken-json.example', 'file.example', 'dangling.example']) {
+      assert.equal(await store.reset(domain), true);
+      assert.deepEqual(await store.get(domain), { kind: 'none' });
+    }
+  });
+
+  test('ST-4: an unreadable domain directory, or a ratchet directory that is a dangling link, is unreadable', async (t) => {
+    const dir = freshDir();
+    const store = new FileRatchetStore(dir);
+    await store.raise('locked.example', SecLevel.TLS_SECURE);
+    if (isRoot) {
+      t.diagnostic('running as root: chmod 000 does not stop reads, the error path is covered by files and dangling links');
+    } else {
+      const domainDir = path.join(dir, 'locked.example');
+      fs.chmodSync(domainDir, 0o000);
+      try {
+        assertUnreadable(await store.get('locked.example'), domainDir);
+        assert.equal((await store.list())[0]?.read.kind, 'unreadable');
+      } finally {
+        fs.chmodSync(domainDir, 0o755);
+      }
+    }
+    // data_dir on a volume that is not mounted: not "nothing stored" but unreadable.
+    const linked = path.join(tmp, `case-${++counter}`, 'ratchet');
+    fs.mkdirSync(path.dirname(linked));
+    fs.symlinkSync(path.join(tmp, 'unmounted-volume'), linked);
+    assertUnreadable(await new FileRatchetStore(linked).get('example.com'), linked);
+  });
+});
+
+describe('FileRatchetStore with processes killed', () => {
+  test('ST-2: kill -9 at random moments leaves every domain readable and at least at its confirmed level', async () => {
+    const dir = freshDir();
+    const confirmed = new Map<string, SecLevel>();
+    const rounds = 4;
+    for (let round = 0; round < rounds; round++) {
+      const workers = Array.from({ length: 4 }, (_, i) => startWorker(['loop', `file:${dir}`, String(round * 10 + i), `r${round}w${i}`]));
+      // Let each one confirm at least one raise, then kill it at a random moment.
+      await Promise.all(
+        workers.map(async (w) => {
+          await w.waitForLine((line) => line.startsWith('{'));
+          await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 150));
+          w.child.kill('SIGKILL');
+          assert.equal(await w.exited, null, `worker should die of SIGKILL: ${w.stderr.join('')}`);
+        }),
+      );
+      for (const w of workers) {
+        for (const line of w.lines) {
+          if (!line.startsWith('{')) continue;
+          const { domain, level } = JSON.parse(line) as { domain: string; level: SecLevel };
+          if (level > (confirmed.get(domain) ?? -1)) confirmed.set(domain, level);
+        }
+      }
+    }
+    assert.ok(confirmed.size >= rounds * 4, `each worker confirmed raises (${confirmed.size})`);
+    const store = new FileRatchetStore(dir);
+    for (const [domain, level] of confirmed) {
+      const read = await store.get(domain);
+      assert.ok(levelOf(read) >= level, `${domain}: confirmed ${levelName(level)}, reads ${JSON.stringify(read)}`);
+    }
+    // A domain killed between mkdir and link reads as none (its raise never resolved); none is not unreadable.
+    const all = await store.list();
+    for (const { domain, read } of all) assert.notEqual(read.kind, 'unreadable', `${domain}: ${JSON.stringify(read)}`);
+  });
+});
