@@ -212,7 +212,7 @@ async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, doma
       return [DENYSOFT, result.reason];
     case 'deliver': {
       for (const note of result.notes) plugin.loginfo(`${shown}: ${note}`, hmail);
-      setDeliveryState(hmail, { domain: aLabel, domainLiteral: false, mxHosts: result.mxs.map((mx) => mx.host), ...stsState });
+      setDeliveryState(hmail, { domain: aLabel, ...stsState });
       const list = result.mxs.flatMap((mx) =>
         mx.addresses.map((address) => ({ exchange: address, priority: mx.priority, port: cfg.mxPort, from_dns: mx.host })),
       );
@@ -233,7 +233,7 @@ function literalAnswer(plugin: OutboundMxPlugin, hmail: HMailItem, domain: strin
     plugin.logwarn(`temporary failure for ${printable(domain)}: ${verdict.reason}`, hmail);
     return [DENYSOFT, `address literal refused: ${verdict.reason}`];
   }
-  setDeliveryState(hmail, { domain: literalKey(literal), domainLiteral: true, mxHosts: [] });
+  setDeliveryState(hmail, { domain: literalKey(literal) });
   plugin.loginfo(`address literal ${printable(domain)}: no MX lookup, no MTA-STS, at most TLS_INSECURE`, hmail);
   return [OK, [{ exchange: address, priority: 0, port: plugin.mxConfig.mxPort }]];
 }

@@ -4,15 +4,11 @@
  * message is kept here, keyed on the message (HMailItem) object itself, and
  * read by outbound_tls when a connection for that message is made.
  */
-import type { StsMode } from '../tls/decision';
+import type { StsMode } from '../mta-sts/policy';
 
 export interface DeliveryState {
-  /** The recipient domain in lowercase A-label form; a domain literal as written. */
+  /** The ratchet key: the recipient domain in lowercase A-label form, or the address literal's canonical key (ST-6). */
   domain: string;
-  /** True for `user@[192.0.2.1]`: no host name, so at most TLS_INSECURE (MX-2). */
-  domainLiteral: boolean;
-  /** MX host names in the order handed to Haraka. */
-  mxHosts: string[];
   /** The domain's MTA-STS policy mode and id, when it has a policy (STS-7, STS-8). */
   sts?: { mode: StsMode; policyId: string };
 }

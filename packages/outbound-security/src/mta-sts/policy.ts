@@ -38,11 +38,13 @@
  *   is linear in patterns + hosts.
  */
 import { parse as parsePublicSuffix } from 'psl';
-import type { StsMode } from '../tls/decision';
 import { normaliseHostName, printable, toALabel } from '../domain';
 import type { MxFilter } from '../mx/selection';
 
-export type { MxFilter, StsMode };
+export type { MxFilter };
+
+/** A policy's `mode` (RFC 8461 §5): what a domain asks senders to do with it. */
+export type StsMode = 'enforce' | 'testing' | 'none';
 
 /** RFC 8461 §3.2: the largest `max_age`, in seconds (about one year). */
 export const MAX_AGE_LIMIT = 31557600;

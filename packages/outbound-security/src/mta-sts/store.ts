@@ -1,15 +1,11 @@
 /**
  * The MTA-STS policy cache store (ST-1, STS-5): domain → the policy last
- * fetched, with its id and times. The embedded implementation keeps one JSON
- * file per domain under `<data_dir>/mta-sts/`, written atomically (temporary
- * file, fsync, rename, fsync of the directory: ST-5), shared by every Haraka
- * worker and the CLI. An entry that cannot be read or understood is reported
- * as `unreadable`, never skipped silently: it may hide an enforce policy.
+ * fetched, with its id and times. Implementations: `FilePolicyStore`
+ * (./file-store, the embedded default) and `RedisPolicyStore` (./redis-store);
+ * `store/open` picks one from outbound_tls.ini. An entry that cannot be read or
+ * understood is reported as `unreadable`, never skipped silently: it may hide
+ * an enforce policy (ST-5).
  */
-import crypto from 'node:crypto';
-import fs from 'node:fs/promises';
-import path from 'node:path';
-import { isValidRatchetKey } from '../ratchet/store';
 
 export interface CachedPolicy {
   domain: string;
@@ -39,106 +35,8 @@ export interface PolicyStore {
   ready?(timeoutMs: number): Promise<boolean>;
 }
 
-function isCachedPolicy(value: unknown, domain: string): value is CachedPolicy {
-  if (!value || typeof value !== 'object') return false;
-  const v = value as Record<string, unknown>;
-  return (
-    v.domain === domain &&
-    typeof v.id === 'string' &&
-    typeof v.text === 'string' &&
-    ['fetchedAt', 'expiresAt', 'checkedAt', 'usedAt'].every((k) => typeof v[k] === 'number' && Number.isFinite(v[k]))
-  );
-}
-
-/** fsync of a directory, so a rename in it is durable. */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await fs.open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-export class FilePolicyStore implements PolicyStore {
-  readonly description: string;
-  constructor(private readonly dir: string) {
-    this.description = `file:${path.resolve(dir)}`;
-  }
-
-  private file(domain: string): string {
-    if (!isValidRatchetKey(domain) || domain.startsWith('[')) throw new Error(`invalid policy cache key "${domain}"`);
-    return path.join(this.dir, `${domain}.json`);
-  }
-
-  async get(domain: string): Promise<PolicyRead> {
-    const file = this.file(domain);
-    let text: string;
-    try {
-      text = await fs.readFile(file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'none' };
-      return { kind: 'unreadable', reason: `${file}: ${(err as Error).message}` };
-    }
-    try {
-      const value: unknown = JSON.parse(text);
-      if (!isCachedPolicy(value, domain)) return { kind: 'unreadable', reason: `${file}: not a cached policy entry` };
-      return { kind: 'entry', entry: value };
-    } catch (err) {
-      return { kind: 'unreadable', reason: `${file}: ${(err as Error).message}` };
-    }
-  }
-
-  async put(entry: CachedPolicy): Promise<void> {
-    const file = this.file(entry.domain);
-    await fs.mkdir(this.dir, { recursive: true });
-    const temp = path.join(this.dir, `.tmp-${process.pid}-${crypto.randomBytes(6).toString('hex')}`);
-    try {
-      // ST-5: the data reach the disk before the name points at them, and the rename
-      // reaches the disk before the entry is relied on (a crash leaves the old or the new entry).
-      const handle = await fs.open(temp, 'wx', 0o644);
-      try {
-        await handle.writeFile(JSON.stringify(entry));
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await fs.rename(temp, file);
-      await syncDirectory(this.dir);
-    } catch (err) {
-      await fs.rm(temp, { force: true });
-      throw new Error(`cannot write ${file}: ${(err as Error).message}`);
-    }
-  }
-
-  async delete(domain: string): Promise<boolean> {
-    try {
-      await fs.unlink(this.file(domain));
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw err;
-    }
-  }
-
-  async list(): Promise<Array<{ domain: string; read: PolicyRead }>> {
-    let names: string[];
-    try {
-      names = await fs.readdir(this.dir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
-    const domains = names.filter((n) => n.endsWith('.json') && !n.startsWith('.')).map((n) => n.slice(0, -5));
-    const out: Array<{ domain: string; read: PolicyRead }> = [];
-    for (const domain of domains.sort()) {
-      out.push({
-        domain,
-        read: isValidRatchetKey(domain) ? await this.get(domain) : { kind: 'unreadable', reason: `bad file name ${domain}.json` },
-      });
-    }
-    return out;
-  }
-
-  async close(): Promise<void> {}
-}
+/**
+ * Kept for the modules that still import the file store from here (store/open,
+ * tests, bench); new code imports it from ./file-store.
+ */
+export { FilePolicyStore } from './file-store';

@@ -7,8 +7,7 @@
 import type { RatchetRead } from '../ratchet/store';
 import { SecLevel, levelName } from './sec-level';
 import { isModernTls, type Classification } from './classify';
-
-export type StsMode = 'enforce' | 'testing' | 'none';
+import type { StsMode } from '../mta-sts/policy';
 
 export interface Requirement {
   /** Recipient domain key (A-label or address literal). */
