@@ -2,7 +2,8 @@
  * Counters (OPS-3) in Prometheus form with `prom-client`, and the loopback
  * HTTP listener that exposes them. Haraka runs its deliveries in cluster
  * workers: every worker counts in its own registry; the listener runs in the
- * primary process and sums the workers' registries on each scrape.
+ * primary process and sums the workers' registries on each scrape. A changed
+ * `[metrics] listen` moves the listener while Haraka runs (MetricsListener).
  */
 import cluster from 'node:cluster';
 import http from 'node:http';
@@ -54,7 +55,8 @@ export async function startMetricsServer(listen: string): Promise<MetricsServer>
   const host = match[1] ?? match[2] ?? '127.0.0.1';
   const port = Number(match[3]);
   const server = http.createServer((req, res) => {
-    if (req.method !== 'GET' || (req.url !== '/metrics' && req.url !== '/')) {
+    // Only GET /metrics (a query string aside); every other path is 404.
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
       res.writeHead(404).end('not found\n');
       return;
     }
@@ -73,4 +75,46 @@ export async function startMetricsServer(listen: string): Promise<MetricsServer>
     address: shown,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
+}
+
+/**
+ * The listener for the `[metrics] listen` in force: `apply` with a new
+ * address closes the old listener and opens the new one (null: none), one
+ * change at a time, and reports each step through `log`.
+ */
+export class MetricsListener {
+  private server: MetricsServer | undefined;
+  private listen: string | null = null;
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(private readonly log: (level: 'info' | 'error', message: string) => void) {}
+
+  /** Resolves once the listener matches `listen` (or failed to, which is logged). */
+  apply(listen: string | null): Promise<void> {
+    this.queue = this.queue.then(() => this.move(listen));
+    return this.queue;
+  }
+
+  private async move(listen: string | null): Promise<void> {
+    if (listen === this.listen) return;
+    const previous = this.server;
+    this.server = undefined;
+    this.listen = listen;
+    if (previous) {
+      await previous.close();
+      this.log('info', `metrics listener on http://${previous.address}/metrics closed`);
+    }
+    if (listen === null) return;
+    try {
+      this.server = await startMetricsServer(listen);
+      this.log('info', `metrics on http://${this.server.address}/metrics`);
+    } catch (err) {
+      this.listen = null; // tried again at the next reload
+      this.log('error', `metrics listener on ${listen} failed: ${(err as Error).message}`);
+    }
+  }
+
+  close(): Promise<void> {
+    return this.apply(null);
+  }
 }

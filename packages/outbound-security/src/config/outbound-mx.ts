@@ -4,11 +4,16 @@
  * back to its documented default; a value that cannot be used is an error
  * naming the key and the value, so a typo is reported at startup.
  */
+import ipaddr from 'ipaddr.js';
 import { DEFAULT_REFUSED_RANGES, makeAddressPolicy, type AddressPolicy } from '../mx/address-policy';
 import type { DnsSettings } from '../mx/dns-client';
 import { DEFAULT_MEMORY_BUDGET_MB } from '../mta-sts/resolver';
 import { DEFAULT_MAX_ADDRESSES_PER_MX } from '../mx/lookup';
 import { DEFAULT_MAX_MX_RECORDS } from '../mx/selection';
+import { integerValue, listValue, numberValue, type IniFile, type IniSchema } from './ini';
+
+/** The ini helpers moved to ./ini; re-exported for the modules that still import them from here. */
+export { integerValue, listValue, numberValue, type IniFile, type IniSection } from './ini';
 
 export const DEFAULT_MAX_MX = 5;
 export const DEFAULT_MX_PORT = 25;
@@ -44,41 +49,50 @@ export interface OutboundMxConfig {
   mtaSts: MtaStsConfig;
 }
 
-/** An ini section as haraka-config hands it over: values are strings, numbers or booleans. */
-export type IniSection = Record<string, unknown>;
-export type IniFile = Record<string, IniSection | undefined>;
+/** The sections and keys outbound_mx.ini may hold (PKG-4: anything else is reported). */
+export const OUTBOUND_MX_SCHEMA: IniSchema = {
+  main: ['max_mx', 'max_mx_records', 'max_addresses_per_mx', 'mx_port'],
+  dns: ['servers', 'timeout', 'tries'],
+  addresses: ['refuse', 'allow'],
+  mta_sts: [
+    'enabled',
+    'recheck',
+    'negative_ttl',
+    'fetch_timeout',
+    'https_port',
+    'ca_file',
+    'refresh_interval',
+    'refresh_before',
+    'refresh_concurrency',
+    'memory_mb',
+  ],
+};
 
-export function listValue(value: unknown): string[] {
-  if (value === undefined || value === null) return [];
-  return String(value)
-    .split(/[\s,]+/)
-    .map((item) => item.trim())
-    .filter((item) => item !== '');
-}
+/** The range class names ipaddr.js reports (`range()`), IPv4 and IPv6: what `[addresses] refuse` may name. */
+export const RANGE_NAMES: ReadonlySet<string> = new Set([
+  'unicast',
+  ...Object.keys((ipaddr.IPv4.prototype as unknown as { SpecialRanges: object }).SpecialRanges),
+  ...Object.keys((ipaddr.IPv6.prototype as unknown as { SpecialRanges: object }).SpecialRanges),
+]);
 
-export function integerValue(section: string, key: string, value: unknown, fallback: number, min: number, max: number): number {
-  if (value === undefined || value === null || String(value).trim() === '') return fallback;
-  const text = String(value).trim();
-  if (!/^\d+$/.test(text)) throw new Error(`[${section}] ${key}=${text}: not a whole number`);
-  const n = Number(text);
-  if (n < min || n > max) throw new Error(`[${section}] ${key}=${text}: must be between ${min} and ${max}`);
-  return n;
-}
-
-export function numberValue(section: string, key: string, value: unknown, fallback: number, min: number, max: number): number {
-  if (value === undefined || value === null || String(value).trim() === '') return fallback;
-  const text = String(value).trim();
-  const n = Number(text);
-  if (!Number.isFinite(n)) throw new Error(`[${section}] ${key}=${text}: not a number`);
-  if (n < min || n > max) throw new Error(`[${section}] ${key}=${text}: must be between ${min} and ${max}`);
-  return n;
+function refusedRangesValue(value: unknown): string[] {
+  const names = value === undefined ? [...DEFAULT_REFUSED_RANGES] : listValue(value);
+  const unknown = names.filter((name) => !RANGE_NAMES.has(name));
+  if (unknown.length > 0) {
+    // A typo (privte) would quietly stop refusing the range it meant.
+    throw new Error(
+      `[addresses] refuse=${String(value)}: unknown range name${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} ` +
+        `(ipaddr.js names: ${[...RANGE_NAMES].join(', ')})`,
+    );
+  }
+  return names;
 }
 
 export function parseOutboundMxConfig(ini: IniFile): OutboundMxConfig {
   const main = ini.main ?? {};
   const dnsSection = ini.dns ?? {};
   const addresses = ini.addresses ?? {};
-  const refusedRanges = addresses.refuse === undefined ? [...DEFAULT_REFUSED_RANGES] : listValue(addresses.refuse);
+  const refusedRanges = refusedRangesValue(addresses.refuse);
   const allowCidrs = listValue(addresses.allow);
   const servers = listValue(dnsSection.servers);
   const sts = ini.mta_sts ?? {};

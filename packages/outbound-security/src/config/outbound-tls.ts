@@ -5,7 +5,23 @@
  */
 import path from 'node:path';
 import { SecLevel, parseLevel } from '../tls/sec-level';
-import { integerValue, type IniFile, type IniSection } from './outbound-mx';
+import { booleanValue, integerValue, type IniFile, type IniSchema, type IniSection } from './ini';
+
+/** The sections and keys outbound_tls.ini may hold (PKG-4); [redis] is passed to haraka-plugin-redis as is. */
+export const OUTBOUND_TLS_SCHEMA: IniSchema = {
+  main: [
+    'data_dir',
+    'store',
+    'redis_prefix',
+    'redis_timeout',
+    'on_store_error',
+    'plain_retry',
+    'smart_host_ratchet',
+    'auth_min_level',
+  ],
+  redis: '*',
+  metrics: ['listen'],
+};
 
 export interface RedisBackend {
   backend: 'redis';
@@ -32,15 +48,6 @@ export interface OutboundTlsConfig {
   authMinLevel: SecLevel;
   /** `host:port` of the Prometheus listener, or null when off. */
   metricsListen: string | null;
-}
-
-function booleanValue(section: string, key: string, value: unknown, fallback: boolean): boolean {
-  if (value === undefined || value === null || String(value).trim() === '') return fallback;
-  if (typeof value === 'boolean') return value;
-  const text = String(value).trim().toLowerCase();
-  if (['true', 'yes', 'on', '1'].includes(text)) return true;
-  if (['false', 'no', 'off', '0'].includes(text)) return false;
-  throw new Error(`[${section}] ${key}=${String(value)}: expected true or false`);
 }
 
 /** `harakaDir` anchors a relative data_dir (the directory holding config/). */

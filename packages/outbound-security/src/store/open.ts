@@ -1,13 +1,15 @@
 /**
  * Store selection (ST-1): which ratchet and policy stores the plugins and the CLI open for
  * the settings in outbound_tls.ini. One place, so both always use the same
- * store. Today the embedded file store (ST-2); a Redis store (ST-3) is chosen
- * here once it exists.
+ * store: the embedded file store (ST-2) or Redis (ST-3). `SharedStores` keeps
+ * one ratchet store and one policy store per process for the settings in
+ * force, and reopens them when data_dir, store or the Redis settings change
+ * (PKG-4).
  */
 import path from 'node:path';
 import { FileRatchetStore } from '../ratchet/file-store';
 import { FilePolicyStore, type PolicyStore } from '../mta-sts/store';
-import type { IniFile } from '../config/outbound-mx';
+import type { IniFile } from '../config/ini';
 import type { RedisBackend, StoreBackend } from '../config/outbound-tls';
 import type { RatchetStore } from '../ratchet/store';
 import { RedisConnection, type RedisLog } from './redis-connection';
@@ -76,4 +78,62 @@ export function openPolicyStore(settings: StoreSettings): PolicyStore {
   const backend = settings.store ?? { backend: 'file' };
   if (backend.backend === 'redis') return new RedisPolicyStore(redisConnection(settings, backend), backend.prefix);
   return new FilePolicyStore(path.join(path.resolve(settings.dataDir), POLICY_SUBDIR));
+}
+
+/** What identifies the stores a settings value opens: a change means reopening. */
+function storeKey(settings: StoreSettings): string {
+  const backend = settings.store ?? { backend: 'file' };
+  if (backend.backend === 'file') return JSON.stringify(['file', path.resolve(settings.dataDir)]);
+  return JSON.stringify(['redis', backend, settings.redisIni?.server ?? {}, settings.redisIni?.opts ?? {}]);
+}
+
+/**
+ * The ratchet and policy stores of this process, shared by both plugins,
+ * opened on first use for the settings in force. `update` with new settings
+ * closes the stores they no longer describe; the next use opens the new ones.
+ */
+export class SharedStores {
+  private ratchetStore: RatchetStore | undefined;
+  private policyStore: PolicyStore | undefined;
+  private key: string;
+
+  constructor(private settings: StoreSettings) {
+    this.key = storeKey(settings);
+  }
+
+  /** New settings; true when the stores moved (the old ones are closed). */
+  update(settings: StoreSettings): boolean {
+    const key = storeKey(settings);
+    this.settings = settings;
+    if (key === this.key) return false;
+    this.key = key;
+    const previous = [this.ratchetStore, this.policyStore];
+    this.ratchetStore = undefined;
+    this.policyStore = undefined;
+    for (const store of previous) store?.close().catch(() => undefined);
+    return true;
+  }
+
+  ratchet(): RatchetStore {
+    this.ratchetStore ??= openRatchetStore(this.settings);
+    return this.ratchetStore;
+  }
+
+  policy(): PolicyStore {
+    this.policyStore ??= openPolicyStore(this.settings);
+    return this.policyStore;
+  }
+
+  /** Where the stores are, for the log (`file:<data_dir>` or `redis`). */
+  get description(): string {
+    const backend = this.settings.store ?? { backend: 'file' };
+    return backend.backend === 'file' ? `file:${path.resolve(this.settings.dataDir)}` : `redis (prefix ${backend.prefix})`;
+  }
+
+  async close(): Promise<void> {
+    const stores = [this.ratchetStore, this.policyStore];
+    this.ratchetStore = undefined;
+    this.policyStore = undefined;
+    await Promise.all(stores.map((store) => store?.close().catch(() => undefined)));
+  }
 }

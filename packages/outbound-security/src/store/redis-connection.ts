@@ -6,7 +6,7 @@
  * offline queue) and after a timeout when it is slow, so a delivery never
  * waits on Redis: the caller defers (ST-4). The client reconnects by itself.
  */
-import type { IniSection } from '../config/outbound-mx';
+import type { IniSection } from '../config/ini';
 
 /** The subset of node-redis (v5) the stores use. */
 export interface RedisClient {

@@ -1,0 +1,256 @@
+/**
+ * PKG-4 one owner per setting: the settings of this process, each ini file
+ * read and watched once. haraka-config keeps one reload callback per file, so
+ * two plugins watching one file means one of them never hears of changes:
+ * here the first plugin that asks registers the file with its `config.get`,
+ * and every change is parsed once and handed to every subscriber. The library
+ * is loaded once per process, so both plugins share this module's registry.
+ *
+ * - outbound_mx.ini: outbound_mx's MX selection, DNS and MTA-STS settings.
+ * - outbound_tls.ini + redis.ini: what both plugins need (data directory,
+ *   store, Redis, on_store_error) and outbound_tls's own keys.
+ *
+ * Startup: a value that cannot be used throws, naming the file (Haraka does
+ * not start). Reload: a bad file is logged under its own name and everyone
+ * keeps the running settings. Unknown sections and keys, and broken section
+ * headers, are warnings (file, section, key) at startup and on every reload.
+ * Each package plugin has its own `config` (defaults from its package's
+ * config/, overrides from the admin's); the code defaults equal the shipped
+ * ini defaults, so which plugin reads a shared file does not matter.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { HarakaConfig, HarakaLogger } from '../haraka/api';
+import { checkIni, formatWarning, type IniFile, type IniSchema, type IniWarning } from './ini';
+import { OUTBOUND_MX_SCHEMA, parseOutboundMxConfig, type OutboundMxConfig } from './outbound-mx';
+import { SharedStores, type StoreSettings } from '../store/open';
+import { OUTBOUND_TLS_SCHEMA, parseOutboundTlsConfig, type OutboundTlsConfig } from './outbound-tls';
+
+/** The plugin asking: its name (for the log), its haraka-config and its logger. */
+export interface SettingsHost extends HarakaLogger {
+  name: string;
+  config: HarakaConfig;
+}
+
+export const OUTBOUND_MX_INI = 'outbound_mx.ini';
+export const OUTBOUND_TLS_INI = 'outbound_tls.ini';
+export const REDIS_INI = 'redis.ini';
+
+/** Known keys per file; redis.ini belongs to haraka-plugin-redis (and other plugins): not checked. */
+export const INI_SCHEMAS: Readonly<Record<string, IniSchema>> = {
+  [OUTBOUND_MX_INI]: OUTBOUND_MX_SCHEMA,
+  [OUTBOUND_TLS_INI]: OUTBOUND_TLS_SCHEMA,
+};
+
+/** outbound_mx.ini, with the extra CA file for policy hosts already read. */
+export interface MxSettings {
+  mx: OutboundMxConfig;
+  /** PEM text of `[mta_sts] ca_file` (empty when none). */
+  extraCa: string[];
+}
+
+/** outbound_tls.ini and redis.ini: the settings both plugins use. */
+export interface SharedSettings {
+  tls: OutboundTlsConfig;
+  /** config/redis.ini ([server], [opts]) for the Redis store. */
+  redisIni: IniFile;
+}
+
+export interface Settings<T> {
+  /** The settings in force. */
+  readonly current: T;
+  /** `listener` runs after every applied reload, with the new and the previous settings. */
+  subscribe(listener: (next: T, previous: T) => void): void;
+}
+
+/** The Haraka directory: HARAKA (set by `haraka -c DIR`) or the working directory. */
+export function harakaDir(): string {
+  return process.env.HARAKA ?? process.cwd();
+}
+
+/**
+ * Warnings for one file of `configDir`: unknown sections and keys, and header
+ * lines haraka-config does not take as headers (from the raw text: one small
+ * read at startup and on reload).
+ */
+export function iniWarnings(file: string, ini: IniFile, configDir: string): IniWarning[] {
+  const schema = INI_SCHEMAS[file];
+  if (!schema) return [];
+  let text: string | undefined;
+  try {
+    text = fs.readFileSync(path.join(configDir, file), 'utf8');
+  } catch {
+    text = undefined;
+  }
+  return checkIni(file, ini, schema, text);
+}
+
+/** Runs `parse`, naming `file` in what it throws. */
+function inFile<T>(file: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new FileError(file, (err as Error).message);
+  }
+}
+
+/** An unusable value, with the file it is in. */
+class FileError extends Error {
+  constructor(
+    readonly file: string,
+    readonly detail: string,
+  ) {
+    super(`${file}: ${detail}`);
+  }
+}
+
+export interface SettingsSpec<T> {
+  files: readonly string[];
+  /** The plugin whose log carries this file's messages when it is loaded (else the first host). */
+  owner: string;
+  parse(ini: Record<string, IniFile>, haraka: string): T;
+  describe(value: T): string;
+}
+
+export class WatchedSettings<T> implements Settings<T> {
+  private value: T | undefined;
+  private readonly hosts: SettingsHost[] = [];
+  private readonly listeners: Array<(next: T, previous: T) => void> = [];
+
+  constructor(private readonly spec: SettingsSpec<T>) {}
+
+  get current(): T {
+    if (this.value === undefined) throw new Error(`${this.spec.files.join(', ')}: not loaded yet`);
+    return this.value;
+  }
+
+  subscribe(listener: (next: T, previous: T) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** The first host reads and watches the files; later hosts share what it read. Throws when a file cannot be used. */
+  load(host: SettingsHost): this {
+    if (!this.hosts.some((h) => h === host)) this.hosts.push(host);
+    if (this.value !== undefined) return this;
+    const { value, warnings } = this.read();
+    for (const w of warnings) this.log().logwarn(formatWarning(w));
+    this.value = value;
+    this.log().loginfo(`${this.spec.files.join(', ')}: ${this.spec.describe(value)}`);
+    return this;
+  }
+
+  private log(): SettingsHost {
+    const host = this.hosts.find((h) => h.name === this.spec.owner) ?? this.hosts[0];
+    if (!host) throw new Error('no plugin loaded these settings');
+    return host;
+  }
+
+  private read(): { value: T; warnings: IniWarning[] } {
+    const host = this.hosts[0] as SettingsHost;
+    const configDir = path.join(harakaDir(), 'config');
+    const ini: Record<string, IniFile> = {};
+    const warnings: IniWarning[] = [];
+    for (const file of this.spec.files) {
+      // Every read passes the callback: haraka-config keeps the one of the latest read of a file.
+      ini[file] = (host.config.get(file, {}, (err?: Error) => this.changed(file, err)) ?? {}) as IniFile;
+      warnings.push(...iniWarnings(file, ini[file], configDir));
+    }
+    return { value: this.spec.parse(ini, harakaDir()), warnings };
+  }
+
+  private changed(file: string, err?: Error): void {
+    const log = this.log();
+    if (err) {
+      log.logerror(`${file}: not reloaded, keeping the running settings: ${err.message}`);
+      return;
+    }
+    let next: { value: T; warnings: IniWarning[] };
+    try {
+      next = this.read();
+    } catch (e) {
+      const [failed, detail] = e instanceof FileError ? [e.file, e.detail] : [file, (e as Error).message];
+      log.logerror(`${failed} not reloaded, keeping the running settings: ${detail}`);
+      return;
+    }
+    for (const w of next.warnings) log.logwarn(formatWarning(w));
+    const previous = this.current;
+    this.value = next.value;
+    log.loginfo(`${file} reloaded: ${this.spec.describe(next.value)}`);
+    for (const listener of this.listeners) {
+      try {
+        listener(next.value, previous);
+      } catch (e) {
+        log.logerror(`${file}: applying the reloaded settings failed: ${(e as Error).stack ?? String(e)}`);
+      }
+    }
+  }
+}
+
+function readCaFile(caFile: string | null): string[] {
+  if (!caFile) return [];
+  try {
+    return [fs.readFileSync(caFile, 'utf8')];
+  } catch (err) {
+    throw new Error(`[mta_sts] ca_file=${caFile}: ${(err as Error).message}`);
+  }
+}
+
+export const MX_SETTINGS: SettingsSpec<MxSettings> = {
+  files: [OUTBOUND_MX_INI],
+  owner: 'outbound_mx',
+  parse: (ini) =>
+    inFile(OUTBOUND_MX_INI, () => {
+      const mx = parseOutboundMxConfig(ini[OUTBOUND_MX_INI] ?? {});
+      return { mx, extraCa: readCaFile(mx.mtaSts.caFile) };
+    }),
+  describe: ({ mx }) =>
+    `max_mx=${mx.maxMx} max_mx_records=${mx.maxMxRecords} max_addresses_per_mx=${mx.maxAddressesPerMx} ` +
+    `mx_port=${mx.mxPort} dns servers=${mx.dns.servers.join(',') || 'system'} timeout=${mx.dns.timeoutMs}ms ` +
+    `tries=${mx.dns.tries} refuse=${mx.refusedRanges.join(',')} allow=${mx.allowCidrs.join(',') || '-'} ` +
+    `mta_sts=${mx.mtaSts.enabled ? 'on' : 'off'}`,
+};
+
+export const SHARED_SETTINGS: SettingsSpec<SharedSettings> = {
+  files: [OUTBOUND_TLS_INI, REDIS_INI],
+  owner: 'outbound_tls',
+  parse: (ini, haraka) => ({
+    tls: inFile(OUTBOUND_TLS_INI, () => parseOutboundTlsConfig(ini[OUTBOUND_TLS_INI] ?? {}, haraka)),
+    redisIni: ini[REDIS_INI] ?? {},
+  }),
+  describe: ({ tls }) =>
+    `data_dir=${tls.dataDir} store=${tls.store.backend} on_store_error=${tls.onStoreError} plain_retry=${tls.plainRetry} ` +
+    `smart_host_ratchet=${tls.smartHostRatchet} metrics listen=${tls.metricsListen ?? '-'}`,
+};
+
+// This process's registry: one watcher per file, whichever plugin asks first.
+const mxSettings = new WatchedSettings(MX_SETTINGS);
+const sharedSettings = new WatchedSettings(SHARED_SETTINGS);
+
+/** outbound_mx.ini of this process (read and watched by the first plugin asking). Throws when it cannot be used. */
+export function outboundMxSettings(host: SettingsHost): Settings<MxSettings> {
+  return mxSettings.load(host);
+}
+
+let stores: SharedStores | undefined;
+
+/** outbound_tls.ini and redis.ini of this process: the settings both plugins share. Throws when they cannot be used. */
+export function outboundTlsSettings(host: SettingsHost): Settings<SharedSettings> {
+  const settings = sharedSettings.load(host);
+  if (!stores) {
+    // Subscribed before any plugin: a plugin hearing of a change already finds the stores moved.
+    const log = { info: (m: string) => host.loginfo(m), error: (m: string) => host.logerror(m) };
+    const storeSettings = (s: SharedSettings): StoreSettings => ({ dataDir: s.tls.dataDir, store: s.tls.store, redisIni: s.redisIni, log });
+    const created = new SharedStores(storeSettings(settings.current));
+    stores = created;
+    settings.subscribe((next) => {
+      if (created.update(storeSettings(next))) host.lognotice(`ratchet and MTA-STS policy cache now in ${created.description}`);
+    });
+  }
+  return settings;
+}
+
+/** The ratchet and policy stores of this process (both plugins), following outbound_tls.ini and redis.ini. */
+export function sharedStores(host: SettingsHost): SharedStores {
+  outboundTlsSettings(host);
+  return stores as SharedStores;
+}
