@@ -274,10 +274,13 @@ describe('haraka-outbound mx show, run as a process', () => {
     assert.equal(fs.readFileSync(path.join(dataDir, 'mta-sts', 'cached.test.json'), 'utf8'), before, 'mx show writes nothing');
   });
 
-  test('OPS-4: bad DOMAIN and missing config are errors (status 1)', async () => {
+  test('OPS-4: a bad DOMAIN is bad usage (status 2), a missing config directory an error (status 1)', async () => {
     const bad = await cli('mx', 'show', 'a..b');
-    assert.equal(bad.code, EXIT.ERROR);
-    assert.match(bad.stderr, /^haraka-outbound: bad DOMAIN: /);
+    assert.equal(bad.code, EXIT.USAGE);
+    assert.match(bad.stderr, /^haraka-outbound: bad DOMAIN: "a\.\.b": empty label\n/);
+    const badProbe = await cli('probe', '[not an address]');
+    assert.equal(badProbe.code, EXIT.USAGE);
+    assert.match(badProbe.stderr, /^haraka-outbound: bad DOMAIN: "\[not an address\]" is not an address literal\n/);
     const noConfig = await cli('--config', path.join(tmp, 'missing'), 'probe', 'order.test');
     assert.equal(noConfig.code, EXIT.ERROR);
     assert.match(noConfig.stderr, /config directory .*missing not found/);

@@ -76,6 +76,43 @@ describe('haraka-outbound command line (parsing and formatting)', () => {
     }
   });
 
+  test('OPS-4: -- ends the options: what follows it are words, even when they start with -', () => {
+    assert.deepEqual(parseArgs(['ratchet', 'show', '--', 'example.com']), {
+      ok: true,
+      configDir: './config',
+      command: { kind: 'ratchet-show', domain: 'example.com' },
+    });
+    assert.deepEqual(parseArgs(['--config', '/h/config', '--', 'mx', 'show', 'a.example']), {
+      ok: true,
+      configDir: '/h/config',
+      command: { kind: 'mx-show', domain: 'a.example' },
+    });
+    assert.deepEqual(parseArgs(['ratchet', 'show', '--', '--config']), {
+      ok: false,
+      error: 'bad DOMAIN: "--config": label "--config" is not letters, digits and inner hyphens',
+    });
+    assert.equal(parseArgs(['ratchet', 'show', '--', 'a.example', 'b.example']).ok, false);
+  });
+
+  test('OPS-4: a bad DOMAIN is bad usage (status 2), found before any store is opened', () => {
+    for (const args of [
+      ['ratchet', 'show', 'a..b'],
+      ['ratchet', 'reset', 'exa mple.com'],
+      ['policy', 'show', 'a..b'],
+      ['policy', 'purge', '[192.0.2.1]'],
+      ['mx', 'show', '[not an address]'],
+      ['probe', 'a..b'],
+    ]) {
+      const parsed = parseArgs(args);
+      assert.equal(parsed.ok, false, args.join(' '));
+      if (!parsed.ok) assert.match(parsed.error, /^bad DOMAIN: "[^"]+"/, args.join(' '));
+    }
+    assert.deepEqual(parseArgs(['policy', 'show', '[192.0.2.1]']), {
+      ok: false,
+      error: 'bad DOMAIN: "[192.0.2.1]" is an address literal, which has no MTA-STS policy',
+    });
+  });
+
   test('MX-1: a DOMAIN typed in Unicode or any case becomes the lowercase A-label key; address literals pass', () => {
     assert.deepEqual(domainKey('Bücher.Example'), { ok: true, key: 'xn--bcher-kva.example' });
     assert.deepEqual(domainKey('EXAMPLE.COM.'), { ok: true, key: 'example.com' });
@@ -211,7 +248,7 @@ describe('haraka-outbound ratchet, run as a process against a temporary Haraka d
     assert.deepEqual(await store.get('broken.example'), { kind: 'none' });
   });
 
-  test('OPS-4: bad usage exits 2 with the usage on stderr; errors exit 1 with a message', async () => {
+  test('OPS-4: bad usage (a bad DOMAIN too) exits 2 with the usage on stderr; -- ends the options; errors exit 1 with a message', async () => {
     for (const args of [['ratchet'], ['ratchet', 'show'], ['ratchet', 'list', '--yaml'], ['nonsense']]) {
       const run = await cli(['--config', configDir, ...args], tmp);
       assert.equal(run.code, EXIT.USAGE, args.join(' '));
@@ -219,8 +256,12 @@ describe('haraka-outbound ratchet, run as a process against a temporary Haraka d
       assert.match(run.stderr, /usage:\n {2}haraka-outbound \[--config DIR\] ratchet show DOMAIN/);
     }
     const badDomain = await cli(['--config', configDir, 'ratchet', 'show', 'a..b'], tmp);
-    assert.equal(badDomain.code, EXIT.ERROR);
-    assert.match(badDomain.stderr, /^haraka-outbound: bad DOMAIN: /);
+    assert.equal(badDomain.code, EXIT.USAGE, 'OPS-4: a bad DOMAIN is bad usage');
+    assert.equal(badDomain.stdout, '');
+    assert.match(badDomain.stderr, /^haraka-outbound: bad DOMAIN: "a\.\.b": empty label\n/);
+    const endOfOptions = await cli(['--config', configDir, 'ratchet', 'show', '--', 'EXAMPLE.com'], tmp);
+    assert.equal(endOfOptions.code, EXIT.OK, `OPS-4: -- ends the options: ${endOfOptions.stderr}`);
+    assert.match(endOfOptions.stdout, /^example\.com TLS_SECURE \(raised \S+ by mx1\.example\.com\)\n$/);
     const noConfig = await cli(['--config', path.join(tmp, 'missing'), 'ratchet', 'list'], tmp);
     assert.equal(noConfig.code, EXIT.ERROR);
     assert.match(noConfig.stderr, /config directory .*missing not found/);

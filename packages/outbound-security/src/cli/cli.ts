@@ -8,7 +8,7 @@
  * `main` does the I/O. A new command group (`policy show|purge`) is one more
  * case in `parseArgs` and `run`.
  */
-import { literalKey, parseLiteralKey, toALabel } from '../domain';
+import { literalKey, parseLiteralKey, printable, toALabel } from '../domain';
 import { openRatchetStore } from '../store/open';
 import type { RatchetRead } from '../ratchet/store';
 import { levelName } from '../tls/sec-level';
@@ -39,6 +39,7 @@ export const USAGE = `usage:
   --config DIR  the Haraka config directory holding outbound_tls.ini (default ${DEFAULT_CONFIG_DIR});
                 a relative data_dir there is relative to DIR's parent, the Haraka directory
   DOMAIN        a domain in Unicode or A-label form, or an address literal such as [192.0.2.1]
+  --            ends the options: what follows are words, even when they start with -
 
 exit status: 0 done, 1 error, 2 bad usage, 3 a stored entry is unreadable,
              4 probe: no MX meets the requirement (or there is no MX to deliver to)`;
@@ -77,6 +78,10 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
       flags.add('--timeout');
     } else if (arg === '-h' || arg === '--help') {
       return { ok: true, configDir, command: { kind: 'help' } };
+    } else if (arg === '--') {
+      // End of options (POSIX): the rest are words, even a DOMAIN that starts with "-".
+      words.push(...argv.slice(i + 1));
+      break;
     } else if (arg.startsWith('-') && arg !== '-') {
       flags.add(arg);
     } else {
@@ -95,7 +100,20 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
         ? { kind: 'migrate', direction: rest[0] }
         : 'migrate needs file-to-redis or redis-to-file';
   else command = `unknown command "${group}"`;
+  if (typeof command !== 'string') command = checkDomain(command);
   return typeof command === 'string' ? { ok: false, error: command } : { ok: true, configDir, command };
+}
+
+/** A DOMAIN that is not one is bad usage (status 2), found before any store is opened. */
+function checkDomain(command: Command): Command | string {
+  if (!('domain' in command)) return command;
+  // The reasons name the value: `bad DOMAIN: "a..b": empty label`.
+  const key = domainKey(command.domain);
+  if (!key.ok) return `bad DOMAIN: ${key.error}`;
+  if ((command.kind === 'policy-show' || command.kind === 'policy-purge') && key.key.startsWith('[')) {
+    return `bad DOMAIN: "${printable(command.domain)}" is an address literal, which has no MTA-STS policy`;
+  }
+  return command;
 }
 
 function parseRatchetCommand(words: string[], flags: Set<string>): Command | string {
@@ -207,7 +225,7 @@ async function run(configDir: string, command: Exclude<Command, { kind: 'help' }
   const settings = loadSettings(configDir);
   const redisIni = loadRedisIni(configDir);
   if (command.kind === 'policy-show' || command.kind === 'policy-list' || command.kind === 'policy-purge') {
-    return runPolicy(command, configDir, settings, redisIni, requirePolicyKey, output);
+    return runPolicy(command, configDir, settings, redisIni, requireKey, output);
   }
   if (command.kind === 'mx-show' || command.kind === 'probe') {
     return runMx(command, configDir, settings, redisIni, requireKey, output);
@@ -254,12 +272,7 @@ async function run(configDir: string, command: Exclude<Command, { kind: 'help' }
   }
 }
 
-function requirePolicyKey(input: string): string {
-  const key = requireKey(input);
-  if (key.startsWith('[')) throw new Error('bad DOMAIN: address literals have no MTA-STS policy');
-  return key;
-}
-
+/** The store key of a DOMAIN that parseArgs accepted (checkDomain). */
 function requireKey(input: string): string {
   const key = domainKey(input);
   if (!key.ok) throw new Error(`bad DOMAIN: ${key.error}`);
