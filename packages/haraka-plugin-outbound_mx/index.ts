@@ -2,31 +2,17 @@
  * outbound_mx — Haraka `get_mx` hook: recipient domain → the MX hosts Haraka
  * may use (MX-1 … MX-9). A thin adapter: the decisions live in lib/.
  */
-import { checkAddress } from 'haraka-outbound-security/mx/address-policy';
 import { createDnsClient, type DnsClient } from 'haraka-outbound-security/mx/dns-client';
 import { setDeliveryState } from 'haraka-outbound-security/haraka/delivery-state';
 import { guardProblem } from 'haraka-outbound-security/haraka/guard-status';
-import { literalKey, parseDomainLiteral, printable, toALabel, toULabel, type DomainLiteral } from 'haraka-outbound-security/domain';
-import {
-  DENY,
-  DENYSOFT,
-  OK,
-  watchIni,
-  type HMailItem,
-  type HarakaMxSpec,
-  type HarakaPlugin,
-  type Next,
-} from 'haraka-outbound-security/haraka/api';
-import { lookupMx, type MxLookupResult } from 'haraka-outbound-security/mx/lookup';
-import { parseOutboundMxConfig, type IniFile, type OutboundMxConfig } from 'haraka-outbound-security/config/outbound-mx';
+import { printable } from 'haraka-outbound-security/domain';
+import { DENY, DENYSOFT, OK, type HMailItem, type HarakaMxSpec, type HarakaPlugin, type Next } from 'haraka-outbound-security/haraka/api';
+import { destinationName, planDelivery, planSettings, type DeliveryPlan } from 'haraka-outbound-security/mx/plan';
+import type { OutboundMxConfig } from 'haraka-outbound-security/config/outbound-mx';
 import cluster from 'node:cluster';
-import fs from 'node:fs';
 import { metrics } from 'haraka-outbound-security/metrics';
 import { MtaStsResolver, type MtaStsSettings, type PolicyDecision } from 'haraka-outbound-security/mta-sts/resolver';
-import { matchesPolicy, policyFilter } from 'haraka-outbound-security/mta-sts/policy';
-import { openPolicyStore } from 'haraka-outbound-security/store/open';
-import { parseOutboundTlsConfig } from 'haraka-outbound-security/config/outbound-tls';
-import type { MxFilter } from 'haraka-outbound-security/mx/selection';
+import { outboundMxSettings, outboundTlsSettings, sharedStores, type MxSettings } from 'haraka-outbound-security/config/settings';
 import type { PolicyStore } from 'haraka-outbound-security/mta-sts/store';
 
 interface OutboundMxPlugin extends HarakaPlugin {
@@ -34,8 +20,6 @@ interface OutboundMxPlugin extends HarakaPlugin {
   dnsClient: DnsClient;
   mtaSts: MtaStsResolver;
   stsSettings: MtaStsSettings;
-  policyStore?: PolicyStore;
-  policyStoreKey?: string;
   onStoreError: 'defer' | 'send';
   refreshTimer?: NodeJS.Timeout;
   load_outbound_mx_ini(): void;
@@ -49,6 +33,9 @@ export function register(this: OutboundMxPlugin): void {
 }
 
 function scheduleRefresh(plugin: OutboundMxPlugin): void {
+  // One timer at a time: a reload that changes the interval replaces the pending one.
+  if (plugin.refreshTimer) clearTimeout(plugin.refreshTimer);
+  plugin.refreshTimer = undefined;
   const interval = plugin.mxConfig.mtaSts.refreshIntervalMs;
   if (!plugin.mxConfig.mtaSts.enabled || interval <= 0) return;
   const jittered = interval * (0.75 + Math.random() * 0.5);
@@ -67,62 +54,77 @@ function scheduleRefresh(plugin: OutboundMxPlugin): void {
 
 export function shutdown(this: OutboundMxPlugin): void {
   if (this.refreshTimer) clearTimeout(this.refreshTimer);
-  this.policyStore?.close().catch(() => undefined);
+  sharedStores(this)
+    .close()
+    .catch(() => undefined);
 }
 
 /**
- * Loads (and on change reloads) outbound_mx.ini, plus the store settings it
- * shares with outbound_tls (outbound_tls.ini, redis.ini). Everything is
- * computed before anything changes, so a bad reload keeps the running settings.
+ * PKG-4: outbound_mx.ini, and what it shares with outbound_tls (outbound_tls.ini,
+ * redis.ini: data_dir, store, Redis, on_store_error), from the process's
+ * settings registry: each file is read and watched once, whichever plugin asks
+ * first, and every change reaches this plugin. A bad file on reload is logged
+ * under its own name and the running settings stay. The MTA-STS resolver is
+ * built once: it reads the settings, DNS client and policy store in force
+ * through getters, so a reload keeps its cache and in-flight lookups.
  */
 export function load_outbound_mx_ini(this: OutboundMxPlugin): void {
-  watchIni(this, ['outbound_mx.ini', 'outbound_tls.ini', 'redis.ini'], (ini) => {
-    const parsed = parseOutboundMxConfig(ini['outbound_mx.ini'] as IniFile);
-    const sts = parsed.mtaSts;
-    let extraCa: string[] = [];
-    if (sts.caFile) {
-      try {
-        extraCa = [fs.readFileSync(sts.caFile, 'utf8')];
-      } catch (err) {
-        throw new Error(`[mta_sts] ca_file=${sts.caFile}: ${(err as Error).message}`);
-      }
-    }
-    // The policy cache lives where the ratchet does (outbound_tls.ini).
-    const storeSettings = parseOutboundTlsConfig(ini['outbound_tls.ini'] as IniFile, process.env.HARAKA ?? process.cwd());
-    const dnsClient = createDnsClient(parsed.dns);
-
-    this.mxConfig = parsed;
-    this.dnsClient = dnsClient;
-    this.onStoreError = storeSettings.onStoreError;
+  const mxSettings = outboundMxSettings(this);
+  const shared = outboundTlsSettings(this);
+  const stores = sharedStores(this);
+  const applyMx = ({ mx, extraCa }: MxSettings): void => {
+    const sts = mx.mtaSts;
+    this.mxConfig = mx;
+    this.dnsClient = createDnsClient(mx.dns);
     this.stsSettings = {
       recheckMs: sts.recheckMs,
       negativeTtlMs: sts.negativeTtlMs,
       refreshBeforeMs: sts.refreshBeforeMs,
-      fetch: { timeoutMs: sts.fetchTimeoutMs, port: sts.httpsPort, extraCa, addressPolicy: parsed.addressPolicy },
+      memoryBudgetBytes: sts.memoryBudgetBytes,
+      fetch: { timeoutMs: sts.fetchTimeoutMs, port: sts.httpsPort, extraCa, addressPolicy: mx.addressPolicy },
     };
-    const storeKey = JSON.stringify([storeSettings.dataDir, storeSettings.store]);
-    if (!this.policyStore || this.policyStoreKey !== storeKey) {
-      const previous = this.policyStore;
-      this.policyStoreKey = storeKey;
-      this.policyStore = openPolicyStore({
-        dataDir: storeSettings.dataDir,
-        store: storeSettings.store,
-        redisIni: ini['redis.ini'] as IniFile,
-        log: { info: (m) => this.loginfo(`outbound_mx: ${m}`), error: (m) => this.logerror(`outbound_mx: ${m}`) },
-      });
-      if (previous) previous.close().catch(() => undefined);
+  };
+  applyMx(mxSettings.current);
+  this.onStoreError = shared.current.tls.onStoreError;
+
+  const dns: DnsClient = {
+    mx: (name) => this.dnsClient.mx(name),
+    a: (name) => this.dnsClient.a(name),
+    aaaa: (name) => this.dnsClient.aaaa(name),
+    txt: (name) => this.dnsClient.txt(name),
+  };
+  // The policy cache lives where the ratchet does (outbound_tls.ini), in the process's shared store.
+  const policyStore: PolicyStore = {
+    get description() {
+      return stores.policy().description;
+    },
+    get: (domain) => stores.policy().get(domain),
+    put: (entry) => stores.policy().put(entry),
+    delete: (domain) => stores.policy().delete(domain),
+    list: () => stores.policy().list(),
+    close: () => Promise.resolve(),
+  };
+  this.mtaSts = new MtaStsResolver(dns, policyStore, () => this.stsSettings, {
+    event: (e) => metrics.stsCache.inc({ event: e }),
+    log: (level, message) =>
+      level === 'error' ? this.logerror(message) : level === 'warn' ? this.logwarn(message) : this.loginfo(message),
+  });
+
+  mxSettings.subscribe((next, previous) => {
+    applyMx(next);
+    const [was, now] = [previous.mx.mtaSts, next.mx.mtaSts];
+    if (cluster.isPrimary && (was.enabled !== now.enabled || was.refreshIntervalMs !== now.refreshIntervalMs)) {
+      scheduleRefresh(this);
     }
-    this.mtaSts = new MtaStsResolver(dnsClient, this.policyStore, () => this.stsSettings, {
-      event: (e) => metrics.stsCache.inc({ event: e }),
-      log: (level, message) =>
-        level === 'error' ? this.logerror(message) : level === 'warn' ? this.logwarn(message) : this.loginfo(message),
-    });
-    this.loginfo(
-      `settings: max_mx=${parsed.maxMx} max_mx_records=${parsed.maxMxRecords} max_addresses_per_mx=${parsed.maxAddressesPerMx} ` +
-        `mx_port=${parsed.mxPort} dns servers=${parsed.dns.servers.join(',') || 'system'} ` +
-        `timeout=${parsed.dns.timeoutMs}ms tries=${parsed.dns.tries} refuse=${parsed.refusedRanges.join(',')} ` +
-        `allow=${parsed.allowCidrs.join(',') || '-'} mta_sts=${sts.enabled ? 'on' : 'off'} store=${this.policyStore.description}`,
-    );
+  });
+  let generation = stores.generation;
+  shared.subscribe((next) => {
+    this.onStoreError = next.tls.onStoreError;
+    if (stores.generation !== generation) {
+      // The cache moved (data_dir, store): what this process remembers is read again from the new one.
+      generation = stores.generation;
+      this.mtaSts.forget();
+    }
   });
 }
 
@@ -140,100 +142,66 @@ export function select_mx(this: OutboundMxPlugin, next: Next, hmail: HMailItem, 
 type HookAnswer = [number, HarakaMxSpec[] | string];
 
 async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, domain: string): Promise<HookAnswer> {
-  const cfg = plugin.mxConfig;
-  const literal = parseDomainLiteral(domain);
-  if (domain.trim().startsWith('[')) {
-    if (!literal) {
-      const reason = `"${printable(domain)}" is not a valid address literal`;
-      plugin.logwarn(`permanent failure: ${reason}`, hmail);
-      return [DENY, reason];
-    }
-    return literalAnswer(plugin, hmail, domain, literal);
-  }
+  const plan = await planDelivery(
+    domain,
+    { dns: plugin.dnsClient, policyFor: (aLabel) => plugin.mtaSts.policyFor(aLabel), guardProblem },
+    planSettings(plugin.mxConfig, plugin.onStoreError),
+  );
+  return answerFor(plugin, hmail, domain, plan);
+}
 
-  const name = toALabel(domain);
-  if (!name.ok) {
-    plugin.logwarn(`permanent failure (5.1.2): invalid recipient domain: ${name.reason}`, hmail);
-    return [DENY, `invalid recipient domain: ${name.reason}`];
-  }
-  const aLabel = name.aLabel;
-  const uLabel = toULabel(aLabel);
-  const shown = uLabel === aLabel ? aLabel : `${aLabel} (${uLabel})`;
-
-  // STS-9: the policy comes first, so an enforce policy also filters an implicit MX.
-  const sts: PolicyDecision = cfg.mtaSts.enabled ? await plugin.mtaSts.policyFor(aLabel) : { kind: 'none', reason: 'MTA-STS disabled' };
-  let filter: MxFilter | undefined;
-  if (sts.kind === 'store-unavailable') {
-    if (plugin.onStoreError === 'defer') {
-      plugin.logerror(`temporary failure for ${shown}: ${sts.reason}`, hmail);
-      return [DENYSOFT, sts.reason];
+/** The plan in Haraka's terms: metrics, one log line per decision (OPS-2), the delivery state and the hook's answer. */
+function answerFor(plugin: OutboundMxPlugin, hmail: HMailItem, domain: string, plan: DeliveryPlan<PolicyDecision>): HookAnswer {
+  // A literal is logged as it was written; a domain as A-label (and U-label).
+  const shown = plan.destination?.kind === 'domain' ? destinationName(plan.destination) : printable(domain);
+  const policy = plan.policy;
+  if (policy?.kind === 'policy') {
+    metrics.stsMode.inc({ mode: policy.policy.mode });
+    plugin.loginfo(`MTA-STS policy of ${shown}: id ${policy.id}, mode ${policy.policy.mode} (${policy.source})`, hmail);
+  } else if (policy && !(plan.kind === 'transient' && plan.cause === 'store-unavailable')) {
+    if (policy.kind === 'store-unavailable') {
+      plugin.logerror(`${shown}: ${policy.reason}; on_store_error=send: delivering without MTA-STS`, hmail);
     }
-    plugin.logerror(`${shown}: ${sts.reason}; on_store_error=send: delivering without MTA-STS`, hmail);
-  }
-  if (sts.kind === 'policy') {
-    metrics.stsMode.inc({ mode: sts.policy.mode });
-    plugin.loginfo(`MTA-STS policy of ${shown}: id ${sts.id}, mode ${sts.policy.mode} (${sts.source})`, hmail);
-    if (sts.policy.mode === 'enforce') filter = policyFilter(aLabel, sts.id, sts.policy);
-  } else {
     metrics.stsMode.inc({ mode: 'none' });
   }
-  const result: MxLookupResult = await lookupMx(aLabel, plugin.dnsClient, {
-    maxMx: cfg.maxMx,
-    maxMxRecords: cfg.maxMxRecords,
-    maxAddressesPerMx: cfg.maxAddressesPerMx,
-    addressPolicy: cfg.addressPolicy,
-    ...(filter ? { filter } : {}),
-  });
-  if (sts.kind === 'policy' && sts.policy.mode === 'testing' && result.kind === 'deliver') {
-    const outside = result.mxs.filter((mx) => !matchesPolicy(sts.policy, mx.host)).map((mx) => mx.host);
-    if (outside.length > 0) {
-      metrics.stsChecks.inc({ mode: 'testing', result: 'would_fail' });
-      plugin.logwarn(`MTA-STS testing for ${shown}: enforce would not use ${outside.join(', ')} (policy id ${sts.id})`, hmail);
-    }
-  }
-  const stsState = sts.kind === 'policy' ? { sts: { mode: sts.policy.mode, policyId: sts.id } } : {};
-  const unguarded = guardProblem();
-  if (unguarded && sts.kind === 'policy' && sts.policy.mode === 'enforce' && result.kind === 'deliver') {
-    // TLS-6: outbound_tls could not install its guard; nothing would check the certificate.
-    const reason = `outbound_tls cannot guard connections (${unguarded}); ${aLabel} has an MTA-STS enforce policy (id ${sts.id})`;
-    plugin.logerror(reason, hmail);
-    return [DENYSOFT, reason];
-  }
-  switch (result.kind) {
+  switch (plan.kind) {
     case 'permanent':
-      plugin.logwarn(`permanent failure (${result.dsn}) for ${shown}: ${result.reason}`, hmail);
-      return [DENY, result.reason];
+      plugin.logwarn(`permanent failure (${plan.dsn})${plan.cause === 'mx' ? ` for ${shown}` : ''}: ${plan.reason}`, hmail);
+      return [DENY, plan.reason];
     case 'null-mx':
-      plugin.logwarn(`permanent failure (5.1.10) for ${shown}: ${result.reason}`, hmail);
+      plugin.logwarn(`permanent failure (${plan.dsn}) for ${shown}: ${plan.reason}`, hmail);
       // Haraka's own null MX form: it bounces at once with DSN 5.1.10.
       return [OK, [{ exchange: '', priority: 0 }]];
     case 'transient':
-      plugin.logwarn(`temporary failure for ${shown}: ${result.reason}`, hmail);
-      return [DENYSOFT, result.reason];
+      if (plan.cause === 'unguarded') plugin.logerror(plan.reason, hmail);
+      else if (plan.cause === 'store-unavailable') plugin.logerror(`temporary failure for ${shown}: ${plan.reason}`, hmail);
+      else plugin.logwarn(`temporary failure for ${shown}: ${plan.reason}`, hmail);
+      return [DENYSOFT, plan.reason];
     case 'deliver': {
-      for (const note of result.notes) plugin.loginfo(`${shown}: ${note}`, hmail);
-      setDeliveryState(hmail, { domain: aLabel, ...stsState });
-      const list = result.mxs.flatMap((mx) =>
-        mx.addresses.map((address) => ({ exchange: address, priority: mx.priority, port: cfg.mxPort, from_dns: mx.host })),
+      if (plan.testingWouldNotUse.length > 0 && policy?.kind === 'policy') {
+        metrics.stsChecks.inc({ mode: 'testing', result: 'would_fail' });
+        plugin.logwarn(
+          `MTA-STS testing for ${shown}: enforce would not use ${plan.testingWouldNotUse.join(', ')} (policy id ${policy.id})`,
+          hmail,
+        );
+      }
+      for (const note of plan.notes) plugin.loginfo(`${shown}: ${note}`, hmail);
+      setDeliveryState(hmail, plan.state);
+      const port = plugin.mxConfig.mxPort;
+      // Each address keeps its MX's host name (from_dns): certificates are checked against it (MX-9).
+      const list = plan.mxs.flatMap((mx) =>
+        mx.addresses.map((address) => ({ exchange: address, priority: mx.priority, port, ...(mx.host ? { from_dns: mx.host } : {}) })),
       );
-      plugin.loginfo(
-        `MX for ${shown}${result.implicit ? ' (implicit)' : ''}: ` +
-          result.mxs.map((mx) => `${mx.priority} ${mx.host} [${mx.addresses.join(' ')}]`).join(', '),
-        hmail,
-      );
+      if (plan.destination.kind === 'literal') {
+        plugin.loginfo(`address literal ${shown}: no MX lookup, no MTA-STS, at most TLS_INSECURE`, hmail);
+      } else {
+        plugin.loginfo(
+          `MX for ${shown}${plan.implicit ? ' (implicit)' : ''}: ` +
+            plan.mxs.map((mx) => `${mx.priority} ${mx.host} [${mx.addresses.join(' ')}]`).join(', '),
+          hmail,
+        );
+      }
       return [OK, list];
     }
   }
-}
-
-function literalAnswer(plugin: OutboundMxPlugin, hmail: HMailItem, domain: string, literal: DomainLiteral): HookAnswer {
-  const address = literal.address;
-  const verdict = checkAddress(plugin.mxConfig.addressPolicy, address);
-  if (!verdict.allowed) {
-    plugin.logwarn(`temporary failure for ${printable(domain)}: ${verdict.reason}`, hmail);
-    return [DENYSOFT, `address literal refused: ${verdict.reason}`];
-  }
-  setDeliveryState(hmail, { domain: literalKey(literal) });
-  plugin.loginfo(`address literal ${printable(domain)}: no MX lookup, no MTA-STS, at most TLS_INSECURE`, hmail);
-  return [OK, [{ exchange: address, priority: 0, port: plugin.mxConfig.mxPort }]];
 }

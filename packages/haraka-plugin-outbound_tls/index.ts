@@ -17,31 +17,27 @@ import { getDeliveryState } from 'haraka-outbound-security/haraka/delivery-state
 import { setGuardProblem } from 'haraka-outbound-security/haraka/guard-status';
 import type { Requirement } from 'haraka-outbound-security/tls/decision';
 import { literalKey, parseDomainLiteral, toALabel } from 'haraka-outbound-security/domain';
-import { CONT, DENYSOFT, watchIni, type HMailItem, type HarakaPlugin, type Next } from 'haraka-outbound-security/haraka/api';
-import { metrics, startMetricsServer, type MetricsServer } from 'haraka-outbound-security/metrics';
-import { openPolicyStore, openRatchetStore } from 'haraka-outbound-security/store/open';
+import { CONT, DENYSOFT, type HMailItem, type HarakaPlugin, type Next } from 'haraka-outbound-security/haraka/api';
+import { MetricsListener, metrics } from 'haraka-outbound-security/metrics';
+import { openPolicyStore } from 'haraka-outbound-security/store/open';
 import type { PolicyStore } from 'haraka-outbound-security/mta-sts/store';
 import { parsePolicy } from 'haraka-outbound-security/mta-sts/policy';
 import ipaddr from 'ipaddr.js';
-import type { IniFile } from 'haraka-outbound-security/config/outbound-mx';
-import { parseOutboundTlsConfig, type OutboundTlsConfig } from 'haraka-outbound-security/config/outbound-tls';
+import type { IniFile } from 'haraka-outbound-security/config/ini';
+import type { OutboundTlsConfig } from 'haraka-outbound-security/config/outbound-tls';
+import { outboundTlsSettings, sharedStores, type SharedSettings } from 'haraka-outbound-security/config/settings';
 import { RELAY_KEY_PREFIX, type RatchetRead, type RatchetStore } from 'haraka-outbound-security/ratchet/store';
 import { SecLevel, levelName } from 'haraka-outbound-security/tls/sec-level';
 
 interface OutboundTlsPlugin extends HarakaPlugin {
   tlsConfig: OutboundTlsConfig;
   ratchetStore: RatchetStore;
-  ratchetStoreKey?: string;
   guardProblem: string | null;
   /** Opened only when the guard is missing: fail closed for cached enforce policies too (TLS-6). */
   policyStore?: PolicyStore;
   redisIni?: IniFile;
-  metricsServer?: MetricsServer;
+  metricsListener?: MetricsListener;
   load_outbound_tls_ini(): void;
-}
-
-function harakaDir(): string {
-  return process.env.HARAKA ?? process.cwd();
 }
 
 export function register(this: OutboundTlsPlugin): void {
@@ -64,39 +60,35 @@ export function register(this: OutboundTlsPlugin): void {
   // Runs before outbound_mx; only acts when the guard could not be installed.
   this.register_hook('get_mx', 'fail_closed_get_mx', -100);
 
-  if (this.tlsConfig.metricsListen && cluster.isPrimary) {
-    startMetricsServer(this.tlsConfig.metricsListen).then(
-      (server) => {
-        this.metricsServer = server;
-        this.lognotice(`outbound_tls: metrics on http://${server.address}/metrics`);
-      },
-      (err: Error) => this.logerror(`outbound_tls: metrics listener on ${this.tlsConfig.metricsListen} failed: ${err.message}`),
+  // OPS-3: the listener runs in Haraka's main process and follows [metrics] listen (load_outbound_tls_ini).
+  if (cluster.isPrimary) {
+    this.metricsListener = new MetricsListener((level, message) =>
+      level === 'error' ? this.logerror(`outbound_tls: ${message}`) : this.lognotice(`outbound_tls: ${message}`),
     );
+    void this.metricsListener.apply(this.tlsConfig.metricsListen);
   }
 }
 
+/**
+ * PKG-4: outbound_tls.ini and redis.ini from the process's settings registry
+ * (each file read and watched once, whichever plugin asks first; outbound_mx
+ * hears of the same changes). The stores are the process's shared ones: a
+ * changed data_dir, store or Redis setting moves them for both plugins.
+ */
 export function load_outbound_tls_ini(this: OutboundTlsPlugin): void {
-  watchIni(this, ['outbound_tls.ini', 'redis.ini'], (ini) => {
-    const parsed = parseOutboundTlsConfig(ini['outbound_tls.ini'] as IniFile, harakaDir());
-    const previous = this.ratchetStore;
-    const storeKey = JSON.stringify([parsed.dataDir, parsed.store]);
-    if (!previous || this.ratchetStoreKey !== storeKey) {
-      this.ratchetStore = openRatchetStore({
-        dataDir: parsed.dataDir,
-        store: parsed.store,
-        redisIni: ini['redis.ini'] as IniFile,
-        log: { info: (m) => this.loginfo(`outbound_tls: ${m}`), error: (m) => this.logerror(`outbound_tls: ${m}`) },
-      });
-      this.ratchetStoreKey = storeKey;
-      if (previous) previous.close().catch(() => undefined);
-    }
-    this.tlsConfig = parsed;
-    this.redisIni = ini['redis.ini'] as IniFile;
-    this.loginfo(
-      `outbound_tls: store ${this.ratchetStore.description}, on_store_error=${parsed.onStoreError}, ` +
-        `plain_retry=${parsed.plainRetry}, smart_host_ratchet=${parsed.smartHostRatchet}, ` +
-        `auth_min_level=${levelName(parsed.authMinLevel)}`,
-    );
+  const settings = outboundTlsSettings(this);
+  const stores = sharedStores(this);
+  const apply = (next: SharedSettings): void => {
+    this.tlsConfig = next.tls;
+    this.redisIni = next.redisIni;
+    this.ratchetStore = stores.ratchet();
+  };
+  apply(settings.current);
+  // TLS-6's fail-closed check reads the shared policy cache (the one outbound_mx fills), wherever it is now.
+  Object.defineProperty(this, 'policyStore', { get: () => stores.policy(), set: () => undefined, configurable: true });
+  settings.subscribe((next) => {
+    apply(next);
+    void this.metricsListener?.apply(next.tls.metricsListen);
   });
 }
 
@@ -270,7 +262,8 @@ export function fail_closed_get_mx(this: OutboundTlsPlugin, next: Next, hmail: H
 }
 
 export function shutdown(this: OutboundTlsPlugin): void {
-  this.metricsServer?.close().catch(() => undefined);
-  this.ratchetStore?.close().catch(() => undefined);
-  this.policyStore?.close().catch(() => undefined);
+  void this.metricsListener?.close();
+  sharedStores(this)
+    .close()
+    .catch(() => undefined);
 }

@@ -1,13 +1,17 @@
 /**
  * What every CLI command reads first: the plugins' ini files from the Haraka
- * config directory (parsed as the plugins parse them), and the stores' wait
- * for a background connection. One place, so the commands cannot drift apart.
+ * config directory (parsed and checked as the plugins parse and check them:
+ * an unusable value fails the command, an unknown section or key or a broken
+ * section header is a warning on stderr, PKG-4), and the stores' wait for a
+ * background connection. One place, so the commands cannot drift apart.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { HarakaConfig } from '../haraka/api';
-import { parseOutboundMxConfig, type IniFile, type OutboundMxConfig } from '../config/outbound-mx';
+import { formatWarning, type IniFile } from '../config/ini';
+import { parseOutboundMxConfig, type OutboundMxConfig } from '../config/outbound-mx';
 import { parseOutboundTlsConfig, type OutboundTlsConfig } from '../config/outbound-tls';
+import { iniWarnings } from '../config/settings';
 
 /** Milliseconds a Redis store may take to connect before a command gives up. */
 export const CONNECT_TIMEOUT_MS = 5000;
@@ -17,10 +21,24 @@ export const CONNECT_TIMEOUT_MS = 5000;
  * no types (lib/haraka's HarakaConfig types get()); an absolute name is read
  * as it is, whatever HARAKA is set to; no_watch lets the process exit.
  */
-export function readIni(configDir: string, name: string): IniFile {
+export function readIni(configDir: string, name: string, warn: (line: string) => void = warnOnStderr): IniFile {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const harakaConfig = require('haraka-config') as HarakaConfig;
-  return (harakaConfig.get(path.join(path.resolve(configDir), name), { no_watch: true }) as IniFile) ?? {};
+  const dir = path.resolve(configDir);
+  const ini = (harakaConfig.get(path.join(dir, name), { no_watch: true }) as IniFile) ?? {};
+  const file = path.join(dir, name);
+  if (!warned.has(file)) {
+    warned.add(file);
+    for (const w of iniWarnings(name, ini, dir)) warn(`warning: ${formatWarning(w)}`);
+  }
+  return ini;
+}
+
+/** Files already checked by this process: each warning is shown once per command. */
+const warned = new Set<string>();
+
+function warnOnStderr(line: string): void {
+  process.stderr.write(`haraka-outbound: ${line}\n`);
 }
 
 /** outbound_tls.ini, parsed as the plugin parses it (a relative data_dir is relative to DIR's parent). */

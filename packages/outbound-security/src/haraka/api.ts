@@ -14,7 +14,8 @@ export const CONT = constants.cont;
 export type Next = (code?: number, message?: unknown) => void;
 
 export interface HarakaConfig {
-  get(name: string, options?: unknown, onChange?: () => void): unknown;
+  /** `onChange` runs after the file changed on disk (with the error when it no longer parses). */
+  get(name: string, options?: unknown, onChange?: (err?: Error) => void): unknown;
 }
 
 export interface HarakaLogger {
@@ -46,36 +47,4 @@ export interface HarakaMxSpec {
   from_dns?: string;
   auth_user?: string;
   auth_pass?: string;
-}
-
-/**
- * Reads a plugin's ini files and applies them, and again whenever Haraka sees
- * one of them change (OPS-1). `apply` gets every file by name, parses and
- * applies in one step, and throws on a bad value before changing anything: at
- * startup the error stops Haraka with the file name; on a reload it is logged
- * and the running settings stay.
- *
- * Every read passes the reload callback: haraka-config keeps only the callback
- * of the latest read of a file, so a read without one would end the watching.
- */
-export function watchIni(
-  plugin: HarakaPlugin,
-  files: readonly string[],
-  apply: (ini: Record<string, Record<string, unknown>>) => void,
-): void {
-  const readAll = (): Record<string, Record<string, unknown>> =>
-    Object.fromEntries(files.map((file) => [file, (plugin.config.get(file, {}, reload) ?? {}) as Record<string, unknown>]));
-  function reload(): void {
-    try {
-      apply(readAll());
-      plugin.loginfo(`${plugin.name}: ${files.join(', ')} reloaded`);
-    } catch (err) {
-      plugin.logerror(`${files.join(', ')} not reloaded, keeping the running settings: ${(err as Error).message}`);
-    }
-  }
-  try {
-    apply(readAll());
-  } catch (err) {
-    throw new Error(`${files[0] ?? 'config'}: ${(err as Error).message}`);
-  }
 }

@@ -96,6 +96,8 @@ export class SharedStores {
   private ratchetStore: RatchetStore | undefined;
   private policyStore: PolicyStore | undefined;
   private key: string;
+  /** Counts the moves: a cache of what a store held (MTA-STS policies in memory) is stale when it changed. */
+  generation = 0;
 
   constructor(private settings: StoreSettings) {
     this.key = storeKey(settings);
@@ -107,6 +109,7 @@ export class SharedStores {
     this.settings = settings;
     if (key === this.key) return false;
     this.key = key;
+    this.generation += 1;
     const previous = [this.ratchetStore, this.policyStore];
     this.ratchetStore = undefined;
     this.policyStore = undefined;

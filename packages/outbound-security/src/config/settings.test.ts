@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, test } from 'node:test';
+import type { IniFile } from './ini';
+import { SHARED_SETTINGS, WatchedSettings, type SettingsHost, type SharedSettings } from './settings';
+
+/**
+ * haraka-config as far as the registry sees it: one reload callback per file,
+ * the one of the latest read (reader.js keeps `_read_args[name]`).
+ */
+class FakeConfig {
+  readonly files = new Map<string, IniFile>();
+  readonly callbacks = new Map<string, (err?: Error) => void>();
+  reads = 0;
+  get(name: string, _options?: unknown, onChange?: (err?: Error) => void): unknown {
+    this.reads += 1;
+    if (onChange) this.callbacks.set(name, onChange);
+    return this.files.get(name) ?? {};
+  }
+  change(name: string, ini: IniFile): void {
+    this.files.set(name, ini);
+    this.callbacks.get(name)?.();
+  }
+}
+
+interface FakeHost extends SettingsHost {
+  lines: string[];
+  config: FakeConfig;
+}
+
+function host(name: string, config = new FakeConfig()): FakeHost {
+  const lines: string[] = [];
+  const log = (level: string) => (message: unknown) => lines.push(`${level} [${name}] ${String(message)}`);
+  return {
+    name,
+    config,
+    lines,
+    logdebug: log('DEBUG'),
+    loginfo: log('INFO'),
+    lognotice: log('NOTICE'),
+    logwarn: log('WARN'),
+    logerror: log('ERROR'),
+    logcrit: log('CRIT'),
+  };
+}
+
+let dir: string;
+const savedHaraka = process.env.HARAKA;
+
+before(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'settings-test-'));
+  fs.mkdirSync(path.join(dir, 'config'));
+  process.env.HARAKA = dir;
+});
+
+after(() => {
+  if (savedHaraka === undefined) delete process.env.HARAKA;
+  else process.env.HARAKA = savedHaraka;
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('PKG-4: a shared file is read and watched once; a change reaches every subscriber', () => {
+  const settings = new WatchedSettings(SHARED_SETTINGS);
+  const tls = host('outbound_tls');
+  const mx = host('outbound_mx');
+  tls.config.files.set('outbound_tls.ini', { main: { data_dir: 'data', plain_retry: 'true' } });
+  settings.load(tls);
+  settings.load(mx);
+  assert.equal(mx.config.reads, 0, "the second plugin's config object never registers the file");
+  assert.deepEqual([...tls.config.callbacks.keys()].sort(), ['outbound_tls.ini', 'redis.ini']);
+  assert.equal(settings.current.tls.dataDir, path.join(dir, 'data'));
+
+  const seen: Array<[string, SharedSettings, SharedSettings]> = [];
+  settings.subscribe((next, previous) => seen.push(['outbound_tls', next, previous]));
+  settings.subscribe((next, previous) => seen.push(['outbound_mx', next, previous]));
+  tls.config.change('outbound_tls.ini', { main: { data_dir: 'data2', plain_retry: 'false' } });
+  assert.deepEqual(
+    seen.map(([who, next, previous]) => [who, next.tls.dataDir, next.tls.plainRetry, previous.tls.dataDir]),
+    [
+      ['outbound_tls', path.join(dir, 'data2'), false, path.join(dir, 'data')],
+      ['outbound_mx', path.join(dir, 'data2'), false, path.join(dir, 'data')],
+    ],
+  );
+  assert.ok(tls.lines.some((l) => /^INFO \[outbound_tls\] outbound_tls\.ini reloaded: data_dir=.*data2/.test(l)));
+});
+
+test('PKG-4: a bad value on reload is logged under the file (and its plugin), and everyone keeps the running settings', () => {
+  const settings = new WatchedSettings(SHARED_SETTINGS);
+  const mx = host('outbound_mx');
+  const tls = host('outbound_tls');
+  mx.config.files.set('outbound_tls.ini', { main: { store: 'file' } });
+  settings.load(mx); // outbound_mx asked first: its config object watches the file
+  settings.load(tls);
+  let told = 0;
+  settings.subscribe(() => (told += 1));
+  mx.config.change('outbound_tls.ini', { main: { store: 'bogus' } });
+  assert.equal(told, 0);
+  assert.equal(settings.current.tls.store.backend, 'file');
+  assert.ok(
+    tls.lines.some((l) => l === 'ERROR [outbound_tls] outbound_tls.ini not reloaded, keeping the running settings: [main] store=bogus: expected file or redis'),
+    tls.lines.join('\n'),
+  );
+  assert.ok(!mx.lines.some((l) => /not reloaded/.test(l)), 'not under outbound_mx');
+  // haraka-config could not parse the file at all: its error, same place.
+  mx.config.callbacks.get('outbound_tls.ini')?.(new Error('EACCES'));
+  assert.ok(tls.lines.some((l) => l === 'ERROR [outbound_tls] outbound_tls.ini: not reloaded, keeping the running settings: EACCES'));
+});
+
+test('PKG-4: at startup a bad value throws naming the file; unknown keys are warnings with file, section and key (also from the raw text)', () => {
+  const bad = host('outbound_tls');
+  bad.config.files.set('outbound_tls.ini', { main: { on_store_error: 'maybe' } });
+  assert.throws(() => new WatchedSettings(SHARED_SETTINGS).load(bad), /^Error: outbound_tls\.ini: \[main\] on_store_error=maybe: expected defer or send$/);
+
+  const text = '[main]\nplain_retyr=false\n[metrics\nlisten=127.0.0.1:9465\n';
+  fs.writeFileSync(path.join(dir, 'config', 'outbound_tls.ini'), text);
+  const tls = host('outbound_tls');
+  tls.config.files.set('outbound_tls.ini', { main: { plain_retyr: 'false', '[metrics': undefined, listen: '127.0.0.1:9465' } });
+  const settings = new WatchedSettings(SHARED_SETTINGS).load(tls);
+  assert.equal(settings.current.tls.plainRetry, true);
+  const warnings = tls.lines.filter((l) => l.startsWith('WARN'));
+  assert.deepEqual(
+    warnings.map((l) => l.replace(/:.*/, '')),
+    [
+      'WARN [outbound_tls] outbound_tls.ini [main] plain_retyr',
+      'WARN [outbound_tls] outbound_tls.ini [main] [metrics',
+      'WARN [outbound_tls] outbound_tls.ini [main] listen',
+    ],
+  );
+  // …and again on every reload.
+  tls.config.change('outbound_tls.ini', { main: { plain_retyr: 'false' } });
+  assert.equal(tls.lines.filter((l) => /plain_retyr: unknown key/.test(l)).length, 2);
+  fs.rmSync(path.join(dir, 'config', 'outbound_tls.ini'));
+});
+
+test('PKG-4: the CLI reports the same unknown keys as warnings on stderr and still runs', async () => {
+  const configDir = path.join(dir, 'cli', 'config');
+  fs.mkdirSync(configDir, { recursive: true });
+  fs.writeFileSync(path.join(configDir, 'outbound_tls.ini'), '[main]\nplain_retyr=false\n[metric]\nlisten=\n');
+  const cli = path.join(__dirname, '..', 'cli', 'cli.js');
+  const { stdout, stderr } = await promisify(execFile)(process.execPath, [cli, '--config', configDir, 'ratchet', 'list', '--json']);
+  assert.match(stderr, /warning: outbound_tls\.ini \[main\] plain_retyr: unknown key, ignored/);
+  assert.match(stderr, /warning: outbound_tls\.ini \[metric\]: unknown section/);
+  assert.deepEqual(JSON.parse(stdout), []);
+});

@@ -1,0 +1,216 @@
+/**
+ * The per-message plan (§1, MX-1 … MX-9, STS-7 … STS-9, ST-4, TLS-6): a
+ * recipient domain → the MX hosts a message may go to and what its
+ * connections must reach, or why it cannot go now (transient) or ever
+ * (permanent, null MX). outbound_mx's `get_mx` hook and the CLI's `mx show`
+ * both call `planDelivery`, so what the CLI shows is what the plugin does; each
+ * only translates the plan (to Haraka's answer and log lines, to text).
+ *
+ * The steps, top to bottom:
+ * 1. an address literal (MX-2): its address through the address policy, no
+ *    MX lookup, no MTA-STS; else the A-label (MX-1);
+ * 2. the MTA-STS policy in effect (STS-9: before the MX query, so an enforce
+ *    policy also filters an implicit MX); a policy store that cannot be read
+ *    defers under on_store_error=defer (ST-4, ST-5);
+ * 3. the MX lookup: enforce filter, cap, addresses (MX-3 … MX-9, MX-8);
+ * 4. testing mode: the hosts enforce would not use, for the log (STS-8);
+ * 5. an enforce policy while the connection guard is missing defers (TLS-6).
+ *
+ * No I/O of its own: DNS and the policy source are handed in (the plugin's
+ * caching resolver, the CLI's read-only view), so it tests with small fakes.
+ */
+import type { OutboundMxConfig } from '../config/outbound-mx';
+import type { DeliveryState } from '../haraka/delivery-state';
+import { literalKey, parseDomainLiteral, printable, toALabel, toULabel } from '../domain';
+import { matchesPolicy, policyFilter, type MtaStsPolicy } from '../mta-sts/policy';
+import { checkAddress, type AddressPolicy } from './address-policy';
+import type { DnsClient } from './dns-client';
+import { DSN_BAD_DESTINATION, DSN_NULL_MX, lookupMx } from './lookup';
+
+/**
+ * The MTA-STS policy a source says applies to a domain now. The plugin's
+ * resolver (PolicyDecision) and the CLI's cached-else-live view both fit; the
+ * plan hands the caller's own value back as `policy`.
+ */
+export type PolicyInEffect =
+  | DomainPolicy
+  | NoPolicy
+  /** The policy store could not be read: a policy may exist that we cannot see (ST-4, ST-5). */
+  | { kind: 'store-unavailable'; reason: string };
+
+export type DomainPolicy = { kind: 'policy'; id: string; policy: MtaStsPolicy; source: string };
+export type NoPolicy = { kind: 'none'; reason: string };
+
+/** The policy used when `[mta_sts] enabled=false`. */
+export const MTA_STS_DISABLED: NoPolicy = { kind: 'none', reason: 'MTA-STS is disabled ([mta_sts] enabled=false)' };
+
+export interface PlanDeps<P extends PolicyInEffect> {
+  dns: DnsClient;
+  /** The MTA-STS policy for a lowercase A-label; asked only when MTA-STS is enabled. */
+  policyFor(aLabel: string): Promise<P>;
+  /** TLS-6: why outbound connections cannot be guarded in this process, or null; absent: they can. */
+  guardProblem?(): string | null;
+  /** Tie shuffling (MX-7); tests fix it. */
+  random?: () => number;
+}
+
+/** The settings the plan reads, from outbound_mx.ini (and on_store_error from outbound_tls.ini). */
+export interface PlanSettings {
+  maxMx: number;
+  maxMxRecords: number;
+  maxAddressesPerMx: number;
+  addressPolicy: AddressPolicy;
+  mtaStsEnabled: boolean;
+  onStoreError: 'defer' | 'send';
+}
+
+/** The plan's settings from the parsed outbound_mx.ini and outbound_tls.ini's on_store_error: one mapping for the plugin and the CLI. */
+export function planSettings(mx: OutboundMxConfig, onStoreError: 'defer' | 'send'): PlanSettings {
+  return {
+    maxMx: mx.maxMx,
+    maxMxRecords: mx.maxMxRecords,
+    maxAddressesPerMx: mx.maxAddressesPerMx,
+    addressPolicy: mx.addressPolicy,
+    mtaStsEnabled: mx.mtaSts.enabled,
+    onStoreError,
+  };
+}
+
+/** Where the message goes: a domain (both label forms) or an address literal (its canonical key, ST-6). */
+export type Destination = { kind: 'domain'; aLabel: string; uLabel: string } | { kind: 'literal'; key: string; address: string };
+
+/** One MX as planned; `host` is undefined for an address literal (no name to verify, MX-2). */
+export interface PlannedMx {
+  host: string | undefined;
+  priority: number;
+  addresses: string[];
+}
+
+/** `policy`: the one used, null when MTA-STS does not apply (an address literal) or the plan stopped before it. */
+export type DeliveryPlan<P extends PolicyInEffect = PolicyInEffect> =
+  | {
+      kind: 'deliver';
+      destination: Destination;
+      policy: P | NoPolicy | null;
+      mxs: PlannedMx[];
+      /** MX-4: the domain has no MX records and is its own MX. */
+      implicit: boolean;
+      /** What was dropped or left out on the way (targets, addresses, hosts outside the policy or over the cap). */
+      notes: string[];
+      /** STS-8: in testing mode, the planned hosts an enforce policy would not use. */
+      testingWouldNotUse: string[];
+      /** What outbound_tls enforces on this message's connections. */
+      state: DeliveryState;
+    }
+  | { kind: 'null-mx'; destination: Destination; policy: P | NoPolicy; dsn: typeof DSN_NULL_MX; reason: string }
+  | {
+      kind: 'permanent';
+      cause: 'invalid-domain' | 'invalid-literal' | 'mx';
+      destination: Destination | null;
+      policy: P | NoPolicy | null;
+      dsn: typeof DSN_BAD_DESTINATION;
+      reason: string;
+    }
+  | {
+      kind: 'transient';
+      cause: 'store-unavailable' | 'unguarded' | 'literal-refused' | 'mx';
+      destination: Destination;
+      policy: P | NoPolicy | null;
+      reason: string;
+    };
+
+/**
+ * The plan for one recipient domain as Haraka hands it over (`example.com`,
+ * `bücher.example`, `[192.0.2.1]`, `[IPv6:2001:db8::1]`). Rejects only when a
+ * dependency does (the plugin defers then).
+ */
+export async function planDelivery<P extends PolicyInEffect>(
+  domain: string,
+  deps: PlanDeps<P>,
+  settings: PlanSettings,
+): Promise<DeliveryPlan<P>> {
+  if (domain.trim().startsWith('[')) return planLiteral(domain, settings);
+
+  const name = toALabel(domain);
+  if (!name.ok) {
+    const reason = `invalid recipient domain: ${name.reason}`;
+    return { kind: 'permanent', cause: 'invalid-domain', destination: null, policy: null, dsn: DSN_BAD_DESTINATION, reason };
+  }
+  const aLabel = name.aLabel;
+  const destination: Destination = { kind: 'domain', aLabel, uLabel: toULabel(aLabel) };
+
+  // STS-9: the policy comes first, so an enforce policy also filters an implicit MX.
+  const policy: P | NoPolicy = settings.mtaStsEnabled ? await deps.policyFor(aLabel) : MTA_STS_DISABLED;
+  if (policy.kind === 'store-unavailable' && settings.onStoreError === 'defer') {
+    return { kind: 'transient', cause: 'store-unavailable', destination, policy, reason: policy.reason };
+  }
+  const sts: DomainPolicy | null = policy.kind === 'policy' ? (policy as DomainPolicy) : null;
+  const enforce = sts?.policy.mode === 'enforce';
+  const result = await lookupMx(aLabel, deps.dns, {
+    maxMx: settings.maxMx,
+    maxMxRecords: settings.maxMxRecords,
+    maxAddressesPerMx: settings.maxAddressesPerMx,
+    addressPolicy: settings.addressPolicy,
+    ...(sts && enforce ? { filter: policyFilter(aLabel, sts.id, sts.policy) } : {}),
+    ...(deps.random ? { random: deps.random } : {}),
+  });
+  switch (result.kind) {
+    case 'null-mx':
+      return { kind: 'null-mx', destination, policy, dsn: DSN_NULL_MX, reason: result.reason };
+    case 'permanent':
+      return { kind: 'permanent', cause: 'mx', destination, policy, dsn: result.dsn, reason: result.reason };
+    case 'transient':
+      return { kind: 'transient', cause: 'mx', destination, policy, reason: result.reason };
+    case 'deliver':
+      break;
+  }
+  const unguarded = enforce ? (deps.guardProblem?.() ?? null) : null;
+  if (sts && unguarded !== null) {
+    // TLS-6: outbound_tls could not install its guard; nothing would check the certificate.
+    const reason = `outbound_tls cannot guard connections (${unguarded}); ${aLabel} has an MTA-STS enforce policy (id ${sts.id})`;
+    return { kind: 'transient', cause: 'unguarded', destination, policy, reason };
+  }
+  const testingWouldNotUse =
+    sts?.policy.mode === 'testing' ? result.mxs.filter((mx) => !matchesPolicy(sts.policy, mx.host)).map((mx) => mx.host) : [];
+  return {
+    kind: 'deliver',
+    destination,
+    policy,
+    mxs: result.mxs,
+    implicit: result.implicit,
+    notes: result.notes,
+    testingWouldNotUse,
+    state: { domain: aLabel, ...(sts ? { sts: { mode: sts.policy.mode, policyId: sts.id } } : {}) },
+  };
+}
+
+/** MX-2: an address literal skips MX lookup and MTA-STS; its address still passes the address policy (MX-9). */
+function planLiteral<P extends PolicyInEffect>(domain: string, settings: PlanSettings): DeliveryPlan<P> {
+  const literal = parseDomainLiteral(domain);
+  if (!literal) {
+    const reason = `"${printable(domain)}" is not a valid address literal`;
+    return { kind: 'permanent', cause: 'invalid-literal', destination: null, policy: null, dsn: DSN_BAD_DESTINATION, reason };
+  }
+  const key = literalKey(literal);
+  const destination: Destination = { kind: 'literal', key, address: literal.address };
+  const verdict = checkAddress(settings.addressPolicy, literal.address);
+  if (!verdict.allowed) {
+    return { kind: 'transient', cause: 'literal-refused', destination, policy: null, reason: `address literal refused: ${verdict.reason}` };
+  }
+  return {
+    kind: 'deliver',
+    destination,
+    policy: null,
+    mxs: [{ host: undefined, priority: 0, addresses: [literal.address] }],
+    implicit: false,
+    notes: [],
+    testingWouldNotUse: [],
+    state: { domain: key },
+  };
+}
+
+/** How logs and the CLI name a destination: `xn--bcher-kva.example (bücher.example)`, `[192.0.2.1]`. */
+export function destinationName(destination: Destination): string {
+  if (destination.kind === 'literal') return destination.key;
+  return destination.uLabel === destination.aLabel ? destination.aLabel : `${destination.aLabel} (${destination.uLabel})`;
+}
