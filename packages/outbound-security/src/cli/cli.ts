@@ -15,6 +15,7 @@ import { levelName } from '../tls/sec-level';
 import { loadRedisIni, loadSettings, waitUntilConnected } from './config';
 import { migrate, type MigrateDirection } from './migrate';
 import { parseMxCommand, runMx, type MxCommand } from './mx';
+import { runProbe } from './probe';
 import { parsePolicyCommand, runPolicy, type PolicyCommand } from './policy';
 
 export const PROGRAM = 'haraka-outbound';
@@ -227,9 +228,8 @@ async function run(configDir: string, command: Exclude<Command, { kind: 'help' }
   if (command.kind === 'policy-show' || command.kind === 'policy-list' || command.kind === 'policy-purge') {
     return runPolicy(command, configDir, settings, redisIni, requireKey, output);
   }
-  if (command.kind === 'mx-show' || command.kind === 'probe') {
-    return runMx(command, configDir, settings, redisIni, requireKey, output);
-  }
+  if (command.kind === 'mx-show') return runMx(command, configDir, settings, redisIni, requireKey, output);
+  if (command.kind === 'probe') return runProbe(command, configDir, settings, redisIni, requireKey, output);
   if (command.kind === 'migrate') {
     const report = await migrate(command.direction, settings, redisIni);
     output.out(`${command.direction}: ${report.levels} ratchet levels and ${report.policies} policies copied`);

@@ -1,37 +1,25 @@
 /**
- * The `mx show` and `probe` commands of the admin CLI (OPS-4): what the
- * plugins would do for a domain right now, without sending anything.
+ * The `mx show` command of the admin CLI (OPS-4): what outbound_mx would do
+ * for a domain right now, without sending or writing anything.
  *
- * `mx show` runs the plugin's own steps with its settings: the A-label (MX-1),
- * the MTA-STS policy in effect (the cached unexpired one, else the live one,
- * STS-5/STS-9), `lookupMx` with the ini's max_mx, address policy and, in
- * enforce mode, the policy filter (MX-3 … MX-9), and the requirement
- * max(ratchet, TLS_SECURE if enforce) (TLS-5).
- *
- * `probe` then connects to every selected MX address with a minimal SMTP
- * client (banner, EHLO, STARTTLS when offered, EHLO, QUIT: never MAIL FROM),
- * classifies each connection as outbound_tls does (TLS-1) and judges it with
- * the plugin's own decision (TLS-2, TLS-4, STS-7). Nothing is written to the
- * stores: a probe never raises the ratchet nor caches a policy.
+ * It prints the plugin's own plan (`planDelivery`, mx/plan: A-label, MTA-STS
+ * policy, MX lookup, filter, cap, testing notes: MX-1 … MX-9, STS-7 … STS-9)
+ * computed with the plugin's settings, beside what the plugin cannot show: the
+ * cached and the live MTA-STS policy (the one in effect is the cached
+ * unexpired one, else the live one, STS-5; the live one is not cached), the
+ * stored ratchet level and the requirement max(ratchet, TLS_SECURE if
+ * enforce) (TLS-5). `probe` (./probe) starts from the same report.
  */
-import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { checkAddress } from '../mx/address-policy';
-import { decide, type Requirement } from '../tls/decision';
+import { parseLiteralKey, toULabel } from '../domain';
 import { createDnsClient } from '../mx/dns-client';
-import { toULabel } from '../domain';
-import { matchesPolicy, parsePolicy, policyFilter, type MtaStsPolicy } from '../mta-sts/policy';
-import { lookupMx, type MxLookupResult } from '../mx/lookup';
+import { MTA_STS_DISABLED, planDelivery, planSettings, type DeliveryPlan } from '../mx/plan';
+import { parsePolicy, type MtaStsPolicy } from '../mta-sts/policy';
 import { openPolicyStore, openRatchetStore } from '../store/open';
 import type { IniFile, OutboundMxConfig } from '../config/outbound-mx';
 import type { OutboundTlsConfig } from '../config/outbound-tls';
 import type { PolicyRead } from '../mta-sts/store';
 import type { RatchetRead } from '../ratchet/store';
 import { SecLevel, levelName, maxLevel } from '../tls/sec-level';
-import type { Classification } from '../tls/classify';
-import { probeAddress, type ProbeOutcome } from './smtp-probe';
 import { loadMxSettings, waitUntilConnected } from './config';
 import { fetchLivePolicy, formatCached, formatLivePolicy, type LivePolicy } from './policy';
 
@@ -73,22 +61,9 @@ export function parseMxCommand(group: 'mx' | 'probe', words: string[], flags: Re
 // ---------------------------------------------------------------------------
 // What the plugins would do (mx show)
 
-/** The MTA-STS policy outbound_mx would apply now. */
+/** The MTA-STS policy outbound_mx would apply now, as the CLI sees it (read-only). */
 export type EffectivePolicy =
   { kind: 'policy'; source: 'cache' | 'live'; id: string; policy: MtaStsPolicy; expiresAt?: number } | { kind: 'none'; reason: string };
-
-/** One MX as outbound_mx hands it to Haraka; `host` is undefined for an address literal (MX-2). */
-export interface SelectedMx {
-  host: string | undefined;
-  priority: number;
-  addresses: string[];
-}
-
-export type Selection =
-  | { kind: 'deliver'; mxs: SelectedMx[]; implicit: boolean; notes: string[] }
-  | { kind: 'null-mx'; reason: string }
-  | { kind: 'permanent'; dsn: string; reason: string }
-  | { kind: 'transient'; reason: string };
 
 export interface MxReport {
   /** The store key: lowercase A-label, or the address literal. */
@@ -96,21 +71,22 @@ export interface MxReport {
   literal: boolean;
   /** null when MTA-STS does not apply (address literal). */
   sts: { enabled: boolean; cached: PolicyRead; live: LivePolicy | null; effective: EffectivePolicy } | null;
-  selection: Selection;
+  /** outbound_mx's plan for the domain (mx/plan), with the policy in effect. */
+  plan: DeliveryPlan<EffectivePolicy>;
   ratchet: RatchetRead;
   onStoreError: 'defer' | 'send';
   /** max(ratchet, TLS_SECURE if enforce); null when the ratchet entry cannot be read and on_store_error=defer (ST-4). */
   required: SecLevel | null;
 }
 
-/** STS-5: an unexpired cached policy that still parses wins; else the live one. */
+/** STS-5: an unexpired cached policy that still parses wins; else the live one (null: MTA-STS disabled). */
 export function effectivePolicy(cached: PolicyRead, live: LivePolicy | null, now = Date.now()): EffectivePolicy {
   if (cached.kind === 'entry' && cached.entry.expiresAt > now) {
     const parsed = parsePolicy(cached.entry.text);
     if (parsed.ok)
       return { kind: 'policy', source: 'cache', id: cached.entry.id, policy: parsed.policy, expiresAt: cached.entry.expiresAt };
   }
-  if (live === null) return { kind: 'none', reason: 'MTA-STS is disabled ([mta_sts] enabled=false)' };
+  if (live === null) return MTA_STS_DISABLED;
   if (live.kind === 'policy') return { kind: 'policy', source: 'live', id: live.id, policy: live.policy };
   return { kind: 'none', reason: live.reason };
 }
@@ -126,7 +102,10 @@ function isEnforce(report: Pick<MxReport, 'sts'>): boolean {
   return report.sts?.effective.kind === 'policy' && report.sts.effective.policy.mode === 'enforce';
 }
 
-/** Reads the stores and DNS as the plugins would for `domain` (a store key); writes nothing. */
+/**
+ * Reads the stores and DNS as the plugins would for `domain` (a store key) and
+ * plans the delivery with the plugin's own function; writes nothing.
+ */
 export async function gatherMxReport(
   domain: string,
   tlsSettings: OutboundTlsConfig,
@@ -141,40 +120,30 @@ export async function gatherMxReport(
       await waitUntilConnected(store);
     }
     const ratchet = await ratchetStore.get(domain);
-    const base = { domain, ratchet, onStoreError: tlsSettings.onStoreError };
-    if (domain.startsWith('[')) {
-      // The store key of a literal: `[192.0.2.1]` or `[2001:db8::1]` (MX-2).
-      const address = domain.slice(1, -1);
-      if (!domain.endsWith(']') || net.isIP(address) === 0) throw new Error(`bad DOMAIN: "${domain}" is not an address literal`);
-      const verdict = checkAddress(mx.addressPolicy, address);
-      const selection: Selection = verdict.allowed
-        ? { kind: 'deliver', mxs: [{ host: undefined, priority: 0, addresses: [address] }], implicit: false, notes: [] }
-        : { kind: 'transient', reason: `address literal refused: ${verdict.reason}` };
-      return { ...base, literal: true, sts: null, selection, required: requiredLevel(ratchet, false, tlsSettings.onStoreError) };
-    }
     const dns = createDnsClient(mx.dns);
-    const cached = await policyStore.get(domain);
-    const live = mx.mtaSts.enabled ? await fetchLivePolicy(domain, mx, dns) : null;
-    const effective = mx.mtaSts.enabled ? effectivePolicy(cached, live) : effectivePolicy({ kind: 'none' }, null);
-    const enforce = effective.kind === 'policy' && effective.policy.mode === 'enforce';
-    const result: MxLookupResult = await lookupMx(domain, dns, {
-      maxMx: mx.maxMx,
-      maxMxRecords: mx.maxMxRecords,
-      maxAddressesPerMx: mx.maxAddressesPerMx,
-      addressPolicy: mx.addressPolicy,
-      ...(enforce && effective.kind === 'policy' ? { filter: policyFilter(domain, effective.id, effective.policy) } : {}),
-    });
-    const selection: Selection = result.kind === 'deliver' ? { ...result, notes: [...result.notes] } : result;
-    if (selection.kind === 'deliver' && effective.kind === 'policy' && effective.policy.mode === 'testing') {
-      const outside = selection.mxs.filter((m) => m.host !== undefined && !matchesPolicy(effective.policy, m.host)).map((m) => m.host);
-      if (outside.length > 0) selection.notes.push(`MTA-STS testing: enforce would not use ${outside.join(', ')}`);
+    // The store key of a literal is `[2001:db8::1]`; the plan takes it as Haraka hands it over (`[IPv6:…]`).
+    const literal = domain.startsWith('[') ? parseLiteralKey(domain) : null;
+    let sts: MxReport['sts'] = null;
+    if (!literal) {
+      const cached = await policyStore.get(domain);
+      const live = mx.mtaSts.enabled ? await fetchLivePolicy(domain, mx, dns) : null;
+      sts = { enabled: mx.mtaSts.enabled, cached, live, effective: mx.mtaSts.enabled ? effectivePolicy(cached, live) : MTA_STS_DISABLED };
     }
+    const effective = sts?.effective ?? MTA_STS_DISABLED;
+    const recipientDomain = literal?.family === 6 ? `[IPv6:${literal.address}]` : domain;
+    const plan = await planDelivery(
+      recipientDomain,
+      { dns, policyFor: () => Promise.resolve(effective) },
+      planSettings(mx, tlsSettings.onStoreError),
+    );
     return {
-      ...base,
-      literal: false,
-      sts: { enabled: mx.mtaSts.enabled, cached, live, effective },
-      selection,
-      required: requiredLevel(ratchet, enforce, tlsSettings.onStoreError),
+      domain,
+      literal: literal !== null,
+      sts,
+      plan,
+      ratchet,
+      onStoreError: tlsSettings.onStoreError,
+      required: requiredLevel(ratchet, isEnforce({ sts }), tlsSettings.onStoreError),
     };
   } finally {
     await Promise.all([ratchetStore.close(), policyStore.close()]);
@@ -227,24 +196,30 @@ export function describeRequired(report: MxReport): string {
   return `${levelName(report.required)} (${why.join('; ')})`;
 }
 
-function mxName(mx: SelectedMx): string {
+/** How an MX is named in the output: its host name, or the address of a literal. */
+export function mxName(mx: { host: string | undefined; addresses: string[] }): string {
   return mx.host ?? (mx.addresses[0] as string);
 }
 
-function selectionLines(report: MxReport): string[] {
-  const s = report.selection;
-  switch (s.kind) {
+/** The `mx` and `note` lines: the plan's MXs and notes, or its failure. */
+export function planLines(plan: DeliveryPlan<EffectivePolicy>): string[] {
+  switch (plan.kind) {
     case 'null-mx':
-      return [row('mx', `PERMANENT FAILURE (5.1.10, bounced at once): ${s.reason}`)];
+      return [row('mx', `PERMANENT FAILURE (${plan.dsn}, bounced at once): ${plan.reason}`)];
     case 'permanent':
-      return [row('mx', `PERMANENT FAILURE (${s.dsn}, bounced): ${s.reason}`)];
+      return [row('mx', `PERMANENT FAILURE (${plan.dsn}, bounced): ${plan.reason}`)];
     case 'transient':
-      return [row('mx', `TEMPORARY FAILURE (deferred): ${s.reason}`)];
-    case 'deliver':
+      return [row('mx', `TEMPORARY FAILURE (deferred): ${plan.reason}`)];
+    case 'deliver': {
+      const testing =
+        plan.testingWouldNotUse.length > 0 ? [`MTA-STS testing: enforce would not use ${plan.testingWouldNotUse.join(', ')}`] : [];
       return [
-        ...s.mxs.map((mx) => row('mx', `${mx.priority} ${mxName(mx)} [${mx.addresses.join(' ')}]${s.implicit ? ' (implicit MX)' : ''}`)),
-        ...s.notes.map((note) => row('note', note)),
+        ...plan.mxs.map((mx) =>
+          row('mx', `${mx.priority} ${mxName(mx)} [${mx.addresses.join(' ')}]${plan.implicit ? ' (implicit MX)' : ''}`),
+        ),
+        ...[...plan.notes, ...testing].map((note) => row('note', note)),
       ];
+    }
   }
 }
 
@@ -264,123 +239,27 @@ export function formatMxReport(report: MxReport, now = Date.now()): string[] {
       lines.push(row('note', `the live record has a new id (${live.id}): outbound_mx fetches it at its next id check ([mta_sts] recheck)`));
     }
   }
-  lines.push(...selectionLines(report));
+  lines.push(...planLines(report.plan));
   lines.push(row('ratchet', describeRatchet(report.ratchet)));
   lines.push(row('required', describeRequired(report)));
   return lines;
 }
 
-/** The EHLO name: Haraka's `config/me`, else this machine's host name. */
-export function ehloNameFor(configDir: string): string {
-  let name = '';
-  try {
-    name = (fs.readFileSync(path.join(path.resolve(configDir), 'me'), 'utf8').split(/\r?\n/)[0] ?? '').trim();
-  } catch {
-    // no config/me: Haraka uses the host name too
-  }
-  if (!/^[A-Za-z0-9.-]{1,253}$/.test(name)) name = os.hostname();
-  return /^[A-Za-z0-9.-]{1,253}$/.test(name) ? name : 'localhost';
+/** Exit status 3 when a stored entry the report read is unreadable. */
+export function hasUnreadable(report: MxReport): boolean {
+  return report.ratchet.kind === 'unreadable' || report.sts?.cached.kind === 'unreadable';
 }
 
-export interface ProbeLine {
-  mx: SelectedMx;
-  address: string;
-  outcome: ProbeOutcome;
-  /** The level outbound_tls would see (after a TLS-3 plain retry when STARTTLS failed); absent when none. */
-  classification?: Classification;
-  meets: boolean;
-  verdict: string;
-}
-
-/**
- * Judges one probed connection with the plugin's own decision (TLS-2, TLS-4,
- * STS-7): the level and TLS version against the ratchet and the policy.
- */
-export function judge(
-  report: MxReport,
-  host: string,
-  outcome: ProbeOutcome,
-  plainRetry: boolean,
-): { meets: boolean; verdict: string; classification?: Classification } {
-  if (outcome.kind === 'error') return { meets: false, verdict: 'not usable now' };
-  let classification: Classification;
-  if (outcome.kind === 'starttls-failed') {
-    if (!plainRetry) return { meets: false, verdict: 'not usable: plain_retry=false, Haraka moves to the next MX' };
-    classification = { level: SecLevel.PLAIN, reason: `${outcome.reason}; Haraka retries this MX once without STARTTLS (TLS-3)` };
-  } else {
-    classification = outcome.classification;
-  }
-  const effective = report.sts?.effective;
-  const requirement: Requirement = {
-    domain: report.domain,
-    ratchet: true,
-    ...(effective?.kind === 'policy' ? { sts: { mode: effective.policy.mode, policyId: effective.id } } : {}),
-  };
-  const verdict = decide(classification, requirement, report.ratchet, report.onStoreError, host);
-  if (verdict.kind === 'abandon') return { meets: false, verdict: `below the requirement: ${verdict.reason}`, classification };
-  const extras = [
-    verdict.raiseTo !== undefined ? `a delivery would raise the stored level to ${levelName(verdict.raiseTo)}` : '',
-    verdict.stsWouldRefuse ? `MTA-STS testing: enforce would refuse (${verdict.stsWouldRefuse})` : '',
-  ].filter(Boolean);
-  return { meets: true, verdict: `meets the requirement${extras.length > 0 ? `; ${extras.join('; ')}` : ''}`, classification };
-}
-
-export function formatProbeLine(line: ProbeLine): string {
-  const where = `${mxName(line.mx)} [${line.address}]`;
-  const o = line.outcome;
-  let seen: string;
-  const c = line.classification;
-  if (o.kind === 'error') seen = `ERROR (${o.reason})`;
-  else if (c === undefined) seen = `STARTTLS FAILED (${o.kind === 'starttls-failed' ? o.reason : 'unknown'})`;
-  else {
-    const note = o.kind === 'classified' ? o.note : undefined;
-    const details = [c.level === SecLevel.PLAIN && note ? note : c.reason, c.protocol ?? ''].filter(Boolean);
-    seen = `${levelName(c.level)} (${details.join(', ')})`;
-    if (note && c.level !== SecLevel.PLAIN) seen += ` [${note}]`;
-  }
-  return `${where}: ${seen}: ${line.verdict}`;
-}
-
-// ---------------------------------------------------------------------------
-// The commands
-
+/** `mx show DOMAIN`: `key` turns what the admin typed into the store key. */
 export async function runMx(
-  command: MxCommand,
+  command: Extract<MxCommand, { kind: 'mx-show' }>,
   configDir: string,
   tlsSettings: OutboundTlsConfig,
   redisIni: IniFile,
   key: (input: string) => string,
   output: MxOutput,
 ): Promise<number> {
-  const domain = key(command.domain);
-  const mxSettings = loadMxSettings(configDir);
-  const report = await gatherMxReport(domain, tlsSettings, mxSettings, redisIni);
-  const unreadable = report.ratchet.kind === 'unreadable' || report.sts?.cached.kind === 'unreadable';
-  if (command.kind === 'mx-show') {
-    for (const line of formatMxReport(report)) output.out(line);
-    return unreadable ? 3 : 0;
-  }
-
-  // probe: the requirement first, then one line per MX address.
-  const header = formatMxReport(report).filter((line) => /^(domain|policy|note|ratchet|required) /.test(line));
-  for (const line of header) output.out(line);
-  const selection = report.selection;
-  if (selection.kind !== 'deliver') {
-    for (const line of selectionLines(report)) output.out(line);
-    output.out(`no MX to probe: ${command.domain} would not be delivered now`);
-    return EXIT_NONE_MEETS;
-  }
-  const ehloName = ehloNameFor(configDir);
-  const targets = selection.mxs.flatMap((mx) => mx.addresses.map((address) => ({ mx, address })));
-  const lines = await Promise.all(
-    targets.map(async ({ mx, address }): Promise<ProbeLine> => {
-      const outcome = await probeAddress({ host: mx.host, address, port: mxSettings.mxPort }, ehloName, command.timeoutMs);
-      return { mx, address, outcome, ...judge(report, mxName(mx), outcome, tlsSettings.plainRetry) };
-    }),
-  );
-  for (const line of lines) output.out(formatProbeLine(line));
-  const meeting = selection.mxs.filter((mx) => lines.some((line) => line.mx === mx && line.meets));
-  const required = report.required === null ? 'unknown' : levelName(report.required);
-  output.out(`${meeting.length} of ${selection.mxs.length} MX hosts meet the requirement (${required})`);
-  return meeting.length > 0 ? 0 : EXIT_NONE_MEETS;
+  const report = await gatherMxReport(key(command.domain), tlsSettings, loadMxSettings(configDir), redisIni);
+  for (const line of formatMxReport(report)) output.out(line);
+  return hasUnreadable(report) ? 3 : 0;
 }

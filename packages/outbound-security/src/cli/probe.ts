@@ -1,0 +1,122 @@
+/**
+ * The `probe` command of the admin CLI (OPS-4): connects to every MX address
+ * of `mx show`'s plan with a minimal SMTP client (banner, EHLO, STARTTLS when
+ * offered, EHLO, QUIT: never MAIL FROM), classifies each connection as
+ * outbound_tls does (TLS-1) and judges it with the plugin's own decision
+ * (TLS-2, TLS-4, STS-7). Nothing is written to the stores: a probe never
+ * raises the ratchet nor caches a policy.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { IniFile } from '../config/outbound-mx';
+import type { OutboundTlsConfig } from '../config/outbound-tls';
+import type { PlannedMx } from '../mx/plan';
+import type { Classification } from '../tls/classify';
+import { decide, type Requirement } from '../tls/decision';
+import { SecLevel, levelName } from '../tls/sec-level';
+import { loadMxSettings } from './config';
+import { EXIT_NONE_MEETS, formatMxReport, gatherMxReport, mxName, planLines, type MxCommand, type MxOutput, type MxReport } from './mx';
+import { probeAddress, type ProbeOutcome } from './smtp-probe';
+
+/** The EHLO name: Haraka's `config/me`, else this machine's host name. */
+export function ehloNameFor(configDir: string): string {
+  let name = '';
+  try {
+    name = (fs.readFileSync(path.join(path.resolve(configDir), 'me'), 'utf8').split(/\r?\n/)[0] ?? '').trim();
+  } catch {
+    // no config/me: Haraka uses the host name too
+  }
+  if (!/^[A-Za-z0-9.-]{1,253}$/.test(name)) name = os.hostname();
+  return /^[A-Za-z0-9.-]{1,253}$/.test(name) ? name : 'localhost';
+}
+
+export interface ProbeLine {
+  mx: PlannedMx;
+  address: string;
+  outcome: ProbeOutcome;
+  /** The level outbound_tls would see (after a TLS-3 plain retry when STARTTLS failed); absent when none. */
+  classification?: Classification;
+  meets: boolean;
+  verdict: string;
+}
+
+/**
+ * Judges one probed connection with the plugin's own decision (TLS-2, TLS-4,
+ * STS-7): the level and TLS version against the ratchet and the policy.
+ */
+export function judge(
+  report: MxReport,
+  host: string,
+  outcome: ProbeOutcome,
+  plainRetry: boolean,
+): { meets: boolean; verdict: string; classification?: Classification } {
+  if (outcome.kind === 'error') return { meets: false, verdict: 'not usable now' };
+  let classification: Classification;
+  if (outcome.kind === 'starttls-failed') {
+    if (!plainRetry) return { meets: false, verdict: 'not usable: plain_retry=false, Haraka moves to the next MX' };
+    classification = { level: SecLevel.PLAIN, reason: `${outcome.reason}; Haraka retries this MX once without STARTTLS (TLS-3)` };
+  } else {
+    classification = outcome.classification;
+  }
+  // What outbound_mx would hand outbound_tls for this message (the plan's delivery state), with the ratchet on.
+  const state = report.plan.kind === 'deliver' ? report.plan.state : { domain: report.domain };
+  const requirement: Requirement = { ...state, ratchet: true };
+  const verdict = decide(classification, requirement, report.ratchet, report.onStoreError, host);
+  if (verdict.kind === 'abandon') return { meets: false, verdict: `below the requirement: ${verdict.reason}`, classification };
+  const extras = [
+    verdict.raiseTo !== undefined ? `a delivery would raise the stored level to ${levelName(verdict.raiseTo)}` : '',
+    verdict.stsWouldRefuse ? `MTA-STS testing: enforce would refuse (${verdict.stsWouldRefuse})` : '',
+  ].filter(Boolean);
+  return { meets: true, verdict: `meets the requirement${extras.length > 0 ? `; ${extras.join('; ')}` : ''}`, classification };
+}
+
+export function formatProbeLine(line: ProbeLine): string {
+  const where = `${mxName(line.mx)} [${line.address}]`;
+  const o = line.outcome;
+  let seen: string;
+  const c = line.classification;
+  if (o.kind === 'error') seen = `ERROR (${o.reason})`;
+  else if (c === undefined) seen = `STARTTLS FAILED (${o.kind === 'starttls-failed' ? o.reason : 'unknown'})`;
+  else {
+    const note = o.kind === 'classified' ? o.note : undefined;
+    const details = [c.level === SecLevel.PLAIN && note ? note : c.reason, c.protocol ?? ''].filter(Boolean);
+    seen = `${levelName(c.level)} (${details.join(', ')})`;
+    if (note && c.level !== SecLevel.PLAIN) seen += ` [${note}]`;
+  }
+  return `${where}: ${seen}: ${line.verdict}`;
+}
+
+/** `probe [--timeout S] DOMAIN`: the requirement first, then one line per MX address, then the count. */
+export async function runProbe(
+  command: Extract<MxCommand, { kind: 'probe' }>,
+  configDir: string,
+  tlsSettings: OutboundTlsConfig,
+  redisIni: IniFile,
+  key: (input: string) => string,
+  output: MxOutput,
+): Promise<number> {
+  const mxSettings = loadMxSettings(configDir);
+  const report = await gatherMxReport(key(command.domain), tlsSettings, mxSettings, redisIni);
+  const header = formatMxReport(report).filter((line) => /^(domain|policy|note|ratchet|required) /.test(line));
+  for (const line of header) output.out(line);
+  const plan = report.plan;
+  if (plan.kind !== 'deliver') {
+    for (const line of planLines(plan)) output.out(line);
+    output.out(`no MX to probe: ${command.domain} would not be delivered now`);
+    return EXIT_NONE_MEETS;
+  }
+  const ehloName = ehloNameFor(configDir);
+  const targets = plan.mxs.flatMap((mx) => mx.addresses.map((address) => ({ mx, address })));
+  const lines = await Promise.all(
+    targets.map(async ({ mx, address }): Promise<ProbeLine> => {
+      const outcome = await probeAddress({ host: mx.host, address, port: mxSettings.mxPort }, ehloName, command.timeoutMs);
+      return { mx, address, outcome, ...judge(report, mxName(mx), outcome, tlsSettings.plainRetry) };
+    }),
+  );
+  for (const line of lines) output.out(formatProbeLine(line));
+  const meeting = plan.mxs.filter((mx) => lines.some((line) => line.mx === mx && line.meets));
+  const required = report.required === null ? 'unknown' : levelName(report.required);
+  output.out(`${meeting.length} of ${plan.mxs.length} MX hosts meet the requirement (${required})`);
+  return meeting.length > 0 ? 0 : EXIT_NONE_MEETS;
+}
