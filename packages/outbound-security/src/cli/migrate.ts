@@ -6,7 +6,7 @@
  */
 import { openPolicyStore, openRatchetStore, type StoreSettings } from '../store/open';
 import type { OutboundTlsConfig } from '../config/outbound-tls';
-import type { IniFile } from '../config/outbound-mx';
+import type { IniFile } from '../config/ini';
 import type { PolicyStore } from '../mta-sts/store';
 import type { RatchetStore } from '../ratchet/store';
 import { waitUntilConnected } from './config';

@@ -10,7 +10,8 @@ import { fetchPolicyText } from '../mta-sts/fetch';
 import { parsePolicy, parseStsTxtRecords, type MtaStsPolicy } from '../mta-sts/policy';
 import { openPolicyStore } from '../store/open';
 import { loadMxSettings, waitUntilConnected } from './config';
-import type { IniFile, OutboundMxConfig } from '../config/outbound-mx';
+import type { IniFile } from '../config/ini';
+import type { OutboundMxConfig } from '../config/outbound-mx';
 import type { OutboundTlsConfig } from '../config/outbound-tls';
 import type { CachedPolicy, PolicyRead } from '../mta-sts/store';
 

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { IniFile } from '../config/outbound-mx';
+import type { IniFile } from '../config/ini';
 import type { OutboundTlsConfig } from '../config/outbound-tls';
 import type { PlannedMx } from '../mx/plan';
 import type { Classification } from '../tls/classify';
