@@ -144,6 +144,7 @@ export async function planDelivery<P extends PolicyInEffect>(
   if (policy.kind === 'store-unavailable' && settings.onStoreError === 'defer') {
     return { kind: 'transient', cause: 'store-unavailable', destination, policy, reason: policy.reason };
   }
+  // TypeScript does not narrow a type parameter by its discriminant: P's `policy` members are DomainPolicys.
   const sts: DomainPolicy | null = policy.kind === 'policy' ? (policy as DomainPolicy) : null;
   const enforce = sts?.policy.mode === 'enforce';
   const result = await lookupMx(aLabel, deps.dns, {
