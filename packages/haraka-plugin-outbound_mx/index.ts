@@ -2,6 +2,8 @@
  * outbound_mx — Haraka `get_mx` hook: recipient domain → the MX hosts Haraka
  * may use (MX-1 … MX-9). A thin adapter: the decisions live in lib/.
  */
+import path from 'node:path';
+import { publishPluginDocs } from 'haraka-outbound-security/haraka/plugin-docs';
 import { createDnsClient, type DnsClient } from 'haraka-outbound-security/mx/dns-client';
 import { setDeliveryState } from 'haraka-outbound-security/haraka/delivery-state';
 import { guardProblem } from 'haraka-outbound-security/haraka/guard-status';
@@ -28,6 +30,7 @@ interface OutboundMxPlugin extends HarakaPlugin {
 export function register(this: OutboundMxPlugin): void {
   this.load_outbound_mx_ini();
   this.register_hook('get_mx', 'select_mx');
+  publishPluginDocs(this, path.join(__dirname, '..'));
   // STS-6: one process refreshes the shared cache: Haraka's main process.
   if (cluster.isPrimary) scheduleRefresh(this);
 }

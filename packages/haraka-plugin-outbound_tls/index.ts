@@ -3,6 +3,8 @@
  * security-level ratchet and MTA-STS enforce before MAIL FROM, and never
  * sends below them (TLS-1 … TLS-6). A thin adapter over lib/connection-guard.
  */
+import path from 'node:path';
+import { publishPluginDocs } from 'haraka-outbound-security/haraka/plugin-docs';
 import cluster from 'node:cluster';
 import {
   checkHarakaInternals,
@@ -43,6 +45,7 @@ interface OutboundTlsPlugin extends HarakaPlugin {
 export function register(this: OutboundTlsPlugin): void {
   this.load_outbound_tls_ini();
   warnAboutHarakaTlsSettings(this);
+  publishPluginDocs(this, path.join(__dirname, '..'));
   keepOutboundCertificatesClassifiable(this);
 
   const hmail = loadHMailPrototype(this);
