@@ -96,7 +96,9 @@ export function load_outbound_mx_ini(this: OutboundMxPlugin): void {
     aaaa: (name) => this.dnsClient.aaaa(name),
     txt: (name) => this.dnsClient.txt(name),
   };
-  // The policy cache lives where the ratchet does (outbound_tls.ini), in the process's shared store.
+  // The policy cache lives where the ratchet does (outbound_tls.ini), in the process's shared store,
+  // opened now so that a Redis connection is up before the first delivery.
+  stores.policy();
   const policyStore: PolicyStore = {
     get description() {
       return stores.policy().description;

@@ -89,8 +89,10 @@ function storeKey(settings: StoreSettings): string {
 
 /**
  * The ratchet and policy stores of this process, shared by both plugins,
- * opened on first use for the settings in force. `update` with new settings
- * closes the stores they no longer describe; the next use opens the new ones.
+ * opened on first use for the settings in force (a plugin asks for the ones
+ * it uses when it loads, so a Redis connection is made before the first
+ * delivery). `update` with new settings replaces the open stores they no
+ * longer describe and closes the old ones.
  */
 export class SharedStores {
   private ratchetStore: RatchetStore | undefined;
@@ -111,8 +113,9 @@ export class SharedStores {
     this.key = key;
     this.generation += 1;
     const previous = [this.ratchetStore, this.policyStore];
-    this.ratchetStore = undefined;
-    this.policyStore = undefined;
+    // The stores in use are reopened at once: a Redis connection is up before the next delivery needs it.
+    this.ratchetStore = previous[0] && openRatchetStore(settings);
+    this.policyStore = previous[1] && openPolicyStore(settings);
     for (const store of previous) store?.close().catch(() => undefined);
     return true;
   }
