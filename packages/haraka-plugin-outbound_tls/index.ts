@@ -24,11 +24,10 @@ import { MetricsListener, metrics } from 'haraka-outbound-security/metrics';
 import { openPolicyStore } from 'haraka-outbound-security/store/open';
 import type { PolicyStore } from 'haraka-outbound-security/mta-sts/store';
 import { parsePolicy } from 'haraka-outbound-security/mta-sts/policy';
-import ipaddr from 'ipaddr.js';
 import type { IniFile } from 'haraka-outbound-security/config/ini';
 import type { OutboundTlsConfig } from 'haraka-outbound-security/config/outbound-tls';
 import { outboundTlsSettings, sharedStores, type SharedSettings } from 'haraka-outbound-security/config/settings';
-import { RELAY_KEY_PREFIX, type RatchetRead, type RatchetStore } from 'haraka-outbound-security/ratchet/store';
+import { relayKey, type RatchetRead, type RatchetStore } from 'haraka-outbound-security/ratchet/store';
 import { SecLevel, levelName } from 'haraka-outbound-security/tls/sec-level';
 
 interface OutboundTlsPlugin extends HarakaPlugin {
@@ -117,18 +116,6 @@ function warnAboutHarakaTlsSettings(plugin: OutboundTlsPlugin): void {
   }
 }
 
-/** A relay host's own ratchet key (TLS-8): `relay:` and its A-label, or its canonical address. */
-export function relayKey(mx: GuardedMx): string | null {
-  const name = mxHostName(mx);
-  if (name) {
-    const label = toALabel(name);
-    return label.ok ? `${RELAY_KEY_PREFIX}${label.aLabel}` : null;
-  }
-  const address = String(mx.exchange ?? '');
-  if (!ipaddr.isValid(address)) return null;
-  return `${RELAY_KEY_PREFIX}[${ipaddr.process(address).toString()}]`;
-}
-
 interface OutboundTlsSingleton {
   get_tls_options?: (mx: unknown) => Record<string, unknown>;
 }
@@ -184,7 +171,7 @@ function requirementFor(plugin: OutboundTlsPlugin, hmail: { todo: { domain: stri
   if (state) return { domain: state.domain, ratchet: true, ...(state.sts ? { sts: state.sts } : {}), ...auth };
   // Another plugin answered get_mx (a smart-host route): the relay host has its own ratchet key,
   // and the recipient domain's ratchet applies too unless smart_host_ratchet=false (TLS-5).
-  const relay = relayKey(mx);
+  const relay = relayKey(mxHostName(mx) ?? String(mx.exchange ?? ''));
   const name = toALabel(String(hmail.todo.domain));
   if (!relay) return name.ok && plugin.tlsConfig.smartHostRatchet ? { domain: name.aLabel, ratchet: true, ...auth } : null;
   return {

@@ -271,6 +271,22 @@ describe('haraka-outbound ratchet, run as a process against a temporary Haraka d
     assert.match(fromHaraka.stdout, /^example\.com TLS_SECURE/);
   });
 
+  test('TLS-8/OPS-4: a relay host’s own level (relay:<host>) can be shown and reset, in any spelling; other commands refuse it', async () => {
+    await store.raise('relay:relay.example.com', SecLevel.TLS_SECURE, 'relay.example.com');
+    await store.raise('relay:[2001:db8::25]', SecLevel.TLS_INSECURE);
+    const shown = await cli(['--config', configDir, 'ratchet', 'show', 'relay:RELAY.Example.com'], tmp);
+    assert.equal(shown.code, EXIT.OK, shown.stderr);
+    assert.match(shown.stdout, /^relay:relay\.example\.com TLS_SECURE \(raised \S+ by relay\.example\.com\)\n$/);
+    const literal = await cli(['--config', configDir, 'ratchet', 'show', 'relay:[IPv6:2001:0db8::0025]'], tmp);
+    assert.match(literal.stdout, /^relay:\[2001:db8::25\] TLS_INSECURE/);
+    const reset = await cli(['--config', configDir, 'ratchet', 'reset', 'relay:relay.example.com'], tmp);
+    assert.equal(reset.code, EXIT.OK, reset.stderr);
+    assert.deepEqual(await store.get('relay:relay.example.com'), { kind: 'none' });
+    const refused = await cli(['--config', configDir, 'mx', 'show', 'relay:relay.example.com'], tmp);
+    assert.equal(refused.code, EXIT.USAGE);
+    assert.match(refused.stderr, /relay's ratchet key/);
+  });
+
   test('OPS-4: an absolute data_dir is used as it is, and a store that cannot be written is an error', async () => {
     const otherConfig = path.join(tmp, 'other', 'config');
     fs.mkdirSync(otherConfig, { recursive: true });

@@ -10,7 +10,7 @@
  */
 import { literalKey, parseLiteralKey, printable, toALabel } from '../domain';
 import { openRatchetStore } from '../store/open';
-import type { RatchetRead } from '../ratchet/store';
+import { RELAY_KEY_PREFIX, relayKey, type RatchetRead } from '../ratchet/store';
 import { levelName } from '../tls/sec-level';
 import { loadRedisIni, loadSettings, waitUntilConnected } from './config';
 import { migrate, type MigrateDirection } from './migrate';
@@ -37,6 +37,7 @@ export const USAGE = `usage:
                                                    never MAIL FROM), classify each and check it against the
                                                    requirement; S seconds per connection (default 10)
 
+  DOMAIN of ratchet show/reset may be relay:<host>: a smart host's own level (TLS-8).
   --config DIR  the Haraka config directory holding outbound_tls.ini (default ${DEFAULT_CONFIG_DIR});
                 a relative data_dir there is relative to DIR's parent, the Haraka directory
   DOMAIN        a domain in Unicode or A-label form, or an address literal such as [192.0.2.1]
@@ -111,6 +112,9 @@ function checkDomain(command: Command): Command | string {
   // The reasons name the value: `bad DOMAIN: "a..b": empty label`.
   const key = domainKey(command.domain);
   if (!key.ok) return `bad DOMAIN: ${key.error}`;
+  if (key.key.startsWith(RELAY_KEY_PREFIX) && command.kind !== 'ratchet-show' && command.kind !== 'ratchet-reset') {
+    return `bad DOMAIN: "${printable(command.domain)}" is a relay's ratchet key, only for ratchet show and reset`;
+  }
   if ((command.kind === 'policy-show' || command.kind === 'policy-purge') && key.key.startsWith('[')) {
     return `bad DOMAIN: "${printable(command.domain)}" is an address literal, which has no MTA-STS policy`;
   }
@@ -138,9 +142,16 @@ function parseRatchetCommand(words: string[], flags: Set<string>): Command | str
   }
 }
 
-/** The store key for what the admin typed: the lowercase A-label, or the address literal in canonical form (ST-6). */
+/**
+ * The store key for what the admin typed: the lowercase A-label, the address
+ * literal in canonical form (ST-6), or a relay host's own key `relay:<host>` (TLS-8).
+ */
 export function domainKey(input: string): { ok: true; key: string } | { ok: false; error: string } {
   const text = input.trim();
+  if (text.startsWith(RELAY_KEY_PREFIX)) {
+    const key = relayKey(text.slice(RELAY_KEY_PREFIX.length));
+    return key ? { ok: true, key } : { ok: false, error: `"${printable(text)}" is not relay:<host name or address>` };
+  }
   if (text.startsWith('[')) {
     const literal = parseLiteralKey(text);
     return literal ? { ok: true, key: literalKey(literal) } : { ok: false, error: `"${text}" is not an address literal` };
