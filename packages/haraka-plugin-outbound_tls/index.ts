@@ -21,8 +21,7 @@ import type { Requirement } from 'haraka-outbound-security/tls/decision';
 import { literalKey, parseDomainLiteral, toALabel } from 'haraka-outbound-security/domain';
 import { CONT, DENYSOFT, type HMailItem, type HarakaPlugin, type Next } from 'haraka-outbound-security/haraka/api';
 import { MetricsListener, metrics } from 'haraka-outbound-security/metrics';
-import { openPolicyStore } from 'haraka-outbound-security/store/open';
-import type { PolicyStore } from 'haraka-outbound-security/mta-sts/store';
+import type { SharedStores } from 'haraka-outbound-security/store/open';
 import { parsePolicy } from 'haraka-outbound-security/mta-sts/policy';
 import type { IniFile } from 'haraka-outbound-security/config/ini';
 import type { OutboundTlsConfig } from 'haraka-outbound-security/config/outbound-tls';
@@ -34,9 +33,8 @@ interface OutboundTlsPlugin extends HarakaPlugin {
   tlsConfig: OutboundTlsConfig;
   ratchetStore: RatchetStore;
   guardProblem: string | null;
-  /** Opened only when the guard is missing: fail closed for cached enforce policies too (TLS-6). */
-  policyStore?: PolicyStore;
-  redisIni?: IniFile;
+  /** The process's shared stores (PKG-4); the policy cache is read only when the guard is missing (TLS-6). */
+  stores: SharedStores;
   metricsListener?: MetricsListener;
   load_outbound_tls_ini(): void;
 }
@@ -82,12 +80,10 @@ export function load_outbound_tls_ini(this: OutboundTlsPlugin): void {
   const stores = sharedStores(this);
   const apply = (next: SharedSettings): void => {
     this.tlsConfig = next.tls;
-    this.redisIni = next.redisIni;
     this.ratchetStore = stores.ratchet();
   };
+  this.stores = stores;
   apply(settings.current);
-  // TLS-6's fail-closed check reads the shared policy cache (the one outbound_mx fills), wherever it is now.
-  Object.defineProperty(this, 'policyStore', { get: () => stores.policy(), set: () => undefined, configurable: true });
   settings.subscribe((next) => {
     apply(next);
     void this.metricsListener?.apply(next.tls.metricsListen);
@@ -214,13 +210,8 @@ async function failClosedReason(plugin: OutboundTlsPlugin, key: string): Promise
   if (level.kind === 'unreadable') return `${key} has an unreadable stored level`;
   if (level.kind === 'level' && level.entry.level > SecLevel.PLAIN) return `${key} requires ${levelName(level.entry.level)}`;
   if (key.startsWith('[')) return null;
-  plugin.policyStore ??= openPolicyStore({
-    dataDir: plugin.tlsConfig.dataDir,
-    store: plugin.tlsConfig.store,
-    redisIni: plugin.redisIni ?? {},
-    log: { info: (m) => plugin.loginfo(`outbound_tls: ${m}`), error: (m) => plugin.logerror(`outbound_tls: ${m}`) },
-  });
-  const cached = await plugin.policyStore.get(key);
+  // The shared policy cache (the one outbound_mx fills), wherever the settings put it now.
+  const cached = await plugin.stores.policy().get(key);
   if (cached.kind === 'unreadable') return `${key} has an unreadable cached MTA-STS policy`;
   if (cached.kind !== 'entry' || cached.entry.expiresAt <= Date.now()) return null;
   const parsed = parsePolicy(cached.entry.text);
