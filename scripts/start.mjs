@@ -5,7 +5,8 @@
  * come from their packages' config/), the outbound queue is queue/, the
  * plugins' state data/. Plain JavaScript because it runs before anything is
  * installed or built (PKG-5):
- *  - `npm install` only when node_modules is missing or older than package-lock.json;
+ *  - `npm install` only when node_modules is missing or older than package-lock.json
+ *    (scripts/ensure-installed.mjs, also run before `npm test`);
  *  - `tsc -b`, which rebuilds only what changed;
  *  - then Haraka, with signals forwarded.
  */
@@ -13,9 +14,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureInstalled } from './ensure-installed.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 
 function run(command, args) {
   const result = spawnSync(command, args, { cwd: root, stdio: 'inherit' });
@@ -25,24 +26,7 @@ function run(command, args) {
   }
 }
 
-function mtime(file) {
-  try {
-    return fs.statSync(path.join(root, file)).mtimeMs;
-  } catch {
-    return 0;
-  }
-}
-
-const [major] = process.versions.node.split('.').map(Number);
-if (major < 20) {
-  console.error(`Node.js 20 or later is needed (this is ${process.version})`);
-  process.exit(1);
-}
-// npm writes node_modules/.package-lock.json after every install: older than the lock file means stale.
-const installed = mtime('node_modules/.package-lock.json');
-if (installed === 0 || installed < mtime('package-lock.json') || installed < mtime('package.json')) {
-  run(npm, ['install', '--no-audit', '--no-fund']);
-}
+ensureInstalled();
 run(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-b']);
 
 const listen = /^\s*listen\s*=\s*(\S+)/m.exec(fs.readFileSync(path.join(root, 'config', 'smtp.ini'), 'utf8'))?.[1] ?? '[::0]:25';
