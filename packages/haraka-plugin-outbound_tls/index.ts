@@ -51,14 +51,14 @@ export function register(this: OutboundTlsPlugin): void {
   if (this.guardProblem || !hmail) {
     this.logcrit(
       `outbound_tls: cannot guard outbound connections: ${this.guardProblem}. Failing closed: mail for domains with a ` +
-        `stored security level or a cached MTA-STS enforce policy, and for relays, is deferred until this is fixed ` +
-        `(this Haraka version is not supported).`,
+        `stored security level or an MTA-STS enforce policy is deferred until this is fixed (this Haraka version is ` +
+        `not supported; smart-host credentials are not protected either).`,
     );
+    // Runs before outbound_mx (and any other get_mx plugin). Registered only when needed: a hook costs every message.
+    this.register_hook('get_mx', 'fail_closed_get_mx', -100);
   } else {
     installConnectionGuard(hmail, guardDeps(this));
   }
-  // Runs before outbound_mx; only acts when the guard could not be installed.
-  this.register_hook('get_mx', 'fail_closed_get_mx', -100);
 
   // OPS-3: the listener runs in Haraka's main process and follows [metrics] listen (load_outbound_tls_ini).
   if (cluster.isPrimary) {
