@@ -108,6 +108,7 @@ export function load_outbound_mx_ini(this: OutboundMxPlugin): void {
     delete: (domain) => stores.policy().delete(domain),
     list: () => stores.policy().list(),
     close: () => Promise.resolve(),
+    purgeGeneration: () => stores.policy().purgeGeneration?.() ?? 'none',
   };
   this.mtaSts = new MtaStsResolver(dns, policyStore, () => this.stsSettings, {
     event: (e) => metrics.stsCache.inc({ event: e }),

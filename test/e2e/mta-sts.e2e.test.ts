@@ -353,7 +353,7 @@ test("STS-6: Haraka's main process refreshes a cached policy in the background, 
   );
 });
 
-test('STS-5: 200 messages at once to a domain never seen cause one TXT query and one HTTPS request; OPS-4 CLI shows and purges the cached policy', async () => {
+test('STS-5: 200 messages at once to a domain never seen cause one TXT query and one HTTPS request; OPS-4 CLI shows and purges the cached policy; OPS-6: the purge counts at the next delivery', async () => {
   await withOwnHaraka(
     'recheck=600',
     { 'outbound_tls.ini': '[metrics]\nlisten=127.0.0.1:0\n' },
@@ -402,6 +402,12 @@ test('STS-5: 200 messages at once to a domain never seen cause one TXT query and
       assert.match(shown, /live: {3}record id s1; mode enforce, max_age 86400, mx mx\.stampede\.test/);
       assert.match(await cli('policy', 'purge', 'stampede.test'), /stampede\.test: cached policy purged/);
       assert.match(await cli('policy', 'show', 'stampede.test'), /cached: stampede\.test: no cached policy/);
+      // OPS-6: the purge counts at the next delivery (recheck is 600 s): the policy is discovered again.
+      const txtBefore = dns.queries({ name: '_mta-sts.stampede.test', type: 'TXT' }).length;
+      await local.send({ to: 'after-purge@stampede.test' });
+      await target.waitFor(() => target.messages.length >= 201, 20000);
+      assert.ok(dns.queries({ name: '_mta-sts.stampede.test', type: 'TXT' }).length > txtBefore, 'TXT looked up again after the purge');
+      assert.match(await cli('policy', 'show', 'stampede.test'), /cached: stampede\.test: id s1, mode enforce/);
     },
   );
 });

@@ -3,8 +3,13 @@
  * under `<data_dir>/mta-sts/`, written atomically (temporary file, fsync,
  * rename, fsync of the directory: ST-5), shared by every Haraka worker and the
  * CLI. An entry that cannot be read or understood is `unreadable`.
+ *
+ * OPS-6: every delete appends one byte to `<dir>/.purges` (after the unlink),
+ * so the file only grows; its size and inode are the purge generation that a
+ * resolver compares with one stat per delivery instead of reading the entry.
  */
 import crypto from 'node:crypto';
+import { statSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isValidRatchetKey } from '../ratchet/store';
@@ -20,6 +25,9 @@ function isCachedPolicy(value: unknown, domain: string): value is CachedPolicy {
     ['fetchedAt', 'expiresAt', 'checkedAt', 'usedAt'].every((k) => typeof v[k] === 'number' && Number.isFinite(v[k]))
   );
 }
+
+/** Grows by one byte per delete: its size is the purge generation (OPS-6). */
+const PURGES_FILE = '.purges';
 
 /** fsync of a directory, so a rename in it is durable. */
 async function syncDirectory(dir: string): Promise<void> {
@@ -83,13 +91,21 @@ export class FilePolicyStore implements PolicyStore {
   }
 
   async delete(domain: string): Promise<boolean> {
+    let existed = true;
     try {
       await fs.unlink(this.file(domain));
-      return true;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      existed = false;
     }
+    // Even when nothing was there: a worker may still hold the policy in memory.
+    await fs.appendFile(path.join(this.dir, PURGES_FILE), 'p');
+    return existed;
+  }
+
+  purgeGeneration(): string {
+    const stat = statSync(path.join(this.dir, PURGES_FILE), { throwIfNoEntry: false });
+    return stat ? `${stat.ino}:${stat.size}` : 'none';
   }
 
   async list(): Promise<Array<{ domain: string; read: PolicyRead }>> {

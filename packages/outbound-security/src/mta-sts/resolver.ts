@@ -58,6 +58,8 @@ interface Loaded {
 
 export class MtaStsResolver {
   private readonly inflight = new Map<string, Promise<PolicyDecision>>();
+  /** The store's purge generation when the memory was last known current (null: not looked yet). */
+  private purges: string | undefined | null = null;
   private readonly negative: BoundedMap<string, { until: number; reason: string }>;
   private readonly absent: BoundedMap<string, number>;
   private readonly memory: BoundedMap<string, Loaded>;
@@ -102,6 +104,7 @@ export class MtaStsResolver {
   /** The policy to apply to a delivery to `domain` (a lowercase A-label). Never rejects. */
   policyFor(domain: string): Promise<PolicyDecision> {
     const now = this.now();
+    this.followPurges();
     const loaded = this.memory.get(domain);
     if (loaded && loaded.entry.expiresAt > now && now - loaded.entry.checkedAt < this.settings().recheckMs) {
       this.hooks.event('hit');
@@ -120,6 +123,19 @@ export class MtaStsResolver {
     this.inflight.set(domain, started);
     void started.finally(() => this.inflight.delete(domain));
     return started;
+  }
+
+  /** OPS-6: a purge by any process (the CLI) empties what this process remembers: one cheap check per delivery. */
+  private followPurges(): void {
+    let generation: string | undefined;
+    try {
+      generation = this.store.purgeGeneration?.();
+    } catch {
+      generation = undefined; // the store's own reads will say what is wrong
+    }
+    if (generation === this.purges) return;
+    if (this.purges !== null) this.memory.clear();
+    this.purges = generation;
   }
 
   /** Forgets what this process remembers of a domain (after a CLI purge, tests). */

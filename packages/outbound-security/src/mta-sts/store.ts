@@ -33,6 +33,14 @@ export interface PolicyStore {
   close(): Promise<void>;
   /** Stores that connect in the background (Redis): resolves true once usable, false after `timeoutMs`. */
   ready?(timeoutMs: number): Promise<boolean>;
+  /**
+   * OPS-6: a cheap, synchronous token that changes whenever any process (a
+   * worker, the CLI's `policy purge`) deleted an entry; a resolver that keeps
+   * policies in memory drops them when it changes, so a purge counts at the
+   * next delivery without a per-delivery read of the domain's entry. Absent:
+   * the store offers no such check (purges count within `recheck`).
+   */
+  purgeGeneration?(): string;
 }
 
 /**
