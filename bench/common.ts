@@ -2,6 +2,7 @@
  * What the benchmark scripts share: option checking, cleanup that also runs on
  * Ctrl-C, and the few statistics and number formats they print.
  */
+import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 
 /** A whole number option from 1 to `max`; `fallback` when absent. */
@@ -71,3 +72,77 @@ export function readOptions(argv: string[], names: readonly string[], usage: str
   const found = values as Record<string, string | boolean | undefined>;
   return Object.fromEntries(names.map((name) => [name, typeof found[name] === 'string' ? found[name] : undefined]));
 }
+
+/** USER_HZ: the unit of the CPU times in /proc/<pid>/stat (100 on Linux). */
+export const CLOCK_TICKS_PER_SECOND = 100;
+
+interface ProcStat {
+  pid: number;
+  ppid: number;
+  /** utime + stime of the process itself, clock ticks */
+  ticks: number;
+  /** cutime + cstime: children that exited and were waited for, clock ticks */
+  childTicks: number;
+}
+
+function readProcStat(pid: number): ProcStat | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // after "pid (comm) ": fields[0] is field 3 (state); ppid is field 4; utime, stime, cutime, cstime are fields 14-17
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return {
+      pid,
+      ppid: Number(fields[1]),
+      ticks: Number(fields[11]) + Number(fields[12]),
+      childTicks: Number(fields[13]) + Number(fields[14]),
+    };
+  } catch {
+    return undefined; // gone meanwhile, or not readable
+  }
+}
+
+function commandLine(pid: number): string[] {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * CPU time (user + system, ms) used so far by a Haraka instance's whole process tree
+ * (Linux /proc): our child processes started with `-c <dir>` and all their
+ * descendants (bin/haraka's server process, cluster workers), plus what their
+ * exited and reaped children used. NaN when no such process is found.
+ */
+export function processTreeCpuMs(dir: string): number {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e));
+  } catch {
+    return NaN;
+  }
+  const all = entries.map((e) => readProcStat(Number(e))).filter((p): p is ProcStat => p !== undefined);
+  const roots = all.filter((p) => {
+    if (p.ppid !== process.pid) return false;
+    const args = commandLine(p.pid);
+    const c = args.indexOf('-c');
+    return c >= 0 && args[c + 1] === dir;
+  });
+  if (roots.length === 0) return NaN;
+  const inTree = new Set(roots.map((p) => p.pid));
+  for (let more = true; more;) {
+    more = false;
+    for (const p of all) {
+      if (inTree.has(p.ppid) && !inTree.has(p.pid)) {
+        inTree.add(p.pid);
+        more = true;
+      }
+    }
+  }
+  const ticks = all.filter((p) => inTree.has(p.pid)).reduce((sum, p) => sum + p.ticks + p.childTicks, 0);
+  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** PASS or FAIL for a measured value against a limit. */
+export const verdict = (ok: boolean): string => (ok ? 'PASS' : 'FAIL');

@@ -1,0 +1,522 @@
+/**
+ * OPS-6 overhead benchmark: with a warm cache, what do outbound_tls + outbound_mx
+ * cost Haraka in throughput and in CPU per message, workload by workload?
+ *
+ * For each workload two real Haraka processes (or cluster trees) with the same
+ * configuration deliver the same batches to the same STARTTLS sinks (valid
+ * certificates from a test CA, trusted through NODE_EXTRA_CA_CERTS):
+ *
+ *   bare:    Haraka as shipped; its own get_mx (haraka-net-utils: MX, then AAAA + A
+ *            of each MX host) asks the test DNS server, through the test-only plugin
+ *            haraka-dns-servers, exactly the lookups it makes in production;
+ *   plugins: the same Haraka with outbound_tls and outbound_mx (same DNS server).
+ *
+ * Workloads (each side warmed up first with one unmeasured batch over the same
+ * domains, so ratchet levels, MTA-STS policies and JIT are warm):
+ *   few      5 domains × 100 messages
+ *   many     250 domains × 2 messages
+ *   cluster  smtp.ini nodes=2, the few workload
+ *   mta-sts  the few workload, an MTA-STS enforce policy on every domain (TXT in the
+ *            test DNS server, policies over HTTPS from the tests' policy server)
+ *   redis    the few workload, outbound_tls.ini store=redis (a local redis-server)
+ *
+ * A batch is timed from the first submission to the sinks' receive time of the last
+ * message; the CPU of the Haraka process tree (workers included) is read from /proc
+ * before and after. Rounds alternate the order (bare, plugins / plugins, bare / …).
+ *
+ *   node dist/bench/overhead.js [--rounds R] [--connections C] [--sinks S]
+ *                               [--scale F] [--workloads few,many,cluster,mta-sts,redis]
+ *
+ * Sinks listen on port 25 of 127.0.88.x (DNS MX records carry no port and bare
+ * Haraka always connects to 25): run as root, or lower
+ * net.ipv4.ip_unprivileged_port_start. Loopback only.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import nodemailer from 'nodemailer';
+import { openRatchetStoreFromUrl } from 'haraka-outbound-security/store/open';
+import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
+import type { RatchetStore } from 'haraka-outbound-security/ratchet/store';
+import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
+import { TestDnsServer } from '../test/fixtures/dns-server';
+import { HarakaInstance, sleep } from '../test/fixtures/haraka-instance';
+import { PolicyServer, policyText } from '../test/fixtures/policy-server';
+import { TestRedis } from '../test/fixtures/redis-server';
+import { SmtpSink } from '../test/fixtures/smtp-sink';
+import { TestCa } from '../test/fixtures/test-ca';
+import { Cleanup, fmt, lpad, median, positiveOption, processTreeCpuMs, readOptions, verdict } from './common';
+
+/** OPS-6 limits: plugins/bare. */
+const MIN_THROUGHPUT_RATIO = 0.97;
+const MAX_CPU_RATIO = 1.03;
+
+const LOG_INI = '[main]\nlevel=warn\n';
+const SINK_NET = '127.0.88.';
+const SMTP_PORT = 25;
+const POLICY_HOST = '127.0.0.1';
+/** At least this many messages in each side's warm-up batch. */
+const MIN_WARMUP_MESSAGES = 50;
+const RATCHET_PREFIX = 'bench:';
+
+type Side = 'bare' | 'plugins';
+const WORKLOAD_NAMES = ['few', 'many', 'cluster', 'mta-sts', 'redis'] as const;
+type WorkloadName = (typeof WORKLOAD_NAMES)[number];
+
+interface Workload {
+  name: WorkloadName;
+  domains: number;
+  perDomain: number;
+  nodes?: number;
+  mtaSts?: boolean;
+  redis?: boolean;
+  describe: string;
+}
+
+interface Options {
+  rounds: number;
+  connections: number;
+  sinks: number;
+  scale: number;
+  workloads: WorkloadName[];
+}
+
+interface BatchResult {
+  side: Side;
+  round: number;
+  messages: number;
+  seconds: number;
+  rate: number;
+  cpuMs: number;
+  secure: number;
+  /** DNS queries the test server received during the batch, by type */
+  dns: Record<string, number>;
+  https: number;
+}
+
+interface WorkloadResult {
+  workload: Workload;
+  bareRate: number;
+  pluginsRate: number;
+  bareCpu: number;
+  pluginsCpu: number;
+}
+
+function usage(): string {
+  return (
+    'usage: node dist/bench/overhead.js [--rounds R] [--connections C] [--sinks S] [--scale F] ' +
+    `[--workloads ${WORKLOAD_NAMES.join(',')}]`
+  );
+}
+
+function options(argv: string[]): Options {
+  const values = readOptions(argv, ['rounds', 'connections', 'sinks', 'scale', 'workloads'], usage());
+  const workloads = (values.workloads ?? WORKLOAD_NAMES.join(','))
+    .split(',')
+    .map((w) => w.trim())
+    .filter(Boolean);
+  for (const w of workloads) {
+    if (!(WORKLOAD_NAMES as readonly string[]).includes(w)) throw new Error(`--workloads: unknown workload ${w}\n${usage()}`);
+  }
+  return {
+    rounds: positiveOption('rounds', values.rounds, 3, 100, usage()),
+    connections: positiveOption('connections', values.connections, 4, 100, usage()),
+    sinks: positiveOption('sinks', values.sinks, 5, 250, usage()),
+    scale: positiveOption('scale', values.scale, 1, 100, usage()),
+    workloads: workloads as WorkloadName[],
+  };
+}
+
+function workloads(o: Options): Workload[] {
+  const all: Workload[] = [
+    { name: 'few', domains: 5, perDomain: 100 * o.scale, describe: 'few domains, many messages' },
+    { name: 'many', domains: 250, perDomain: 2 * o.scale, describe: 'many domains, few messages' },
+    { name: 'cluster', domains: 5, perDomain: 100 * o.scale, nodes: 2, describe: 'cluster nodes=2, few domains' },
+    { name: 'mta-sts', domains: 5, perDomain: 100 * o.scale, mtaSts: true, describe: 'MTA-STS enforce on every domain' },
+    { name: 'redis', domains: 5, perDomain: 100 * o.scale, redis: true, describe: 'Redis store (store=redis)' },
+  ];
+  return all.filter((w) => o.workloads.includes(w.name));
+}
+
+/** What every workload shares: the CA, the sinks (port 25), the DNS server, the policy server. */
+interface Shared {
+  work: string;
+  ca: TestCa;
+  sinks: SmtpSink[];
+  mxNames: string[];
+  dns: TestDnsServer;
+  policies: PolicyServer;
+}
+
+async function setUpShared(o: Options, cleanup: Cleanup): Promise<Shared> {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'haraka-overhead-'));
+  cleanup.add(`remove ${work}`, () => fs.rmSync(work, { recursive: true, force: true }));
+  const ca = await TestCa.create();
+  cleanup.add('remove the test CA', () => ca.cleanup());
+  const mxNames = Array.from({ length: o.sinks }, (_, i) => `mx${i + 1}.overhead.test`);
+  const sinks: SmtpSink[] = [];
+  cleanup.add('stop the sinks', async () => {
+    await Promise.all(sinks.map((s) => s.stop()));
+  });
+  for (const [i, name] of mxNames.entries()) {
+    const leaf = await ca.issue({ dnsNames: [name] });
+    try {
+      sinks.push(await SmtpSink.start({ host: `${SINK_NET}${i + 1}`, port: SMTP_PORT, tls: { key: leaf.key, cert: leaf.cert }, name }));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new Error(
+        `cannot listen on ${SINK_NET}${i + 1}:${SMTP_PORT} (${code ?? (err as Error).message}): bare Haraka delivers to port 25 ` +
+          `(MX records carry no port); run as root or lower net.ipv4.ip_unprivileged_port_start`,
+        { cause: err },
+      );
+    }
+  }
+  const dns = await TestDnsServer.start();
+  cleanup.add('stop the DNS server', () => dns.stop());
+  mxNames.forEach((name, i) => dns.add(name, { type: 'A', address: `${SINK_NET}${i + 1}` }));
+  const policies = await PolicyServer.start({ ca, host: POLICY_HOST });
+  cleanup.add('stop the policy server', () => policies.stop());
+  return { work, ca, sinks, mxNames, dns, policies };
+}
+
+/** Our Haraka processes of `dir`, killed by pid when a start failed half-way (see throughput.ts). */
+function killOwnHaraka(dir: string): void {
+  let entries: string[] = [];
+  try {
+    entries = fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e));
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    try {
+      const args = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      const c = args.indexOf('-c');
+      if (c >= 0 && args[c + 1] === dir) process.kill(Number(entry), 'SIGKILL');
+    } catch {
+      /* gone meanwhile, or not ours to read */
+    }
+  }
+}
+
+interface WorkloadSetup {
+  domains: string[];
+  instances: Record<Side, HarakaInstance>;
+  ratchetUrl: string;
+  stop: () => Promise<void>;
+}
+
+async function setUpWorkload(w: Workload, shared: Shared): Promise<WorkloadSetup> {
+  const local = new Cleanup();
+  try {
+    const { dns, policies, ca, mxNames } = shared;
+    const domains = Array.from({ length: w.domains }, (_, j) => `d${j + 1}.${w.name}.test`);
+    for (const [j, domain] of domains.entries()) {
+      const mx = mxNames[j % mxNames.length] as string;
+      dns.set(domain, [{ type: 'MX', preference: 10, exchange: mx }]);
+      if (w.mtaSts) {
+        dns.set(`_mta-sts.${domain}`, [{ type: 'TXT', data: `v=STSv1; id=overhead${j + 1}` }]);
+        dns.set(`mta-sts.${domain}`, [{ type: 'A', address: POLICY_HOST }]);
+        await policies.set(domain, { kind: 'serve', body: policyText({ mode: 'enforce', maxAge: 86400, mx: [mx] }) });
+      }
+    }
+    let storeConfig: Record<string, string> = {};
+    let ratchetUrl = '';
+    if (w.redis) {
+      const redis = await TestRedis.start();
+      local.add('stop redis-server', () => redis.stop());
+      storeConfig = {
+        'outbound_tls.ini': `[main]\nstore=redis\nredis_prefix=${RATCHET_PREFIX}\n`,
+        'redis.ini': `[server]\nhost=127.0.0.1\nport=${redis.port}\n`,
+      };
+      ratchetUrl = `${redis.url}/?prefix=${RATCHET_PREFIX}`;
+    }
+    const start = async (side: Side, plugins: string[]): Promise<HarakaInstance> => {
+      const dir = path.join(shared.work, `${w.name}-${side}`);
+      fs.mkdirSync(dir);
+      local.add(`kill a ${side} Haraka left over`, () => killOwnHaraka(dir));
+      const instance = await HarakaInstance.start({
+        dir,
+        dnsServer: dns.address,
+        mxPort: SMTP_PORT,
+        plugins,
+        extraCa: ca.caCertPath,
+        ...(w.nodes ? { nodes: w.nodes } : {}),
+        // The same files on both sides; bare Haraka does not read outbound_mx.ini or outbound_tls.ini.
+        config: { 'log.ini': LOG_INI, ...storeConfig },
+        mxIniExtra: ['[mta_sts]', `https_port=${policies.port}`, `ca_file=${ca.caCertPath}`].join('\n'),
+        env: { HARAKA_DNS_SERVERS: dns.address },
+      });
+      local.add(`stop the ${side} Haraka`, () => instance.stop());
+      return instance;
+    };
+    const [bare, plugins] = await Promise.allSettled([
+      start('bare', ['haraka-dns-servers']),
+      start('plugins', ['haraka-dns-servers', 'outbound_tls', 'outbound_mx']),
+    ]);
+    if (bare.status === 'rejected') throw bare.reason;
+    if (plugins.status === 'rejected') throw plugins.reason;
+    if (!ratchetUrl) ratchetUrl = `file:${path.join(plugins.value.dir, 'data', 'ratchet')}`;
+    return { domains, instances: { bare: bare.value, plugins: plugins.value }, ratchetUrl, stop: () => local.runAll() };
+  } catch (err) {
+    await local.runAll();
+    throw err;
+  }
+}
+
+function received(sinks: SmtpSink[]): number {
+  return sinks.reduce((n, s) => n + s.messages.length, 0);
+}
+
+function diagnostics(instance: HarakaInstance): string {
+  const events = instance.events().filter((e) => e.event === 'deferred' || e.event === 'bounce');
+  return [
+    `queued: ${instance.queueFiles().length}`,
+    `last deferrals/bounces: ${JSON.stringify(events.slice(-5))}`,
+    `log tail:\n${instance.logLines.slice(-20).join('\n')}`,
+  ].join('\n');
+}
+
+function countByType(dns: TestDnsServer): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const q of dns.queries()) counts[q.type] = (counts[q.type] ?? 0) + 1;
+  return counts;
+}
+
+/**
+ * Submits `count` messages (round robin over `domains`) through `connections` pooled
+ * SMTP connections, waits until the sinks hold all of them and Haraka's queue is
+ * empty. Returns the timings, the Haraka tree's CPU and what the servers saw.
+ */
+async function runBatch(
+  instance: HarakaInstance,
+  shared: Shared,
+  domains: string[],
+  count: number,
+  connections: number,
+  tag: string,
+): Promise<Omit<BatchResult, 'side' | 'round' | 'rate'>> {
+  const { sinks, dns, policies } = shared;
+  for (const s of sinks) s.reset();
+  dns.resetLog();
+  policies.resetLog();
+  const cpuBefore = processTreeCpuMs(instance.dir);
+  const transport = nodemailer.createTransport({
+    pool: true,
+    maxConnections: connections,
+    maxMessages: Infinity,
+    host: '127.0.0.1',
+    port: instance.port,
+    secure: false,
+    ignoreTLS: true,
+    name: 'client.test',
+  });
+  const started = Date.now();
+  try {
+    await Promise.all(
+      Array.from({ length: count }, (_, k) =>
+        transport.sendMail({
+          from: 'sender@sender.test',
+          to: `u${k}.${tag}@${domains[k % domains.length] as string}`,
+          subject: `overhead ${tag} ${k}`,
+          text: `benchmark message ${k} of batch ${tag}\n`,
+        }),
+      ),
+    );
+  } finally {
+    transport.close();
+  }
+  const deadline = started + Math.max(60_000, count * 200);
+  let lastCount = -1;
+  let lastProgress = Date.now();
+  for (;;) {
+    const n = received(sinks);
+    if (n >= count) break;
+    const now = Date.now();
+    if (n !== lastCount) {
+      lastCount = n;
+      lastProgress = now;
+    }
+    if (now > deadline || now - lastProgress > 20_000) {
+      throw new Error(`batch ${tag}: only ${n} of ${count} messages reached the sinks\n${diagnostics(instance)}`);
+    }
+    await sleep(20);
+  }
+  const messages = sinks.flatMap((s) => s.messages);
+  const ours = messages.filter((m) => m.to.some((rcpt) => rcpt.includes(`.${tag}@`)));
+  if (ours.length !== count || messages.length !== count) {
+    throw new Error(`batch ${tag}: the sinks hold ${messages.length} messages, ${ours.length} of this batch (expected ${count})`);
+  }
+  const last = Math.max(...sinks.flatMap((s) => s.events.filter((e) => e.kind === 'data').map((e) => e.at)));
+  // Haraka's bookkeeping of the batch (queue files removed) belongs to the batch's CPU.
+  const settle = Date.now() + 10_000;
+  while (instance.queueFiles().length > 0 && Date.now() < settle) await sleep(20);
+  const cpuMs = processTreeCpuMs(instance.dir) - cpuBefore;
+  const result = {
+    messages: count,
+    seconds: (last - started) / 1000,
+    cpuMs,
+    secure: ours.filter((m) => m.secure).length,
+    dns: countByType(dns),
+    https: policies.requests().length,
+  };
+  await sleep(200);
+  return result;
+}
+
+async function ratchetCounts(url: string, domains: string[]): Promise<string> {
+  const store: RatchetStore = url.startsWith('file:') ? new FileRatchetStore(url.slice('file:'.length)) : openRatchetStoreFromUrl(url);
+  const counts: Record<string, number> = {};
+  try {
+    await store.ready?.(5000);
+    for (const domain of domains) {
+      const read = await store.get(domain);
+      const key = read.kind === 'level' ? SecLevel[read.entry.level] : read.kind;
+      counts[key] = (counts[key] ?? 0) + 1;
+    }
+  } finally {
+    await store.close();
+  }
+  return (
+    Object.entries(counts)
+      .map(([k, v]) => `${v} ${k}`)
+      .join(', ') || 'none'
+  );
+}
+
+function perMessage(dns: Record<string, number>, messages: number): string {
+  const types = Object.keys(dns).sort();
+  if (types.length === 0) return 'none';
+  return types.map((t) => `${t} ${fmt((dns[t] ?? 0) / messages, 2)}`).join(', ');
+}
+
+async function runWorkload(w: Workload, o: Options, shared: Shared): Promise<WorkloadResult> {
+  const messages = w.domains * w.perDomain;
+  console.log(
+    `\n== ${w.name}: ${w.describe}: ${w.domains} domains × ${w.perDomain} messages = ${messages} per batch` +
+      `${w.nodes ? `, nodes=${w.nodes}` : ''}, ${o.rounds} round(s)`,
+  );
+  const t0 = Date.now();
+  const setup = await setUpWorkload(w, shared);
+  try {
+    const { domains, instances } = setup;
+    console.log(`   set up in ${fmt((Date.now() - t0) / 1000)} s: bare :${instances.bare.port}, plugins :${instances.plugins.port}`);
+    // Warm-up over the same domains: ratchet raised, MTA-STS policies fetched, JIT and TLS contexts warm.
+    const warmCount = Math.max(MIN_WARMUP_MESSAGES, w.domains);
+    for (const side of ['bare', 'plugins'] as const) {
+      const r = await runBatch(instances[side], shared, domains, warmCount, o.connections, `${w.name}w${side[0]}`);
+      const bareDns = r.dns.MX ?? 0;
+      console.log(
+        `   warm-up ${lpad(side, 7)}: ${warmCount} messages, DNS queries per message: ${perMessage(r.dns, warmCount)}` +
+          `${r.https ? `; ${r.https} HTTPS policy fetch(es)` : ''}`,
+      );
+      if (side === 'bare' && bareDns === 0) {
+        throw new Error('bare Haraka asked the test DNS server no MX query: haraka-dns-servers did not take effect');
+      }
+    }
+    console.log(`   ratchet of the ${domains.length} domains after the warm-up: ${await ratchetCounts(setup.ratchetUrl, domains)}`);
+
+    const results: BatchResult[] = [];
+    console.log(
+      `   ${'round'.padEnd(5)} ${'side'.padEnd(7)} ${lpad('seconds', 7)} ${lpad('msg/s', 7)} ${lpad('CPU ms/msg', 10)} ${lpad('STARTTLS', 9)}  DNS queries per message; HTTPS`,
+    );
+    for (let round = 1; round <= o.rounds; round++) {
+      const order: Side[] = round % 2 === 1 ? ['bare', 'plugins'] : ['plugins', 'bare'];
+      for (const side of order) {
+        const r = await runBatch(instances[side], shared, domains, messages, o.connections, `${w.name}r${round}${side[0]}`);
+        const result: BatchResult = { side, round, ...r, rate: messages / r.seconds };
+        results.push(result);
+        console.log(
+          `   ${String(round).padEnd(5)} ${side.padEnd(7)} ${lpad(fmt(r.seconds, 2), 7)} ${lpad(fmt(result.rate), 7)} ` +
+            `${lpad(fmt(r.cpuMs / messages, 2), 10)} ${lpad(`${r.secure}/${messages}`, 9)}  ${perMessage(r.dns, messages)}; ${r.https}`,
+        );
+      }
+    }
+    const pick = (side: Side, f: (r: BatchResult) => number): number => median(results.filter((r) => r.side === side).map(f));
+    const result: WorkloadResult = {
+      workload: w,
+      bareRate: pick('bare', (r) => r.rate),
+      pluginsRate: pick('plugins', (r) => r.rate),
+      bareCpu: pick('bare', (r) => r.cpuMs / r.messages),
+      pluginsCpu: pick('plugins', (r) => r.cpuMs / r.messages),
+    };
+    console.log(
+      `   medians: bare ${fmt(result.bareRate)} msg/s, ${fmt(result.bareCpu, 2)} CPU ms/msg; plugins ${fmt(result.pluginsRate)} msg/s, ` +
+        `${fmt(result.pluginsCpu, 2)} CPU ms/msg; plugins/bare: throughput ${fmt(result.pluginsRate / result.bareRate, 3)}, ` +
+        `CPU per message ${fmt(result.pluginsCpu / result.bareCpu, 3)}`,
+    );
+    return result;
+  } finally {
+    await setup.stop();
+  }
+}
+
+function summary(results: WorkloadResult[], o: Options): boolean {
+  console.log(
+    `\nsummary: OPS-6, plugins/bare with a warm cache (medians of ${o.rounds} round(s); ` +
+      `limits: throughput ≥ ${MIN_THROUGHPUT_RATIO}, Haraka CPU per message ≤ ${MAX_CPU_RATIO})`,
+  );
+  const header = [
+    'workload'.padEnd(9),
+    lpad('bare msg/s', 10),
+    lpad('plugins', 8),
+    lpad('ratio', 6),
+    '     ',
+    lpad('bare CPU ms/msg', 15),
+    lpad('plugins', 8),
+    lpad('ratio', 6),
+    '    ',
+  ];
+  console.log(`  ${header.join(' ')}`);
+  let allPass = true;
+  for (const r of results) {
+    const tput = r.pluginsRate / r.bareRate;
+    const cpu = r.pluginsCpu / r.bareCpu;
+    const tputOk = tput >= MIN_THROUGHPUT_RATIO;
+    const cpuOk = cpu <= MAX_CPU_RATIO;
+    allPass &&= tputOk && cpuOk;
+    console.log(
+      `  ${[
+        r.workload.name.padEnd(9),
+        lpad(fmt(r.bareRate), 10),
+        lpad(fmt(r.pluginsRate), 8),
+        lpad(fmt(tput, 3), 6),
+        verdict(tputOk).padEnd(5),
+        lpad(fmt(r.bareCpu, 2), 15),
+        lpad(fmt(r.pluginsCpu, 2), 8),
+        lpad(fmt(cpu, 3), 6),
+        verdict(cpuOk),
+      ].join(' ')}`,
+    );
+  }
+  return allPass;
+}
+
+/** Exit status 0 after a complete run, PASS or FAIL (the summary says which); 2 when the run failed. */
+async function main(): Promise<void> {
+  const o = options(process.argv.slice(2));
+  const cleanup = new Cleanup();
+  cleanup.onInterrupt();
+  const t0 = Date.now();
+  try {
+    console.log(
+      `overhead (OPS-6): ${o.workloads.join(', ')}; ${o.sinks} STARTTLS sinks on ${SINK_NET}1-${o.sinks}:${SMTP_PORT}, ` +
+        `${o.connections} submission connections, ${o.rounds} round(s); ${os.cpus().length} CPU(s), Node ${process.version}`,
+    );
+    const shared = await setUpShared(o, cleanup);
+    const results: WorkloadResult[] = [];
+    for (const w of workloads(o)) results.push(await runWorkload(w, o, shared));
+    const pass = summary(results, o);
+    console.log(`\nOPS-6 overhead: ${pass ? 'PASS on every workload' : 'FAIL (see the table)'}`);
+  } finally {
+    await cleanup.runAll();
+  }
+  console.log(`\ndone in ${fmt((Date.now() - t0) / 1000)} s`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(`overhead benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exit(2);
+  },
+);
