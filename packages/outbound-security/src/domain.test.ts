@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { toASCII } from 'tr46';
+import { toASCII, toUnicode } from 'tr46';
 import { literalKey, normaliseHostName, parseDomainLiteral, parseLiteralKey, toALabel, toULabel } from './domain';
 import { isValidRatchetKey } from './ratchet/store';
 
@@ -117,4 +117,22 @@ test('ST-6: every spelling of one address is one literal key (ipaddr.js canonica
   assert.equal(literalKey(parseLiteralKey('[2001:0DB8::0001]') ?? { address: '?', family: 4 }), '[2001:db8::1]');
   assert.equal(literalKey(parseLiteralKey('[::ffff:192.0.2.1]') ?? { address: '?', family: 4 }), '[192.0.2.1]');
   assert.equal(parseLiteralKey('[example.com]'), null);
+});
+
+test('MX-1/OPS-6: toULabel skips tr46 for names without a punycode label and gives exactly what tr46 gives', () => {
+  const label = fc.stringMatching(/^(?:xn--)?[a-z0-9](?:[a-z0-9-]{0,8}[a-z0-9])?$/);
+  fc.assert(
+    fc.property(fc.array(label, { minLength: 1, maxLength: 4 }), (labels) => {
+      const name = labels.join('.');
+      const expected = toUnicode(name, {
+        checkBidi: true,
+        checkJoiners: true,
+        checkHyphens: false,
+        useSTD3ASCIIRules: true,
+        transitionalProcessing: false,
+      });
+      assert.equal(toULabel(name), expected.error ? name : expected.domain);
+    }),
+    { numRuns: 2000 },
+  );
 });

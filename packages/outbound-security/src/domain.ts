@@ -58,6 +58,8 @@ export function toALabel(domain: string): DomainResult {
 
 /** The Unicode form of an A-label domain, for logs (falls back to the input). */
 export function toULabel(aLabel: string): string {
+  // OPS-6: without a punycode label there is nothing to decode (the common case, every message).
+  if (!/(^|\.)xn--/i.test(aLabel)) return aLabel;
   const { domain, error } = toUnicode(aLabel, { ...UTS46_OPTIONS });
   return error ? aLabel : domain;
 }
