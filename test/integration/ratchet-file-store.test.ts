@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FileRatchetStore, STALE_LEFTOVER_MS } from 'haraka-outbound-security/ratchet/file-store';
+import { CHANGES_FILE } from 'haraka-outbound-security/ratchet/change-marker';
 import { assertUnreadable, levelOf, ratchetStoreContract, startWorker } from '../support/ratchet-store.contract';
 import type { RatchetRead } from 'haraka-outbound-security/ratchet/store';
 import { SecLevel, levelName } from 'haraka-outbound-security/tls/sec-level';
@@ -29,12 +30,45 @@ function freshDir(): string {
   return path.join(tmp, `case-${++counter}`, 'ratchet');
 }
 
+/**
+ * OPS-6: every file-system call of this process that names a domain entry of
+ * a ratchet directory (`<dir>/<domain>` or below; not the directory itself nor
+ * its dot-files such as the change marker), counted by wrapping `fs` and
+ * `fs.promises`, which the store calls through.
+ */
+const domainReads: string[] = [];
+const READ_CALLS = {
+  promises: ['readdir', 'readFile', 'lstat', 'stat', 'open', 'opendir'],
+  sync: ['readdirSync', 'readFileSync', 'lstatSync', 'statSync', 'openSync', 'opendirSync'],
+};
+before(() => {
+  const wrap = (target: Record<string, unknown>, name: string): void => {
+    const original = target[name] as (...args: unknown[]) => unknown;
+    target[name] = function (this: unknown, ...args: unknown[]) {
+      if (typeof args[0] === 'string') domainReads.push(args[0]);
+      return original.apply(this, args);
+    };
+  };
+  for (const name of READ_CALLS.promises) wrap(fs.promises as unknown as Record<string, unknown>, name);
+  for (const name of READ_CALLS.sync) wrap(fs as unknown as Record<string, unknown>, name);
+});
+
+/** How many counted calls named a domain entry under `dir`. */
+function domainReadsUnder(dir: string): number {
+  return domainReads.filter((file) => {
+    const relative = path.relative(dir, file);
+    return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative) && !relative.startsWith('.');
+  }).length;
+}
+
 ratchetStoreContract('FileRatchetStore', async () => {
   const dir = freshDir();
   return {
     url: `file:${dir}`,
     store: new FileRatchetStore(dir),
     cleanup: async () => fs.rmSync(path.dirname(dir), { recursive: true, force: true }),
+    backendReads: async () => domainReadsUnder(dir),
+    changesSeen: 'next-read',
   };
 });
 
@@ -181,13 +215,114 @@ describe('FileRatchetStore on disk', () => {
   });
 });
 
+describe('FileRatchetStore memory and change marker (OPS-6)', () => {
+  test('OPS-6: every raise and reset appends its domain to the change marker twice (intent, then done)', async () => {
+    const dir = freshDir();
+    const store = new FileRatchetStore(dir);
+    await store.raise('a.example', SecLevel.PLAIN);
+    await store.raise('a.example', SecLevel.PLAIN); // nothing to raise: nothing announced
+    await store.raise('relay:mx.b.example', SecLevel.TLS_SECURE);
+    await store.reset('a.example');
+    await store.reset('never.example'); // nothing there: an intent line only
+    assert.equal(
+      fs.readFileSync(path.join(dir, CHANGES_FILE), 'utf8'),
+      'a.example\na.example\nrelay:mx.b.example\nrelay:mx.b.example\na.example\na.example\nnever.example\n',
+    );
+  });
+
+  test('ST-2: a writer killed between its level file and its done line leaves no reader stale longer than settleMs', async () => {
+    const dir = freshDir();
+    let clock = 1_000_000;
+    const settleMs = 1_000;
+    const reader = new FileRatchetStore(dir, { settleMs, now: () => clock });
+    await new FileRatchetStore(dir).raise('crash.example', SecLevel.PLAIN);
+    assert.equal(levelOf(await reader.get('crash.example')), SecLevel.PLAIN);
+    clock += 2 * settleMs; // past the settling of the reader's start
+    assert.equal(levelOf(await reader.get('crash.example')), SecLevel.PLAIN);
+    const settled = domainReadsUnder(dir);
+    assert.equal(levelOf(await reader.get('crash.example')), SecLevel.PLAIN);
+    assert.equal(domainReadsUnder(dir), settled, 'settled: remembered');
+
+    // What a writer killed after its level file and before its done line leaves behind:
+    fs.appendFileSync(path.join(dir, CHANGES_FILE), 'crash.example\n'); // its intent line
+    clock += 10;
+    assert.equal(levelOf(await reader.get('crash.example')), SecLevel.PLAIN, 'read between intent and link');
+    fs.writeFileSync(path.join(dir, 'crash.example', 'TLS_SECURE'), `{"raisedAt":${Date.now()}}\n`); // its level file
+    clock += 10;
+    assert.equal(levelOf(await reader.get('crash.example')), SecLevel.PLAIN, 'within settleMs the remembered read stands');
+    clock += settleMs;
+    assert.equal(levelOf(await reader.get('crash.example')), SecLevel.TLS_SECURE, 'after settleMs it is read again');
+    const after = domainReadsUnder(dir);
+    clock += 10 * settleMs;
+    assert.equal(levelOf(await reader.get('crash.example')), SecLevel.TLS_SECURE);
+    assert.equal(domainReadsUnder(dir), after, 'and then remembered again');
+  });
+
+  test('ST-4: an unreadable entry is read again at every get, never remembered as a level', async () => {
+    const dir = freshDir();
+    const store = new FileRatchetStore(dir);
+    await store.raise('broken.example', SecLevel.PLAIN);
+    await store.get('broken.example');
+    fs.writeFileSync(path.join(dir, 'broken.example', 'TLS_SECURE'), '{"raisedAt":'); // torn by hand…
+    fs.appendFileSync(path.join(dir, CHANGES_FILE), 'broken.example\n'); // …and announced, so readers look again
+    for (let i = 0; i < 3; i++) {
+      const before = domainReadsUnder(dir);
+      assertUnreadable(await store.get('broken.example'), path.join(dir, 'broken.example', 'TLS_SECURE'));
+      assert.ok(domainReadsUnder(dir) > before, `read ${i} went to the disk`);
+    }
+    fs.writeFileSync(path.join(dir, 'broken.example', 'TLS_SECURE'), '{"raisedAt":1}\n'); // repaired by hand
+    assert.equal(levelOf(await store.get('broken.example')), SecLevel.TLS_SECURE, 'the repair is seen at once');
+  });
+
+  test('OPS-6: a store written before the marker existed gets one at its first read, and is remembered from then on', async () => {
+    const dir = freshDir();
+    await new FileRatchetStore(dir).raise('old.example', SecLevel.TLS_INSECURE);
+    fs.rmSync(path.join(dir, CHANGES_FILE));
+    const store = new FileRatchetStore(dir, { settleMs: 0 });
+    assert.equal(levelOf(await store.get('old.example')), SecLevel.TLS_INSECURE);
+    assert.equal(fs.existsSync(path.join(dir, CHANGES_FILE)), true);
+    const before = domainReadsUnder(dir);
+    assert.equal(levelOf(await store.get('old.example')), SecLevel.TLS_INSECURE);
+    assert.equal(domainReadsUnder(dir), before);
+    // A marker replaced (deleted and made again) makes every reader forget everything.
+    fs.rmSync(path.join(dir, CHANGES_FILE));
+    fs.mkdirSync(path.join(dir, 'old.example', 'x'), { recursive: true }); // now unreadable
+    fs.writeFileSync(path.join(dir, CHANGES_FILE), '');
+    assertUnreadable(await store.get('old.example'), path.join(dir, 'old.example', 'x'));
+  });
+
+  test('OPS-5: what a process remembers is bounded in entries', async () => {
+    const dir = freshDir();
+    const store = new FileRatchetStore(dir, { memory: { entries: 2, bytes: 1 << 20 }, settleMs: 0 });
+    for (const domain of ['a.example', 'b.example', 'c.example']) await store.raise(domain, SecLevel.PLAIN);
+    for (const domain of ['a.example', 'b.example', 'c.example']) await store.get(domain);
+    const before = domainReadsUnder(dir);
+    await store.get('b.example');
+    await store.get('c.example');
+    assert.equal(domainReadsUnder(dir), before, 'the two most recent are remembered');
+    await store.get('a.example');
+    assert.ok(domainReadsUnder(dir) > before, 'the oldest was forgotten');
+  });
+});
+
 describe('FileRatchetStore with processes killed', () => {
   test('ST-2: kill -9 at random moments leaves every domain readable and at least at its confirmed level', async () => {
     const dir = freshDir();
     const confirmed = new Map<string, SecLevel>();
     const rounds = 4;
+    // A reader that lives through the kills and remembers what it reads (OPS-6).
+    const settleMs = 300;
+    const reader = new FileRatchetStore(dir, { settleMs });
+    const shared = ['shared0.kill.test', 'shared1.kill.test', 'shared2.kill.test', 'shared3.kill.test'];
     for (let round = 0; round < rounds; round++) {
       const workers = Array.from({ length: 4 }, (_, i) => startWorker(['loop', `file:${dir}`, String(round * 10 + i), `r${round}w${i}`]));
+      let reading = true;
+      const reads = (async () => {
+        while (reading) {
+          for (const domain of shared) assert.notEqual((await reader.get(domain)).kind, 'unreadable', domain);
+          await new Promise((resolve) => setTimeout(resolve, 1));
+        }
+      })();
       // Let each one confirm at least one raise, then kill it at a random moment.
       await Promise.all(
         workers.map(async (w) => {
@@ -197,6 +332,8 @@ describe('FileRatchetStore with processes killed', () => {
           assert.equal(await w.exited, null, `worker should die of SIGKILL: ${w.stderr.join('')}`);
         }),
       );
+      reading = false;
+      await reads;
       for (const w of workers) {
         for (const line of w.lines) {
           if (!line.startsWith('{')) continue;
@@ -210,6 +347,12 @@ describe('FileRatchetStore with processes killed', () => {
     for (const [domain, level] of confirmed) {
       const read = await store.get(domain);
       assert.ok(levelOf(read) >= level, `${domain}: confirmed ${levelName(level)}, reads ${JSON.stringify(read)}`);
+    }
+    // The long-lived reader, once settleMs has passed, is not stale about anything confirmed.
+    await new Promise((resolve) => setTimeout(resolve, settleMs + 50));
+    for (const [domain, level] of confirmed) {
+      const read = await reader.get(domain);
+      assert.ok(levelOf(read) >= level, `reader: ${domain}: confirmed ${levelName(level)}, reads ${JSON.stringify(read)}`);
     }
     // A domain killed between mkdir and link reads as none (its raise never resolved); none is not unreadable.
     const all = await store.list();

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { TestRedis } from '../fixtures/redis-server';
+import { spawn } from 'node:child_process';
+import { REDIS_CLI, TestRedis } from '../fixtures/redis-server';
 import { openRatchetStoreFromUrl } from 'haraka-outbound-security/store/open';
 import { assertUnreadable, levelOf, ratchetStoreContract, startWorker, type Worker } from '../support/ratchet-store.contract';
 import type { RatchetRead, RatchetStore } from 'haraka-outbound-security/ratchet/store';
@@ -41,9 +42,22 @@ async function openFresh(prefix = `t${randomBytes(6).toString('hex')}:`): Promis
   return { prefix, url, store };
 }
 
+/** Commands that are not a read or write of ratchet entries: connection set-up, pub/sub, and our own INFO. */
+const NOT_ENTRY_COMMANDS = /^(info|ping|hello|client\|.*|select|auth|subscribe|unsubscribe|publish|quit|command\|.*)$/;
+
+/** OPS-6: commands on entries the server has run so far (INFO commandstats), for every client. */
+async function entryCommands(): Promise<number> {
+  const stats = await redis.cli('INFO', 'commandstats');
+  let calls = 0;
+  for (const match of stats.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+    if (!NOT_ENTRY_COMMANDS.test(match[1] as string)) calls += Number(match[2]);
+  }
+  return calls;
+}
+
 ratchetStoreContract('RedisRatchetStore', async () => {
   const { url, store } = await openFresh();
-  return { url, store, cleanup: () => store.close() };
+  return { url, store, cleanup: () => store.close(), backendReads: entryCommands, changesSeen: 'on-message' };
 });
 
 type Outcome<T> =
@@ -107,6 +121,91 @@ async function waitForLevel(store: RatchetStore, domain: string): Promise<Ratche
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
+
+/** A `redis-cli SUBSCRIBE channel` of its own: the messages published on `channel`, in order. */
+async function subscribeWithCli(channel: string): Promise<{ messages(count: number): Promise<string[]>; stop(): void }> {
+  const child = spawn(REDIS_CLI, ['-p', String(redis.port), '--no-raw', 'SUBSCRIBE', channel], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  let partial = '';
+  let changed: () => void = () => undefined;
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    const parts = (partial + chunk).split('\n');
+    partial = parts.pop() ?? '';
+    lines.push(...parts.map((line) => line.replace(/^\d+\) /, '').replace(/^"(.*)"$/, '$1')));
+    changed();
+  });
+  const until = async (predicate: () => boolean): Promise<void> => {
+    const deadline = Date.now() + 5_000;
+    while (!predicate()) {
+      if (Date.now() > deadline) assert.fail(`redis-cli SUBSCRIBE ${channel}: ${JSON.stringify(lines)}`);
+      await new Promise<void>((resolve) => {
+        changed = resolve;
+        setTimeout(resolve, 50);
+      });
+    }
+  };
+  await until(() => lines.includes('subscribe'));
+  const payloads = (): string[] =>
+    lines.flatMap((line, i) => (line === 'message' && lines[i + 2] !== undefined ? [lines[i + 2] as string] : []));
+  return {
+    messages: async (count) => {
+      await until(() => payloads().length >= count);
+      return payloads();
+    },
+    stop: () => child.kill(),
+  };
+}
+
+describe('RedisRatchetStore memory and change feed (OPS-6)', () => {
+  test('OPS-6: a raise that changes a level and every reset publish the domain on <prefix>ratchet-changes', async () => {
+    const { prefix, store } = await openFresh();
+    const listener = await openFresh(prefix);
+    try {
+      const subscriber = await subscribeWithCli(`${prefix}ratchet-changes`);
+      await store.raise('feed.example', SecLevel.TLS_INSECURE);
+      await store.raise('feed.example', SecLevel.PLAIN); // no change: no message
+      await store.reset('feed.example');
+      await store.reset('never.example');
+      await store.raise('relay:mx.feed.example', SecLevel.TLS_SECURE);
+      assert.deepEqual(await subscriber.messages(4), ['feed.example', 'feed.example', 'never.example', 'relay:mx.feed.example']);
+      subscriber.stop();
+    } finally {
+      await listener.store.close();
+      await store.close();
+    }
+  });
+
+  test('ST-3: while the subscriber is disconnected nothing is remembered: a change it could not hear of is seen', async () => {
+    const { prefix, store } = await openFresh();
+    try {
+      await store.raise('unheard.example', SecLevel.PLAIN);
+      for (let i = 0; i < 3; i++) await store.get('unheard.example');
+      const before = await entryCommands();
+      await store.get('unheard.example');
+      assert.equal((await entryCommands()) - before, 0, 'remembered while subscribed');
+
+      // Drop the subscriber's connection, then change the entry behind the store's back (no message).
+      await redis.cli('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      await redis.cli('HSET', `${prefix}ratchet:unheard.example`, 'level', String(SecLevel.TLS_SECURE));
+      const deadline = Date.now() + 5_000;
+      let read = await store.get('unheard.example');
+      while (read.kind === 'level' && read.entry.level !== SecLevel.TLS_SECURE && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        read = await store.get('unheard.example');
+      }
+      assert.equal(levelOf(read), SecLevel.TLS_SECURE, 'the remembered PLAIN was forgotten when the subscriber went away');
+
+      // Once subscribed again, reads are remembered again.
+      assert.equal(await store.ready?.(5_000), true);
+      for (let i = 0; i < 3; i++) await store.get('unheard.example');
+      const again = await entryCommands();
+      await store.get('unheard.example');
+      assert.equal((await entryCommands()) - again, 0, 'remembered again after resubscribing');
+    } finally {
+      await store.close();
+    }
+  });
+});
 
 describe('RedisRatchetStore on a real Redis', () => {
   test('ST-3: an entry is the hash <prefix>ratchet:<domain> with level, raisedAt and host', async () => {

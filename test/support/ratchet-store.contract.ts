@@ -4,12 +4,14 @@
  * store's tests both call {@link ratchetStoreContract}. Not a test file itself.
  *
  * `setup` gives each test a fresh, empty store, the URL another process opens
- * the same store with (openRatchetStoreFromUrl), and a cleanup.
+ * the same store with (openRatchetStoreFromUrl), a count of the per-domain
+ * reads its backend has served (OPS-6), and a cleanup.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { describe, test } from 'node:test';
+import { isDeepStrictEqual } from 'node:util';
 import type { RatchetRead, RatchetStore } from 'haraka-outbound-security/ratchet/store';
 import { SecLevel, levelName, parseLevel } from 'haraka-outbound-security/tls/sec-level';
 
@@ -20,7 +22,19 @@ export interface ContractStore {
   url: string;
   store: RatchetStore;
   cleanup(): Promise<void>;
+  /** OPS-6: how many per-domain reads the backend has served this store so far (file reads, Redis commands). */
+  backendReads(): Promise<number>;
+  /**
+   * When a change made by another process is seen: at the very next read
+   * (files: the read checks the change marker), or once the store's
+   * invalidation message has arrived (Redis pub/sub: sent by the server before
+   * it answers the writer, so it is in flight when the writer learns of its change).
+   */
+  changesSeen: 'next-read' | 'on-message';
 }
+
+/** How long an invalidation message may take to arrive on loopback (`changesSeen: 'on-message'`). */
+export const MESSAGE_DELAY_MS = 2_000;
 
 export function levelOf(read: RatchetRead): SecLevel {
   assert.equal(read.kind, 'level', `expected a level, got ${JSON.stringify(read)}`);
@@ -75,6 +89,38 @@ export function startWorker(args: string[]): Worker {
             void exited.then(() => reject(new Error(`worker exited before the expected line: ${stderr.join('')}`)));
           }),
   };
+}
+
+/** One turn of the event loop, for loops of reads that may all be answered from memory. */
+function yieldToIo(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Runs ratchet-store.worker.js once (`raise URL SEED DOMAIN LEVEL`, `reset URL SEED DOMAIN`) and waits for it to exit. */
+export async function changeInOtherProcess(url: string, args: string[]): Promise<void> {
+  const worker = startWorker([args[0] as string, url, '1', ...args.slice(1)]);
+  const code = await worker.exited;
+  assert.equal(code, 0, `worker ${args.join(' ')} failed: ${worker.stderr.join('')}`);
+  assert.deepEqual(worker.lines, ['done']);
+}
+
+/**
+ * The read that follows another process's change: the very next one for a
+ * store that checks at each read; for a store told by message, the first read
+ * that sees `expected` within MESSAGE_DELAY_MS (every earlier read must show
+ * the state before the change, never anything else).
+ */
+async function readAfterChange(fresh: ContractStore, domain: string, expected: RatchetRead, before: RatchetRead): Promise<RatchetRead> {
+  const strip = (read: RatchetRead): unknown => (read.kind === 'level' ? { kind: 'level', level: read.entry.level } : read);
+  let read = await fresh.store.get(domain);
+  if (fresh.changesSeen === 'next-read') return read;
+  const deadline = Date.now() + MESSAGE_DELAY_MS;
+  while (Date.now() < deadline && !isDeepStrictEqual(strip(read), strip(expected))) {
+    assert.deepEqual(strip(read), strip(before), 'before the message arrives, a read shows the state before the change');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    read = await fresh.store.get(domain);
+  }
+  return read;
 }
 
 /** Declares `describe(name)` with the tests every ratchet store must pass. */
@@ -180,7 +226,10 @@ export function ratchetStoreContract(name: string, setup: () => Promise<Contract
           writing = false;
         });
         const reads: RatchetRead[] = [];
-        while (writing) reads.push(await store.get(domain));
+        while (writing) {
+          reads.push(await store.get(domain));
+          await yieldToIo(); // a remembered read (OPS-6) does no I/O: let the writer run
+        }
         await writer;
         const unreadable = reads.filter((read) => read.kind === 'unreadable');
         assert.deepEqual(unreadable, [], `${unreadable.length} of ${reads.length} reads were unreadable`);
@@ -210,6 +259,7 @@ export function ratchetStoreContract(name: string, setup: () => Promise<Contract
             seen.set(domain, level);
           }
           polls++;
+          await yieldToIo(); // remembered reads (OPS-6) do no I/O: let the workers' exits be seen
         }
         const codes = await allExited;
         codes.forEach((code, i) => assert.equal(code, 0, `worker ${i} failed: ${workers[i]?.stderr.join('')}`));
@@ -231,5 +281,76 @@ export function ratchetStoreContract(name: string, setup: () => Promise<Contract
           Object.fromEntries([...expected].sort(([a], [b]) => (a < b ? -1 : 1)).map(([domain, level]) => [domain, levelName(level)])),
         );
       }));
+
+    test('OPS-6: a warm read makes no per-domain read of the backend, for a level and for none', () =>
+      withStore(async (fresh) => {
+        const { store } = fresh;
+        await store.raise('warm.example', SecLevel.TLS_SECURE, 'mx.warm.example');
+        await store.raise('[192.0.2.9]', SecLevel.PLAIN);
+        const domains = ['warm.example', '[192.0.2.9]', 'never.example'];
+        // Warm up (a store that subscribes to changes may need a moment to be subscribed).
+        for (let i = 0; i < 3; i++) for (const domain of domains) await store.get(domain);
+        const before = await fresh.backendReads();
+        for (let i = 0; i < 50; i++) {
+          assert.equal(levelOf(await store.get('warm.example')), SecLevel.TLS_SECURE);
+          assert.equal(levelOf(await store.get('[192.0.2.9]')), SecLevel.PLAIN);
+          assert.deepEqual(await store.get('never.example'), { kind: 'none' });
+        }
+        const read = await store.get('warm.example');
+        assert.equal((read as Extract<RatchetRead, { kind: 'level' }>).entry.host, 'mx.warm.example', 'a cached entry is the whole entry');
+        assert.equal((await fresh.backendReads()) - before, 0, '151 warm reads made no per-domain read');
+      }));
+
+    test('ST-2/ST-3: a raise by another process is seen at the next read, also when the level was cached', () =>
+      withStore(async (fresh) => {
+        const { url, store } = fresh;
+        await store.raise('other.example', SecLevel.PLAIN);
+        for (let i = 0; i < 3; i++) await store.get('other.example');
+        assert.deepEqual(await store.get('fresh.example'), { kind: 'none' });
+        const plain = await store.get('other.example');
+        assert.equal(levelOf(plain), SecLevel.PLAIN);
+
+        await changeInOtherProcess(url, ['raise', 'other.example', 'TLS_SECURE']);
+        assert.equal(levelOf(await readAfterChange(fresh, 'other.example', secure('other.example'), plain)), SecLevel.TLS_SECURE);
+        await changeInOtherProcess(url, ['raise', 'fresh.example', 'TLS_INSECURE']);
+        const none: RatchetRead = { kind: 'none' };
+        assert.equal(levelOf(await readAfterChange(fresh, 'fresh.example', insecure('fresh.example'), none)), SecLevel.TLS_INSECURE);
+        // Still warm afterwards: the change invalidated, it did not disable the cache.
+        const before = await fresh.backendReads();
+        for (let i = 0; i < 3; i++) await store.get('other.example');
+        assert.ok((await fresh.backendReads()) - before <= 1, 'at most one read refills the cache');
+      }));
+
+    test('ST-2/ST-3: a reset by another process (the CLI) is seen at the next read, also when the level was cached', () =>
+      withStore(async (fresh) => {
+        const { url, store } = fresh;
+        await store.raise('reset.example', SecLevel.TLS_SECURE);
+        for (let i = 0; i < 3; i++) await store.get('reset.example');
+        const secureRead = await store.get('reset.example');
+        assert.equal(levelOf(secureRead), SecLevel.TLS_SECURE);
+        await changeInOtherProcess(url, ['reset', 'reset.example']);
+        assert.deepEqual(await readAfterChange(fresh, 'reset.example', { kind: 'none' }, secureRead), { kind: 'none' });
+        // And a lower level raised after the reset counts too.
+        await changeInOtherProcess(url, ['raise', 'reset.example', 'PLAIN']);
+        const after = await readAfterChange(fresh, 'reset.example', plainRead('reset.example'), { kind: 'none' });
+        assert.equal(levelOf(after), SecLevel.PLAIN);
+      }));
+
+    test('ST-2/ST-3: a reset in this process is seen at the next read', () =>
+      withStore(async ({ store }) => {
+        await store.raise('self.example', SecLevel.TLS_INSECURE);
+        for (let i = 0; i < 3; i++) await store.get('self.example');
+        assert.equal(await store.reset('self.example'), true);
+        assert.deepEqual(await store.get('self.example'), { kind: 'none' });
+        await store.raise('self.example', SecLevel.PLAIN);
+        assert.equal(levelOf(await store.get('self.example')), SecLevel.PLAIN);
+      }));
   });
 }
+
+function levelRead(domain: string, level: SecLevel): RatchetRead {
+  return { kind: 'level', entry: { domain, level } };
+}
+const secure = (domain: string): RatchetRead => levelRead(domain, SecLevel.TLS_SECURE);
+const insecure = (domain: string): RatchetRead => levelRead(domain, SecLevel.TLS_INSECURE);
+const plainRead = (domain: string): RatchetRead => levelRead(domain, SecLevel.PLAIN);

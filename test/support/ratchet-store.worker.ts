@@ -21,7 +21,7 @@ import { once } from 'node:events';
 import readline from 'node:readline';
 import { openRatchetStoreFromUrl } from 'haraka-outbound-security/store/open';
 import type { RatchetRead, RatchetStore } from 'haraka-outbound-security/ratchet/store';
-import { SEC_LEVELS, SecLevel, levelName } from 'haraka-outbound-security/tls/sec-level';
+import { SEC_LEVELS, SecLevel, levelName, parseLevel } from 'haraka-outbound-security/tls/sec-level';
 
 /** How long a store that connects in the background may take to become usable. */
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -89,9 +89,28 @@ async function loop(store: RatchetStore, next: () => number, prefix: string): Pr
   }
 }
 
+async function changeOnce(
+  store: RatchetStore,
+  mode: 'raise' | 'reset',
+  domain: string | undefined,
+  levelText: string | undefined,
+): Promise<void> {
+  if (!domain) fail(`${mode} needs a DOMAIN`);
+  if (mode === 'reset') {
+    await store.reset(domain);
+  } else {
+    const level = parseLevel(levelText ?? '');
+    if (level === null) fail(`raise needs a LEVEL, not ${String(levelText)}`);
+    const stored = await store.raise(domain, level, 'mx.other-process.test');
+    if (stored < level) fail(`raise(${domain}, ${levelName(level)}) resolved with ${levelName(stored)}`);
+  }
+  process.stdout.write('done\n');
+}
+
 async function main(): Promise<void> {
   const [mode, url, seedText, ...rest] = process.argv.slice(2);
-  if (!url || !seedText) fail('usage: monotonic URL SEED RAISES DOMAINS | loop URL SEED PREFIX');
+  if (!url || !seedText)
+    fail('usage: monotonic URL SEED RAISES DOMAINS | loop URL SEED PREFIX | raise URL SEED DOMAIN LEVEL | reset URL SEED DOMAIN');
   const store = openRatchetStoreFromUrl(url);
   // A store that connects in the background (Redis) is waited for, as the plugins and the CLI do.
   if (store.ready && !(await store.ready(CONNECT_TIMEOUT_MS))) fail(`${store.description} not ready after ${CONNECT_TIMEOUT_MS} ms`);
@@ -99,6 +118,7 @@ async function main(): Promise<void> {
   try {
     if (mode === 'monotonic') await monotonic(store, next, Number(rest[0] ?? 100), Number(rest[1] ?? 10));
     else if (mode === 'loop') await loop(store, next, rest[0] ?? `w${process.pid}`);
+    else if (mode === 'raise' || mode === 'reset') await changeOnce(store, mode, rest[0], rest[1]);
     else fail(`unknown mode ${String(mode)}`);
   } finally {
     await store.close();

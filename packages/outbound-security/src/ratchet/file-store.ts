@@ -21,8 +21,19 @@
  * error) makes the domain `unreadable` (ST-4): it may hold any level.
  *
  * `reset` renames the domain directory out of sight (atomic for readers) and
- * then deletes it. Nothing is cached: a reset by the CLI counts at the next
- * delivery.
+ * then deletes it.
+ *
+ * OPS-6: each process remembers what it read (RatchetMemory, bounded), so a
+ * delivery reads no per-domain file when nothing changed. What keeps that
+ * memory true is the change marker `<dir>/.changes` (change-marker.ts): every
+ * raise and reset, by any process, appends the domain to it before touching
+ * the domain and again once the change is durable, before it resolves; every
+ * `get` first stats the marker (one syscall) and forgets the domains appended
+ * since. So a raise by another worker, or a reset by the CLI, counts at the
+ * next delivery everywhere, and a writer killed between its change and its
+ * second line leaves no reader stale for more than `settleMs` (the first line
+ * makes readers read the domain once more when that time has passed). `raise`
+ * itself never trusts memory: it reads the directory before and after.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
@@ -30,6 +41,8 @@ import type { Dirent } from 'node:fs';
 import path from 'node:path';
 import { printable } from '../domain';
 import { isValidRatchetKey, type RatchetEntry, type RatchetRead, type RatchetStore } from './store';
+import { ChangeWatcher, SETTLE_MS, announceChange } from './change-marker';
+import { RatchetMemory, type RatchetMemoryLimits } from './memory';
 import { SEC_LEVELS, SecLevel, levelName } from '../tls/sec-level';
 
 /** Prefix of a level file being written; readers ignore these. */
@@ -53,18 +66,43 @@ interface LevelFileContent {
 /** What one readdir + readFile of a domain directory found. */
 type DomainScan = { read: RatchetRead; tempFiles: string[] };
 
+export interface FileRatchetStoreOptions {
+  /** OPS-5: what one process remembers (default RATCHET_MEMORY_ENTRIES and _BYTES). */
+  memory?: RatchetMemoryLimits;
+  /** How long after a change was announced a read of its domain is made once more (default SETTLE_MS). */
+  settleMs?: number;
+  /** The clock (tests). */
+  now?: () => number;
+}
+
 export class FileRatchetStore implements RatchetStore {
   readonly description: string;
   private readonly dir: string;
+  private readonly memory: RatchetMemory;
+  private readonly changes: ChangeWatcher;
+  private readonly settleMs: number;
+  private readonly now: () => number;
 
   /** `dir` is the ratchet directory itself (`<data_dir>/ratchet`); it is created on the first raise. */
-  constructor(dir: string) {
+  constructor(dir: string, options: FileRatchetStoreOptions = {}) {
     this.dir = path.resolve(dir);
     this.description = `file:${this.dir}`;
+    this.memory = new RatchetMemory(options.memory);
+    this.settleMs = options.settleMs ?? SETTLE_MS;
+    this.now = options.now ?? Date.now;
+    this.changes = new ChangeWatcher(this.dir, this.memory, this.settleMs, this.now);
   }
 
   async get(domain: string): Promise<RatchetRead> {
-    return (await this.scan(checkKey(domain))).read;
+    checkKey(domain);
+    if (!(await this.changes.refresh())) return (await this.scan(domain)).read;
+    const readAt = this.now();
+    const remembered = this.memory.recall(domain, readAt);
+    if (remembered !== undefined) return remembered;
+    const token = this.memory.token();
+    const { read } = await this.scan(domain);
+    this.memory.remember(domain, read, token, this.changes.revalidateAt(domain, readAt));
+    return read;
   }
 
   async raise(domain: string, level: SecLevel, host?: string): Promise<SecLevel> {
@@ -72,17 +110,26 @@ export class FileRatchetStore implements RatchetStore {
     if (!SEC_LEVELS.includes(level)) throw new Error(`ratchet: cannot raise ${domain}: ${String(level)} is not a security level`);
     const domainDir = this.domainDir(domain);
     for (let attempt = 1; ; attempt++) {
-      const before = await this.get(domain);
+      const before = (await this.scan(domain)).read;
       if (before.kind === 'unreadable') throw new Error(`ratchet: cannot raise ${domain} to ${levelName(level)}: ${before.reason}`);
       if (before.kind === 'level' && before.entry.level >= level) return before.entry.level;
       try {
-        await this.createLevelFile(domainDir, level, host);
+        await this.announce(domain, true); // intent: see change-marker.ts
+        let announcedAt = Date.now();
+        await this.createLevelFile(domainDir, level, host, async () => {
+          // The link must land within settleMs of an intent line: announce again after a slow write.
+          if (Date.now() - announcedAt > this.settleMs / 3) {
+            await this.announce(domain, true);
+            announcedAt = Date.now();
+          }
+        });
+        await this.announce(domain, true); // done: every reader's next get forgets what it remembers
       } catch (err) {
         // ENOENT: a concurrent reset renamed the directory away between our mkdir and link.
         if (errorCode(err) === 'ENOENT' && attempt < RAISE_ATTEMPTS) continue;
         throw new Error(`ratchet: cannot raise ${domain} to ${levelName(level)} in ${domainDir}: ${errorText(err)}`, { cause: err });
       }
-      const after = await this.get(domain);
+      const after = (await this.scan(domain)).read;
       if (after.kind === 'level' && after.entry.level >= level) return after.entry.level;
       if (after.kind === 'unreadable')
         throw new Error(`ratchet: raised ${domain} to ${levelName(level)} but cannot read it back: ${after.reason}`);
@@ -98,12 +145,19 @@ export class FileRatchetStore implements RatchetStore {
   async reset(domain: string): Promise<boolean> {
     const domainDir = this.domainDir(checkKey(domain));
     const doomed = path.join(this.dir, `${RESET_PREFIX}${uniqueSuffix()}`);
+    const announce = (): Promise<unknown> =>
+      this.announce(domain, false).catch((err: unknown) => {
+        throw new Error(`ratchet: cannot reset ${domain}: ${errorText(err)}`, { cause: err });
+      });
+    // Intent, even if there is nothing to reset: a reset killed before its done line is finished by the next one.
+    if (!(await announce())) return false; // no ratchet directory: nothing stored, nothing remembered
     try {
       await fsp.rename(domainDir, doomed);
     } catch (err) {
       if (errorCode(err) === 'ENOENT') return false;
       throw new Error(`ratchet: cannot reset ${domain}: rename ${domainDir}: ${errorText(err)}`, { cause: err });
     }
+    await announce(); // done: every reader's next get forgets what it remembers
     // The entry is gone for readers; a failed cleanup is retried by list().
     await fsp.rm(doomed, { recursive: true, force: true }).catch(() => undefined);
     return true;
@@ -140,6 +194,15 @@ export class FileRatchetStore implements RatchetStore {
 
   private domainDir(domain: string): string {
     return path.join(this.dir, domain);
+  }
+
+  /** Appends `domain` to the change marker; `create`: make the ratchet directory first if needed. */
+  private async announce(domain: string, create: boolean): Promise<boolean> {
+    if (await announceChange(this.dir, domain)) return true;
+    if (!create) return false;
+    await ensureDir(this.dir);
+    if (await announceChange(this.dir, domain)) return true;
+    throw new Error(`${this.dir} disappeared`);
   }
 
   /** One readdir of the domain directory, one readFile of its highest level file. */
@@ -198,7 +261,12 @@ export class FileRatchetStore implements RatchetStore {
   }
 
   /** Creates `<domainDir>/<LEVEL>` with its full content, unless it exists already. */
-  private async createLevelFile(domainDir: string, level: SecLevel, host: string | undefined): Promise<void> {
+  private async createLevelFile(
+    domainDir: string,
+    level: SecLevel,
+    host: string | undefined,
+    beforeLink: () => Promise<void>,
+  ): Promise<void> {
     const created = await fsp.mkdir(domainDir, { recursive: true });
     const content: LevelFileContent = { raisedAt: Date.now() };
     if (host !== undefined) content.host = host;
@@ -212,6 +280,7 @@ export class FileRatchetStore implements RatchetStore {
       } finally {
         await handle.close();
       }
+      await beforeLink();
       try {
         await fsp.link(temp, final);
       } catch (err) {
@@ -222,12 +291,7 @@ export class FileRatchetStore implements RatchetStore {
     }
     // Make the new name (and any directory mkdir created) durable before MAIL FROM is sent.
     await syncDir(domainDir);
-    if (created !== undefined) {
-      for (let dir = path.dirname(domainDir); dir.length >= path.dirname(created).length; dir = path.dirname(dir)) {
-        await syncDir(dir);
-        if (dir === path.dirname(dir)) break;
-      }
-    }
+    await syncCreated(domainDir, created);
   }
 }
 
@@ -286,6 +350,24 @@ async function syncDir(dir: string): Promise<void> {
     // best effort: EINVAL/EISDIR on some file systems and platforms
   } finally {
     await handle?.close().catch(() => undefined);
+  }
+}
+
+/** fsyncs the parents of the directories `mkdir -p dir` created (`created`: the first of them). */
+async function syncCreated(dir: string, created: string | undefined): Promise<void> {
+  if (created === undefined) return;
+  for (let parent = path.dirname(dir); parent.length >= path.dirname(created).length; parent = path.dirname(parent)) {
+    await syncDir(parent);
+    if (parent === path.dirname(parent)) break;
+  }
+}
+
+/** `mkdir -p dir`, made durable. */
+async function ensureDir(dir: string): Promise<void> {
+  const created = await fsp.mkdir(dir, { recursive: true });
+  if (created !== undefined) {
+    await syncDir(dir);
+    await syncCreated(dir, created);
   }
 }
 

@@ -4,12 +4,25 @@
  * `level` (0 PLAIN, 1 TLS_INSECURE, 2 TLS_SECURE), `raisedAt` and `host`.
  * A raise is one Lua script run atomically by the server: it only ever
  * raises, so concurrent raises end at the maximum and a lower write never wins.
+ *
+ * OPS-6: each process remembers what it read (RatchetMemory, bounded), so a
+ * delivery makes no Redis round trip when nothing changed. A raise that
+ * changes a level, and every reset (the CLI's too), publish the domain on
+ * `<prefix>ratchet-changes` from inside the script that makes the change; the
+ * change feed (redis-changes.ts) forgets it in every process, and while the
+ * feed is not subscribed nothing is remembered and every read goes to Redis.
  */
 import { isValidRatchetKey, type RatchetRead, type RatchetStore } from './store';
 import type { RedisConnection } from '../store/redis-connection';
 import { SecLevel } from '../tls/sec-level';
+import { RatchetMemory, type RatchetMemoryLimits } from './memory';
+import { CHANGES_CHANNEL, RedisChangeFeed } from './redis-changes';
 
-/** KEYS[1] = the hash; ARGV = level, raisedAt, host. Returns the stored level, or an error for a corrupt entry. */
+/**
+ * KEYS[1] = the hash; ARGV = level, raisedAt, host, change channel, domain.
+ * Returns the stored level, or an error for a corrupt entry. A change is
+ * published in the same atomic step, so no reader can miss it.
+ */
 const RAISE_SCRIPT = `
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind ~= 'none' and kind ~= 'hash' then
@@ -26,19 +39,37 @@ end
 local wanted = tonumber(ARGV[1])
 if wanted > current then
   redis.call('HSET', KEYS[1], 'level', ARGV[1], 'raisedAt', ARGV[2], 'host', ARGV[3])
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
   return wanted
 end
 return current
 `;
 
+/** KEYS[1] = the hash; ARGV = change channel, domain. Deletes and publishes in one step; returns how many keys went. */
+const RESET_SCRIPT = `
+local deleted = redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return deleted
+`;
+
+export interface RedisRatchetStoreOptions {
+  /** OPS-5: what one process remembers (default RATCHET_MEMORY_ENTRIES and _BYTES). */
+  memory?: RatchetMemoryLimits;
+}
+
 export class RedisRatchetStore implements RatchetStore {
   readonly description: string;
+  private readonly memory: RatchetMemory;
+  private readonly changes: RedisChangeFeed;
 
   constructor(
     private readonly connection: RedisConnection,
     private readonly prefix: string,
+    options: RedisRatchetStoreOptions = {},
   ) {
     this.description = `${connection.description} (keys ${prefix}ratchet:*)`;
+    this.memory = new RatchetMemory(options.memory);
+    this.changes = new RedisChangeFeed(connection, `${prefix}${CHANGES_CHANNEL}`, this.memory);
   }
 
   private key(domain: string): string {
@@ -48,6 +79,18 @@ export class RedisRatchetStore implements RatchetStore {
 
   async get(domain: string): Promise<RatchetRead> {
     const key = this.key(domain);
+    if (this.changes.live) {
+      const remembered = this.memory.recall(domain, 0);
+      if (remembered !== undefined) return remembered;
+    }
+    const token = this.memory.token();
+    const read = await this.read(domain, key);
+    // Not remembered unless the feed was live throughout (going down or up forgets all, a new token).
+    if (this.changes.live) this.memory.remember(domain, read, token);
+    return read;
+  }
+
+  private async read(domain: string, key: string): Promise<RatchetRead> {
     let fields: Record<string, string>;
     try {
       fields = await this.connection.run(`HGETALL ${key}`, (c) => c.hGetAll(key));
@@ -64,8 +107,9 @@ export class RedisRatchetStore implements RatchetStore {
     if (!Number.isInteger(level) || level < SecLevel.PLAIN || level > SecLevel.TLS_SECURE)
       throw new Error(`invalid level ${String(level)}`);
     const result = await this.connection.run(`raise ${key}`, (c) =>
-      c.eval(RAISE_SCRIPT, { keys: [key], arguments: [String(level), String(Date.now()), host ?? ''] }),
+      c.eval(RAISE_SCRIPT, { keys: [key], arguments: [String(level), String(Date.now()), host ?? '', this.changes.channel, domain] }),
     );
+    this.memory.forget(domain); // this process's next read sees its own raise, before the message arrives
     const stored = Number(result);
     if (!Number.isInteger(stored) || stored < SecLevel.PLAIN || stored > SecLevel.TLS_SECURE) {
       throw new Error(`${key}: raise answered ${String(result)}`);
@@ -75,7 +119,11 @@ export class RedisRatchetStore implements RatchetStore {
 
   async reset(domain: string): Promise<boolean> {
     const key = this.key(domain);
-    return (await this.connection.run(`DEL ${key}`, (c) => c.del(key))) > 0;
+    const deleted = await this.connection.run(`reset ${key}`, (c) =>
+      c.eval(RESET_SCRIPT, { keys: [key], arguments: [this.changes.channel, domain] }),
+    );
+    this.memory.forget(domain);
+    return Number(deleted) > 0;
   }
 
   async list(): Promise<Array<{ domain: string; read: RatchetRead }>> {
@@ -91,18 +139,23 @@ export class RedisRatchetStore implements RatchetStore {
       out.push({
         domain,
         read: isValidRatchetKey(domain)
-          ? await this.get(domain)
+          ? await this.read(domain, `${this.prefix}ratchet:${domain}`)
           : { kind: 'unreadable', reason: `bad key ${this.prefix}ratchet:${domain}` },
       });
     }
     return out;
   }
 
-  ready(timeoutMs: number): Promise<boolean> {
-    return this.connection.ready(timeoutMs);
+  /** Resolves true once connected; waits (within `timeoutMs`) for the change feed too, so reads are remembered from the start. */
+  async ready(timeoutMs: number): Promise<boolean> {
+    const started = Date.now();
+    if (!(await this.connection.ready(timeoutMs))) return false;
+    await this.changes.whenLive(Math.max(0, timeoutMs - (Date.now() - started)));
+    return this.connection.ready(0);
   }
 
   async close(): Promise<void> {
+    await this.changes.close();
     await this.connection.close();
   }
 }

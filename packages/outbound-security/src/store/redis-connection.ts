@@ -21,6 +21,11 @@ export interface RedisClient {
   quit(): Promise<unknown>;
   destroy?(): void;
   disconnect?(): Promise<void>;
+  /** A new, unconnected client with the same options (a subscriber, say). */
+  duplicate(): RedisClient;
+  connect(): Promise<unknown>;
+  on(event: 'error' | 'end' | 'reconnecting' | 'ready', listener: (...args: unknown[]) => void): unknown;
+  subscribe(channel: string, listener: (message: string, channel: string) => void): Promise<unknown>;
 }
 
 interface HarakaPluginRedis {
@@ -110,6 +115,16 @@ export class RedisConnection {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * A new client with this connection's settings, not connected yet, for a
+   * subscriber (the ratchet's change feed); waits for the first connection.
+   * Null once closed. The caller owns it: listen to its `error` events and quit it.
+   */
+  async duplicate(): Promise<RedisClient | null> {
+    await this.connecting;
+    return this.closed || this.client === null ? null : this.client.duplicate();
   }
 
   async close(): Promise<void> {
