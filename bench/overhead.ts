@@ -244,7 +244,13 @@ async function setUpWorkload(w: Workload, shared: Shared): Promise<WorkloadSetup
         // The same files on both sides; bare Haraka does not read outbound_mx.ini or outbound_tls.ini.
         config: { 'log.ini': LOG_INI, ...storeConfig },
         mxIniExtra: ['[mta_sts]', `https_port=${policies.port}`, `ca_file=${ca.caCertPath}`].join('\n'),
-        env: { HARAKA_DNS_SERVERS: dns.address },
+        env: {
+          HARAKA_DNS_SERVERS: dns.address,
+          // BENCH_PROFILE_DIR=/some/dir: a CPU profile of each Haraka (node --cpu-prof), to see where the time goes.
+          ...(process.env.BENCH_PROFILE_DIR
+            ? { HARAKA_NODE_ARGS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}/${side}` }
+            : {}),
+        },
       });
       local.add(`stop the ${side} Haraka`, () => instance.stop());
       return instance;

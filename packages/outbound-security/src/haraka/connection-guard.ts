@@ -167,8 +167,17 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
     credentials: hasCredentials(mx),
   });
   const held: Array<[unknown, unknown, unknown]> = [];
+  const ownWrite = Object.prototype.hasOwnProperty.call(socket, 'write') ? socket.write : undefined;
+  const ownEmit = Object.prototype.hasOwnProperty.call(socket, 'emit') ? socket.emit : undefined;
   const write = socket.write.bind(socket) as Write;
   const emit = socket.emit.bind(socket);
+  /** OPS-6: once the connection passed, the rest of it (the message body above all) goes through Haraka's socket untouched. */
+  const unwrap = (): void => {
+    if (ownWrite) socket.write = ownWrite;
+    else delete (socket as Partial<GuardedSocket>).write;
+    if (ownEmit) socket.emit = ownEmit;
+    else delete (socket as Partial<GuardedSocket>).emit;
+  };
   let ended = false;
 
   /** Ends this connection only: QUIT, then an `error` without source=tls, so Haraka tries the next MX. */
@@ -216,6 +225,7 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
           if (conversation.abandoned) return;
           if (verdict.kind === 'abandon') return abandon(verdict.reason);
           conversation.decide(true);
+          unwrap();
           for (const [d, e, c] of held.splice(0)) write(d, e, c);
         },
         (err: unknown) => {

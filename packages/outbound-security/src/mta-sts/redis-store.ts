@@ -1,19 +1,38 @@
 /**
  * The MTA-STS policy cache in Redis (ST-3): `<prefix>mta-sts:<domain>` holds
  * the cached entry as JSON and expires in Redis when the policy expires.
+ *
+ * OPS-6: a delete (the CLI's `policy purge`) publishes the domain on
+ * `<prefix>mta-sts-purges`; every process subscribes (the ratchet store's
+ * change feed) and counts what it hears, and that count is the purge
+ * generation its resolver checks before trusting its memory. While not
+ * subscribed the generation changes at every call, so nothing remembered is
+ * trusted until the feed is back.
  */
 import type { CachedPolicy, PolicyRead, PolicyStore } from './store';
 import { isValidRatchetKey } from '../ratchet/store';
 import type { RedisConnection } from '../store/redis-connection';
+import { RedisChangeFeed } from '../ratchet/redis-changes';
+
+/** The channel purges are announced on, after the key prefix. */
+export const PURGES_CHANNEL = 'mta-sts-purges';
 
 export class RedisPolicyStore implements PolicyStore {
   readonly description: string;
+  private purges = 0;
+  private readonly feed: RedisChangeFeed;
 
   constructor(
     private readonly connection: RedisConnection,
     private readonly prefix: string,
   ) {
     this.description = `${connection.description} (keys ${prefix}mta-sts:*)`;
+    const heard = (): void => void this.purges++;
+    this.feed = new RedisChangeFeed(connection, `${prefix}${PURGES_CHANNEL}`, { forget: heard, forgetAll: heard });
+  }
+
+  purgeGeneration(): string {
+    return this.feed.live ? `live:${this.purges}` : `not subscribed:${++this.purges}`;
   }
 
   private key(domain: string): string {
@@ -55,7 +74,11 @@ export class RedisPolicyStore implements PolicyStore {
 
   async delete(domain: string): Promise<boolean> {
     const key = this.key(domain);
-    return (await this.connection.run(`DEL ${key}`, (c) => c.del(key))) > 0;
+    const deleted = (await this.connection.run(`DEL ${key}`, (c) => c.del(key))) > 0;
+    // Even when nothing was there: a process may still hold the policy in memory.
+    const channel = `${this.prefix}${PURGES_CHANNEL}`;
+    await this.connection.run(`PUBLISH ${channel}`, (c) => c.publish(channel, domain));
+    return deleted;
   }
 
   async list(): Promise<Array<{ domain: string; read: PolicyRead }>> {
@@ -72,11 +95,15 @@ export class RedisPolicyStore implements PolicyStore {
     return out;
   }
 
-  ready(timeoutMs: number): Promise<boolean> {
-    return this.connection.ready(timeoutMs);
+  async close(): Promise<void> {
+    await this.feed.close();
+    await this.connection.close();
   }
 
-  async close(): Promise<void> {
-    await this.connection.close();
+  /** Resolves true once connected and subscribed to the purges, false after `timeoutMs`. */
+  async ready(timeoutMs: number): Promise<boolean> {
+    const started = Date.now();
+    if (!(await this.connection.ready(timeoutMs))) return false;
+    return this.feed.whenLive(Math.max(0, timeoutMs - (Date.now() - started)));
   }
 }

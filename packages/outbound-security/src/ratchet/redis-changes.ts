@@ -40,7 +40,7 @@ export class RedisChangeFeed {
   constructor(
     private readonly connection: RedisConnection,
     readonly channel: string,
-    private readonly memory: RatchetMemory,
+    private readonly memory: Pick<RatchetMemory, 'forget' | 'forgetAll'>,
   ) {
     void this.start();
   }

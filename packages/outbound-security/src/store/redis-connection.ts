@@ -26,6 +26,7 @@ export interface RedisClient {
   connect(): Promise<unknown>;
   on(event: 'error' | 'end' | 'reconnecting' | 'ready', listener: (...args: unknown[]) => void): unknown;
   subscribe(channel: string, listener: (message: string, channel: string) => void): Promise<unknown>;
+  publish(channel: string, message: string): Promise<number>;
 }
 
 interface HarakaPluginRedis {
