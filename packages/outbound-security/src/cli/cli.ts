@@ -27,7 +27,7 @@ export const USAGE = `usage:
   ${PROGRAM} [--config DIR] ratchet reset DOMAIN
   ${PROGRAM} [--config DIR] policy show DOMAIN     cached MTA-STS policy and the live one (fetched now, not cached)
   ${PROGRAM} [--config DIR] policy list
-  ${PROGRAM} [--config DIR] policy purge DOMAIN    forget the cached policy (counts at the next delivery; with Redis within [mta_sts] recheck)
+  ${PROGRAM} [--config DIR] policy purge DOMAIN    forget the cached policy (counts at the next delivery)
   ${PROGRAM} [--config DIR] migrate file-to-redis|redis-to-file
                                                    copy ratchet levels and cached policies between the stores
   ${PROGRAM} [--config DIR] mx show DOMAIN         what outbound_mx would do now: MTA-STS policy (cached, live, in
