@@ -257,7 +257,11 @@ async function setUp(o: Options, cleanup: Cleanup): Promise<Setup> {
   // allSettled: when one fails, the other has finished starting (and is in the cleanup list) before we go on.
   const [bare, withPlugins] = await Promise.allSettled([
     start('bare', ['haraka-static-route'], { HARAKA_STATIC_ROUTES: routesFile }),
-    start('plugins', ['outbound_tls', 'outbound_mx'], process.env.BENCH_PROFILE_DIR ? { HARAKA_NODE_ARGS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}` } : {}),
+    start(
+      'plugins',
+      ['outbound_tls', 'outbound_mx'],
+      process.env.BENCH_PROFILE_DIR ? { HARAKA_NODE_ARGS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}` } : {},
+    ),
   ]);
   if (bare.status === 'rejected') throw bare.reason;
   if (withPlugins.status === 'rejected') throw withPlugins.reason;
