@@ -55,14 +55,37 @@ export const median = (xs: number[]): number => {
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 };
+/** The q-quantile (0…1) of `xs`, linear interpolation between the sorted values. */
+export const quantile = (xs: number[], q: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const pos = (s.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return (s[lo] as number) + ((s[hi] as number) - (s[lo] as number)) * (pos - lo);
+};
+/** (max − min) / median: how far the values of one series stray, as a fraction. */
+export const relativeRange = (xs: number[]): number => (Math.max(...xs) - Math.min(...xs)) / median(xs);
 export const fmt = (n: number, digits = 1): string => n.toFixed(digits);
 export const lpad = (s: string, n: number): string => s.padStart(n);
 
-/** `--name value` options (all strings) and `-h/--help`, which prints `usage` and exits. */
-export function readOptions(argv: string[], names: readonly string[], usage: string): Record<string, string | undefined> {
+/**
+ * `--name value` options (all strings), `--flag` switches (value `'true'` when given)
+ * and `-h/--help`, which prints `usage` and exits.
+ */
+export function readOptions(
+  argv: string[],
+  names: readonly string[],
+  usage: string,
+  flags: readonly string[] = [],
+): Record<string, string | undefined> {
   const { values } = parseArgs({
     args: argv,
-    options: { ...Object.fromEntries(names.map((name) => [name, { type: 'string' as const }])), help: { type: 'boolean', short: 'h' } },
+    options: {
+      ...Object.fromEntries(names.map((name) => [name, { type: 'string' as const }])),
+      ...Object.fromEntries(flags.map((name) => [name, { type: 'boolean' as const }])),
+      help: { type: 'boolean', short: 'h' },
+    },
     strict: true,
   });
   if (values.help) {
@@ -70,7 +93,10 @@ export function readOptions(argv: string[], names: readonly string[], usage: str
     process.exit(0);
   }
   const found = values as Record<string, string | boolean | undefined>;
-  return Object.fromEntries(names.map((name) => [name, typeof found[name] === 'string' ? found[name] : undefined]));
+  return Object.fromEntries([
+    ...names.map((name) => [name, typeof found[name] === 'string' ? found[name] : undefined]),
+    ...flags.map((name) => [name, found[name] === true ? 'true' : undefined]),
+  ]);
 }
 
 /** USER_HZ: the unit of the CPU times in /proc/<pid>/stat (100 on Linux). */
