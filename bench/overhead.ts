@@ -11,7 +11,7 @@
  *            haraka-dns-servers, exactly the lookups it makes in production;
  *   plugins: the same Haraka with outbound_tls and outbound_mx (same DNS server).
  *
- * Workloads (each side warmed up first with one unmeasured batch over the same
+ * Workloads (each side warmed up first with one unmeasured full batch over the same
  * domains, so ratchet levels, MTA-STS policies and JIT are warm):
  *   few      5 domains × 100 messages
  *   many     250 domains × 2 messages
@@ -22,10 +22,15 @@
  *
  * A batch is timed from the first submission to the sinks' receive time of the last
  * message; the CPU of the Haraka process tree (workers included) is read from /proc
- * before and after. Rounds alternate the order (bare, plugins / plugins, bare / …).
+ * before and after. Rounds alternate the order (bare, plugins / plugins, bare / …);
+ * with --concurrent both sides get their batch at the same time (submissions
+ * interleaved) and their CPU is read over the same window. The verdict uses the
+ * median of the per-round plugins/bare ratios, printed with their range.
+ * --control runs bare Haraka on both sides (a check of the method: ratios ≈ 1).
  *
- *   node dist/bench/overhead.js [--rounds R] [--connections C] [--sinks S]
- *                               [--scale F] [--workloads few,many,cluster,mta-sts,redis]
+ *   node dist/bench/overhead.js [--rounds R] [--connections C] [--sinks S] [--scale F]
+ *                               [--warmup N] [--concurrent] [--control]
+ *                               [--workloads few,many,cluster,mta-sts,redis]
  *
  * Sinks listen on port 25 of 127.0.88.x (DNS MX records carry no port and bare
  * Haraka always connects to 25): run as root, or lower
@@ -81,6 +86,8 @@ interface Options {
   warmup: number;
   /** both sides get their batch at the same time (submissions interleaved) */
   concurrent: boolean;
+  /** control run: the "plugins" side runs bare Haraka too (the ratios should be 1) */
+  control: boolean;
   workloads: WorkloadName[];
 }
 
@@ -115,13 +122,13 @@ const showSeries = (x: Series, digits = 3): string => `${fmt(x.median, digits)} 
 
 function usage(): string {
   return (
-    'usage: node dist/bench/overhead.js [--rounds R] [--connections C] [--sinks S] [--scale F] [--warmup N] [--concurrent] ' +
+    'usage: node dist/bench/overhead.js [--rounds R] [--connections C] [--sinks S] [--scale F] [--warmup N] [--concurrent] [--control] ' +
     `[--workloads ${WORKLOAD_NAMES.join(',')}]`
   );
 }
 
 function options(argv: string[]): Options {
-  const values = readOptions(argv, ['rounds', 'connections', 'sinks', 'scale', 'warmup', 'workloads'], usage(), ['concurrent']);
+  const values = readOptions(argv, ['rounds', 'connections', 'sinks', 'scale', 'warmup', 'workloads'], usage(), ['concurrent', 'control']);
   const workloads = (values.workloads ?? WORKLOAD_NAMES.join(','))
     .split(',')
     .map((w) => w.trim())
@@ -136,6 +143,7 @@ function options(argv: string[]): Options {
     scale: positiveOption('scale', values.scale, 1, 100, usage()),
     warmup: positiveOption('warmup', values.warmup, 0, 100_000, usage()),
     concurrent: values.concurrent === 'true',
+    control: values.control === 'true',
     workloads: workloads as WorkloadName[],
   };
 }
@@ -218,7 +226,7 @@ interface WorkloadSetup {
   stop: () => Promise<void>;
 }
 
-async function setUpWorkload(w: Workload, shared: Shared): Promise<WorkloadSetup> {
+async function setUpWorkload(w: Workload, shared: Shared, control: boolean): Promise<WorkloadSetup> {
   const local = new Cleanup();
   try {
     const { dns, policies, ca, mxNames } = shared;
@@ -270,7 +278,7 @@ async function setUpWorkload(w: Workload, shared: Shared): Promise<WorkloadSetup
     };
     const [bare, plugins] = await Promise.allSettled([
       start('bare', ['haraka-dns-servers']),
-      start('plugins', ['haraka-dns-servers', 'outbound_tls', 'outbound_mx']),
+      start('plugins', control ? ['haraka-dns-servers'] : ['haraka-dns-servers', 'outbound_tls', 'outbound_mx']),
     ]);
     if (bare.status === 'rejected') throw bare.reason;
     if (plugins.status === 'rejected') throw plugins.reason;
@@ -456,7 +464,7 @@ async function runWorkload(w: Workload, o: Options, shared: Shared): Promise<Wor
       `${w.nodes ? `, nodes=${w.nodes}` : ''}, ${o.rounds} round(s)${o.concurrent ? ', both sides at once' : ''}`,
   );
   const t0 = Date.now();
-  const setup = await setUpWorkload(w, shared);
+  const setup = await setUpWorkload(w, shared, o.control);
   try {
     const { domains, instances } = setup;
     console.log(`   set up in ${fmt((Date.now() - t0) / 1000)} s: bare :${instances.bare.port}, plugins :${instances.plugins.port}`);
@@ -475,7 +483,9 @@ async function runWorkload(w: Workload, o: Options, shared: Shared): Promise<Wor
         throw new Error('bare Haraka asked the test DNS server no MX query: haraka-dns-servers did not take effect');
       }
     }
-    console.log(`   ratchet of the ${domains.length} domains after the warm-up: ${await ratchetCounts(setup.ratchetUrl, domains)}`);
+    if (!o.control) {
+      console.log(`   ratchet of the ${domains.length} domains after the warm-up: ${await ratchetCounts(setup.ratchetUrl, domains)}`);
+    }
 
     const results: BatchResult[] = [];
     console.log(
@@ -603,7 +613,8 @@ async function main(): Promise<void> {
     console.log(
       `overhead (OPS-6): ${o.workloads.join(', ')}; ${o.sinks} STARTTLS sinks on ${SINK_NET}1-${o.sinks}:${SMTP_PORT}, ` +
         `${o.connections} submission connections, ${o.rounds} round(s), warm-up ${o.warmup || 'a full batch'} per side` +
-        `${o.concurrent ? ', both sides at once' : ', one side after the other'}; ${os.cpus().length} CPU(s), Node ${process.version}`,
+        `${o.concurrent ? ', both sides at once' : ', one side after the other'}` +
+        `${o.control ? '; CONTROL RUN: the plugins side is bare Haraka too' : ''}; ${os.cpus().length} CPU(s), Node ${process.version}`,
     );
     const shared = await setUpShared(o, cleanup);
     const results: WorkloadResult[] = [];
