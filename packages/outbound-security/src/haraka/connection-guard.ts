@@ -167,17 +167,20 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
     credentials: hasCredentials(mx),
   });
   const held: Array<[unknown, unknown, unknown]> = [];
-  const ownWrite = Object.prototype.hasOwnProperty.call(socket, 'write') ? socket.write : undefined;
-  const ownEmit = Object.prototype.hasOwnProperty.call(socket, 'emit') ? socket.emit : undefined;
+  const originalWrite = socket.write;
+  const originalEmit = socket.emit;
   const write = socket.write.bind(socket) as Write;
   const emit = socket.emit.bind(socket);
-  /** OPS-6: once the connection passed, the rest of it (the message body above all) goes through Haraka's socket untouched. */
+  /**
+   * OPS-6: once the connection passed, the rest of it (the message body above all) goes through
+   * Haraka's socket untouched. Assigned, not deleted: deleting properties would turn the socket
+   * into a slow dictionary-mode object for the rest of the connection.
+   */
   const unwrap = (): void => {
-    if (ownWrite) socket.write = ownWrite;
-    else delete (socket as Partial<GuardedSocket>).write;
-    if (ownEmit) socket.emit = ownEmit;
-    else delete (socket as Partial<GuardedSocket>).emit;
+    socket.write = originalWrite;
+    socket.emit = originalEmit;
   };
+
   let ended = false;
 
   /** Ends this connection only: QUIT, then an `error` without source=tls, so Haraka tries the next MX. */
