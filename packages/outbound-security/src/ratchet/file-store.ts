@@ -112,7 +112,12 @@ export class FileRatchetStore implements RatchetStore {
     for (let attempt = 1; ; attempt++) {
       const before = (await this.scan(domain)).read;
       if (before.kind === 'unreadable') throw new Error(`ratchet: cannot raise ${domain} to ${levelName(level)}: ${before.reason}`);
-      if (before.kind === 'level' && before.entry.level >= level) return before.entry.level;
+      if (before.kind === 'level' && before.entry.level >= level) {
+        // Another process's level may be linked before its done line lands: what this process
+        // remembers must not outlive what this raise just read (its caller reads next).
+        this.memory.forget(domain);
+        return before.entry.level;
+      }
       try {
         await this.announce(domain, true); // intent: see change-marker.ts
         let announcedAt = Date.now();
@@ -130,7 +135,10 @@ export class FileRatchetStore implements RatchetStore {
         throw new Error(`ratchet: cannot raise ${domain} to ${levelName(level)} in ${domainDir}: ${errorText(err)}`, { cause: err });
       }
       const after = (await this.scan(domain)).read;
-      if (after.kind === 'level' && after.entry.level >= level) return after.entry.level;
+      if (after.kind === 'level' && after.entry.level >= level) {
+        this.memory.forget(domain);
+        return after.entry.level;
+      }
       if (after.kind === 'unreadable')
         throw new Error(`ratchet: raised ${domain} to ${levelName(level)} but cannot read it back: ${after.reason}`);
       // `none` or lower: a reset removed what we wrote. Raise again (the raise then follows the reset).
