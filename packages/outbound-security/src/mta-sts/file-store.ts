@@ -99,7 +99,12 @@ export class FilePolicyStore implements PolicyStore {
       existed = false;
     }
     // Even when nothing was there: a worker may still hold the policy in memory.
-    await fs.appendFile(path.join(this.dir, PURGES_FILE), 'p');
+    try {
+      await fs.appendFile(path.join(this.dir, PURGES_FILE), 'p');
+    } catch (err) {
+      // No cache directory at all: nothing was ever cached here, so nothing is remembered either.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
     return existed;
   }
 
