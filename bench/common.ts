@@ -172,3 +172,29 @@ export function processTreeCpuMs(dir: string): number {
 
 /** PASS or FAIL for a measured value against a limit. */
 export const verdict = (ok: boolean): string => (ok ? 'PASS' : 'FAIL');
+
+/**
+ * Runs a benchmark's `body` with a Cleanup that also runs on Ctrl-C and after
+ * an error, prints how long it took, and exits: 0 after a complete run (PASS or
+ * FAIL alike), `failStatus` with the error when it could not run.
+ */
+export function runBenchmark(name: string, failStatus: number, body: (cleanup: Cleanup) => Promise<void>): void {
+  const run = async (): Promise<void> => {
+    const cleanup = new Cleanup();
+    cleanup.onInterrupt();
+    const t0 = Date.now();
+    try {
+      await body(cleanup);
+    } finally {
+      await cleanup.runAll();
+    }
+    console.log(`\ndone in ${fmt((Date.now() - t0) / 1000)} s`);
+  };
+  run().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(`${name} benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      process.exit(failStatus);
+    },
+  );
+}

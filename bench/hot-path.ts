@@ -40,7 +40,7 @@ import { SecLevel, levelName } from 'haraka-outbound-security/tls/sec-level';
 import { TestDnsServer } from '../test/fixtures/dns-server';
 import { TestRedis } from '../test/fixtures/redis-server';
 import { TestCa } from '../test/fixtures/test-ca';
-import { Cleanup, fmt, lpad, median, positiveOption, readOptions, verdict } from './common';
+import { Cleanup, fmt, lpad, median, positiveOption, readOptions, verdict, runBenchmark } from './common';
 
 /** OPS-6 limits. */
 const MAX_DECISION_US = 10;
@@ -303,106 +303,92 @@ async function createBench(env: Environment, label: string, count: number, clean
   return bench;
 }
 
-async function main(): Promise<void> {
+async function main(cleanup: Cleanup): Promise<void> {
   const o = options(process.argv.slice(2));
-  const cleanup = new Cleanup();
-  cleanup.onInterrupt();
-  const t0 = Date.now();
-  try {
-    console.log(
-      `hot path (OPS-6): ${o.calls} calls per decision batch, ${o.planCalls} per plan batch, ${o.batches} batches per round, ` +
-        `${o.rounds} rounds (median of the rounds' medians), ${HOT_DOMAINS} domains timed; ${os.cpus().length} CPU(s), Node ${process.version}`,
-    );
-    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-hot-path-'));
-    cleanup.add(`remove ${work}`, () => fs.rmSync(work, { recursive: true, force: true }));
-    const ca = await TestCa.create();
-    cleanup.add('remove the test CA', () => ca.cleanup());
-    const leaf = await ca.issue({ dnsNames: [MX_HOST] });
-    const observation: TlsObservation = {
-      encrypted: true,
-      authorizationError: null,
-      peerCertificate: new X509Certificate(leaf.cert),
-      protocol: 'TLSv1.3',
-    };
-    const redis = await TestRedis.start();
-    cleanup.add('stop redis-server', () => redis.stop());
-    const dnsServer = await TestDnsServer.start();
-    cleanup.add('stop the DNS server', () => dnsServer.stop());
-    const settings = planSettings(parseOutboundMxConfig({ addresses: { allow: '127.0.0.0/8' } }), 'defer');
-    const env: Environment = { work, observation, redis, dnsServer, settings };
+  console.log(
+    `hot path (OPS-6): ${o.calls} calls per decision batch, ${o.planCalls} per plan batch, ${o.batches} batches per round, ` +
+      `${o.rounds} rounds (median of the rounds' medians), ${HOT_DOMAINS} domains timed; ${os.cpus().length} CPU(s), Node ${process.version}`,
+  );
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-hot-path-'));
+  cleanup.add(`remove ${work}`, () => fs.rmSync(work, { recursive: true, force: true }));
+  const ca = await TestCa.create();
+  cleanup.add('remove the test CA', () => ca.cleanup());
+  const leaf = await ca.issue({ dnsNames: [MX_HOST] });
+  const observation: TlsObservation = {
+    encrypted: true,
+    authorizationError: null,
+    peerCertificate: new X509Certificate(leaf.cert),
+    protocol: 'TLSv1.3',
+  };
+  const redis = await TestRedis.start();
+  cleanup.add('stop redis-server', () => redis.stop());
+  const dnsServer = await TestDnsServer.start();
+  cleanup.add('stop the DNS server', () => dnsServer.stop());
+  const settings = planSettings(parseOutboundMxConfig({ addresses: { allow: '127.0.0.0/8' } }), 'defer');
+  const env: Environment = { work, observation, redis, dnsServer, settings };
 
-    const small = await createBench(env, 'few', HOT_DOMAINS, cleanup);
-    const large = await createBench(env, 'many', o.stored, cleanup);
-    const sizes = large.resolver.memorySizes();
-    console.log(
-      `  MTA-STS resolver of the ${o.stored}: ${sizes.policies} policies in memory, ${fmt(sizes.bytes / 1024 / 1024)} MiB (estimated)`,
-    );
+  const small = await createBench(env, 'few', HOT_DOMAINS, cleanup);
+  const large = await createBench(env, 'many', o.stored, cleanup);
+  const sizes = large.resolver.memorySizes();
+  console.log(
+    `  MTA-STS resolver of the ${o.stored}: ${sizes.policies} policies in memory, ${fmt(sizes.bytes / 1024 / 1024)} MiB (estimated)`,
+  );
 
-    // Rounds alternate the two, so JIT warm-up and drift do not favour one.
-    const runs: Record<'few' | 'many', Figures[]> = { few: [], many: [] };
-    for (let round = 1; round <= o.rounds; round++) {
-      const order = round % 2 === 1 ? [small, large] : [large, small];
-      for (const bench of order) {
-        runs[bench === small ? 'few' : 'many'].push(
-          await measureAll(bench, o, `round ${round}, ${bench === small ? HOT_DOMAINS : o.stored} stored:`),
-        );
-      }
+  // Rounds alternate the two, so JIT warm-up and drift do not favour one.
+  const runs: Record<'few' | 'many', Figures[]> = { few: [], many: [] };
+  for (let round = 1; round <= o.rounds; round++) {
+    const order = round % 2 === 1 ? [small, large] : [large, small];
+    for (const bench of order) {
+      runs[bench === small ? 'few' : 'many'].push(
+        await measureAll(bench, o, `round ${round}, ${bench === small ? HOT_DOMAINS : o.stored} stored:`),
+      );
     }
-    const medianOf = (list: Figures[]): Figures => ({
-      decisionFile: median(list.map((f) => f.decisionFile)),
-      decisionRedis: median(list.map((f) => f.decisionRedis)),
-      plan: median(list.map((f) => f.plan)),
-    });
-    const few = medianOf(runs.few);
-    const many = medianOf(runs.many);
-
-    // The real DNS client against the tests' DNS server: cached, or a loopback round trip per lookup?
-    for (let i = 0; i < HOT_DOMAINS; i++) dnsServer.set(domainName(i), [{ type: 'MX', preference: 10, exchange: MX_HOST }]);
-    dnsServer.set(MX_HOST, [{ type: 'A', address: MX_ADDRESS }]);
-    const realDns = createDnsClient({ servers: [dnsServer.address], timeoutMs: 1000, tries: 1 });
-    const realCalls = Math.max(1, Math.min(o.planCalls, 500));
-    const realBatches = Math.min(o.batches, 5);
-    await measurePlan(small, realDns, HOT_DOMAINS, 1); // fills a cache, if the client has one
-    dnsServer.resetLog();
-    const realPlan = await measurePlan(small, realDns, realCalls, realBatches);
-    const queriesPerPlan = dnsServer.queries().length / (realCalls * (realBatches + 1));
-    console.log(
-      `  plan with the real DNS client (createDnsClient → test DNS server): ${fmt(realPlan, 2)} µs per call, ` +
-        `${fmt(queriesPerPlan, 2)} DNS queries per plan (${queriesPerPlan === 0 ? 'answered from its cache' : 'no cache: loopback round trips'})`,
-    );
-
-    const planForLimit = queriesPerPlan === 0 ? Math.min(realPlan, few.plan) : few.plan;
-    const planSource = queriesPerPlan === 0 ? 'real DNS client, cached' : 'DNS answered by an in-memory fake (the DNS client has no cache)';
-    const rows: Array<[string, string, boolean]> = [
-      [`decision, file store (≤ ${MAX_DECISION_US} µs)`, `${fmt(few.decisionFile, 2)} µs`, few.decisionFile <= MAX_DECISION_US],
-      [`decision, Redis store (≤ ${MAX_DECISION_US} µs)`, `${fmt(few.decisionRedis, 2)} µs`, few.decisionRedis <= MAX_DECISION_US],
-      [`plan (≤ ${MAX_PLAN_US} µs; ${planSource})`, `${fmt(planForLimit, 2)} µs`, planForLimit <= MAX_PLAN_US],
-    ];
-    for (const [what, a, b] of [
-      ['decision, file store', few.decisionFile, many.decisionFile],
-      ['decision, Redis store', few.decisionRedis, many.decisionRedis],
-      ['plan', few.plan, many.plan],
-    ] as const) {
-      const ratio = b / a;
-      rows.push([
-        `${what}: ${o.stored} / ${HOT_DOMAINS} domains (≤ ${MAX_MANY_DOMAINS_RATIO})`,
-        `×${fmt(ratio, 3)}`,
-        ratio <= MAX_MANY_DOMAINS_RATIO,
-      ]);
-    }
-    console.log('\nsummary (OPS-6 hot path, median µs per call)');
-    const width = Math.max(...rows.map(([what]) => what.length));
-    for (const [what, value, ok] of rows) console.log(`  ${what.padEnd(width)}  ${lpad(value, 10)}  ${verdict(ok)}`);
-  } finally {
-    await cleanup.runAll();
   }
-  console.log(`\ndone in ${fmt((Date.now() - t0) / 1000)} s`);
+  const medianOf = (list: Figures[]): Figures => ({
+    decisionFile: median(list.map((f) => f.decisionFile)),
+    decisionRedis: median(list.map((f) => f.decisionRedis)),
+    plan: median(list.map((f) => f.plan)),
+  });
+  const few = medianOf(runs.few);
+  const many = medianOf(runs.many);
+
+  // The real DNS client against the tests' DNS server: cached, or a loopback round trip per lookup?
+  for (let i = 0; i < HOT_DOMAINS; i++) dnsServer.set(domainName(i), [{ type: 'MX', preference: 10, exchange: MX_HOST }]);
+  dnsServer.set(MX_HOST, [{ type: 'A', address: MX_ADDRESS }]);
+  const realDns = createDnsClient({ servers: [dnsServer.address], timeoutMs: 1000, tries: 1 });
+  const realCalls = Math.max(1, Math.min(o.planCalls, 500));
+  const realBatches = Math.min(o.batches, 5);
+  await measurePlan(small, realDns, HOT_DOMAINS, 1); // fills a cache, if the client has one
+  dnsServer.resetLog();
+  const realPlan = await measurePlan(small, realDns, realCalls, realBatches);
+  const queriesPerPlan = dnsServer.queries().length / (realCalls * (realBatches + 1));
+  console.log(
+    `  plan with the real DNS client (createDnsClient → test DNS server): ${fmt(realPlan, 2)} µs per call, ` +
+      `${fmt(queriesPerPlan, 2)} DNS queries per plan (${queriesPerPlan === 0 ? 'answered from its cache' : 'no cache: loopback round trips'})`,
+  );
+
+  const planForLimit = queriesPerPlan === 0 ? Math.min(realPlan, few.plan) : few.plan;
+  const planSource = queriesPerPlan === 0 ? 'real DNS client, cached' : 'DNS answered by an in-memory fake (the DNS client has no cache)';
+  const rows: Array<[string, string, boolean]> = [
+    [`decision, file store (≤ ${MAX_DECISION_US} µs)`, `${fmt(few.decisionFile, 2)} µs`, few.decisionFile <= MAX_DECISION_US],
+    [`decision, Redis store (≤ ${MAX_DECISION_US} µs)`, `${fmt(few.decisionRedis, 2)} µs`, few.decisionRedis <= MAX_DECISION_US],
+    [`plan (≤ ${MAX_PLAN_US} µs; ${planSource})`, `${fmt(planForLimit, 2)} µs`, planForLimit <= MAX_PLAN_US],
+  ];
+  for (const [what, a, b] of [
+    ['decision, file store', few.decisionFile, many.decisionFile],
+    ['decision, Redis store', few.decisionRedis, many.decisionRedis],
+    ['plan', few.plan, many.plan],
+  ] as const) {
+    const ratio = b / a;
+    rows.push([
+      `${what}: ${o.stored} / ${HOT_DOMAINS} domains (≤ ${MAX_MANY_DOMAINS_RATIO})`,
+      `×${fmt(ratio, 3)}`,
+      ratio <= MAX_MANY_DOMAINS_RATIO,
+    ]);
+  }
+  console.log('\nsummary (OPS-6 hot path, median µs per call)');
+  const width = Math.max(...rows.map(([what]) => what.length));
+  for (const [what, value, ok] of rows) console.log(`  ${what.padEnd(width)}  ${lpad(value, 10)}  ${verdict(ok)}`);
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(`hot-path benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exit(2);
-  },
-);
+runBenchmark('hot-path', 2, main);

@@ -50,7 +50,7 @@ import { PolicyServer, policyText } from '../test/fixtures/policy-server';
 import { TestRedis } from '../test/fixtures/redis-server';
 import { SmtpSink } from '../test/fixtures/smtp-sink';
 import { TestCa } from '../test/fixtures/test-ca';
-import { Cleanup, fmt, lpad, median, positiveOption, processTreeCpuMs, readOptions, relativeRange, verdict } from './common';
+import { Cleanup, fmt, lpad, median, positiveOption, processTreeCpuMs, readOptions, relativeRange, verdict, runBenchmark } from './common';
 
 /** OPS-6 limits: plugins/bare. */
 const MIN_THROUGHPUT_RATIO = 0.97;
@@ -604,33 +604,19 @@ function summary(results: WorkloadResult[], o: Options): boolean {
 }
 
 /** Exit status 0 after a complete run, PASS or FAIL (the summary says which); 2 when the run failed. */
-async function main(): Promise<void> {
+async function main(cleanup: Cleanup): Promise<void> {
   const o = options(process.argv.slice(2));
-  const cleanup = new Cleanup();
-  cleanup.onInterrupt();
-  const t0 = Date.now();
-  try {
-    console.log(
-      `overhead (OPS-6): ${o.workloads.join(', ')}; ${o.sinks} STARTTLS sinks on ${SINK_NET}1-${o.sinks}:${SMTP_PORT}, ` +
-        `${o.connections} submission connections, ${o.rounds} round(s), warm-up ${o.warmup || 'a full batch'} per side` +
-        `${o.concurrent ? ', both sides at once' : ', one side after the other'}` +
-        `${o.control ? '; CONTROL RUN: the plugins side is bare Haraka too' : ''}; ${os.cpus().length} CPU(s), Node ${process.version}`,
-    );
-    const shared = await setUpShared(o, cleanup);
-    const results: WorkloadResult[] = [];
-    for (const w of workloads(o)) results.push(await runWorkload(w, o, shared));
-    const pass = summary(results, o);
-    console.log(`\nOPS-6 overhead: ${pass ? 'PASS on every workload' : 'FAIL (see the table)'}`);
-  } finally {
-    await cleanup.runAll();
-  }
-  console.log(`\ndone in ${fmt((Date.now() - t0) / 1000)} s`);
+  console.log(
+    `overhead (OPS-6): ${o.workloads.join(', ')}; ${o.sinks} STARTTLS sinks on ${SINK_NET}1-${o.sinks}:${SMTP_PORT}, ` +
+      `${o.connections} submission connections, ${o.rounds} round(s), warm-up ${o.warmup || 'a full batch'} per side` +
+      `${o.concurrent ? ', both sides at once' : ', one side after the other'}` +
+      `${o.control ? '; CONTROL RUN: the plugins side is bare Haraka too' : ''}; ${os.cpus().length} CPU(s), Node ${process.version}`,
+  );
+  const shared = await setUpShared(o, cleanup);
+  const results: WorkloadResult[] = [];
+  for (const w of workloads(o)) results.push(await runWorkload(w, o, shared));
+  const pass = summary(results, o);
+  console.log(`\nOPS-6 overhead: ${pass ? 'PASS on every workload' : 'FAIL (see the table)'}`);
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(`overhead benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exit(2);
-  },
-);
+runBenchmark('overhead', 2, main);

@@ -35,7 +35,7 @@ import { TestDnsServer } from '../test/fixtures/dns-server';
 import { HarakaInstance, sleep } from '../test/fixtures/haraka-instance';
 import { startSinksOnCommonPort, type SmtpSink } from '../test/fixtures/smtp-sink';
 import { TestCa } from '../test/fixtures/test-ca';
-import { Cleanup, fmt, lpad, median, positiveOption, readOptions } from './common';
+import { Cleanup, fmt, lpad, median, positiveOption, readOptions, runBenchmark } from './common';
 
 interface Options {
   messages: number;
@@ -444,60 +444,46 @@ function summary(results: BatchResult[], rounds: number): void {
   );
 }
 
-async function main(): Promise<void> {
+async function main(cleanup: Cleanup): Promise<void> {
   const o = options(process.argv.slice(2));
-  const cleanup = new Cleanup();
-  cleanup.onInterrupt();
-
   const t0 = Date.now();
-  try {
-    console.log(
-      `throughput: ${o.messages} messages per batch over ${o.domains} domains, ${o.sinks} STARTTLS sinks, ` +
-        `${o.connections} submission connections, ${o.rounds} round(s); ${os.cpus().length} CPU(s), Node ${process.version}`,
-    );
-    const { sinks, bare, plugins, domains } = await setUp(o, cleanup);
-    console.log(
-      `set up in ${fmt((Date.now() - t0) / 1000)} s: sinks on ${SINK_NET}1-${o.sinks}:${sinks[0]?.port}, ` +
-        `bare Haraka :${bare.port} (haraka-static-route), plugins Haraka :${plugins.port} (outbound_tls, outbound_mx; ${o.store} store)`,
-    );
-    const instances: Record<Side, HarakaInstance> = { bare, plugins };
+  console.log(
+    `throughput: ${o.messages} messages per batch over ${o.domains} domains, ${o.sinks} STARTTLS sinks, ` +
+      `${o.connections} submission connections, ${o.rounds} round(s); ${os.cpus().length} CPU(s), Node ${process.version}`,
+  );
+  const { sinks, bare, plugins, domains } = await setUp(o, cleanup);
+  console.log(
+    `set up in ${fmt((Date.now() - t0) / 1000)} s: sinks on ${SINK_NET}1-${o.sinks}:${sinks[0]?.port}, ` +
+      `bare Haraka :${bare.port} (haraka-static-route), plugins Haraka :${plugins.port} (outbound_tls, outbound_mx; ${o.store} store)`,
+  );
+  const instances: Record<Side, HarakaInstance> = { bare, plugins };
 
-    // Warm-up (not measured): JIT, TLS contexts, first connections; a domain outside the batches,
-    // so the ratchet of the benchmark domains is still empty when round 1 starts.
-    for (const side of ['bare', 'plugins'] as const) {
-      await runBatch(instances[side], sinks, [WARMUP_DOMAIN], WARMUP_MESSAGES, o.connections, `w${side[0]}`);
-    }
-    const before = await ratchetLevels(plugins, domains);
-
-    const results: BatchResult[] = [];
-    let afterFirst: Record<string, number> | undefined;
-    for (let round = 1; round <= o.rounds; round++) {
-      const order: Side[] = round % 2 === 1 ? ['bare', 'plugins'] : ['plugins', 'bare'];
-      const roundResults: BatchResult[] = [];
-      for (const [i, side] of order.entries()) {
-        const tag = `r${round}${side[0]}`;
-        const r = await runBatch(instances[side], sinks, domains, o.messages, o.connections, tag);
-        roundResults.push({ side, round, order: i + 1, messages: o.messages, ...r, rate: o.messages / r.seconds });
-        if (side === 'plugins' && !afterFirst) afterFirst = await ratchetLevels(plugins, domains);
-      }
-      results.push(...roundResults);
-      printRound(round, roundResults);
-    }
-    console.log(
-      `\nratchet of the ${domains.length} benchmark domains (plugins Haraka): before round 1: ${describeCounts(before)}; ` +
-        `after its first batch: ${describeCounts(afterFirst ?? {})}`,
-    );
-    summary(results, o.rounds);
-  } finally {
-    await cleanup.runAll();
+  // Warm-up (not measured): JIT, TLS contexts, first connections; a domain outside the batches,
+  // so the ratchet of the benchmark domains is still empty when round 1 starts.
+  for (const side of ['bare', 'plugins'] as const) {
+    await runBatch(instances[side], sinks, [WARMUP_DOMAIN], WARMUP_MESSAGES, o.connections, `w${side[0]}`);
   }
-  console.log(`\ndone in ${fmt((Date.now() - t0) / 1000)} s`);
+  const before = await ratchetLevels(plugins, domains);
+
+  const results: BatchResult[] = [];
+  let afterFirst: Record<string, number> | undefined;
+  for (let round = 1; round <= o.rounds; round++) {
+    const order: Side[] = round % 2 === 1 ? ['bare', 'plugins'] : ['plugins', 'bare'];
+    const roundResults: BatchResult[] = [];
+    for (const [i, side] of order.entries()) {
+      const tag = `r${round}${side[0]}`;
+      const r = await runBatch(instances[side], sinks, domains, o.messages, o.connections, tag);
+      roundResults.push({ side, round, order: i + 1, messages: o.messages, ...r, rate: o.messages / r.seconds });
+      if (side === 'plugins' && !afterFirst) afterFirst = await ratchetLevels(plugins, domains);
+    }
+    results.push(...roundResults);
+    printRound(round, roundResults);
+  }
+  console.log(
+    `\nratchet of the ${domains.length} benchmark domains (plugins Haraka): before round 1: ${describeCounts(before)}; ` +
+      `after its first batch: ${describeCounts(afterFirst ?? {})}`,
+  );
+  summary(results, o.rounds);
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(`throughput benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exit(1);
-  },
-);
+runBenchmark('throughput', 1, main);
