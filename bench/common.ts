@@ -2,6 +2,8 @@
  * What the benchmark scripts share: option checking, cleanup that also runs on
  * Ctrl-C, and the few statistics and number formats they print.
  */
+import type { RatchetStore } from 'haraka-outbound-security/ratchet/store';
+import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 
@@ -197,4 +199,20 @@ export function runBenchmark(name: string, failStatus: number, body: (cleanup: C
       process.exit(failStatus);
     },
   );
+}
+
+/** How many of `domains` the store holds at each level (`TLS_SECURE`, …, `none`, `unreadable`); the store is closed after. */
+export async function countRatchetLevels(store: RatchetStore, domains: string[]): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  try {
+    await store.ready?.(5000);
+    for (const domain of domains) {
+      const read = await store.get(domain);
+      const key = read.kind === 'level' ? SecLevel[read.entry.level] : read.kind;
+      counts[key] = (counts[key] ?? 0) + 1;
+    }
+  } finally {
+    await store.close();
+  }
+  return counts;
 }

@@ -43,14 +43,25 @@ import nodemailer from 'nodemailer';
 import { openRatchetStoreFromUrl } from 'haraka-outbound-security/store/open';
 import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
 import type { RatchetStore } from 'haraka-outbound-security/ratchet/store';
-import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
 import { TestDnsServer } from '../test/fixtures/dns-server';
 import { HarakaInstance, sleep } from '../test/fixtures/haraka-instance';
 import { PolicyServer, policyText } from '../test/fixtures/policy-server';
 import { TestRedis } from '../test/fixtures/redis-server';
 import { SmtpSink } from '../test/fixtures/smtp-sink';
 import { TestCa } from '../test/fixtures/test-ca';
-import { Cleanup, fmt, lpad, median, positiveOption, processTreeCpuMs, readOptions, relativeRange, verdict, runBenchmark } from './common';
+import {
+  Cleanup,
+  countRatchetLevels,
+  fmt,
+  lpad,
+  median,
+  positiveOption,
+  processTreeCpuMs,
+  readOptions,
+  relativeRange,
+  verdict,
+  runBenchmark,
+} from './common';
 
 /** OPS-6 limits: plugins/bare. */
 const MIN_THROUGHPUT_RATIO = 0.97;
@@ -433,17 +444,7 @@ async function runBatches(
 
 async function ratchetCounts(url: string, domains: string[]): Promise<string> {
   const store: RatchetStore = url.startsWith('file:') ? new FileRatchetStore(url.slice('file:'.length)) : openRatchetStoreFromUrl(url);
-  const counts: Record<string, number> = {};
-  try {
-    await store.ready?.(5000);
-    for (const domain of domains) {
-      const read = await store.get(domain);
-      const key = read.kind === 'level' ? SecLevel[read.entry.level] : read.kind;
-      counts[key] = (counts[key] ?? 0) + 1;
-    }
-  } finally {
-    await store.close();
-  }
+  const counts = await countRatchetLevels(store, domains);
   return (
     Object.entries(counts)
       .map(([k, v]) => `${v} ${k}`)

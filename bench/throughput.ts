@@ -30,12 +30,11 @@ import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
 import { openRatchetStoreFromUrl } from 'haraka-outbound-security/store/open';
 import type { RatchetStore } from 'haraka-outbound-security/ratchet/store';
 import { TestRedis } from '../test/fixtures/redis-server';
-import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
 import { TestDnsServer } from '../test/fixtures/dns-server';
 import { HarakaInstance, sleep } from '../test/fixtures/haraka-instance';
 import { startSinksOnCommonPort, type SmtpSink } from '../test/fixtures/smtp-sink';
 import { TestCa } from '../test/fixtures/test-ca';
-import { Cleanup, fmt, lpad, median, positiveOption, readOptions, runBenchmark } from './common';
+import { Cleanup, countRatchetLevels, fmt, lpad, median, positiveOption, readOptions, runBenchmark } from './common';
 
 interface Options {
   messages: number;
@@ -363,18 +362,7 @@ async function ratchetLevels(instance: HarakaInstance, domains: string[]): Promi
   const store: RatchetStore = ratchetUrl
     ? openRatchetStoreFromUrl(ratchetUrl)
     : new FileRatchetStore(path.join(instance.dir, 'data', 'ratchet'));
-  const counts: Record<string, number> = {};
-  try {
-    await store.ready?.(5000);
-    for (const domain of domains) {
-      const read = await store.get(domain);
-      const key = read.kind === 'level' ? SecLevel[read.entry.level] : read.kind;
-      counts[key] = (counts[key] ?? 0) + 1;
-    }
-  } finally {
-    await store.close();
-  }
-  return counts;
+  return countRatchetLevels(store, domains);
 }
 
 function describeCounts(counts: Record<string, number>): string {
