@@ -184,13 +184,15 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
   let ended = false;
 
   /** Ends this connection only: QUIT, then an `error` without source=tls, so Haraka tries the next MX. */
-  const abandon = (reason: string): void => {
+  const abandon = (reason: string, options: { noted?: boolean } = {}): void => {
     conversation.abandonNow();
     if (ended) return;
     ended = true;
-    const reasons = abandonReasons.get(hmail) ?? [];
-    reasons.push(reason);
-    abandonReasons.set(hmail, reasons);
+    if (!options.noted) {
+      const reasons = abandonReasons.get(hmail) ?? [];
+      reasons.push(reason);
+      abandonReasons.set(hmail, reasons);
+    }
     try {
       write('QUIT\r\n'); // a courtesy; the socket may already be gone
     } catch {
@@ -199,11 +201,11 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
     emit('error', new Error(`outbound_tls abandoned the connection: ${reason}`));
   };
 
-  /** Applies the watcher's answer about something the server did; true when Haraka may see it. */
-  const apply = (action: ReplyAction): boolean => {
-    if (action.kind === 'pass' || action.kind === 'rewrite') return true;
-    if (action.kind === 'drop') return false;
-    const reason = `${requirement.domain}: ${where} ${action.reason}`;
+  /**
+   * Why this connection ends (named again in the final deferral), with the TLS-3 retry when the
+   * watcher allows it: shared by the failures seen in the conversation and the TLS errors Haraka handles.
+   */
+  const noteEnd = (reason: string, action: Extract<ReplyAction, { kind: 'abandon' }>): void => {
     if (action.tlsFailure) deps.events.tlsFailure(action.tlsFailure);
     if (action.retryPlain && hmail.mxlist) {
       hmail.mxlist.unshift(plainRetryOf(mx));
@@ -211,9 +213,21 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
       hmail.logwarn(`outbound_tls: ${reason}; retrying this MX once without STARTTLS (TLS-3)`);
     } else {
       deps.events.abandoned(action.tlsFailure ? 'tls' : 'protocol');
-      hmail.logwarn(`outbound_tls: ${reason}; connection abandoned, the next MX is tried (TLS-7)`);
+      const why = action.tlsFailure && hasCredentials(mx) ? ', no plain retry: the connection carries credentials (TLS-8)' : '';
+      hmail.logwarn(`outbound_tls: ${reason}; connection abandoned${why}, the next MX is tried (TLS-7)`);
     }
-    abandon(reason);
+    const reasons = abandonReasons.get(hmail) ?? [];
+    reasons.push(reason);
+    abandonReasons.set(hmail, reasons);
+  };
+
+  /** Applies the watcher's answer about something the server did; true when Haraka may see it. */
+  const apply = (action: ReplyAction): boolean => {
+    if (action.kind === 'pass' || action.kind === 'rewrite') return true;
+    if (action.kind === 'drop') return false;
+    const reason = `${requirement.domain}: ${where} ${action.reason}`;
+    noteEnd(reason, action);
+    abandon(reason, { noted: true });
     return false;
   };
 
@@ -265,21 +279,10 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
     if (ended || !err || typeof err !== 'object' || (err as { source?: string }).source !== 'tls') return;
     const action = conversation.tlsError();
     if (action.kind !== 'abandon') return;
-    // Haraka ends the connection itself and moves on; only the retry is ours to add.
-    deps.events.tlsFailure('handshake');
+    // Haraka ends the connection itself and moves on; only the reason and the retry are ours to add.
     ended = true;
     conversation.abandonNow();
-    const reason = `${requirement.domain}: ${where} TLS handshake failed (${(err as Error).message})`;
-    if (action.retryPlain && hmail.mxlist) {
-      hmail.mxlist.unshift(plainRetryOf(mx));
-      deps.events.plainRetry();
-      hmail.logwarn(`outbound_tls: ${reason}; retrying this MX once without STARTTLS (TLS-3)`);
-    } else {
-      hmail.logwarn(`outbound_tls: ${reason}; no plain retry${hasCredentials(mx) ? ' (the connection carries credentials, TLS-8)' : ''}`);
-    }
-    const reasons = abandonReasons.get(hmail) ?? [];
-    reasons.push(reason);
-    abandonReasons.set(hmail, reasons);
+    noteEnd(`${requirement.domain}: ${where} TLS handshake failed (${(err as Error).message})`, action);
   });
 }
 

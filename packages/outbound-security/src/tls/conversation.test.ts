@@ -136,8 +136,6 @@ test('TLS-3: STARTTLS refused → abandon with one plain retry; never on a conne
     assert.equal(action?.tlsFailure, 'starttls_refused');
     assert.equal(action?.retryPlain, retry);
   }
-  const failed = open();
-  throughTls(failed);
   const handshake = open({ credentials: true });
   assert.deepEqual(handshake.tlsError(), { kind: 'abandon', reason: 'TLS handshake failed', tlsFailure: 'handshake', retryPlain: false });
   assert.equal(open({ plainRetry: false }).tlsError().kind, 'abandon');
