@@ -14,7 +14,16 @@ import type { OutboundMxConfig } from 'haraka-outbound-security/config/outbound-
 import cluster from 'node:cluster';
 import { metrics } from 'haraka-outbound-security/metrics';
 import { MtaStsResolver, type MtaStsSettings, type PolicyDecision } from 'haraka-outbound-security/mta-sts/resolver';
-import { outboundMxSettings, outboundTlsSettings, sharedStores, type MxSettings } from 'haraka-outbound-security/config/settings';
+import {
+  outboundMxSettings,
+  outboundTlsSettings,
+  policyTableSettings,
+  sharedStores,
+  type MxSettings,
+  type Settings,
+} from 'haraka-outbound-security/config/settings';
+import { ruleLabel, ruleText } from 'haraka-outbound-security/policy-table/rule';
+import type { PolicyTable } from 'haraka-outbound-security/policy-table/table';
 import type { PolicyStore } from 'haraka-outbound-security/mta-sts/store';
 
 interface OutboundMxPlugin extends HarakaPlugin {
@@ -24,11 +33,14 @@ interface OutboundMxPlugin extends HarakaPlugin {
   stsSettings: MtaStsSettings;
   onStoreError: 'defer' | 'send';
   refreshTimer?: NodeJS.Timeout;
+  /** POL-1: the admin policy table (owned by outbound_tls, read here for `exempt=mta-sts` and the log). */
+  policyTable: Settings<PolicyTable>;
   load_outbound_mx_ini(): void;
 }
 
 export function register(this: OutboundMxPlugin): void {
   this.load_outbound_mx_ini();
+  this.policyTable = policyTableSettings(this);
   this.register_hook('get_mx', 'select_mx');
   publishPluginDocs(this, path.join(__dirname, '..'));
   // STS-6: one process refreshes the shared cache: Haraka's main process.
@@ -150,7 +162,12 @@ type HookAnswer = [number, HarakaMxSpec[] | string];
 async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, domain: string): Promise<HookAnswer> {
   const plan = await planDelivery(
     domain,
-    { dns: plugin.dnsClient, policyFor: (aLabel) => plugin.mtaSts.policyFor(aLabel), guardProblem },
+    {
+      dns: plugin.dnsClient,
+      policyFor: (aLabel) => plugin.mtaSts.policyFor(aLabel),
+      guardProblem,
+      policyTable: plugin.policyTable.current,
+    },
     planSettings(plugin.mxConfig, plugin.onStoreError),
   );
   return answerFor(plugin, hmail, domain, plan);
@@ -192,6 +209,13 @@ function answerFor(plugin: OutboundMxPlugin, hmail: HMailItem, domain: string, p
         );
       }
       for (const note of plan.notes) plugin.loginfo(`${shown}: ${note}`, hmail);
+      const rule = plan.state.rule;
+      if (rule) plugin.loginfo(`${shown}: policy table rule ${ruleLabel(rule)}: ${ruleText(rule)}`, hmail);
+      if (plan.state.sts?.exempted && rule && policy?.kind === 'policy') {
+        // POL-2: weakening is visible; outbound_tls logs and counts each connection that needed the exemption.
+        const outside = plan.exemptedWouldNotUse.length > 0 ? `; enforce would not use ${plan.exemptedWouldNotUse.join(', ')}` : '';
+        plugin.logwarn(`MTA-STS enforce of ${shown} (policy id ${policy.id}) not applied: exempted by ${ruleLabel(rule)}${outside}`, hmail);
+      }
       setDeliveryState(hmail, plan.state);
       const port = plugin.mxConfig.mxPort;
       // Each address keeps its MX's host name (from_dns): certificates are checked against it (MX-9).

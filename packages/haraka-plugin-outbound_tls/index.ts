@@ -1,7 +1,8 @@
 /**
  * outbound_tls — classifies every outbound connection, enforces the
- * security-level ratchet and MTA-STS enforce before MAIL FROM, and never
- * sends below them (TLS-1 … TLS-6). A thin adapter over lib/connection-guard.
+ * security-level ratchet, MTA-STS enforce and the admin policy table before
+ * MAIL FROM, and never sends below them (TLS-1 … TLS-8, POL-1 … POL-4). A thin
+ * adapter over the library's connection guard and connection requirement.
  */
 import path from 'node:path';
 import { publishPluginDocs } from 'haraka-outbound-security/haraka/plugin-docs';
@@ -18,6 +19,9 @@ import {
 import { getDeliveryState } from 'haraka-outbound-security/haraka/delivery-state';
 import { setGuardProblem } from 'haraka-outbound-security/haraka/guard-status';
 import type { Requirement } from 'haraka-outbound-security/tls/decision';
+import { connectionRequirement } from 'haraka-outbound-security/tls/requirement';
+import { ruleLabel } from 'haraka-outbound-security/policy-table/rule';
+import type { PolicyTable } from 'haraka-outbound-security/policy-table/table';
 import { literalKey, parseDomainLiteral, toALabel } from 'haraka-outbound-security/domain';
 import { CONT, DENYSOFT, type HMailItem, type HarakaPlugin, type Next } from 'haraka-outbound-security/haraka/api';
 import { MetricsListener, metrics } from 'haraka-outbound-security/metrics';
@@ -25,8 +29,8 @@ import type { SharedStores } from 'haraka-outbound-security/store/open';
 import { parsePolicy } from 'haraka-outbound-security/mta-sts/policy';
 import type { IniFile } from 'haraka-outbound-security/config/ini';
 import type { OutboundTlsConfig } from 'haraka-outbound-security/config/outbound-tls';
-import { outboundTlsSettings, sharedStores, type SharedSettings } from 'haraka-outbound-security/config/settings';
-import { relayKey, type RatchetRead, type RatchetStore } from 'haraka-outbound-security/ratchet/store';
+import { outboundTlsSettings, policyTableSettings, sharedStores, type SharedSettings } from 'haraka-outbound-security/config/settings';
+import type { RatchetRead, RatchetStore } from 'haraka-outbound-security/ratchet/store';
 import { SecLevel, levelName } from 'haraka-outbound-security/tls/sec-level';
 
 interface OutboundTlsPlugin extends HarakaPlugin {
@@ -35,12 +39,16 @@ interface OutboundTlsPlugin extends HarakaPlugin {
   guardProblem: string | null;
   /** The process's shared stores (PKG-4); the policy cache is read only when the guard is missing (TLS-6). */
   stores: SharedStores;
+  /** POL-1: the admin policy table in force (config/outbound_tls_policy, hot-reloaded). */
+  policyTable: PolicyTable;
   metricsListener?: MetricsListener;
   load_outbound_tls_ini(): void;
+  load_policy_table(): void;
 }
 
 export function register(this: OutboundTlsPlugin): void {
   this.load_outbound_tls_ini();
+  this.load_policy_table();
   warnAboutHarakaTlsSettings(this);
   publishPluginDocs(this, path.join(__dirname, '..'));
   keepOutboundCertificatesClassifiable(this);
@@ -88,6 +96,23 @@ export function load_outbound_tls_ini(this: OutboundTlsPlugin): void {
     apply(next);
     void this.metricsListener?.apply(next.tls.metricsListen);
   });
+}
+
+/**
+ * POL-1: the policy table from the process's settings registry (read and
+ * watched once; outbound_mx reads the same one). Bad lines are logged with
+ * file and line at load and every reload, the rest applies; a file that
+ * cannot be read keeps the table in force.
+ */
+export function load_policy_table(this: OutboundTlsPlugin): void {
+  const settings = policyTableSettings(this);
+  const apply = (table: PolicyTable): void => {
+    this.policyTable = table;
+    metrics.tableLines.set({ state: 'in_force' }, table.rules.length);
+    metrics.tableLines.set({ state: 'ignored' }, table.errors);
+  };
+  apply(settings.current);
+  settings.subscribe(apply);
 }
 
 function loadHMailPrototype(plugin: OutboundTlsPlugin): HMailPrototype | undefined {
@@ -161,21 +186,15 @@ function keepOutboundCertificatesClassifiable(plugin: OutboundTlsPlugin): void {
 }
 
 function requirementFor(plugin: OutboundTlsPlugin, hmail: { todo: { domain: string } }, mx: GuardedMx): Requirement | null {
-  // TLS-8: a connection that would send AUTH must reach auth_min_level first.
-  const auth = hasCredentials(mx) ? { authMinLevel: plugin.tlsConfig.authMinLevel } : {};
-  const state = getDeliveryState(hmail);
-  if (state) return { domain: state.domain, ratchet: true, ...(state.sts ? { sts: state.sts } : {}), ...auth };
-  // Another plugin answered get_mx (a smart-host route): the relay host has its own ratchet key,
-  // and the recipient domain's ratchet applies too unless smart_host_ratchet=false (TLS-5).
-  const relay = relayKey(mxHostName(mx) ?? String(mx.exchange ?? ''));
-  const name = toALabel(String(hmail.todo.domain));
-  if (!relay) return name.ok && plugin.tlsConfig.smartHostRatchet ? { domain: name.aLabel, ratchet: true, ...auth } : null;
-  return {
-    domain: name.ok ? name.aLabel : relay,
-    ratchet: name.ok && plugin.tlsConfig.smartHostRatchet,
-    relayKey: relay,
-    ...auth,
-  };
+  return connectionRequirement({
+    state: getDeliveryState(hmail),
+    recipientDomain: String(hmail.todo.domain),
+    mxHost: mxHostName(mx),
+    exchange: String(mx.exchange ?? ''),
+    credentials: hasCredentials(mx),
+    settings: plugin.tlsConfig,
+    table: plugin.policyTable,
+  });
 }
 
 function guardDeps(plugin: OutboundTlsPlugin): GuardDeps {
@@ -190,6 +209,7 @@ function guardDeps(plugin: OutboundTlsPlugin): GuardDeps {
       ratchet: (result) => metrics.ratchet.inc({ result }),
       abandoned: (cause) => metrics.abandoned.inc({ cause }),
       sts: (mode, result) => metrics.stsChecks.inc({ mode, result }),
+      exemption: (use) => metrics.exemptions.inc({ exemption: use.exemption }),
     },
   };
 }
@@ -204,12 +224,19 @@ function recipientKey(domain: string): string | null {
   return name.ok ? name.aLabel : null;
 }
 
-/** Why a message must wait while the guard is missing (TLS-6), or null when nothing is known to require TLS. */
+/**
+ * Why a message must wait while the guard is missing (TLS-6), or null when nothing is known to require TLS:
+ * the table's minimum, then the parts of the automatic requirement the table does not exempt (POL-2).
+ */
 async function failClosedReason(plugin: OutboundTlsPlugin, key: string): Promise<string | null> {
-  const level: RatchetRead = await plugin.ratchetStore.get(key);
-  if (level.kind === 'unreadable') return `${key} has an unreadable stored level`;
-  if (level.kind === 'level' && level.entry.level > SecLevel.PLAIN) return `${key} requires ${levelName(level.entry.level)}`;
-  if (key.startsWith('[')) return null;
+  const rule = key.startsWith('[') ? null : plugin.policyTable.forDomain(key);
+  if (rule && rule.minimum > SecLevel.PLAIN) return `${key} requires ${rule.level} (policy table rule ${ruleLabel(rule)})`;
+  if (!rule?.exempt.includes('ratchet')) {
+    const level: RatchetRead = await plugin.ratchetStore.get(key);
+    if (level.kind === 'unreadable') return `${key} has an unreadable stored level`;
+    if (level.kind === 'level' && level.entry.level > SecLevel.PLAIN) return `${key} requires ${levelName(level.entry.level)}`;
+  }
+  if (key.startsWith('[') || rule?.exempt.includes('mta-sts')) return null;
   // The shared policy cache (the one outbound_mx fills), wherever the settings put it now.
   const cached = await plugin.stores.policy().get(key);
   if (cached.kind === 'unreadable') return `${key} has an unreadable cached MTA-STS policy`;
@@ -221,8 +248,8 @@ async function failClosedReason(plugin: OutboundTlsPlugin, key: string): Promise
 
 /**
  * Only when the guard is missing (TLS-6): defer mail for every requirement the
- * plugins know of: a stored level (domain or address literal), a cached
- * MTA-STS enforce policy, and every route to a relay with credentials.
+ * plugins know of: a policy table minimum, a stored level (domain or address
+ * literal), a cached MTA-STS enforce policy (each unless the table exempts it).
  */
 export function fail_closed_get_mx(this: OutboundTlsPlugin, next: Next, hmail: HMailItem, domain: string): void {
   if (!this.guardProblem) return next(CONT);

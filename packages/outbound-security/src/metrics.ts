@@ -7,7 +7,7 @@
  */
 import cluster from 'node:cluster';
 import http from 'node:http';
-import { AggregatorRegistry, Counter, Registry } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import { SecLevel, levelName } from './tls/sec-level';
 
 export const registry = new Registry();
@@ -25,11 +25,25 @@ export const metrics = {
   stsMode: counter('outbound_mta_sts_mode_total', 'Deliveries by MTA-STS policy mode (none = no policy)', ['mode']),
   stsChecks: counter('outbound_mta_sts_checks_total', 'MTA-STS connection checks by mode and result', ['mode', 'result']),
   stsCache: counter('outbound_mta_sts_cache_total', 'MTA-STS policy cache events', ['event']),
+  exemptions: counter(
+    'outbound_tls_policy_exemptions_total',
+    'Connections that passed only because the policy table exempts part of the automatic requirement (POL-2)',
+    ['exemption'],
+  ),
+  /** POL-1: the table in force; `max` over workers (each reads the same file). */
+  tableLines: new Gauge({
+    name: 'outbound_tls_policy_table_lines',
+    help: 'Lines of the policy table: rules in force, and lines ignored because they cannot be understood',
+    labelNames: ['state'],
+    registers: [registry],
+    aggregator: 'max',
+  }),
 };
 
 // Zero-initialise the label values admins alert on, so they appear before the first event.
 for (const level of [SecLevel.PLAIN, SecLevel.TLS_INSECURE, SecLevel.TLS_SECURE]) metrics.connections.inc({ level: levelName(level) }, 0);
 for (const result of ['pass', 'raise', 'fail', 'store_error']) metrics.ratchet.inc({ result }, 0);
+for (const exemption of ['ratchet', 'mta-sts']) metrics.exemptions.inc({ exemption }, 0);
 
 AggregatorRegistry.setRegistries([registry]);
 // Constructing it installs the IPC listeners (primary: collect; worker: answer).

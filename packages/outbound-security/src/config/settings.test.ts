@@ -6,7 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import type { IniFile } from './ini';
-import { SHARED_SETTINGS, WatchedSettings, type SettingsHost, type SharedSettings } from './settings';
+import { POLICY_TABLE_SETTINGS, SHARED_SETTINGS, WatchedSettings, type SettingsHost, type SharedSettings } from './settings';
 
 /**
  * haraka-config as far as the registry sees it: one reload callback per file,
@@ -145,4 +145,60 @@ test('PKG-4: the CLI reports the same unknown keys as warnings on stderr and sti
   assert.match(stderr, /warning: outbound_tls\.ini \[main\] plain_retyr: unknown key, ignored/);
   assert.match(stderr, /warning: outbound_tls\.ini \[metric\]: unknown section/);
   assert.deepEqual(JSON.parse(stdout), []);
+});
+
+test('POL-1/PKG-4: the policy table is read and watched once; bad lines are errors with file and line, the rest applies; an edit applies on reload', () => {
+  const file = path.join(dir, 'config', 'outbound_tls_policy');
+  fs.writeFileSync(file, '# partners\npartner.example verify\nbad.example verfy\n');
+  try {
+    const table = new WatchedSettings(POLICY_TABLE_SETTINGS);
+    const tls = host('outbound_tls');
+    const mx = host('outbound_mx');
+    table.load(tls);
+    table.load(mx);
+    assert.deepEqual([...tls.config.callbacks.keys()], ['outbound_tls_policy']);
+    assert.equal(mx.config.reads, 0);
+    assert.equal(table.current.forDomain('partner.example')?.level, 'verify');
+    assert.ok(
+      tls.lines.includes(
+        'ERROR [outbound_tls] config/outbound_tls_policy line 3: bad.example: expected a level (may, encrypt or verify) after the destination, found "verfy" (line ignored)',
+      ),
+      tls.lines.join('\n'),
+    );
+    assert.ok(tls.lines.some((l) => /^INFO \[outbound_tls\] outbound_tls_policy: policy table: 1 rules in force \(1 domain, 0 subdomains, 0 relay\), 1 lines ignored$/.test(l)));
+
+    let told = 0;
+    table.subscribe(() => (told += 1));
+    fs.writeFileSync(file, 'partner.example encrypt\n.partner.example verify\n');
+    tls.config.callbacks.get('outbound_tls_policy')?.();
+    assert.equal(told, 1);
+    assert.equal(table.current.forDomain('partner.example')?.level, 'encrypt');
+    assert.equal(table.current.forDomain('mx.partner.example')?.level, 'verify');
+    assert.ok(tls.lines.some((l) => /outbound_tls_policy reloaded: policy table: 2 rules in force/.test(l)));
+
+    // A file that cannot be read keeps the table in force.
+    fs.writeFileSync(file, Buffer.from([0xff, 0xfe, 0x00]));
+    tls.config.callbacks.get('outbound_tls_policy')?.();
+    assert.equal(told, 1);
+    assert.equal(table.current.forDomain('partner.example')?.level, 'encrypt');
+    assert.ok(tls.lines.some((l) => /^ERROR \[outbound_tls\] outbound_tls_policy not reloaded, keeping the running settings: .*outbound_tls_policy: not valid UTF-8 text$/.test(l)));
+
+    // No file: an empty table.
+    fs.rmSync(file);
+    tls.config.callbacks.get('outbound_tls_policy')?.();
+    assert.equal(told, 2);
+    assert.equal(table.current.rules.length, 0);
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+});
+
+test('POL-1: a policy table that cannot be read at startup throws naming the file (Haraka does not start with an unknown table)', () => {
+  const file = path.join(dir, 'config', 'outbound_tls_policy');
+  fs.mkdirSync(file);
+  try {
+    assert.throws(() => new WatchedSettings(POLICY_TABLE_SETTINGS).load(host('outbound_tls')), /^Error: outbound_tls_policy: .*outbound_tls_policy: cannot be read: EISDIR$/);
+  } finally {
+    fs.rmSync(file, { recursive: true, force: true });
+  }
 });

@@ -9,6 +9,10 @@
  * - outbound_mx.ini: outbound_mx's MX selection, DNS and MTA-STS settings.
  * - outbound_tls.ini + redis.ini: what both plugins need (data directory,
  *   store, Redis, on_store_error) and outbound_tls's own keys.
+ * - outbound_tls_policy: the admin policy table (POL-1), owned by
+ *   outbound_tls, read by both (the plan applies `exempt=mta-sts`). Its bad
+ *   lines are reported with file and line and the rest applies; a file that
+ *   cannot be read keeps the table in force (at startup: Haraka does not start).
  *
  * Startup: a value that cannot be used throws, naming the file (Haraka does
  * not start). Reload: a bad file is logged under its own name and everyone
@@ -25,6 +29,8 @@ import { checkIni, formatWarning, type IniFile, type IniSchema, type IniWarning 
 import { OUTBOUND_MX_SCHEMA, parseOutboundMxConfig, type OutboundMxConfig } from './outbound-mx';
 import { SharedStores, type StoreSettings } from '../store/open';
 import { OUTBOUND_TLS_SCHEMA, parseOutboundTlsConfig, type OutboundTlsConfig } from './outbound-tls';
+import { POLICY_TABLE_FILE, readPolicyTable } from '../policy-table/file';
+import { formatProblem, type PolicyTable } from '../policy-table/table';
 
 /** The plugin asking: its name (for the log), its haraka-config and its logger. */
 export interface SettingsHost extends HarakaLogger {
@@ -104,12 +110,40 @@ class FileError extends Error {
   }
 }
 
+/** A message about a file that does not stop its settings from applying, and the log level it is logged at. */
+export interface Notice {
+  level: 'warn' | 'error';
+  message: string;
+}
+
 export interface SettingsSpec<T> {
   files: readonly string[];
   /** The plugin whose log carries this file's messages when it is loaded (else the first host). */
   owner: string;
-  parse(ini: Record<string, IniFile>, haraka: string): T;
+  /**
+   * Reads and parses the files. Every read of a file through `config` passes
+   * `onChange` (haraka-config keeps the callback of a file's latest read).
+   * Throws (a FileError naming the file) when a file cannot be used.
+   */
+  read(config: HarakaConfig, onChange: (file: string, err?: Error) => void): { value: T; notices: Notice[] };
   describe(value: T): string;
+}
+
+/** The spec of ini files: read through haraka-config, unknown sections and keys as warnings (PKG-4). */
+function iniSpec<T>(spec: Omit<SettingsSpec<T>, 'read'> & { parse(ini: Record<string, IniFile>, haraka: string): T }): SettingsSpec<T> {
+  return {
+    ...spec,
+    read: (config, onChange) => {
+      const configDir = path.join(harakaDir(), 'config');
+      const ini: Record<string, IniFile> = {};
+      const notices: Notice[] = [];
+      for (const file of spec.files) {
+        ini[file] = (config.get(file, {}, (err?: Error) => onChange(file, err)) ?? {}) as IniFile;
+        for (const w of iniWarnings(file, ini[file], configDir)) notices.push({ level: 'warn', message: formatWarning(w) });
+      }
+      return { value: spec.parse(ini, harakaDir()), notices };
+    },
+  };
 }
 
 export class WatchedSettings<T> implements Settings<T> {
@@ -132,8 +166,8 @@ export class WatchedSettings<T> implements Settings<T> {
   load(host: SettingsHost): this {
     if (!this.hosts.some((h) => h === host)) this.hosts.push(host);
     if (this.value !== undefined) return this;
-    const { value, warnings } = this.read();
-    for (const w of warnings) this.log().logwarn(formatWarning(w));
+    const { value, notices } = this.read();
+    this.report(notices);
     this.value = value;
     this.log().loginfo(`${this.spec.files.join(', ')}: ${this.spec.describe(value)}`);
     return this;
@@ -145,17 +179,14 @@ export class WatchedSettings<T> implements Settings<T> {
     return host;
   }
 
-  private read(): { value: T; warnings: IniWarning[] } {
+  private read(): { value: T; notices: Notice[] } {
     const host = this.hosts[0] as SettingsHost;
-    const configDir = path.join(harakaDir(), 'config');
-    const ini: Record<string, IniFile> = {};
-    const warnings: IniWarning[] = [];
-    for (const file of this.spec.files) {
-      // Every read passes the callback: haraka-config keeps the one of the latest read of a file.
-      ini[file] = (host.config.get(file, {}, (err?: Error) => this.changed(file, err)) ?? {}) as IniFile;
-      warnings.push(...iniWarnings(file, ini[file], configDir));
-    }
-    return { value: this.spec.parse(ini, harakaDir()), warnings };
+    return this.spec.read(host.config, (file, err) => this.changed(file, err));
+  }
+
+  private report(notices: readonly Notice[]): void {
+    const log = this.log();
+    for (const notice of notices) (notice.level === 'error' ? log.logerror : log.logwarn).call(log, notice.message);
   }
 
   private changed(file: string, err?: Error): void {
@@ -164,7 +195,7 @@ export class WatchedSettings<T> implements Settings<T> {
       log.logerror(`${file}: not reloaded, keeping the running settings: ${err.message}`);
       return;
     }
-    let next: { value: T; warnings: IniWarning[] };
+    let next: { value: T; notices: Notice[] };
     try {
       next = this.read();
     } catch (e) {
@@ -172,7 +203,7 @@ export class WatchedSettings<T> implements Settings<T> {
       log.logerror(`${failed} not reloaded, keeping the running settings: ${detail}`);
       return;
     }
-    for (const w of next.warnings) log.logwarn(formatWarning(w));
+    this.report(next.notices);
     const previous = this.current;
     this.value = next.value;
     log.loginfo(`${file} reloaded: ${this.spec.describe(next.value)}`);
@@ -195,7 +226,7 @@ function readCaFile(caFile: string | null): string[] {
   }
 }
 
-export const MX_SETTINGS: SettingsSpec<MxSettings> = {
+export const MX_SETTINGS: SettingsSpec<MxSettings> = iniSpec({
   files: [OUTBOUND_MX_INI],
   owner: 'outbound_mx',
   parse: (ini) =>
@@ -208,9 +239,9 @@ export const MX_SETTINGS: SettingsSpec<MxSettings> = {
     `mx_port=${mx.mxPort} dns servers=${mx.dns.servers.join(',') || 'system'} timeout=${mx.dns.timeoutMs}ms ` +
     `tries=${mx.dns.tries} refuse=${mx.refusedRanges.join(',')} allow=${mx.allowCidrs.join(',') || '-'} ` +
     `mta_sts=${mx.mtaSts.enabled ? 'on' : 'off'}`,
-};
+});
 
-export const SHARED_SETTINGS: SettingsSpec<SharedSettings> = {
+export const SHARED_SETTINGS: SettingsSpec<SharedSettings> = iniSpec({
   files: [OUTBOUND_TLS_INI, REDIS_INI],
   owner: 'outbound_tls',
   parse: (ini, haraka) => ({
@@ -220,11 +251,38 @@ export const SHARED_SETTINGS: SettingsSpec<SharedSettings> = {
   describe: ({ tls }) =>
     `data_dir=${tls.dataDir} store=${tls.store.backend} on_store_error=${tls.onStoreError} plain_retry=${tls.plainRetry} ` +
     `smart_host_ratchet=${tls.smartHostRatchet} metrics listen=${tls.metricsListen ?? '-'}`,
+});
+
+/**
+ * POL-1: the policy table. haraka-config watches the file (its `binary` read
+ * registers the callback and the directory watch); the text is read from the
+ * Haraka config directory here, so every problem names the file and line, a
+ * deleted file is an empty table, and a file that cannot be read is an error.
+ */
+export const POLICY_TABLE_SETTINGS: SettingsSpec<PolicyTable> = {
+  files: [POLICY_TABLE_FILE],
+  owner: 'outbound_tls',
+  read: (config, onChange) => {
+    config.get(POLICY_TABLE_FILE, 'binary', (err?: Error) => onChange(POLICY_TABLE_FILE, err));
+    const { table } = inFile(POLICY_TABLE_FILE, () => readPolicyTable(path.join(harakaDir(), 'config')));
+    const notices: Notice[] = table.problems.map((p) => ({ level: p.severity === 'error' ? 'error' : 'warn', message: formatProblem(p) }));
+    return { value: table, notices };
+  },
+  describe: (table) => {
+    const kinds = ['domain', 'subdomains', 'relay'].map((kind) => `${table.rules.filter((r) => r.key.kind === kind).length} ${kind}`);
+    return `policy table: ${table.rules.length} rules in force (${kinds.join(', ')}), ${table.errors} lines ignored`;
+  },
 };
 
 // This process's registry: one watcher per file, whichever plugin asks first.
 const mxSettings = new WatchedSettings(MX_SETTINGS);
 const sharedSettings = new WatchedSettings(SHARED_SETTINGS);
+const policyTable = new WatchedSettings(POLICY_TABLE_SETTINGS);
+
+/** The policy table of this process (POL-1), read and watched by the first plugin asking. Throws when it cannot be read. */
+export function policyTableSettings(host: SettingsHost): Settings<PolicyTable> {
+  return policyTable.load(host);
+}
 
 /** outbound_mx.ini of this process (read and watched by the first plugin asking). Throws when it cannot be used. */
 export function outboundMxSettings(host: SettingsHost): Settings<MxSettings> {

@@ -4,9 +4,11 @@
  * path end to end through Haraka in test/e2e).
  */
 import assert from 'node:assert/strict';
+import type { X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
 import type { RatchetRead, RatchetStore } from '../ratchet/store';
+import type { ExemptionUse, Requirement } from '../tls/decision';
 import { SecLevel } from '../tls/sec-level';
 import { installConnectionGuard, type GuardDeps, type GuardedHMail, type HMailPrototype } from './connection-guard';
 
@@ -21,8 +23,18 @@ class FakeSocket extends EventEmitter {
   }
 }
 
-function harness(stored: RatchetRead): { proto: HMailPrototype; deps: GuardDeps; errors: unknown[] } {
+interface Harness {
+  proto: HMailPrototype;
+  deps: GuardDeps;
+  errors: unknown[];
+  exemptions: ExemptionUse[];
+  raised: string[];
+}
+
+function harness(stored: RatchetRead, requirement: Requirement = { domain: 'example.test', ratchet: true }): Harness {
   const errors: unknown[] = [];
+  const exemptions: ExemptionUse[] = [];
+  const raised: string[] = [];
   const proto: HMailPrototype = {
     try_deliver_host_on_socket(_mx: unknown, _host: unknown, _port: unknown, socket: unknown) {
       (socket as FakeSocket).on('error', (err) => errors.push(err));
@@ -32,7 +44,10 @@ function harness(stored: RatchetRead): { proto: HMailPrototype; deps: GuardDeps;
   const store: RatchetStore = {
     description: 'fake',
     get: () => Promise.resolve(stored),
-    raise: (_d, level) => Promise.resolve(level),
+    raise: (domain, level) => {
+      raised.push(`${domain} ${SecLevel[level]}`);
+      return Promise.resolve(level);
+    },
     reset: () => Promise.resolve(false),
     list: () => Promise.resolve([]),
     close: () => Promise.resolve(),
@@ -40,11 +55,19 @@ function harness(stored: RatchetRead): { proto: HMailPrototype; deps: GuardDeps;
   const nothing = (): void => undefined;
   const deps: GuardDeps = {
     store: () => store,
-    requirement: () => ({ domain: 'example.test', ratchet: true }),
+    requirement: () => requirement,
     settings: () => ({ plainRetry: true, onStoreError: 'defer' }),
-    events: { connection: nothing, tlsFailure: nothing, plainRetry: nothing, ratchet: nothing, abandoned: nothing, sts: nothing },
+    events: {
+      connection: nothing,
+      tlsFailure: nothing,
+      plainRetry: nothing,
+      ratchet: nothing,
+      abandoned: nothing,
+      sts: nothing,
+      exemption: (use) => exemptions.push(use),
+    },
   };
-  return { proto, deps, errors };
+  return { proto, deps, errors, exemptions, raised };
 }
 
 const hmail: GuardedHMail = { todo: { domain: 'example.test' }, mxlist: [], loginfo() {}, logwarn() {}, logerror() {} };
@@ -81,4 +104,57 @@ test('TLS-2: a connection below the stored level is abandoned before MAIL FROM a
   assert.deepEqual(socket.written, ['EHLO haraka.test\r\n', 'QUIT\r\n']);
   assert.match(String((errors[0] as Error)?.message), /offers PLAIN \(no TLS\), required TLS_SECURE/);
   assert.equal(socket.write('DATA\r\n'), false, 'nothing more is written');
+});
+
+test('POL-2: an exempted stored level is read but not enforced; the pass is counted as an exemption use and logged', async () => {
+  const rule = 'example.test (config/outbound_tls_policy line 1)';
+  const requirement: Requirement = { domain: 'example.test', ratchet: true, ratchetExempt: { domain: rule } };
+  const { proto, deps, errors, exemptions, raised } = harness(
+    { kind: 'level', entry: { domain: 'example.test', level: SecLevel.TLS_SECURE } },
+    requirement,
+  );
+  installConnectionGuard(proto, deps);
+  const warnings: string[] = [];
+  const logged: GuardedHMail = { ...hmail, logwarn: (line: unknown) => warnings.push(String(line)) };
+  const socket = new FakeSocket();
+  proto.try_deliver_host_on_socket?.call(logged, { exchange: '192.0.2.1', from_dns: 'mx.example.test' }, '192.0.2.1', 25, socket);
+  await converse(socket);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(socket.written, ['EHLO haraka.test\r\n', 'MAIL FROM:<a@example.org>\r\n']);
+  assert.deepEqual(exemptions, [{ exemption: 'ratchet', rule, waived: 'stored level TLS_SECURE of example.test' }]);
+  assert.deepEqual(raised, [], 'a PLAIN connection never lowers the stored level');
+  assert.ok(
+    warnings.some((w) => w.includes('passed only by exempt=ratchet of policy table rule example.test (config/outbound_tls_policy line 1)')),
+    warnings.join('\n'),
+  );
+});
+
+/** Never read: a chain the TLS stack did not trust is TLS_INSECURE before the certificate is looked at. */
+const SELF_SIGNED = {} as X509Certificate;
+
+test('POL-2: an exempted relay key is still raised by a better connection, beside the enforced domain key', async () => {
+  const rule = 'relay:relay.example.test (config/outbound_tls_policy line 2)';
+  const requirement: Requirement = {
+    domain: 'example.test',
+    ratchet: true,
+    relayKey: 'relay:relay.example.test',
+    ratchetExempt: { relay: rule },
+    minimum: { level: SecLevel.PLAIN, rule },
+  };
+  const { proto, deps, errors, exemptions, raised } = harness({ kind: 'none' }, requirement);
+  installConnectionGuard(proto, deps);
+  const socket = new FakeSocket();
+  socket.isEncrypted = () => true;
+  Object.assign(socket, {
+    cleartext: {
+      authorizationError: 'DEPTH_ZERO_SELF_SIGNED_CERT',
+      getPeerX509Certificate: () => SELF_SIGNED,
+      getProtocol: () => 'TLSv1.3',
+    },
+  });
+  proto.try_deliver_host_on_socket?.call(hmail, { exchange: '192.0.2.9', from_dns: 'relay.example.test' }, '192.0.2.9', 25, socket);
+  await converse(socket);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(exemptions, []);
+  assert.deepEqual(raised, ['example.test TLS_INSECURE', 'relay:relay.example.test TLS_INSECURE']);
 });

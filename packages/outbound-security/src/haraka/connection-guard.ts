@@ -6,7 +6,7 @@
  * applies its answers:
  *  - the first command other than EHLO/HELO/LHLO/STARTTLS/RSET/QUIT (MAIL FROM
  *    or AUTH) is held; the connection is classified and decided (TLS-2, TLS-4,
- *    TLS-5, TLS-8), then the command is written or the connection abandoned
+ *    TLS-5, TLS-8, POL-2), then the command is written or the connection abandoned
  *    (QUIT, then an `error` so Haraka tries the next MX);
  *  - a reply that would fail the whole message before that is hidden from
  *    Haraka and ends this connection only (TLS-7);
@@ -15,7 +15,15 @@
  * and enriches Haraka's final "Tried all MXs" deferral with the reasons.
  */
 import type { RatchetRead, RatchetStore } from '../ratchet/store';
-import { decide, type AbandonCause, type Requirement, type StoreProblem, type Verdict } from '../tls/decision';
+import {
+  decide,
+  type AbandonCause,
+  type ExemptLevel,
+  type ExemptionUse,
+  type Requirement,
+  type StoreProblem,
+  type Verdict,
+} from '../tls/decision';
 import { Conversation, type ReplyAction } from '../tls/conversation';
 import { SecLevel, levelName } from '../tls/sec-level';
 import { classifyConnection, type TlsObservation } from '../tls/classify';
@@ -60,6 +68,8 @@ export interface GuardEvents {
   ratchet(result: 'pass' | 'raise' | 'fail' | 'store_error'): void;
   abandoned(cause: AbandonCause | 'tls'): void;
   sts(mode: string, result: 'pass' | 'fail' | 'would_fail'): void;
+  /** POL-2: a connection passed only because the policy table exempts part of the automatic requirement. */
+  exemption(use: ExemptionUse): void;
 }
 
 export interface GuardDeps {
@@ -291,9 +301,18 @@ export function hasCredentials(mx: GuardedMx): boolean {
   return Boolean(mx.auth_user && mx.auth_pass);
 }
 
-/** Reads every ratchet key of the requirement: the highest level, or the first problem. */
-async function readStored(store: RatchetStore, requirement: Requirement): Promise<RatchetRead | StoreProblem | undefined> {
-  const keys = [...(requirement.ratchet ? [requirement.domain] : []), ...(requirement.relayKey ? [requirement.relayKey] : [])];
+/** The ratchet keys of a requirement, enforced and exempted (POL-2: read and raised, not enforced), each exempted one with its rule. */
+function ratchetKeys(requirement: Requirement): { enforced: string[]; exempted: Array<{ key: string; rule: string }> } {
+  const enforced: string[] = [];
+  const exempted: Array<{ key: string; rule: string }> = [];
+  const sort = (key: string, rule: string | undefined): void => void (rule ? exempted.push({ key, rule }) : enforced.push(key));
+  if (requirement.ratchet) sort(requirement.domain, requirement.ratchetExempt?.domain);
+  if (requirement.relayKey) sort(requirement.relayKey, requirement.ratchetExempt?.relay);
+  return { enforced, exempted };
+}
+
+/** Reads ratchet keys: the highest level, or the first problem. */
+async function readStored(store: RatchetStore, keys: readonly string[]): Promise<RatchetRead | StoreProblem | undefined> {
   let highest: RatchetRead | undefined;
   for (const key of keys) {
     let read: RatchetRead;
@@ -309,6 +328,21 @@ async function readStored(store: RatchetStore, requirement: Requirement): Promis
   return highest;
 }
 
+/** POL-2: the highest level under the exempted keys; an unreadable one is logged and skipped (it is not enforced anyway). */
+async function readExempted(
+  store: RatchetStore,
+  exempted: ReadonlyArray<{ key: string; rule: string }>,
+  hmail: GuardedHMail,
+): Promise<ExemptLevel | undefined> {
+  let highest: ExemptLevel | undefined;
+  for (const { key, rule } of exempted) {
+    const read = await readStored(store, [key]);
+    if (read?.kind === 'unreadable') hmail.logwarn(`outbound_tls: ${key}: stored level unreadable (${read.reason}); exempted by ${rule}`);
+    if (read?.kind === 'level' && read.entry.level > (highest?.level ?? SecLevel.PLAIN)) highest = { level: read.entry.level, key, rule };
+  }
+  return highest;
+}
+
 async function decideConnection(
   hmail: GuardedHMail,
   socket: GuardedSocket,
@@ -317,23 +351,24 @@ async function decideConnection(
   where: string,
   deps: GuardDeps,
 ): Promise<Verdict> {
-  const classification = classifyConnection(observe(socket), mxHost);
+  const classification = classifyConnection(observe(socket), mxHost, new Date(), requirement.minimum?.match);
   const { events } = deps;
   const settings = deps.settings();
   events.connection(classification.level);
   const store = deps.store();
   const usesRatchet = requirement.ratchet || requirement.relayKey !== undefined;
-  const stored = usesRatchet ? await readStored(store, requirement) : undefined;
+  const keys = ratchetKeys(requirement);
+  const stored = keys.enforced.length > 0 ? await readStored(store, keys.enforced) : undefined;
   if (stored?.kind === 'unreadable') {
     events.ratchet('store_error');
     hmail.logerror(`outbound_tls: ratchet store problem for ${requirement.domain}: ${stored.reason}`);
   }
-  const verdict = decide(classification, requirement, stored, settings.onStoreError, where);
+  const exempt = keys.exempted.length > 0 ? await readExempted(store, keys.exempted, hmail) : undefined;
+  const verdict = decide(classification, requirement, stored, settings.onStoreError, where, exempt);
   const seen = `${levelName(classification.level)} (${classification.reason}${classification.protocol ? `, ${classification.protocol}` : ''})`;
   if (verdict.raiseTo !== undefined) {
-    const keys = [...(requirement.ratchet ? [requirement.domain] : []), ...(requirement.relayKey ? [requirement.relayKey] : [])];
     try {
-      for (const key of keys) {
+      for (const key of [...keys.enforced, ...keys.exempted.map((e) => e.key)]) {
         const now = await store.raise(key, verdict.raiseTo, mxHost);
         hmail.loginfo(`outbound_tls: ${key}: ratchet raised to ${levelName(now)} by ${where}`);
       }
@@ -358,13 +393,24 @@ async function decideConnection(
     hmail.logwarn(`outbound_tls: ${where}: ${seen}: abandoned before MAIL FROM: ${verdict.reason}`);
     return verdict;
   }
-  if (requirement.sts && requirement.sts.mode !== 'none') {
+  const exempted = verdict.exemptions ?? [];
+  if (requirement.sts && requirement.sts.mode !== 'none' && !exempted.some((use) => use.exemption === 'mta-sts')) {
     events.sts(requirement.sts.mode, verdict.stsWouldRefuse ? 'would_fail' : 'pass');
     if (verdict.stsWouldRefuse) hmail.logwarn(`outbound_tls: MTA-STS testing, enforce would refuse: ${verdict.stsWouldRefuse}`);
   }
+  // POL-2: weakening is always visible: every use of an exemption is logged and counted.
+  for (const use of exempted) {
+    events.exemption(use);
+    hmail.logwarn(
+      `outbound_tls: ${requirement.domain} via ${where}: ${seen}: passed only by exempt=${use.exemption} of policy table rule ` +
+        `${use.rule}: ${use.waived} not required`,
+    );
+  }
+  const table = requirement.minimum ? `; policy table rule ${requirement.minimum.rule}` : '';
   hmail.loginfo(
     `outbound_tls: ${requirement.domain} via ${where}: ${seen}; stored ${levelName(verdict.stored)}` +
-      `${requirement.sts ? `; MTA-STS ${requirement.sts.mode}` : ''}${requirement.authMinLevel !== undefined ? '; credentials allowed' : ''}: pass`,
+      `${requirement.sts ? `; MTA-STS ${requirement.sts.mode}` : ''}${table}` +
+      `${requirement.authMinLevel !== undefined ? '; credentials allowed' : ''}: pass`,
   );
   return verdict;
 }

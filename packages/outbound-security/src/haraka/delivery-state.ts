@@ -5,12 +5,20 @@
  * read by outbound_tls when a connection for that message is made.
  */
 import type { StsMode } from '../mta-sts/policy';
+import type { PolicyRule } from '../policy-table/rule';
 
 export interface DeliveryState {
   /** The ratchet key: the recipient domain in lowercase A-label form, or the address literal's canonical key (ST-6). */
   domain: string;
   /** The domain's MTA-STS policy mode and id, when it has a policy (STS-7, STS-8). */
-  sts?: { mode: StsMode; policyId: string };
+  sts?: {
+    mode: StsMode;
+    policyId: string;
+    /** POL-2: the policy is exempted by the domain's table rule; these planned hosts are ones enforce would not use. */
+    exempted?: { outsidePolicy: readonly string[] };
+  };
+  /** POL-1: the policy table rule of the domain when the plan was made. */
+  rule?: PolicyRule;
 }
 
 const states = new WeakMap<object, DeliveryState>();

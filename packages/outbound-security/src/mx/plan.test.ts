@@ -4,6 +4,7 @@ import { parsePolicy, type MtaStsPolicy } from '../mta-sts/policy';
 import { makeAddressPolicy, DEFAULT_REFUSED_RANGES } from './address-policy';
 import type { DnsAnswer, DnsClient, MxRecord } from './dns-client';
 import { MTA_STS_DISABLED, destinationName, planDelivery, type PlanDeps, type PlanSettings, type PolicyInEffect } from './plan';
+import { parsePolicyTable } from '../policy-table/table';
 
 /** A DNS client answering from a table; every question is recorded, in order. */
 function fakeDns(zone: { mx?: Record<string, DnsAnswer<MxRecord>>; a?: Record<string, string[]> }): DnsClient & { asked: string[] } {
@@ -122,6 +123,7 @@ test('MX-2: an address literal skips MX lookup and MTA-STS; its canonical key is
     implicit: false,
     notes: [],
     testingWouldNotUse: [],
+    exemptedWouldNotUse: [],
     state: { domain: '[192.0.2.1]' },
   });
   const v6 = await planDelivery('[IPv6:2001:DB8:0::1]', d, SETTINGS);
@@ -255,4 +257,47 @@ test('MX-4: a domain without MX records is its own implicit MX', async () => {
   if (plan.kind !== 'deliver') return;
   assert.equal(plan.implicit, true);
   assert.deepEqual(plan.mxs, [{ host: 'implicit.example', priority: 0, addresses: ['192.0.2.20'] }]);
+});
+
+const TABLE = parsePolicyTable(
+  ['example.com may exempt=mta-sts', '.example verify', 'implicit.example encrypt'].join('\n'),
+  'config/outbound_tls_policy',
+);
+
+test('POL-2: exempt=mta-sts keeps an enforce policy from filtering the MXs; the hosts enforce would not use go to the delivery state with the rule', async () => {
+  const enforce: PolicyInEffect = { kind: 'policy', id: 'e1', policy: policy('enforce', 'mx2.example.com'), source: 'cache' };
+  const plan = await planDelivery('example.com', { ...deps(enforce), policyTable: TABLE }, SETTINGS);
+  assert.equal(plan.kind, 'deliver');
+  if (plan.kind !== 'deliver') return;
+  assert.deepEqual(
+    plan.mxs.map((mx) => mx.host),
+    ['mx1.example.com', 'mx2.example.com'],
+  );
+  assert.deepEqual(plan.notes, [], 'nothing filtered');
+  assert.deepEqual(plan.exemptedWouldNotUse, ['mx1.example.com']);
+  assert.deepEqual(plan.state.sts, { mode: 'enforce', policyId: 'e1', exempted: { outsidePolicy: ['mx1.example.com'] } });
+  assert.equal(plan.state.rule?.name, 'example.com');
+  assert.equal(plan.state.rule?.line, 1);
+  // Without the table the same policy filters.
+  const filtered = await planDelivery('example.com', deps(enforce), SETTINGS);
+  assert.deepEqual(filtered.kind === 'deliver' ? filtered.mxs.map((mx) => mx.host) : filtered, ['mx2.example.com']);
+});
+
+test("POL-1: the domain's rule (exact or the nearest parent) rides in the delivery state; address literals have none", async () => {
+  const sub = await planDelivery('xn--bcher-kva.example', { ...deps(NONE), policyTable: TABLE }, SETTINGS);
+  assert.equal(sub.kind === 'deliver' ? sub.state.rule?.name : sub.kind, '.example');
+  const literal = await planDelivery('[192.0.2.1]', { ...deps(NONE), policyTable: TABLE }, SETTINGS);
+  assert.deepEqual(literal.kind === 'deliver' ? literal.state : literal.kind, { domain: '[192.0.2.1]' });
+});
+
+test('TLS-6/POL-1: a table minimum while the connection guard is missing defers, naming the rule; an exempted enforce policy does not', async () => {
+  const plan = await planDelivery('implicit.example', { ...deps(NONE, 'HMailItem changed'), policyTable: TABLE }, SETTINGS);
+  assert.equal(plan.kind, 'transient');
+  assert.equal(
+    plan.kind === 'transient' ? plan.reason : '',
+    'outbound_tls cannot guard connections (HMailItem changed); implicit.example requires encrypt (policy table rule implicit.example (config/outbound_tls_policy line 3))',
+  );
+  const enforce: PolicyInEffect = { kind: 'policy', id: 'g1', policy: policy('enforce', 'mx1.example.com'), source: 'fetched' };
+  const exempted = await planDelivery('example.com', { ...deps(enforce, 'HMailItem changed'), policyTable: TABLE }, SETTINGS);
+  assert.equal(exempted.kind, 'deliver');
 });

@@ -14,7 +14,13 @@
  *    defers under on_store_error=defer (ST-4, ST-5);
  * 3. the MX lookup: enforce filter, cap, addresses (MX-3 … MX-9, MX-8);
  * 4. testing mode: the hosts enforce would not use, for the log (STS-8);
- * 5. an enforce policy while the connection guard is missing defers (TLS-6).
+ * 5. an enforce policy or a policy table minimum while the connection guard
+ *    is missing defers (TLS-6).
+ *
+ * The domain's policy table rule (POL-1) rides along in the delivery state for
+ * outbound_tls; `exempt=mta-sts` (POL-2) keeps an enforce policy from
+ * filtering the MXs here, and the planned hosts enforce would not use are
+ * noted for the connection guard, which logs and counts their use.
  *
  * No I/O of its own: DNS and the policy source are handed in (the plugin's
  * caching resolver, the CLI's read-only view), so it tests with small fakes.
@@ -26,6 +32,9 @@ import { matchesPolicy, policyFilter, type MtaStsPolicy } from '../mta-sts/polic
 import { checkAddress, type AddressPolicy } from './address-policy';
 import type { DnsClient } from './dns-client';
 import { DSN_BAD_DESTINATION, DSN_NULL_MX, lookupMx } from './lookup';
+import { ruleLabel, type PolicyRule } from '../policy-table/rule';
+import type { PolicyTableLookup } from '../policy-table/table';
+import { SecLevel } from '../tls/sec-level';
 
 /**
  * The MTA-STS policy a source says applies to a domain now. The plugin's
@@ -50,6 +59,8 @@ export interface PlanDeps<P extends PolicyInEffect> {
   policyFor(aLabel: string): Promise<P>;
   /** TLS-6: why outbound connections cannot be guarded in this process, or null; absent: they can. */
   guardProblem?(): string | null;
+  /** POL-1: the admin policy table in force; absent: no rules. */
+  policyTable?: PolicyTableLookup;
   /** Tie shuffling (MX-7); tests fix it. */
   random?: () => number;
 }
@@ -99,6 +110,8 @@ export type DeliveryPlan<P extends PolicyInEffect = PolicyInEffect> =
       notes: string[];
       /** STS-8: in testing mode, the planned hosts an enforce policy would not use. */
       testingWouldNotUse: string[];
+      /** POL-2: an enforce policy the domain's table rule exempts: the planned hosts it would not use. */
+      exemptedWouldNotUse: string[];
       /** What outbound_tls enforces on this message's connections. */
       state: DeliveryState;
     }
@@ -146,7 +159,9 @@ export async function planDelivery<P extends PolicyInEffect>(
   }
   // TypeScript does not narrow a type parameter by its discriminant: P's `policy` members are DomainPolicys.
   const sts: DomainPolicy | null = policy.kind === 'policy' ? (policy as DomainPolicy) : null;
-  const enforce = sts?.policy.mode === 'enforce';
+  const rule = deps.policyTable?.forDomain(aLabel) ?? null;
+  const stsExempt = rule?.exempt.includes('mta-sts') === true;
+  const enforce = sts?.policy.mode === 'enforce' && !stsExempt;
   const result = await lookupMx(aLabel, deps.dns, {
     maxMx: settings.maxMx,
     maxMxRecords: settings.maxMxRecords,
@@ -165,14 +180,18 @@ export async function planDelivery<P extends PolicyInEffect>(
     case 'deliver':
       break;
   }
-  const unguarded = enforce ? (deps.guardProblem?.() ?? null) : null;
-  if (sts && unguarded !== null) {
-    // TLS-6: outbound_tls could not install its guard; nothing would check the certificate.
-    const reason = `outbound_tls cannot guard connections (${unguarded}); ${aLabel} has an MTA-STS enforce policy (id ${sts.id})`;
-    return { kind: 'transient', cause: 'unguarded', destination, policy, reason };
-  }
-  const testingWouldNotUse =
-    sts?.policy.mode === 'testing' ? result.mxs.filter((mx) => !matchesPolicy(sts.policy, mx.host)).map((mx) => mx.host) : [];
+  const unguarded = unguardedReason(aLabel, sts, enforce, rule, deps);
+  if (unguarded) return { kind: 'transient', cause: 'unguarded', destination, policy, reason: unguarded };
+  const wouldNotUse = (mode: string): string[] =>
+    sts?.policy.mode === mode ? result.mxs.filter((mx) => !matchesPolicy(sts.policy, mx.host)).map((mx) => mx.host) : [];
+  const exemptedWouldNotUse = stsExempt ? wouldNotUse('enforce') : [];
+  const stsState = sts
+    ? {
+        mode: sts.policy.mode,
+        policyId: sts.id,
+        ...(stsExempt && sts.policy.mode === 'enforce' ? { exempted: { outsidePolicy: exemptedWouldNotUse } } : {}),
+      }
+    : undefined;
   return {
     kind: 'deliver',
     destination,
@@ -180,9 +199,29 @@ export async function planDelivery<P extends PolicyInEffect>(
     mxs: result.mxs,
     implicit: result.implicit,
     notes: result.notes,
-    testingWouldNotUse,
-    state: { domain: aLabel, ...(sts ? { sts: { mode: sts.policy.mode, policyId: sts.id } } : {}) },
+    testingWouldNotUse: wouldNotUse('testing'),
+    exemptedWouldNotUse,
+    state: { domain: aLabel, ...(stsState ? { sts: stsState } : {}), ...(rule ? { rule } : {}) },
   };
+}
+
+/** TLS-6: why this delivery must wait for a guard that could not be installed (an enforce policy, a table minimum), or null. */
+function unguardedReason(
+  aLabel: string,
+  sts: DomainPolicy | null,
+  enforce: boolean,
+  rule: PolicyRule | null,
+  deps: Pick<PlanDeps<PolicyInEffect>, 'guardProblem'>,
+): string | null {
+  const requires =
+    sts && enforce
+      ? `${aLabel} has an MTA-STS enforce policy (id ${sts.id})`
+      : rule && rule.minimum > SecLevel.PLAIN
+        ? `${aLabel} requires ${rule.level} (policy table rule ${ruleLabel(rule)})`
+        : null;
+  const unguarded = requires ? (deps.guardProblem?.() ?? null) : null;
+  // outbound_tls could not install its guard; nothing would check the certificate.
+  return unguarded === null ? null : `outbound_tls cannot guard connections (${unguarded}); ${requires}`;
 }
 
 /** MX-2: an address literal skips MX lookup and MTA-STS; its address still passes the address policy (MX-9). */
@@ -206,6 +245,7 @@ function planLiteral<P extends PolicyInEffect>(domain: string, settings: PlanSet
     implicit: false,
     notes: [],
     testingWouldNotUse: [],
+    exemptedWouldNotUse: [],
     state: { domain: key },
   };
 }

@@ -2,7 +2,9 @@
  * Classification of an outbound connection (TLS-1): PLAIN, TLS_INSECURE or
  * TLS_SECURE. TLS_SECURE needs a chain to a trusted root (as the TLS stack
  * verified it), a dNSName subjectAltName matching the MX host name (no CN
- * fallback), and a certificate inside its validity period.
+ * fallback), and a certificate inside its validity period. With a policy
+ * table rule's `match=` names (POL-1), also whether the certificate carries
+ * one of them, by the same checks.
  */
 import type { X509Certificate } from 'node:crypto';
 import { SecLevel } from './sec-level';
@@ -23,7 +25,14 @@ export interface Classification {
   /** Why the level is what it is, for logs: `certificate valid for mx.example.com`, `hostname mismatch`, … */
   reason: string;
   protocol?: string;
+  /**
+   * POL-1 `match=`: whether the certificate (trusted, in date) carries one of
+   * the names the policy table lists; present only when names were given.
+   */
+  match?: NameMatch;
 }
+
+export type NameMatch = { ok: true; name: string } | { ok: false; reason: string };
 
 /**
  * Node checks the host name against the SNI name itself (with CN fallback) and
@@ -41,27 +50,62 @@ function errorCode(error: string | Error | null | undefined): string | null {
 /**
  * Classifies a connection. `mxHost` is the MX host name the certificate must
  * match, or undefined when there is none (an address literal, MX-2): such a
- * connection is at most TLS_INSECURE.
+ * connection is at most TLS_INSECURE. `matchNames` (a policy table's `match=`)
+ * are checked too, apart from the level.
  */
-export function classifyConnection(observed: TlsObservation, mxHost: string | undefined, now: Date = new Date()): Classification {
+export function classifyConnection(
+  observed: TlsObservation,
+  mxHost: string | undefined,
+  now: Date = new Date(),
+  matchNames?: readonly string[],
+): Classification {
+  const classification = classifyFor(observed, mxHost, now);
+  if (!matchNames || matchNames.length === 0) return classification;
+  return { ...classification, match: matchAny(observed, matchNames, now) };
+}
+
+function classifyFor(observed: TlsObservation, mxHost: string | undefined, now: Date): Classification {
   if (!observed.encrypted) return { level: SecLevel.PLAIN, reason: 'no TLS' };
   const protocol = observed.protocol ?? undefined;
   const insecure = (reason: string): Classification => ({ level: SecLevel.TLS_INSECURE, reason, protocol });
-  const cert = observed.peerCertificate;
-  if (!cert) return insecure('no peer certificate');
-  const chainError = errorCode(observed.authorizationError);
-  if (chainError && !IDENTITY_ERRORS.has(chainError)) return insecure(`certificate not trusted: ${chainError}`);
+  const untrusted = chainProblem(observed);
+  if (untrusted) return insecure(untrusted);
+  const cert = observed.peerCertificate as X509Certificate;
   if (!mxHost) return insecure('no host name to verify (address literal)');
+  const expired = dateProblem(cert, now);
+  if (expired) return insecure(expired);
+  if (!carries(cert, mxHost)) return insecure(`certificate not valid for ${mxHost} (subjectAltName: ${cert.subjectAltName ?? 'none'})`);
+  return { level: SecLevel.TLS_SECURE, reason: `certificate valid for ${mxHost}`, protocol };
+}
+
+/** No certificate, or one that does not chain to a trusted root. */
+function chainProblem(observed: TlsObservation): string | null {
+  if (!observed.peerCertificate) return 'no peer certificate';
+  const chainError = errorCode(observed.authorizationError);
+  return chainError && !IDENTITY_ERRORS.has(chainError) ? `certificate not trusted: ${chainError}` : null;
+}
+
+function dateProblem(cert: X509Certificate, now: Date): string | null {
   const validFrom = Date.parse(cert.validFrom);
   const validTo = Date.parse(cert.validTo);
-  if (!(validFrom <= now.getTime()) || !(now.getTime() <= validTo)) {
-    return insecure(`certificate outside its validity period (${cert.validFrom} – ${cert.validTo})`);
-  }
-  const matched = cert.checkHost(mxHost, { subject: 'never', wildcards: true, partialWildcards: false, multiLabelWildcards: false });
-  if (matched === undefined) {
-    return insecure(`certificate not valid for ${mxHost} (subjectAltName: ${cert.subjectAltName ?? 'none'})`);
-  }
-  return { level: SecLevel.TLS_SECURE, reason: `certificate valid for ${mxHost}`, protocol };
+  if (validFrom <= now.getTime() && now.getTime() <= validTo) return null;
+  return `certificate outside its validity period (${cert.validFrom} – ${cert.validTo})`;
+}
+
+/** A dNSName subjectAltName matching `host` (a `*.` wildcard covers one label); never the CN. */
+function carries(cert: X509Certificate, host: string): boolean {
+  return cert.checkHost(host, { subject: 'never', wildcards: true, partialWildcards: false, multiLabelWildcards: false }) !== undefined;
+}
+
+/** POL-1 `match=`: a trusted certificate in its validity period that carries one of `names`. */
+function matchAny(observed: TlsObservation, names: readonly string[], now: Date): NameMatch {
+  if (!observed.encrypted) return { ok: false, reason: 'no TLS' };
+  const problem = chainProblem(observed) ?? dateProblem(observed.peerCertificate as X509Certificate, now);
+  if (problem) return { ok: false, reason: problem };
+  const cert = observed.peerCertificate as X509Certificate;
+  const name = names.find((candidate) => carries(cert, candidate));
+  if (name !== undefined) return { ok: true, name };
+  return { ok: false, reason: `certificate carries none of ${names.join(', ')} (subjectAltName: ${cert.subjectAltName ?? 'none'})` };
 }
 
 /** TLS 1.2 or later, as RFC 8461 §5 and STS-7 require. */

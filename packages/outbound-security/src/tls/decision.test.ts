@@ -89,3 +89,84 @@ test('TLS-8: a relay key alone makes the ratchet apply (smart_host_ratchet=false
     raiseTo: SecLevel.TLS_SECURE,
   });
 });
+
+const RULE = 'partner.test (config/outbound_tls_policy line 3)';
+
+test('POL-2: the table minimum is required whatever the automatic requirement; below it the connection is abandoned naming the rule', () => {
+  const verify: Requirement = { ...req, minimum: { level: SecLevel.TLS_SECURE, rule: RULE } };
+  const refused = decide(insecure, verify, { kind: 'none' }, 'defer', 'mx.partner.test [192.0.2.1]');
+  assert.equal(refused.kind, 'abandon');
+  if (refused.kind === 'abandon') {
+    assert.equal(refused.cause, 'policy_table');
+    assert.equal(refused.raiseTo, SecLevel.TLS_INSECURE, 'the ratchet still records what was seen');
+    assert.equal(
+      refused.reason,
+      `example.test: mx.partner.test [192.0.2.1] offers TLS_INSECURE (self-signed), required TLS_SECURE (policy table rule ${RULE})`,
+    );
+  }
+  assert.equal(decide(secure, verify, { kind: 'none' }, 'defer', 'h').kind, 'pass');
+  const encrypt: Requirement = { ...req, minimum: { level: SecLevel.TLS_INSECURE, rule: RULE } };
+  assert.equal(decide(insecure, encrypt, { kind: 'none' }, 'defer', 'h').kind, 'pass');
+  assert.equal(decide(plain, encrypt, { kind: 'none' }, 'defer', 'h').kind, 'abandon');
+  // max(table, automatic): a stored level above the table minimum still applies.
+  const ratchet = decide(insecure, encrypt, stored(SecLevel.TLS_SECURE), 'defer', 'h');
+  assert.equal(ratchet.kind === 'abandon' && ratchet.cause, 'ratchet');
+});
+
+test('POL-1: verify with match= needs a certificate carrying one of the names, whatever the MX host name', () => {
+  const pinned: Requirement = { ...req, minimum: { level: SecLevel.TLS_SECURE, match: ['mx.partner.test'], rule: RULE } };
+  const matched = { ...insecure, match: { ok: true as const, name: 'mx.partner.test' } };
+  assert.equal(decide(matched, pinned, { kind: 'none' }, 'defer', 'h').kind, 'pass');
+  const missed = { ...secure, match: { ok: false as const, reason: 'certificate carries none of mx.partner.test' } };
+  const refused = decide(missed, pinned, { kind: 'none' }, 'defer', 'h');
+  assert.equal(refused.kind === 'abandon' && refused.cause, 'policy_table');
+  if (refused.kind === 'abandon')
+    assert.match(refused.reason, /required a certificate for mx\.partner\.test \(match=\): certificate carries none/);
+  assert.equal(
+    decide(secure, pinned, { kind: 'none' }, 'defer', 'h').kind,
+    'abandon',
+    'a classification without the names checked never passes',
+  );
+});
+
+test('POL-2: exempt=ratchet skips the stored level (counted as an exemption use) and never lowers it: a better connection still raises it', () => {
+  const exempted: Requirement = { ...req, ratchetExempt: { domain: RULE } };
+  const exempt = { level: SecLevel.TLS_SECURE, key: 'example.test', rule: RULE };
+  const verdict = decide(plain, exempted, undefined, 'defer', 'h', exempt);
+  assert.deepEqual(verdict, {
+    kind: 'pass',
+    stored: SecLevel.PLAIN,
+    exemptions: [{ exemption: 'ratchet', rule: RULE, waived: 'stored level TLS_SECURE of example.test' }],
+  });
+  assert.deepEqual(decide(secure, exempted, undefined, 'defer', 'h', exempt), { kind: 'pass', stored: SecLevel.PLAIN }, 'no use, no raise');
+  assert.deepEqual(decide(secure, exempted, undefined, 'defer', 'h', { ...exempt, level: SecLevel.TLS_INSECURE }), {
+    kind: 'pass',
+    stored: SecLevel.PLAIN,
+    raiseTo: SecLevel.TLS_SECURE,
+  });
+  // An exemption that a refusal for another reason makes moot is no use.
+  const alsoVerify: Requirement = { ...exempted, minimum: { level: SecLevel.TLS_INSECURE, rule: RULE } };
+  assert.equal(decide(plain, alsoVerify, undefined, 'defer', 'h', exempt).kind, 'abandon');
+});
+
+test('POL-2: exempt=mta-sts: an enforce policy is not enforced; a connection it would refuse (level, TLS version, host outside the policy) is an exemption use', () => {
+  const sts = { mode: 'enforce' as const, policyId: 'abc', exemptBy: RULE };
+  const low = decide(insecure, { ...req, sts }, { kind: 'none' }, 'defer', 'mx.other.test');
+  assert.equal(low.kind, 'pass');
+  if (low.kind === 'pass') {
+    assert.equal(low.exemptions?.[0]?.exemption, 'mta-sts');
+    assert.match(low.exemptions?.[0]?.waived ?? '', /MTA-STS enforce \(policy id abc, mode enforce\): mx\.other\.test offers TLS_INSECURE/);
+  }
+  const outside = decide(secure, { ...req, sts: { ...sts, outsidePolicy: true } }, { kind: 'none' }, 'defer', 'mx.other.test');
+  assert.equal(
+    outside.kind === 'pass' && outside.exemptions?.[0]?.waived.includes('mx.other.test is not an MX host the policy lists'),
+    true,
+  );
+  assert.deepEqual(decide(secure, { ...req, sts }, stored(SecLevel.TLS_SECURE), 'defer', 'h'), {
+    kind: 'pass',
+    stored: SecLevel.TLS_SECURE,
+  });
+  // The table minimum still holds when MTA-STS is exempted.
+  const both: Requirement = { ...req, sts, minimum: { level: SecLevel.TLS_SECURE, rule: RULE } };
+  assert.equal(decide(insecure, both, { kind: 'none' }, 'defer', 'h').kind, 'abandon');
+});

@@ -1,21 +1,24 @@
 /**
  * The decision made at the first MAIL FROM (or AUTH) of a connection (TLS-2,
- * TLS-4, TLS-5, STS-7, STS-8): given the connection's classification, what the
- * ratchet store holds and the MTA-STS mode, pass, raise or abandon. Pure: the
- * caller reads the store and persists a raise.
+ * TLS-4, TLS-5, TLS-8, STS-7, STS-8, POL-2): given the connection's
+ * classification, what the ratchet store holds, the MTA-STS mode and the
+ * policy table's rule, pass, raise or abandon. The requirement is
+ * max(table minimum, automatic requirement without the parts the table
+ * exempts); a pass that only an exemption allowed says so, for the log and
+ * the count. Pure: the caller reads the store and persists a raise.
  */
 import type { RatchetRead } from '../ratchet/store';
-import { SecLevel, levelName } from './sec-level';
+import { SecLevel, levelName, maxLevel } from './sec-level';
 import { isModernTls, type Classification } from './classify';
 import type { StsMode } from '../mta-sts/policy';
 
 export interface Requirement {
   /** Recipient domain key (A-label or address literal). */
   domain: string;
-  /** Whether the ratchet applies (it may be off for smart-host routes). */
+  /** Whether the domain's ratchet applies (it may be off for smart-host routes). */
   ratchet: boolean;
-  /** MTA-STS mode of the domain's policy, when there is one. */
-  sts?: { mode: StsMode; policyId: string };
+  /** MTA-STS of the domain's policy, when there is one (never on a relay hop, POL-4). */
+  sts?: StsRequirement;
   /**
    * TLS-8: on a hop to a relay (another plugin chose the route), the relay's own
    * ratchet key (`relay:<host>`): read and raised beside the domain's. The
@@ -24,21 +27,62 @@ export interface Requirement {
   relayKey?: string;
   /** TLS-8: the connection carries credentials (AUTH): it must reach this level. */
   authMinLevel?: SecLevel;
+  /** POL-1, POL-4: the policy table's minimum for this hop (the recipient domain's rule, or the relay's). */
+  minimum?: TableMinimum;
+  /**
+   * POL-2: ratchet keys the table exempts (`domain`: the recipient domain's
+   * key, `relay`: the relay's), each with the rule that says so. They are read
+   * and raised, never enforced; the caller passes their highest level as `exempt`.
+   */
+  ratchetExempt?: { domain?: string; relay?: string };
+}
+
+export interface StsRequirement {
+  mode: StsMode;
+  policyId: string;
+  /** POL-2: the rule exempting this domain from MTA-STS: nothing enforced, what enforce would refuse is an exemption use. */
+  exemptBy?: string;
+  /** With `exemptBy`: this MX host does not match the policy (enforce would not have used it). */
+  outsidePolicy?: boolean;
+}
+
+export interface TableMinimum {
+  level: SecLevel;
+  /** `match=`: the certificate must carry one of these names (instead of the MX host name). */
+  match?: readonly string[];
+  /** How the log names the rule: `partner.example (config/outbound_tls_policy line 4)`. */
+  rule: string;
+}
+
+/** POL-2: the highest level stored under the exempted ratchet keys, with its key and the rule exempting it. */
+export interface ExemptLevel {
+  level: SecLevel;
+  key: string;
+  rule: string;
+}
+
+/** A connection that passed only because the table exempts part of the automatic requirement (POL-2). */
+export interface ExemptionUse {
+  exemption: 'ratchet' | 'mta-sts';
+  rule: string;
+  /** What was not required: `stored level TLS_SECURE of example.com`, `MTA-STS enforce (policy id 1): …`. */
+  waived: string;
 }
 
 export type StoreProblem = { kind: 'unreadable'; reason: string };
 
 export type Verdict =
-  | { kind: 'pass'; stored: SecLevel; raiseTo?: SecLevel; stsWouldRefuse?: string }
+  | { kind: 'pass'; stored: SecLevel; raiseTo?: SecLevel; stsWouldRefuse?: string; exemptions?: ExemptionUse[] }
   | { kind: 'abandon'; cause: AbandonCause; reason: string; stored?: SecLevel; raiseTo?: SecLevel };
 
 /** Why a connection was abandoned before MAIL FROM (the `cause` label of the abandoned metric). */
-export type AbandonCause = 'ratchet' | 'mta_sts' | 'store' | 'auth' | 'protocol';
+export type AbandonCause = 'ratchet' | 'mta_sts' | 'store' | 'auth' | 'protocol' | 'policy_table';
 
 /**
- * `stored` is the ratchet read (or a store failure). `onStoreError` says what
- * to do when the store cannot tell: `defer` abandons (ST-4), `send` treats the
- * domain as having no level.
+ * `stored` is the ratchet read of the enforced keys (or a store failure);
+ * `exempt`, the highest level under the keys the table exempts. `onStoreError`
+ * says what to do when the store cannot tell: `defer` abandons (ST-4), `send`
+ * treats the domain as having no level.
  */
 export function decide(
   classification: Classification,
@@ -46,6 +90,7 @@ export function decide(
   stored: RatchetRead | StoreProblem | undefined,
   onStoreError: 'defer' | 'send',
   host: string,
+  exempt?: ExemptLevel,
 ): Verdict {
   const level = classification.level;
   const seen = `${levelName(level)} (${classification.reason})`;
@@ -73,7 +118,14 @@ export function decide(
       reason: `${requirement.domain}: ${host} offers ${seen}, required ${levelName(storedLevel)} (ratchet)`,
     };
   }
-  const raiseTo = ratchet && level > storedLevel ? level : undefined;
+  // POL-2: an exempted level is skipped, never lowered: a better connection still raises it.
+  const exemptLevel = exempt?.level ?? SecLevel.PLAIN;
+  const raiseTo = ratchet && level > maxLevel(storedLevel, exemptLevel) ? level : undefined;
+  const raise = raiseTo !== undefined ? { raiseTo } : {};
+  const exemptions: ExemptionUse[] = [];
+  if (exempt && level < exempt.level) {
+    exemptions.push({ exemption: 'ratchet', rule: exempt.rule, waived: `stored level ${levelName(exempt.level)} of ${exempt.key}` });
+  }
   // TLS-8: credentials never go out below auth_min_level.
   if (requirement.authMinLevel !== undefined && level < requirement.authMinLevel) {
     return {
@@ -83,30 +135,56 @@ export function decide(
       reason:
         `${requirement.domain}: ${host} offers ${seen}, credentials require ${levelName(requirement.authMinLevel)} ` +
         `(auth_min_level); AUTH not sent`,
-      ...(raiseTo !== undefined ? { raiseTo } : {}),
+      ...raise,
     };
+  }
+  // POL-1: the table's minimum.
+  const shortfall = requirement.minimum ? tableShortfall(classification, seen, requirement.minimum) : null;
+  if (shortfall) {
+    const reason = `${requirement.domain}: ${host} offers ${shortfall} (policy table rule ${requirement.minimum?.rule})`;
+    return { kind: 'abandon', cause: 'policy_table', stored: storedLevel, reason, ...raise };
   }
   // STS-7 / STS-8: then MTA-STS.
   const sts = requirement.sts;
-  let stsProblem: string | undefined;
-  if (sts && sts.mode !== 'none') {
-    if (level < SecLevel.TLS_SECURE) stsProblem = `${host} offers ${seen}, MTA-STS requires TLS_SECURE`;
-    else if (!isModernTls(classification.protocol))
-      stsProblem = `${host} negotiated ${classification.protocol ?? 'unknown TLS'}, MTA-STS requires TLS 1.2 or later`;
-  }
+  const stsProblem = sts && sts.mode !== 'none' ? stsShortfall(classification, seen, sts, host) : null;
+  const policy = `policy id ${sts?.policyId}, mode ${sts?.mode}`;
   if (stsProblem && sts?.mode === 'enforce') {
-    return {
-      kind: 'abandon',
-      cause: 'mta_sts',
-      stored: storedLevel,
-      reason: `${requirement.domain}: ${stsProblem} (policy id ${sts.policyId}, mode enforce)`,
-      ...(raiseTo !== undefined ? { raiseTo } : {}),
-    };
+    if (!sts.exemptBy) {
+      return {
+        kind: 'abandon',
+        cause: 'mta_sts',
+        stored: storedLevel,
+        reason: `${requirement.domain}: ${stsProblem} (${policy})`,
+        ...raise,
+      };
+    }
+    exemptions.push({ exemption: 'mta-sts', rule: sts.exemptBy, waived: `MTA-STS enforce (${policy}): ${stsProblem}` });
   }
   return {
     kind: 'pass',
     stored: storedLevel,
-    ...(raiseTo !== undefined ? { raiseTo } : {}),
-    ...(stsProblem ? { stsWouldRefuse: `${requirement.domain}: ${stsProblem} (policy id ${sts?.policyId}, mode testing)` } : {}),
+    ...raise,
+    ...(stsProblem && sts?.mode === 'testing' ? { stsWouldRefuse: `${requirement.domain}: ${stsProblem} (${policy})` } : {}),
+    ...(exemptions.length > 0 ? { exemptions } : {}),
   };
+}
+
+/** What falls short of the table minimum (`offers …, required …`), or null. */
+function tableShortfall(classification: Classification, seen: string, minimum: TableMinimum): string | null {
+  if (minimum.match && minimum.match.length > 0) {
+    const match = classification.match;
+    if (match?.ok) return null;
+    return `${seen}, required a certificate for ${minimum.match.join(' or ')} (match=): ${match?.reason ?? 'not checked'}`;
+  }
+  return classification.level < minimum.level ? `${seen}, required ${levelName(minimum.level)}` : null;
+}
+
+/** What an MTA-STS enforce policy would refuse on this connection, or null. */
+function stsShortfall(classification: Classification, seen: string, sts: StsRequirement, host: string): string | null {
+  if (sts.outsidePolicy) return `${host} is not an MX host the policy lists`;
+  if (classification.level < SecLevel.TLS_SECURE) return `${host} offers ${seen}, MTA-STS requires TLS_SECURE`;
+  if (!isModernTls(classification.protocol)) {
+    return `${host} negotiated ${classification.protocol ?? 'unknown TLS'}, MTA-STS requires TLS 1.2 or later`;
+  }
+  return null;
 }

@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parsePolicyTable } from '../policy-table/table';
+import { connectionRequirement, type ConnectionContext } from './requirement';
+import { SecLevel } from './sec-level';
+
+const FILE = 'config/outbound_tls_policy';
+const TABLE = parsePolicyTable(
+  [
+    'partner.test verify match=mx.partner.test exempt=ratchet',
+    'legacy.test may exempt=mta-sts',
+    'relay:relay.isp.test encrypt auth_min_level=encrypt exempt=ratchet',
+    'relay:strict.isp.test verify',
+  ].join('\n'),
+  FILE,
+);
+const label = (line: number, name: string): string => `${name} (${FILE} line ${line})`;
+
+function context(extra: Partial<ConnectionContext>): ConnectionContext {
+  return {
+    state: undefined,
+    recipientDomain: 'partner.test',
+    mxHost: 'mx.partner.test',
+    exchange: '192.0.2.1',
+    credentials: false,
+    settings: { authMinLevel: SecLevel.TLS_SECURE, smartHostRatchet: true },
+    table: TABLE,
+    ...extra,
+  };
+}
+
+test('POL-2: a planned message: the rule from the plan gives the minimum, the match= names and the exempted ratchet', () => {
+  const rule = TABLE.forDomain('partner.test') ?? undefined;
+  const requirement = connectionRequirement(context({ state: { domain: 'partner.test', ...(rule ? { rule } : {}) } }));
+  assert.deepEqual(requirement, {
+    domain: 'partner.test',
+    ratchet: true,
+    minimum: { level: SecLevel.TLS_SECURE, rule: label(1, 'partner.test'), match: ['mx.partner.test'] },
+    ratchetExempt: { domain: label(1, 'partner.test') },
+  });
+});
+
+test('POL-2: exempt=mta-sts: the policy stays in the requirement, marked exempt, with whether this MX is one enforce would not use', () => {
+  const rule = TABLE.forDomain('legacy.test') ?? undefined;
+  const state = {
+    domain: 'legacy.test',
+    sts: { mode: 'enforce' as const, policyId: 'p1', exempted: { outsidePolicy: ['mx.other.test'] } },
+    ...(rule ? { rule } : {}),
+  };
+  const inside = connectionRequirement(context({ state, mxHost: 'mx.legacy.test' }));
+  assert.deepEqual(inside?.sts, { mode: 'enforce', policyId: 'p1', exemptBy: label(2, 'legacy.test') });
+  assert.deepEqual(inside?.minimum, { level: SecLevel.PLAIN, rule: label(2, 'legacy.test') });
+  const outside = connectionRequirement(context({ state, mxHost: 'mx.other.test' }));
+  assert.equal(outside?.sts?.outsidePolicy, true);
+  // Without the exemption in the plan, the policy is enforced as before.
+  const plain = connectionRequirement(context({ state: { domain: 'legacy.test', sts: { mode: 'enforce', policyId: 'p1' } } }));
+  assert.deepEqual(plain?.sts, { mode: 'enforce', policyId: 'p1' });
+});
+
+test('POL-4/TLS-8: a relay hop: the relay rule gives the minimum and auth_min_level, its exempt=ratchet skips the relay key; no MTA-STS', () => {
+  const requirement = connectionRequirement(
+    context({ recipientDomain: 'customer.test', mxHost: 'relay.isp.test', exchange: '192.0.2.9', credentials: true }),
+  );
+  assert.deepEqual(requirement, {
+    domain: 'customer.test',
+    ratchet: true,
+    relayKey: 'relay:relay.isp.test',
+    authMinLevel: SecLevel.TLS_INSECURE,
+    minimum: { level: SecLevel.TLS_INSECURE, rule: label(3, 'relay:relay.isp.test') },
+    ratchetExempt: { relay: label(3, 'relay:relay.isp.test') },
+  });
+  const strict = connectionRequirement(context({ recipientDomain: 'customer.test', mxHost: 'strict.isp.test', credentials: true }));
+  assert.equal(strict?.authMinLevel, SecLevel.TLS_SECURE, 'without auth_min_level in the rule, outbound_tls.ini applies');
+  assert.deepEqual(strict?.minimum, { level: SecLevel.TLS_SECURE, rule: label(4, 'relay:strict.isp.test') });
+});
+
+test("POL-4: on a relay hop the recipient domain's minimum and match= do not apply (they name its MXs); its exempt=ratchet does", () => {
+  const requirement = connectionRequirement(context({ recipientDomain: 'partner.test', mxHost: 'strict.isp.test' }));
+  assert.deepEqual(requirement?.minimum, { level: SecLevel.TLS_SECURE, rule: label(4, 'relay:strict.isp.test') });
+  assert.deepEqual(requirement?.ratchetExempt, { domain: label(1, 'partner.test') });
+  const noRelayRule = connectionRequirement(context({ recipientDomain: 'partner.test', mxHost: 'other.isp.test' }));
+  assert.equal(noRelayRule?.minimum, undefined);
+  const noDomainRatchet = connectionRequirement(
+    context({
+      recipientDomain: 'partner.test',
+      mxHost: 'other.isp.test',
+      settings: { authMinLevel: SecLevel.TLS_SECURE, smartHostRatchet: false },
+    }),
+  );
+  assert.deepEqual(noDomainRatchet, { domain: 'partner.test', ratchet: false, relayKey: 'relay:other.isp.test' });
+});

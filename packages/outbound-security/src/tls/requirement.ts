@@ -1,0 +1,89 @@
+/**
+ * What one outbound connection must reach (TLS-5, TLS-8, POL-2, POL-4), before
+ * anything is read from the stores: one function for outbound_tls's guard and
+ * the CLI's `probe`, so what the CLI judges is what the plugin enforces.
+ *
+ * - outbound_mx planned the message (its delivery state): the recipient
+ *   domain's ratchet and MTA-STS policy, and the domain's table rule (the one
+ *   the plan saw): its minimum, `match=` names and exemptions.
+ * - another plugin chose the route (a relay): the relay's own ratchet key and
+ *   its `relay:<host>` rule (minimum, `match=`, `auth_min_level`, its
+ *   exemptions); the recipient domain's ratchet too unless
+ *   smart_host_ratchet=false, exempted only by the domain's own rule. The
+ *   domain's minimum and MTA-STS never apply to a relay hop: they name the
+ *   recipient's MX hosts, not the relay.
+ */
+import type { DeliveryState } from '../haraka/delivery-state';
+import { toALabel } from '../domain';
+import { relayKey } from '../ratchet/store';
+import { TABLE_LEVELS, ruleLabel, type PolicyRule } from '../policy-table/rule';
+import type { PolicyTableLookup } from '../policy-table/table';
+import type { Requirement } from './decision';
+import type { SecLevel } from './sec-level';
+
+export interface ConnectionContext {
+  /** outbound_mx's plan for the message, when it answered get_mx. */
+  state: DeliveryState | undefined;
+  /** The recipient domain as Haraka hands it over (`hmail.todo.domain`). */
+  recipientDomain: string;
+  /** The MX host name of the connection (undefined for a bare address) and the address or name connected to. */
+  mxHost: string | undefined;
+  exchange: string;
+  /** TLS-8: the route carries AUTH credentials. */
+  credentials: boolean;
+  settings: { authMinLevel: SecLevel; smartHostRatchet: boolean };
+  table: PolicyTableLookup;
+}
+
+/** The hop's minimum from a rule, for the decision. */
+function minimumOf(rule: PolicyRule): Requirement['minimum'] {
+  return { level: rule.minimum, rule: ruleLabel(rule), ...(rule.match.length > 0 ? { match: rule.match } : {}) };
+}
+
+function exempts(rule: PolicyRule | null | undefined, part: 'ratchet' | 'mta-sts'): string | undefined {
+  return rule?.exempt.includes(part) ? ruleLabel(rule) : undefined;
+}
+
+/** The requirement of one connection; null: nothing to check (no plan, no relay key, no ratchet). */
+export function connectionRequirement(ctx: ConnectionContext): Requirement | null {
+  return ctx.state ? plannedRequirement(ctx, ctx.state) : relayRequirement(ctx);
+}
+
+function plannedRequirement(ctx: ConnectionContext, state: DeliveryState): Requirement {
+  const rule = state.rule;
+  const requirement: Requirement = { domain: state.domain, ratchet: true };
+  if (state.sts) {
+    const { mode, policyId, exempted } = state.sts;
+    const exemptBy = exempted ? exempts(rule, 'mta-sts') : undefined;
+    const outsidePolicy = exempted !== undefined && ctx.mxHost !== undefined && exempted.outsidePolicy.includes(ctx.mxHost);
+    requirement.sts = { mode, policyId, ...(exemptBy ? { exemptBy } : {}), ...(outsidePolicy ? { outsidePolicy } : {}) };
+  }
+  if (ctx.credentials) requirement.authMinLevel = ctx.settings.authMinLevel;
+  if (rule) {
+    requirement.minimum = minimumOf(rule);
+    const domainExempt = exempts(rule, 'ratchet');
+    if (domainExempt) requirement.ratchetExempt = { domain: domainExempt };
+  }
+  return requirement;
+}
+
+function relayRequirement(ctx: ConnectionContext): Requirement | null {
+  const name = toALabel(ctx.recipientDomain);
+  const domainRatchet = name.ok && ctx.settings.smartHostRatchet;
+  const domainRule = name.ok && domainRatchet ? ctx.table.forDomain(name.aLabel) : null;
+  const relay = relayKey(ctx.mxHost ?? ctx.exchange);
+  const relayRule = relay ? ctx.table.forRelay(relay) : null;
+  if (!relay && !domainRatchet) return null;
+  const requirement: Requirement = { domain: name.ok ? name.aLabel : (relay as string), ratchet: domainRatchet };
+  if (relay) requirement.relayKey = relay;
+  if (ctx.credentials) {
+    requirement.authMinLevel = relayRule?.authMinLevel ? TABLE_LEVELS[relayRule.authMinLevel] : ctx.settings.authMinLevel;
+  }
+  if (relayRule) requirement.minimum = minimumOf(relayRule);
+  const domainExempt = exempts(domainRule, 'ratchet');
+  const relayExempt = exempts(relayRule, 'ratchet');
+  if (domainExempt || relayExempt) {
+    requirement.ratchetExempt = { ...(domainExempt ? { domain: domainExempt } : {}), ...(relayExempt ? { relay: relayExempt } : {}) };
+  }
+  return requirement;
+}
