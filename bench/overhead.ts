@@ -203,7 +203,8 @@ async function setUpShared(o: Options, cleanup: Cleanup): Promise<Shared> {
       );
     }
   }
-  const dns = await TestDnsServer.start();
+  // TTL 300 s, typical of MX and address records (the plugins cache answers for their TTL; bare Haraka does not cache).
+  const dns = await TestDnsServer.start({ defaultTtl: 300 });
   cleanup.add('stop the DNS server', () => dns.stop());
   mxNames.forEach((name, i) => dns.add(name, { type: 'A', address: `${SINK_NET}${i + 1}` }));
   const policies = await PolicyServer.start({ ca, host: POLICY_HOST });

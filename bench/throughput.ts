@@ -211,7 +211,8 @@ async function setUp(o: Options, cleanup: Cleanup): Promise<Setup> {
   });
   const mxPort = sinks[0]?.port ?? 0;
 
-  const dns = await TestDnsServer.start();
+  // TTL 300 s, typical of MX and address records (the plugins cache answers for their TTL; bare Haraka does not cache).
+  const dns = await TestDnsServer.start({ defaultTtl: 300 });
   cleanup.add('stop the DNS server', () => dns.stop());
   const domains = Array.from({ length: o.domains }, (_, j) => `d${j + 1}.test`);
   const routes: Record<string, { exchange: string; port: number; host: string }> = {};

@@ -56,6 +56,7 @@ const SINK = {
   mixed: '127.0.0.17',
   refused: '127.0.1.18', // outside the allowed 127.0.0.0/24
   after: '127.0.0.19',
+  cached: '127.0.0.20',
 } as const;
 
 function sink(address: string): SmtpSink {
@@ -106,6 +107,12 @@ before(async () => {
   dns.add('after.test', { type: 'MX', preference: 10, exchange: 'mx.after.test' });
   dns.add('mx.after.test', { type: 'A', address: SINK.after });
 
+  // TTL 300: the answer cache keeps these (OPS-6); the other names have TTL 0.
+  dns.add('cached.test', { type: 'MX', preference: 10, exchange: 'mx.cached.test' }, 300);
+  dns.add('mx.cached.test', { type: 'A', address: SINK.cached }, 300);
+  dns.add('uncached.test', { type: 'MX', preference: 10, exchange: 'mx.uncached.test' });
+  dns.add('mx.uncached.test', { type: 'A', address: SINK.cached });
+
   haraka = await HarakaInstance.start({ dnsServer: dns.address, mxPort, allow: '127.0.0.0/24' });
 });
 
@@ -123,6 +130,29 @@ test('MX-1: a Unicode recipient domain is delivered via its A-label MX', async (
   assert.equal(delivered.host, 'mx.xn--bcher-kva.test');
   assert.equal(sink(SINK.unicode).messages.length, 1);
   assert.ok(dns.queries({ name: 'xn--bcher-kva.test', type: 'MX' }).length >= 1);
+});
+
+test('OPS-6: a second delivery within the TTL asks no DNS question; a name with TTL 0 is asked every time', async () => {
+  const mxQueries = (name: string): number => dns.queries({ name, type: 'MX' }).length;
+  const addressQueries = (name: string): number => dns.queries({ name, type: 'A' }).length + dns.queries({ name, type: 'AAAA' }).length;
+  for (let i = 1; i <= 2; i++) {
+    for (const domain of ['cached.test', 'uncached.test']) {
+      await haraka.send({ to: `user${i}@${domain}` });
+      await haraka.waitForEvent(
+        (e) =>
+          e.event === 'delivered' &&
+          e.domain === domain &&
+          sink(SINK.cached).messages.length === 2 * i - (domain === 'cached.test' ? 1 : 0),
+      );
+    }
+  }
+  assert.equal(sink(SINK.cached).messages.length, 4);
+  assert.equal(mxQueries('cached.test'), 1, 'one MX query for two deliveries');
+  assert.equal(dns.queries({ name: 'mx.cached.test', type: 'A' }).length, 1, 'one A query for two deliveries');
+  // Its AAAA answer is NODATA with the zone's negative TTL, 0 here: not kept.
+  assert.equal(dns.queries({ name: 'mx.cached.test', type: 'AAAA' }).length, 2);
+  assert.equal(mxQueries('uncached.test'), 2, 'TTL 0: asked at each delivery');
+  assert.equal(addressQueries('mx.uncached.test'), 4);
 });
 
 test('MX-7: the MX with the lowest preference receives the mail', async () => {

@@ -6,6 +6,8 @@
  */
 import ipaddr from 'ipaddr.js';
 import { DEFAULT_REFUSED_RANGES, makeAddressPolicy, type AddressPolicy } from '../mx/address-policy';
+import { DEFAULT_CACHE_MAX_TTL_S, DEFAULT_CACHE_MB } from '../dns/answer-cache';
+import { parseServer } from '../dns/wire';
 import type { DnsSettings } from '../mx/dns-client';
 import { DEFAULT_MEMORY_BUDGET_MB } from '../mta-sts/resolver';
 import { DEFAULT_MAX_ADDRESSES_PER_MX } from '../mx/lookup';
@@ -52,7 +54,7 @@ export interface OutboundMxConfig {
 /** The sections and keys outbound_mx.ini may hold (PKG-4: anything else is reported). */
 export const OUTBOUND_MX_SCHEMA: IniSchema = {
   main: ['max_mx', 'max_mx_records', 'max_addresses_per_mx', 'mx_port'],
-  dns: ['servers', 'timeout', 'tries'],
+  dns: ['servers', 'timeout', 'tries', 'cache_mb', 'cache_max_ttl'],
   addresses: ['refuse', 'allow'],
   mta_sts: [
     'enabled',
@@ -95,6 +97,13 @@ export function parseOutboundMxConfig(ini: IniFile): OutboundMxConfig {
   const refusedRanges = refusedRangesValue(addresses.refuse);
   const allowCidrs = listValue(addresses.allow);
   const servers = listValue(dnsSection.servers);
+  for (const server of servers) {
+    try {
+      parseServer(server);
+    } catch (err) {
+      throw new Error(`[dns] servers=${String(dnsSection.servers)}: ${(err as Error).message}`);
+    }
+  }
   const sts = ini.mta_sts ?? {};
   const enabled = String(sts.enabled ?? 'true')
     .trim()
@@ -111,6 +120,8 @@ export function parseOutboundMxConfig(ini: IniFile): OutboundMxConfig {
       servers,
       timeoutMs: Math.round(numberValue('dns', 'timeout', dnsSection.timeout, DEFAULT_DNS_TIMEOUT_S, 0.1, 60) * 1000),
       tries: integerValue('dns', 'tries', dnsSection.tries, DEFAULT_DNS_TRIES, 1, 10),
+      cacheBytes: integerValue('dns', 'cache_mb', dnsSection.cache_mb, DEFAULT_CACHE_MB, 0, 4096) * 1024 * 1024,
+      cacheMaxTtlS: integerValue('dns', 'cache_max_ttl', dnsSection.cache_max_ttl, DEFAULT_CACHE_MAX_TTL_S, 1, 604800),
     },
     addressPolicy: makeAddressPolicy(refusedRanges, allowCidrs),
     refusedRanges,

@@ -1,11 +1,13 @@
 /**
- * DNS lookups for MX selection and MTA-STS discovery, through Node's resolver
- * (c-ares) pointed at the servers the ini names. Every answer is one of four
- * outcomes, so callers can tell "the name does not exist" (permanent) from "the
- * resolver could not answer" (transient) without reading error codes (MX-3,
- * MX-4, MX-6).
+ * DNS lookups for MX selection and MTA-STS discovery, as raw DNS messages to
+ * the servers the ini names (or the system's), through an answer cache that
+ * honours TTLs (OPS-6). Every answer is one of four outcomes, so callers can
+ * tell "the name does not exist" (permanent) from "the resolver could not
+ * answer" (transient) without reading error codes (MX-3, MX-4, MX-6).
  */
-import { promises as dns } from 'node:dns';
+import { getServers } from 'node:dns';
+import { CachingTransport, DEFAULT_CACHE_MAX_TTL_S, DEFAULT_CACHE_MB } from '../dns/answer-cache';
+import { createDnsTransport, type DnsTransport, type QueryOutcome, type RecordType } from '../dns/wire';
 
 export interface DnsSettings {
   /** `host` or `host:port` entries; empty = the system's resolvers. */
@@ -13,6 +15,10 @@ export interface DnsSettings {
   /** Per-try timeout in milliseconds. */
   timeoutMs: number;
   tries: number;
+  /** Answer cache budget in bytes (default DEFAULT_CACHE_MB MiB); 0 = no cache. */
+  cacheBytes?: number;
+  /** Longest time an answer is kept, whatever its TTL (default DEFAULT_CACHE_MAX_TTL_S). */
+  cacheMaxTtlS?: number;
 }
 
 export type DnsAnswer<T> =
@@ -32,38 +38,65 @@ export interface DnsClient {
   txt(name: string): Promise<DnsAnswer<string>>;
 }
 
-/** Error codes c-ares gives for "the name exists but has no such record". */
-const NODATA_CODES = new Set(['ENODATA']);
-/** …and for "the name does not exist" (NXDOMAIN). */
-const NXDOMAIN_CODES = new Set(['ENOTFOUND']);
-
 /** Appends the root label so no search-list expansion can apply (MX-3). */
 function absolute(name: string): string {
   return name.endsWith('.') ? name : `${name}.`;
 }
 
-async function ask<T>(query: () => Promise<T[]>): Promise<DnsAnswer<T>> {
-  try {
-    // Entries that are not there are dropped, never handed on to throw later.
-    const records = (await query()).filter((record) => record !== null && record !== undefined);
-    return records.length === 0 ? { kind: 'nodata' } : { kind: 'answer', records };
-  } catch (err) {
-    const code = typeof (err as NodeJS.ErrnoException).code === 'string' ? String((err as NodeJS.ErrnoException).code) : 'EUNKNOWN';
-    if (NODATA_CODES.has(code)) return { kind: 'nodata' };
-    if (NXDOMAIN_CODES.has(code)) return { kind: 'nxdomain' };
-    return { kind: 'failure', code, message: (err as Error).message };
+/** The rcode as the c-ares-style code logs and deferral texts have always shown. */
+function rcodeFailure(rcode: string): { kind: 'failure'; code: string; message: string } {
+  const code = rcode === 'SERVFAIL' ? 'ESERVFAIL' : rcode === 'REFUSED' ? 'EREFUSED' : `E${rcode}`;
+  return { kind: 'failure', code, message: `the DNS server answered ${rcode}` };
+}
+
+function toAnswer<T>(outcome: QueryOutcome, type: RecordType, convert: (data: unknown) => T | undefined): DnsAnswer<T> {
+  if (outcome.kind === 'failure') return { kind: 'failure', code: outcome.code, message: outcome.message };
+  const { rcode, answers } = outcome.response;
+  if (rcode === 'NXDOMAIN') return { kind: 'nxdomain' };
+  if (rcode !== 'NOERROR') return rcodeFailure(rcode);
+  const records: T[] = [];
+  for (const rr of answers) {
+    if (rr.type !== type) continue;
+    // Entries that cannot be read are dropped, never handed on to throw later.
+    const value = convert(rr.data);
+    if (value !== undefined) records.push(value);
   }
+  return records.length === 0 ? { kind: 'nodata' } : { kind: 'answer', records };
+}
+
+const asAddress = (data: unknown): string | undefined => (typeof data === 'string' ? data : undefined);
+
+function asMx(data: unknown): MxRecord | undefined {
+  const mx = data as { exchange?: unknown; preference?: unknown } | null;
+  if (!mx || typeof mx.exchange !== 'string' || typeof mx.preference !== 'number') return undefined;
+  return { exchange: mx.exchange, priority: mx.preference };
+}
+
+/** Character-strings joined; bytes kept one to one (latin1), as Node's resolveTxt does. */
+function asTxt(data: unknown): string | undefined {
+  const parts = Array.isArray(data) ? data : [data];
+  if (!parts.every((part) => Buffer.isBuffer(part) || typeof part === 'string')) return undefined;
+  return parts.map((part: Buffer | string) => (typeof part === 'string' ? part : part.toString('latin1'))).join('');
+}
+
+/** A DnsClient over any transport (the cache, or a test's). */
+export function dnsClientOver(transport: DnsTransport): DnsClient {
+  return {
+    mx: async (name) => toAnswer(await transport.query(absolute(name), 'MX'), 'MX', asMx),
+    a: async (name) => toAnswer(await transport.query(absolute(name), 'A'), 'A', asAddress),
+    aaaa: async (name) => toAnswer(await transport.query(absolute(name), 'AAAA'), 'AAAA', asAddress),
+    txt: async (name) => toAnswer(await transport.query(absolute(name), 'TXT'), 'TXT', asTxt),
+  };
 }
 
 export function createDnsClient(settings: DnsSettings): DnsClient {
-  const resolver = new dns.Resolver({ timeout: settings.timeoutMs, tries: settings.tries });
-  if (settings.servers.length > 0) resolver.setServers([...settings.servers]);
-  return {
-    mx: (name) => ask(() => resolver.resolveMx(absolute(name))),
-    a: (name) => ask(() => resolver.resolve4(absolute(name))),
-    aaaa: (name) => ask(() => resolver.resolve6(absolute(name))),
-    txt: (name) => ask(async () => (await resolver.resolveTxt(absolute(name))).map((parts) => parts.join(''))),
-  };
+  const servers = settings.servers.length > 0 ? settings.servers : getServers();
+  const wire = createDnsTransport({ servers, timeoutMs: settings.timeoutMs, tries: settings.tries });
+  const cache = new CachingTransport(wire, {
+    maxBytes: settings.cacheBytes ?? DEFAULT_CACHE_MB * 1024 * 1024,
+    maxTtlS: settings.cacheMaxTtlS ?? DEFAULT_CACHE_MAX_TTL_S,
+  });
+  return dnsClientOver(cache);
 }
 
 /** Short description of a failed answer for logs and deferral texts. */
