@@ -17,6 +17,8 @@ import { migrate, type MigrateDirection } from './migrate';
 import { parseMxCommand, runMx, type MxCommand } from './mx';
 import { runProbe } from './probe';
 import { parsePolicyCommand, runPolicy, type PolicyCommand } from './policy';
+import { EXIT_TABLE_PROBLEMS, parseTableCommand, runTable, type TableCommand } from './table';
+import { runExplain, type ExplainCommand } from './explain';
 
 export const PROGRAM = 'haraka-outbound';
 export const DEFAULT_CONFIG_DIR = './config';
@@ -36,17 +38,22 @@ export const USAGE = `usage:
                                                    connect to every selected MX address (EHLO, STARTTLS, EHLO, QUIT;
                                                    never MAIL FROM), classify each and check it against the
                                                    requirement; S seconds per connection (default 10)
+  ${PROGRAM} [--config DIR] table list [--json]     the policy table (config/outbound_tls_policy): each rule in force
+                                                   with its line, each line not in force with the reason
+  ${PROGRAM} [--config DIR] explain DOMAIN         the requirement of DOMAIN's connections part by part: ratchet,
+                                                   MTA-STS, the table rule that matched, exemptions
 
-  DOMAIN of ratchet show/reset may be relay:<host>: a smart host's own level (TLS-8).
+  DOMAIN of ratchet show/reset and explain may be relay:<host>: a smart host (TLS-8, POL-4).
   --config DIR  the Haraka config directory holding outbound_tls.ini (default ${DEFAULT_CONFIG_DIR});
                 a relative data_dir there is relative to DIR's parent, the Haraka directory
   DOMAIN        a domain in Unicode or A-label form, or an address literal such as [192.0.2.1]
   --            ends the options: what follows are words, even when they start with -
 
 exit status: 0 done, 1 error, 2 bad usage, 3 a stored entry is unreadable,
-             4 probe: no MX meets the requirement (or there is no MX to deliver to)`;
+             4 probe: no MX meets the requirement (or there is no MX to deliver to),
+             5 table list: a line of the policy table is not in force`;
 
-export const EXIT = { OK: 0, ERROR: 1, USAGE: 2, UNREADABLE: 3, NONE_MEETS: 4 } as const;
+export const EXIT = { OK: 0, ERROR: 1, USAGE: 2, UNREADABLE: 3, NONE_MEETS: 4, TABLE_PROBLEMS: EXIT_TABLE_PROBLEMS } as const;
 
 export type Command =
   | { kind: 'help' }
@@ -55,6 +62,8 @@ export type Command =
   | { kind: 'ratchet-reset'; domain: string }
   | PolicyCommand
   | MxCommand
+  | TableCommand
+  | ExplainCommand
   | { kind: 'migrate'; direction: MigrateDirection };
 
 export type ParsedArgs = { ok: true; configDir: string; command: Command } | { ok: false; error: string };
@@ -96,6 +105,8 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
   if (group === 'ratchet') command = parseRatchetCommand(rest, flags);
   else if (group === 'policy') command = flags.size > 0 ? `unknown option ${[...flags][0]}` : parsePolicyCommand(rest);
   else if (group === 'mx' || group === 'probe') command = parseMxCommand(group, rest, flags, timeout);
+  else if (group === 'table') command = parseTableCommand(rest, flags);
+  else if (group === 'explain') command = parseExplainCommand(rest, flags);
   else if (group === 'migrate')
     command =
       rest.length === 1 && (rest[0] === 'file-to-redis' || rest[0] === 'redis-to-file')
@@ -112,13 +123,19 @@ function checkDomain(command: Command): Command | string {
   // The reasons name the value: `bad DOMAIN: "a..b": empty label`.
   const key = domainKey(command.domain);
   if (!key.ok) return `bad DOMAIN: ${key.error}`;
-  if (key.key.startsWith(RELAY_KEY_PREFIX) && command.kind !== 'ratchet-show' && command.kind !== 'ratchet-reset') {
-    return `bad DOMAIN: "${printable(command.domain)}" is a relay's ratchet key, only for ratchet show and reset`;
+  if (key.key.startsWith(RELAY_KEY_PREFIX) && !['ratchet-show', 'ratchet-reset', 'explain'].includes(command.kind)) {
+    return `bad DOMAIN: "${printable(command.domain)}" is a relay's key, only for ratchet show, ratchet reset and explain`;
   }
   if ((command.kind === 'policy-show' || command.kind === 'policy-purge') && key.key.startsWith('[')) {
     return `bad DOMAIN: "${printable(command.domain)}" is an address literal, which has no MTA-STS policy`;
   }
   return command;
+}
+
+function parseExplainCommand(words: string[], flags: Set<string>): Command | string {
+  if (flags.size > 0) return `unknown option ${[...flags][0]}`;
+  if (words.length !== 1 || words[0] === undefined) return 'explain needs exactly one DOMAIN (or relay:<host>)';
+  return { kind: 'explain', domain: words[0] };
 }
 
 function parseRatchetCommand(words: string[], flags: Set<string>): Command | string {
@@ -234,6 +251,7 @@ export async function main(argv: readonly string[], output: Output = processOutp
 }
 
 async function run(configDir: string, command: Exclude<Command, { kind: 'help' }>, output: Output): Promise<number> {
+  if (command.kind === 'table-list') return runTable(command, configDir, output);
   const settings = loadSettings(configDir);
   const redisIni = loadRedisIni(configDir);
   if (command.kind === 'policy-show' || command.kind === 'policy-list' || command.kind === 'policy-purge') {
@@ -241,6 +259,7 @@ async function run(configDir: string, command: Exclude<Command, { kind: 'help' }
   }
   if (command.kind === 'mx-show') return runMx(command, configDir, settings, redisIni, requireKey, output);
   if (command.kind === 'probe') return runProbe(command, configDir, settings, redisIni, requireKey, output);
+  if (command.kind === 'explain') return runExplain(command, configDir, settings, redisIni, requireKey, output);
   if (command.kind === 'migrate') {
     const report = await migrate(command.direction, settings, redisIni);
     output.out(`${command.direction}: ${report.levels} ratchet levels and ${report.policies} policies copied`);

@@ -1,9 +1,10 @@
 /**
- * What every CLI command reads first: the plugins' ini files from the Haraka
- * config directory (parsed and checked as the plugins parse and check them:
- * an unusable value fails the command, an unknown section or key or a broken
- * section header is a warning on stderr, PKG-4), and the stores' wait for a
- * background connection. One place, so the commands cannot drift apart.
+ * What every CLI command reads first: the plugins' ini files and the policy
+ * table from the Haraka config directory (parsed and checked as the plugins
+ * parse and check them: an unusable value fails the command, an unknown
+ * section or key, a broken section header or a table line not in force is a
+ * warning on stderr, PKG-4, POL-1), and the stores' wait for a background
+ * connection. One place, so the commands cannot drift apart.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,6 +13,8 @@ import { formatWarning, type IniFile } from '../config/ini';
 import { parseOutboundMxConfig, type OutboundMxConfig } from '../config/outbound-mx';
 import { parseOutboundTlsConfig, type OutboundTlsConfig } from '../config/outbound-tls';
 import { iniWarnings } from '../config/settings';
+import { POLICY_TABLE_FILE, readPolicyTable } from '../policy-table/file';
+import { formatProblem, type PolicyTable } from '../policy-table/table';
 
 /** Milliseconds a Redis store may take to connect before a command gives up. */
 export const CONNECT_TIMEOUT_MS = 5000;
@@ -61,6 +64,21 @@ export function loadMxSettings(configDir: string): OutboundMxConfig {
   } catch (err) {
     throw new Error(`${path.join(path.resolve(configDir), 'outbound_mx.ini')}: ${(err as Error).message}`);
   }
+}
+
+/**
+ * POL-1: the policy table of the config directory, read as the plugins read it
+ * (no file: no rules); its problems are warnings on stderr, once per command.
+ * Throws when the file cannot be read.
+ */
+export function loadPolicyTable(configDir: string, warn: (line: string) => void = warnOnStderr): PolicyTable {
+  const { table } = readPolicyTable(path.resolve(configDir));
+  const file = path.join(path.resolve(configDir), POLICY_TABLE_FILE);
+  if (!warned.has(file)) {
+    warned.add(file);
+    for (const problem of table.problems) warn(`${problem.severity}: ${formatProblem(problem)}`);
+  }
+  return table;
 }
 
 /** config/redis.ini (haraka-plugin-redis's [server] and [opts]). */

@@ -7,8 +7,10 @@
  * computed with the plugin's settings, beside what the plugin cannot show: the
  * cached and the live MTA-STS policy (the one in effect is the cached
  * unexpired one, else the live one, STS-5; the live one is not cached), the
- * stored ratchet level and the requirement max(ratchet, TLS_SECURE if
- * enforce) (TLS-5). `probe` (./probe) starts from the same report.
+ * stored ratchet level, the policy table rule that applies (POL-3) and the
+ * requirement of a connection as outbound_tls computes it (TLS-5, POL-2:
+ * max(table minimum, ratchet and MTA-STS enforce unless exempted)). `probe`
+ * (./probe) and `explain` (./explain) start from the same report.
  */
 import { parseLiteralKey, toULabel } from '../domain';
 import { createDnsClient } from '../mx/dns-client';
@@ -20,8 +22,12 @@ import type { OutboundMxConfig } from '../config/outbound-mx';
 import type { OutboundTlsConfig } from '../config/outbound-tls';
 import type { PolicyRead } from '../mta-sts/store';
 import type { RatchetRead } from '../ratchet/store';
-import { SecLevel, levelName, maxLevel } from '../tls/sec-level';
-import { loadMxSettings, waitUntilConnected } from './config';
+import { levelName, type SecLevel } from '../tls/sec-level';
+import type { Requirement } from '../tls/decision';
+import { plannedRequirement, requiredLevel, type ConnectionContext } from '../tls/requirement';
+import { ruleText, type PolicyRule } from '../policy-table/rule';
+import type { PolicyTable } from '../policy-table/table';
+import { loadMxSettings, loadPolicyTable, waitUntilConnected } from './config';
 import { fetchLivePolicy, formatCached, formatLivePolicy, type LivePolicy } from './policy';
 
 export const DEFAULT_PROBE_TIMEOUT_S = 10;
@@ -76,7 +82,14 @@ export interface MxReport {
   plan: DeliveryPlan<EffectivePolicy>;
   ratchet: RatchetRead;
   onStoreError: 'defer' | 'send';
-  /** max(ratchet, TLS_SECURE if enforce); null when the ratchet entry cannot be read and on_store_error=defer (ST-4). */
+  /** POL-3: the table in force and the domain's rule in it (exact or nearest parent), or null. */
+  table: PolicyTable;
+  rule: PolicyRule | null;
+  /** What a connection to one of the planned MXs must reach, as outbound_tls builds it (tls/requirement). */
+  requirement: Requirement;
+  /** What outbound_tls knows of such a connection besides the delivery state and the MX. */
+  connection: Omit<ConnectionContext, 'state' | 'mxHost' | 'exchange'>;
+  /** The level of `requirement` with the stored level; null when the ratchet entry cannot be read and on_store_error=defer (ST-4). */
   required: SecLevel | null;
 }
 
@@ -92,17 +105,6 @@ export function effectivePolicy(cached: PolicyRead, live: LivePolicy | null, now
   return { kind: 'none', reason: live.reason };
 }
 
-/** TLS-5: max(stored level, TLS_SECURE when the policy in effect is enforce). */
-export function requiredLevel(ratchet: RatchetRead, enforce: boolean, onStoreError: 'defer' | 'send'): SecLevel | null {
-  if (ratchet.kind === 'unreadable' && onStoreError === 'defer') return null;
-  const stored = ratchet.kind === 'level' ? ratchet.entry.level : SecLevel.PLAIN;
-  return maxLevel(stored, enforce ? SecLevel.TLS_SECURE : SecLevel.PLAIN);
-}
-
-function isEnforce(report: Pick<MxReport, 'sts'>): boolean {
-  return report.sts?.effective.kind === 'policy' && report.sts.effective.policy.mode === 'enforce';
-}
-
 /**
  * Reads the stores and DNS as the plugins would for `domain` (a store key) and
  * plans the delivery with the plugin's own function; writes nothing.
@@ -112,6 +114,7 @@ export async function gatherMxReport(
   tlsSettings: OutboundTlsConfig,
   mx: OutboundMxConfig,
   redisIni: IniFile,
+  table: PolicyTable,
 ): Promise<MxReport> {
   const stores = { dataDir: tlsSettings.dataDir, store: tlsSettings.store, redisIni };
   const ratchetStore = openRatchetStore(stores);
@@ -134,9 +137,13 @@ export async function gatherMxReport(
     const recipientDomain = literal?.family === 6 ? `[IPv6:${literal.address}]` : domain;
     const plan = await planDelivery(
       recipientDomain,
-      { dns, policyFor: () => Promise.resolve(effective) },
+      { dns, policyFor: () => Promise.resolve(effective), policyTable: table },
       planSettings(mx, tlsSettings.onStoreError),
     );
+    const rule = literal ? null : table.forDomain(domain);
+    const connection = { recipientDomain: domain, credentials: false, settings: tlsSettings, table };
+    const requirement = reportRequirement(domain, plan, effective, rule, connection);
+    const enforced = requirement.ratchetExempt?.domain ? undefined : ratchet;
     return {
       domain,
       literal: literal !== null,
@@ -144,11 +151,40 @@ export async function gatherMxReport(
       plan,
       ratchet,
       onStoreError: tlsSettings.onStoreError,
-      required: requiredLevel(ratchet, isEnforce({ sts }), tlsSettings.onStoreError),
+      table,
+      rule,
+      requirement,
+      connection,
+      required: requiredLevel(requirement, enforced, tlsSettings.onStoreError),
     };
   } finally {
     await Promise.all([ratchetStore.close(), policyStore.close()]);
   }
+}
+
+/**
+ * The requirement of a connection to one of the planned MXs (the plan's
+ * delivery state, as outbound_tls reads it); when the plan delivers nowhere,
+ * the state it would have left: the policy in effect and the domain's rule.
+ */
+function reportRequirement(
+  domain: string,
+  plan: DeliveryPlan<EffectivePolicy>,
+  effective: EffectivePolicy,
+  rule: PolicyRule | null,
+  connection: MxReport['connection'],
+): Requirement {
+  const exempted = rule?.exempt.includes('mta-sts') && effective.kind === 'policy' && effective.policy.mode === 'enforce';
+  const sts = effective.kind === 'policy' ? { mode: effective.policy.mode, policyId: effective.id } : null;
+  const state =
+    plan.kind === 'deliver'
+      ? plan.state
+      : {
+          domain,
+          ...(sts ? { sts: { ...sts, ...(exempted ? { exempted: { outsidePolicy: [] } } : {}) } } : {}),
+          ...(rule ? { rule } : {}),
+        };
+  return plannedRequirement({ ...connection, mxHost: undefined, exchange: domain }, state);
 }
 
 function iso(ms: number): string {
@@ -156,11 +192,11 @@ function iso(ms: number): string {
 }
 
 /** `label` padded so the values line up. */
-function row(label: string, value: string): string {
+export function row(label: string, value: string): string {
   return `${label.padEnd(9)}${value}`;
 }
 
-function describeEffective(effective: EffectivePolicy): string {
+export function describeEffective(effective: EffectivePolicy): string {
   if (effective.kind === 'none') return `none in effect: ${effective.reason}`;
   const { policy, id, source } = effective;
   const from = source === 'cache' ? `cached, expires ${iso(effective.expiresAt ?? 0)}` : 'live, not cached by this command';
@@ -173,7 +209,7 @@ function describeEffective(effective: EffectivePolicy): string {
   return `${policy.mode}, id ${id}, ${from}: ${what}`;
 }
 
-function describeRatchet(read: RatchetRead): string {
+export function describeRatchet(read: RatchetRead): string {
   switch (read.kind) {
     case 'none':
       return 'no level stored (PLAIN)';
@@ -187,14 +223,31 @@ function describeRatchet(read: RatchetRead): string {
   }
 }
 
-export function describeRequired(report: MxReport): string {
+/** The `required` line: the level and the parts it comes from (a domain's, or a relay's with `explain`). */
+export function describeRequired(report: Pick<MxReport, 'required' | 'requirement' | 'ratchet' | 'rule'>): string {
   if (report.required === null)
     return 'unknown: the ratchet entry is unreadable and on_store_error=defer, so every delivery is deferred (ST-4)';
+  const { requirement } = report;
   const why: string[] = [];
-  if (report.ratchet.kind === 'level') why.push(`ratchet ${levelName(report.ratchet.entry.level)}`);
-  else why.push(report.ratchet.kind === 'unreadable' ? 'ratchet unreadable, on_store_error=send: as PLAIN' : 'no ratchet level');
-  if (isEnforce(report)) why.push('MTA-STS enforce, TLS 1.2 or later');
+  const exempt = requirement.ratchetExempt?.domain || requirement.ratchetExempt?.relay ? ' exempted' : '';
+  if (report.ratchet.kind === 'level') why.push(`ratchet ${levelName(report.ratchet.entry.level)}${exempt}`);
+  else
+    why.push(
+      report.ratchet.kind === 'unreadable' ? `ratchet unreadable${exempt || ', on_store_error=send: as PLAIN'}` : 'no ratchet level',
+    );
+  if (requirement.sts?.mode === 'enforce') why.push(`MTA-STS enforce${requirement.sts.exemptBy ? ' exempted' : ', TLS 1.2 or later'}`);
+  if (requirement.minimum) {
+    const match = requirement.minimum.match ? ` match=${requirement.minimum.match.join(',')}` : '';
+    why.push(`table ${report.rule?.level ?? levelName(requirement.minimum.level)}${match}`);
+  }
   return `${levelName(report.required)} (${why.join('; ')})`;
+}
+
+/** POL-3: the `rule` line: the rule in force for the domain, or none. */
+export function describeRule(report: Pick<MxReport, 'rule' | 'table' | 'domain' | 'literal'>): string {
+  if (report.rule) return `${ruleText(report.rule)} (${report.rule.file} line ${report.rule.line})`;
+  if (report.literal) return 'none (address literals have no table rule)';
+  return `none (no line of ${report.table.file} names ${report.domain} or a parent domain of it)`;
 }
 
 /** How an MX is named in the output: its host name, or the address of a literal. */
@@ -242,6 +295,7 @@ export function formatMxReport(report: MxReport, now = Date.now()): string[] {
   }
   lines.push(...planLines(report.plan));
   lines.push(row('ratchet', describeRatchet(report.ratchet)));
+  lines.push(row('rule', describeRule(report)));
   lines.push(row('required', describeRequired(report)));
   return lines;
 }
@@ -260,7 +314,7 @@ export async function runMx(
   key: (input: string) => string,
   output: MxOutput,
 ): Promise<number> {
-  const report = await gatherMxReport(key(command.domain), tlsSettings, loadMxSettings(configDir), redisIni);
+  const report = await gatherMxReport(key(command.domain), tlsSettings, loadMxSettings(configDir), redisIni, loadPolicyTable(configDir));
   for (const line of formatMxReport(report)) output.out(line);
   return hasUnreadable(report) ? 3 : 0;
 }

@@ -2,9 +2,10 @@
  * The `probe` command of the admin CLI (OPS-4): connects to every MX address
  * of `mx show`'s plan with a minimal SMTP client (banner, EHLO, STARTTLS when
  * offered, EHLO, QUIT: never MAIL FROM), classifies each connection as
- * outbound_tls does (TLS-1) and judges it with the plugin's own decision
- * (TLS-2, TLS-4, STS-7). Nothing is written to the stores: a probe never
- * raises the ratchet nor caches a policy.
+ * outbound_tls does (TLS-1) and judges it with the plugin's own requirement
+ * and decision (TLS-2, TLS-4, STS-7, POL-2; the table rule is named, POL-3).
+ * Nothing is written to the stores: a probe never raises the ratchet nor
+ * caches a policy.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,9 +14,10 @@ import type { IniFile } from '../config/ini';
 import type { OutboundTlsConfig } from '../config/outbound-tls';
 import type { PlannedMx } from '../mx/plan';
 import type { Classification } from '../tls/classify';
-import { decide, type Requirement } from '../tls/decision';
+import { decide } from '../tls/decision';
+import { plannedRequirement } from '../tls/requirement';
 import { SecLevel, levelName } from '../tls/sec-level';
-import { loadMxSettings } from './config';
+import { loadMxSettings, loadPolicyTable } from './config';
 import { EXIT_NONE_MEETS, formatMxReport, gatherMxReport, mxName, planLines, type MxCommand, type MxOutput, type MxReport } from './mx';
 import { probeAddress, type ProbeOutcome } from './smtp-probe';
 
@@ -42,15 +44,17 @@ export interface ProbeLine {
 }
 
 /**
- * Judges one probed connection with the plugin's own decision (TLS-2, TLS-4,
- * STS-7): the level and TLS version against the ratchet and the policy.
+ * Judges one probed connection with the plugin's own requirement and decision
+ * (TLS-2, TLS-4, STS-7, POL-2): the level, TLS version and names against the
+ * ratchet, the policy and the table rule. `mx` is the planned MX probed.
  */
 export function judge(
   report: MxReport,
-  host: string,
+  mx: PlannedMx,
   outcome: ProbeOutcome,
   plainRetry: boolean,
 ): { meets: boolean; verdict: string; classification?: Classification } {
+  const host = mxName(mx);
   if (outcome.kind === 'error') return { meets: false, verdict: 'not usable now' };
   let classification: Classification;
   if (outcome.kind === 'starttls-failed') {
@@ -59,14 +63,22 @@ export function judge(
   } else {
     classification = outcome.classification;
   }
-  // What outbound_mx would hand outbound_tls for this message (the plan's delivery state), with the ratchet on.
-  const state = report.plan.kind === 'deliver' ? report.plan.state : { domain: report.domain };
-  const requirement: Requirement = { ...state, ratchet: true };
-  const verdict = decide(classification, requirement, report.ratchet, report.onStoreError, host);
+  // What outbound_tls would require of this connection (the plan's delivery state, this MX host).
+  const requirement =
+    report.plan.kind === 'deliver'
+      ? plannedRequirement({ ...report.connection, mxHost: mx.host, exchange: host }, report.plan.state)
+      : report.requirement;
+  const exemptBy = requirement.ratchetExempt?.domain;
+  const exempt =
+    exemptBy && report.ratchet.kind === 'level' ? { level: report.ratchet.entry.level, key: report.domain, rule: exemptBy } : undefined;
+  const verdict = decide(classification, requirement, exemptBy ? undefined : report.ratchet, report.onStoreError, host, exempt);
   if (verdict.kind === 'abandon') return { meets: false, verdict: `below the requirement: ${verdict.reason}`, classification };
   const extras = [
     verdict.raiseTo !== undefined ? `a delivery would raise the stored level to ${levelName(verdict.raiseTo)}` : '',
     verdict.stsWouldRefuse ? `MTA-STS testing: enforce would refuse (${verdict.stsWouldRefuse})` : '',
+    ...(verdict.exemptions ?? []).map(
+      (use) => `only by exempt=${use.exemption} of policy table rule ${use.rule}: ${use.waived} not required`,
+    ),
   ].filter(Boolean);
   return { meets: true, verdict: `meets the requirement${extras.length > 0 ? `; ${extras.join('; ')}` : ''}`, classification };
 }
@@ -97,8 +109,8 @@ export async function runProbe(
   output: MxOutput,
 ): Promise<number> {
   const mxSettings = loadMxSettings(configDir);
-  const report = await gatherMxReport(key(command.domain), tlsSettings, mxSettings, redisIni);
-  const header = formatMxReport(report).filter((line) => /^(domain|policy|note|ratchet|required) /.test(line));
+  const report = await gatherMxReport(key(command.domain), tlsSettings, mxSettings, redisIni, loadPolicyTable(configDir));
+  const header = formatMxReport(report).filter((line) => /^(domain|policy|note|ratchet|rule|required) /.test(line));
   for (const line of header) output.out(line);
   const plan = report.plan;
   if (plan.kind !== 'deliver') {
@@ -110,8 +122,10 @@ export async function runProbe(
   const targets = plan.mxs.flatMap((mx) => mx.addresses.map((address) => ({ mx, address })));
   const lines = await Promise.all(
     targets.map(async ({ mx, address }): Promise<ProbeLine> => {
-      const outcome = await probeAddress({ host: mx.host, address, port: mxSettings.mxPort }, ehloName, command.timeoutMs);
-      return { mx, address, outcome, ...judge(report, mxName(mx), outcome, tlsSettings.plainRetry) };
+      const match = report.requirement.minimum?.match;
+      const target = { host: mx.host, address, port: mxSettings.mxPort, ...(match ? { match } : {}) };
+      const outcome = await probeAddress(target, ehloName, command.timeoutMs);
+      return { mx, address, outcome, ...judge(report, mx, outcome, tlsSettings.plainRetry) };
     }),
   );
   for (const line of lines) output.out(formatProbeLine(line));

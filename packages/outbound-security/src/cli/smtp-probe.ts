@@ -108,6 +108,8 @@ export interface ProbeTarget {
   host: string | undefined;
   address: string;
   port: number;
+  /** POL-1: a policy table rule's `match=` names, checked beside the MX host name. */
+  match?: readonly string[];
 }
 
 export type ProbeOutcome =
@@ -157,7 +159,8 @@ export async function probeAddress(target: ProbeTarget, ehloName: string, timeou
     const offered = ehlo.lines.slice(1).some((line) => /^STARTTLS\b/i.test(line.trim()));
     if (!offered) {
       await quit(send);
-      return { kind: 'classified', classification: classifyConnection({ encrypted: false }, target.host), note: 'STARTTLS not offered' };
+      const classification = classifyConnection({ encrypted: false }, target.host, new Date(), target.match);
+      return { kind: 'classified', classification, note: 'STARTTLS not offered' };
     }
     const started = await send('STARTTLS');
     if (started.code !== 220) {
@@ -198,6 +201,8 @@ export async function probeAddress(target: ProbeTarget, ehloName: string, timeou
         protocol: secure.getProtocol(),
       },
       target.host,
+      new Date(),
+      target.match,
     );
     reader.attach(secure);
     const again = await send(`EHLO ${ehloName}`);

@@ -174,7 +174,7 @@ function tableShortfall(classification: Classification, seen: string, minimum: T
   if (minimum.match && minimum.match.length > 0) {
     const match = classification.match;
     if (match?.ok) return null;
-    return `${seen}, required a certificate for ${minimum.match.join(' or ')} (match=): ${match?.reason ?? 'not checked'}`;
+    return `${seen}, required a certificate for ${minimum.match.join(' or ')} (match=): ${match?.reason ?? 'no certificate'}`;
   }
   return classification.level < minimum.level ? `${seen}, required ${levelName(minimum.level)}` : null;
 }

@@ -18,8 +18,9 @@ import { toALabel } from '../domain';
 import { relayKey } from '../ratchet/store';
 import { TABLE_LEVELS, ruleLabel, type PolicyRule } from '../policy-table/rule';
 import type { PolicyTableLookup } from '../policy-table/table';
+import type { RatchetRead } from '../ratchet/store';
 import type { Requirement } from './decision';
-import type { SecLevel } from './sec-level';
+import { SecLevel, maxLevel } from './sec-level';
 
 export interface ConnectionContext {
   /** outbound_mx's plan for the message, when it answered get_mx. */
@@ -49,7 +50,8 @@ export function connectionRequirement(ctx: ConnectionContext): Requirement | nul
   return ctx.state ? plannedRequirement(ctx, ctx.state) : relayRequirement(ctx);
 }
 
-function plannedRequirement(ctx: ConnectionContext, state: DeliveryState): Requirement {
+/** The requirement of a connection for a message outbound_mx planned (its delivery state). */
+export function plannedRequirement(ctx: Omit<ConnectionContext, 'state'>, state: DeliveryState): Requirement {
   const rule = state.rule;
   const requirement: Requirement = { domain: state.domain, ratchet: true };
   if (state.sts) {
@@ -86,4 +88,21 @@ function relayRequirement(ctx: ConnectionContext): Requirement | null {
     requirement.ratchetExempt = { ...(domainExempt ? { domain: domainExempt } : {}), ...(relayExempt ? { relay: relayExempt } : {}) };
   }
   return requirement;
+}
+
+/**
+ * The level a connection must reach before any is made (the CLI's `mx show`,
+ * `explain`, `probe`): max(stored level of the enforced ratchet keys,
+ * TLS_SECURE for an MTA-STS enforce policy not exempted, the table minimum).
+ * null when the stored level cannot be read and on_store_error=defer (ST-4).
+ */
+export function requiredLevel(
+  requirement: Requirement,
+  enforced: RatchetRead | undefined,
+  onStoreError: 'defer' | 'send',
+): SecLevel | null {
+  if (enforced?.kind === 'unreadable' && onStoreError === 'defer') return null;
+  const stored = enforced?.kind === 'level' ? enforced.entry.level : SecLevel.PLAIN;
+  const sts = requirement.sts?.mode === 'enforce' && !requirement.sts.exemptBy ? SecLevel.TLS_SECURE : SecLevel.PLAIN;
+  return maxLevel(maxLevel(stored, sts), requirement.minimum?.level ?? SecLevel.PLAIN);
 }
