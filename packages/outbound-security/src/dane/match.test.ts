@@ -1,0 +1,388 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash, X509Certificate } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import tls from 'node:tls';
+import { CertificateCache } from './certificate-cache';
+import { matchDane, type DaneContext, type DaneMatch } from './match';
+import { chainFromDetailed, chainFromX509 } from './peer-chain';
+import { parseTlsaText, type TlsaRecord } from './tlsa';
+
+// Certificates are made here with the openssl CLI (`req -x509`, OpenSSL 3), in a temp dir:
+// test/fixtures/test-ca.ts issues leaves straight from its root only, and DANE-TA needs
+// intermediates, lookalike issuers and chosen extensions. Validity starts when a certificate
+// is made; `days` sets its end, and tests move `now` instead of the certificates' dates.
+
+const DAY = 24 * 60 * 60 * 1000;
+const MX = 'mx.example.test';
+const OPENSSL_CONFIG = `[ req ]
+distinguished_name = dn
+[ dn ]
+[ ca ]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[ leaf ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[ leaf_no_akid ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+subjectKeyIdentifier = none
+authorityKeyIdentifier = none
+[ not_ca ]
+basicConstraints = critical,CA:FALSE
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+`;
+
+interface Made {
+  cert: X509Certificate;
+  pem: string;
+  key: string;
+  certPath: string;
+  keyPath: string;
+}
+
+interface MakeOptions {
+  cn: string;
+  dnsNames?: string[];
+  /** signed by this one; self-signed without */
+  issuer?: Made;
+  profile?: 'ca' | 'leaf' | 'leaf_no_akid' | 'not_ca';
+  days?: number;
+}
+
+let dir = '';
+let made = 0;
+
+async function make(o: MakeOptions): Promise<Made> {
+  const base = path.join(dir, `cert-${++made}`);
+  const args = ['req', '-x509', '-config', path.join(dir, 'openssl.cnf'), '-extensions', o.profile ?? 'leaf', '-subj', `/CN=${o.cn}`];
+  args.push('-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${base}.key`, '-out', `${base}.crt`);
+  args.push('-days', String(o.days ?? 365));
+  if (o.issuer) args.push('-CA', o.issuer.certPath, '-CAkey', o.issuer.keyPath);
+  if (o.dnsNames?.length) args.push('-addext', `subjectAltName=${o.dnsNames.map((n) => `DNS:${n}`).join(',')}`);
+  await new Promise<void>((resolve, reject) =>
+    execFile('openssl', args, (err, _out, stderr) => (err ? reject(new Error(`openssl ${args.join(' ')}: ${stderr}`)) : resolve())),
+  );
+  const [pem, key] = await Promise.all([fs.readFile(`${base}.crt`, 'utf8'), fs.readFile(`${base}.key`, 'utf8')]);
+  return { cert: new X509Certificate(pem), pem, key, certPath: `${base}.crt`, keyPath: `${base}.key` };
+}
+
+/** A TLSA record for `cert`, its data computed here from Node's crypto. */
+function tlsa(usage: number, selector: number, matching: number, cert: X509Certificate): TlsaRecord {
+  const selected = selector === 1 ? cert.publicKey.export({ type: 'spki', format: 'der' }) : cert.raw;
+  const data =
+    matching === 0
+      ? selected
+      : createHash(matching === 1 ? 'sha256' : 'sha512')
+          .update(selected)
+          .digest();
+  return { usage, selector, matchingType: matching, data };
+}
+
+function record(text: string): TlsaRecord {
+  const parsed = parseTlsaText(text);
+  if (parsed.kind !== 'record') throw new Error(parsed.reason);
+  return parsed.record;
+}
+
+const context = (o: Partial<DaneContext> = {}): DaneContext => ({ mxHost: MX, tlsaBaseDomain: MX, now: new Date(), ...o });
+const inDays = (days: number): Date => new Date(Date.now() + days * DAY);
+const certs = (...list: Made[]): X509Certificate[] => list.map((m) => m.cert);
+
+function mismatch(result: DaneMatch): string {
+  assert.equal(result.kind, 'mismatch', `expected a mismatch, got ${JSON.stringify(result)}`);
+  return result.kind === 'mismatch' ? result.reasons.join('\n') : '';
+}
+
+function assertMatch(result: DaneMatch, via: 'dane-ee' | 'dane-ta', depth: number): void {
+  assert.equal(result.kind, 'match', result.kind === 'mismatch' ? result.reasons.join('\n') : '');
+  if (result.kind === 'match') assert.deepEqual([result.via, result.depth], [via, depth]);
+}
+
+const f = {} as Record<
+  | 'root'
+  | 'int'
+  | 'leaf'
+  | 'lookalikeInt'
+  | 'leafNoAkid'
+  | 'unrelatedInt'
+  | 'shortLeaf'
+  | 'shortInt'
+  | 'leafUnderShortInt'
+  | 'selfSigned'
+  | 'otherName'
+  | 'wildcard'
+  | 'partialWildcard'
+  | 'cnOnly'
+  | 'cnAndOtherSan'
+  | 'notCa'
+  | 'leafUnderNotCa'
+  | 'baseOnly',
+  Made
+>;
+
+before(async () => {
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'dane-match-'));
+  await fs.writeFile(path.join(dir, 'openssl.cnf'), OPENSSL_CONFIG);
+  f.root = await make({ cn: 'Example Root', profile: 'ca', days: 3650 });
+  [f.int, f.lookalikeInt, f.unrelatedInt, f.shortInt, f.selfSigned] = await Promise.all([
+    make({ cn: 'Example Intermediate', profile: 'ca', issuer: f.root, days: 3650 }),
+    make({ cn: 'Example Intermediate', profile: 'ca', issuer: f.root, days: 3650 }),
+    make({ cn: 'Unrelated Intermediate', profile: 'ca', issuer: f.root, days: 3650 }),
+    make({ cn: 'Short-lived Intermediate', profile: 'ca', issuer: f.root, days: 1 }),
+    make({ cn: 'self-signed', dnsNames: ['other.example.test'], days: 1 }),
+  ]);
+  const leaf = (cn: string, o: Partial<MakeOptions> = {}): Promise<Made> => make({ cn, dnsNames: [cn], issuer: f.int, ...o });
+  [f.leaf, f.leafNoAkid, f.shortLeaf, f.leafUnderShortInt, f.otherName, f.wildcard, f.partialWildcard, f.baseOnly] = await Promise.all([
+    leaf(MX),
+    leaf(MX, { profile: 'leaf_no_akid' }),
+    leaf(MX, { days: 1 }),
+    leaf(MX, { issuer: f.shortInt }),
+    leaf('other.example.test'),
+    leaf('*.example.test'),
+    leaf('mx*.example.test'),
+    leaf('tlsa.example.test'),
+  ]);
+  [f.cnOnly, f.cnAndOtherSan, f.notCa] = await Promise.all([
+    make({ cn: MX, issuer: f.int }),
+    make({ cn: MX, dnsNames: ['other.example.test'], issuer: f.int }),
+    make({ cn: 'Not a CA', issuer: f.int, profile: 'not_ca' }),
+  ]);
+  f.leafUnderNotCa = await leaf(MX, { issuer: f.notCa });
+});
+
+after(async () => {
+  if (dir) await fs.rm(dir, { recursive: true, force: true });
+});
+
+test('DANE-4: DANE-EE 3 1 1 matches the SHA-256 of the leaf public key', () => {
+  assertMatch(matchDane([tlsa(3, 1, 1, f.leaf.cert)], certs(f.leaf, f.int, f.root), context()), 'dane-ee', 0);
+});
+
+test('DANE-4: DANE-EE 3 0 1 matches the SHA-256 of the whole leaf certificate', () => {
+  assertMatch(matchDane([tlsa(3, 0, 1, f.leaf.cert)], certs(f.leaf), context()), 'dane-ee', 0);
+});
+
+test('DANE-4: DANE-EE 3 1 2 (SHA-512), 3 1 0 (the public key itself) and 3 0 0 (the certificate itself) match', () => {
+  for (const r of [tlsa(3, 1, 2, f.leaf.cert), tlsa(3, 1, 0, f.leaf.cert), tlsa(3, 0, 0, f.leaf.cert)]) {
+    assertMatch(matchDane([r], certs(f.leaf, f.int), context()), 'dane-ee', 0);
+  }
+});
+
+test('DANE-4: a DANE-EE mismatch names the record and what the leaf has instead', () => {
+  const wrong = tlsa(3, 1, 1, f.otherName.cert);
+  const reasons = mismatch(matchDane([wrong], certs(f.leaf, f.int), context()));
+  const actual = tlsa(3, 1, 1, f.leaf.cert).data.toString('hex').slice(0, 16);
+  assert.match(
+    reasons,
+    new RegExp(`^3 1 1 ${wrong.data.toString('hex').slice(0, 16)}…: the SHA2-256 of the public key \\(SPKI\\) of the leaf`),
+  );
+  assert.match(reasons, new RegExp(`is ${actual}…`));
+});
+
+test('DANE-4: DANE-EE ignores names and dates: a self-signed, expired leaf for another name matches', () => {
+  assertMatch(matchDane([tlsa(3, 1, 1, f.selfSigned.cert)], certs(f.selfSigned), context({ now: inDays(3) })), 'dane-ee', 0);
+});
+
+test('DANE-4: DANE-EE is about the leaf only: a usage 3 record for the intermediate does not match', () => {
+  mismatch(matchDane([tlsa(3, 1, 1, f.int.cert)], certs(f.leaf, f.int, f.root), context()));
+});
+
+test('DANE-4: DANE-TA 2 1 1 matches the intermediate the server sent (depth 1)', () => {
+  const result = matchDane([tlsa(2, 1, 1, f.int.cert)], certs(f.leaf, f.int, f.root), context());
+  assertMatch(result, 'dane-ta', 1);
+  if (result.kind === 'match' && result.via === 'dane-ta') assert.equal(result.name, MX);
+});
+
+test('DANE-4: DANE-TA 2 0 1 matches the root the server sent (depth 2); 2 1 1 on the root too', () => {
+  assertMatch(matchDane([tlsa(2, 0, 1, f.root.cert)], certs(f.leaf, f.int, f.root), context()), 'dane-ta', 2);
+  assertMatch(matchDane([tlsa(2, 1, 1, f.root.cert)], certs(f.leaf, f.int, f.root), context()), 'dane-ta', 2);
+});
+
+test('DANE-4: DANE-TA fails when the intermediate sent did not sign the leaf', () => {
+  // The lookalike has the real intermediate's name; the leaf has no key identifier to tell them apart.
+  const chain = certs(f.leafNoAkid, f.lookalikeInt, f.root);
+  const reasons = mismatch(matchDane([tlsa(2, 1, 1, f.root.cert), tlsa(2, 1, 1, f.lookalikeInt.cert)], chain, context()));
+  assert.match(reasons, /^2 1 1 .*trust anchor CN=Example Root: CN=mx\.example\.test is not signed by the key of CN=Example Intermediate/m);
+  assert.match(
+    reasons,
+    /^2 1 1 .*trust anchor CN=Example Intermediate: CN=mx\.example\.test is not signed by the key of CN=Example Intermediate/m,
+  );
+  assertMatch(matchDane([tlsa(2, 1, 1, f.root.cert)], certs(f.leafNoAkid, f.int, f.root), context()), 'dane-ta', 2);
+});
+
+test('DANE-4: DANE-TA fails when no certificate sent issued the leaf', () => {
+  const reasons = mismatch(matchDane([tlsa(2, 1, 1, f.root.cert)], certs(f.leaf, f.unrelatedInt, f.root), context()));
+  assert.match(reasons, /no certificate sent links the leaf \(issuer CN=Example Intermediate\) to CN=Example Root/);
+});
+
+test('DANE-4: DANE-TA fails for a leaf outside its validity period, and gives the dates', () => {
+  const chain = certs(f.shortLeaf, f.int, f.root);
+  assertMatch(matchDane([tlsa(2, 1, 1, f.int.cert)], chain, context()), 'dane-ta', 1);
+  const expired = mismatch(matchDane([tlsa(2, 1, 1, f.int.cert)], chain, context({ now: inDays(3) })));
+  assert.match(expired, new RegExp(`the leaf CN=mx\\.example\\.test expired on ${f.shortLeaf.cert.validTo} \\(now `));
+  const early = mismatch(matchDane([tlsa(2, 1, 1, f.int.cert)], chain, context({ now: inDays(-1) })));
+  assert.match(early, new RegExp(`the leaf CN=mx\\.example\\.test is not valid before ${f.shortLeaf.cert.validFrom}`));
+});
+
+test('DANE-4: DANE-TA checks the dates of the certificates below the trust anchor, not of the anchor itself', () => {
+  const chain = certs(f.leafUnderShortInt, f.shortInt, f.root);
+  const reasons = mismatch(matchDane([tlsa(2, 1, 1, f.root.cert)], chain, context({ now: inDays(3) })));
+  assert.match(reasons, /CN=Short-lived Intermediate expired on/);
+  assertMatch(matchDane([tlsa(2, 1, 1, f.shortInt.cert)], chain, context({ now: inDays(3) })), 'dane-ta', 1);
+});
+
+test('DANE-4: DANE-TA fails for a leaf with another name, and names the names tried', () => {
+  const reasons = mismatch(
+    matchDane([tlsa(2, 1, 1, f.int.cert)], certs(f.otherName, f.int), context({ tlsaBaseDomain: 'mx.cname-target.test' })),
+  );
+  assert.match(reasons, /the leaf's names \(DNS:other\.example\.test\) match none of mx\.cname-target\.test, mx\.example\.test/);
+});
+
+test('DANE-4: under DANE-TA the leaf may carry the TLSA base domain or the MX host name', () => {
+  const records = [tlsa(2, 1, 1, f.int.cert)];
+  const viaBase = matchDane(records, certs(f.baseOnly, f.int), context({ tlsaBaseDomain: 'tlsa.example.test' }));
+  assertMatch(viaBase, 'dane-ta', 1);
+  if (viaBase.kind === 'match' && viaBase.via === 'dane-ta') assert.equal(viaBase.name, 'tlsa.example.test');
+  const viaMx = matchDane(records, certs(f.leaf, f.int), context({ tlsaBaseDomain: 'TLSA.example.test.' }));
+  assertMatch(viaMx, 'dane-ta', 1);
+  if (viaMx.kind === 'match' && viaMx.via === 'dane-ta') assert.equal(viaMx.name, MX);
+});
+
+test('DANE-4: DANE-TA wildcards match exactly one whole first label (RFC 7672 §3.2.3)', () => {
+  const records = [tlsa(2, 1, 1, f.int.cert)];
+  const at = (host: string): DaneMatch => matchDane(records, certs(f.wildcard, f.int), context({ mxHost: host, tlsaBaseDomain: host }));
+  assertMatch(at('mx.example.test'), 'dane-ta', 1);
+  mismatch(at('a.mx.example.test'));
+  mismatch(at('example.test'));
+  const partial = matchDane(
+    records,
+    certs(f.partialWildcard, f.int),
+    context({ mxHost: 'mx1.example.test', tlsaBaseDomain: 'mx1.example.test' }),
+  );
+  mismatch(partial);
+});
+
+test('DANE-4: under DANE-TA the subject CN counts only when the leaf has no DNS subjectAltName (RFC 7672 §3.2.2)', () => {
+  assertMatch(matchDane([tlsa(2, 1, 1, f.int.cert)], certs(f.cnOnly, f.int), context()), 'dane-ta', 1);
+  mismatch(matchDane([tlsa(2, 1, 1, f.int.cert)], certs(f.cnAndOtherSan, f.int), context()));
+});
+
+test('DANE-4: a DANE-TA record that matches the leaf names no trust anchor', () => {
+  const reasons = mismatch(matchDane([tlsa(2, 1, 1, f.leaf.cert)], certs(f.leaf, f.int), context()));
+  assert.match(reasons, /matches the leaf, not an issuer/);
+});
+
+test('DANE-4: under DANE-TA an issuer between the leaf and the anchor must be a CA certificate', () => {
+  const reasons = mismatch(matchDane([tlsa(2, 1, 1, f.int.cert)], certs(f.leafUnderNotCa, f.notCa, f.int), context()));
+  assert.match(reasons, /CN=Not a CA is not a CA certificate/);
+});
+
+test('DANE-4: DANE-TA 2 0 0 and 2 1 0 name a trust anchor the server did not send (RFC 7671 §5.2)', () => {
+  assertMatch(matchDane([tlsa(2, 0, 0, f.root.cert)], certs(f.leaf, f.int), context()), 'dane-ta', 2);
+  assertMatch(matchDane([tlsa(2, 1, 0, f.int.cert)], certs(f.leaf), context()), 'dane-ta', 1);
+  const reasons = mismatch(matchDane([tlsa(2, 1, 0, f.unrelatedInt.cert), record('2 0 0 3003020100')], certs(f.leaf), context()));
+  assert.match(
+    reasons,
+    /trust anchor the public key in the TLSA record: CN=mx\.example\.test is not signed by the public key in the TLSA record/,
+  );
+  assert.match(reasons, /^2 0 0 3003020100: matches no certificate sent, and its data is not a certificate/m);
+});
+
+test('DANE-4: a DANE-TA digest of a trust anchor the server did not send does not match (RFC 7672 §3.1.2)', () => {
+  const reasons = mismatch(matchDane([tlsa(2, 1, 1, f.root.cert)], certs(f.leaf, f.int), context()));
+  assert.match(reasons, /matches none of the 2 certificates the server sent \(CN=mx\.example\.test \| CN=Example Intermediate\)/);
+});
+
+test('DANE-4: malformed and unusable records are a mismatch with their reasons; a usable one still matches', () => {
+  const short = record(`3 1 1 ${tlsa(3, 1, 1, f.leaf.cert).data.toString('hex').slice(2)}`);
+  const pkix = tlsa(1, 1, 1, f.leaf.cert);
+  const reasons = mismatch(matchDane([short, pkix, record(`3 1 7 ${'00'.repeat(32)}`)], certs(f.leaf), context()));
+  assert.match(reasons, /^3 1 1 .*malformed: SHA2-256 data is 31 bytes, not 32$/m);
+  assert.match(reasons, /^1 1 1 .*usage 1 \(PKIX-EE\) is not usable for SMTP/m);
+  assert.match(reasons, /^3 1 7 .*unknown matching type 7$/m);
+  assert.match(reasons, /no usable TLSA record/);
+  assertMatch(matchDane([short, pkix, tlsa(3, 1, 1, f.leaf.cert)], certs(f.leaf), context()), 'dane-ee', 0);
+});
+
+test('DANE-4: with digest agility a wrong SHA2-512 record sets aside a right SHA2-256 one (RFC 7671 §9)', () => {
+  const reasons = mismatch(matchDane([tlsa(3, 1, 1, f.leaf.cert), tlsa(3, 1, 2, f.int.cert)], certs(f.leaf), context()));
+  assert.match(reasons, /ignored: SHA2-512 records for DANE-EE SPKI take precedence/);
+});
+
+test('DANE-4: no certificate, or no records, is a mismatch; a broken certificate object too, never a throw', () => {
+  assert.match(mismatch(matchDane([tlsa(3, 1, 1, f.leaf.cert)], [], context())), /the server sent no certificate/);
+  assert.match(mismatch(matchDane([], certs(f.leaf), context())), /no TLSA records/);
+  const broken = {
+    get publicKey(): never {
+      throw new Error('no key');
+    },
+    get fingerprint256(): string {
+      return 'broken';
+    },
+    subject: 'CN=broken',
+  } as unknown as X509Certificate;
+  assert.match(mismatch(matchDane([tlsa(3, 1, 1, f.leaf.cert)], [broken], context())), /cannot compute .* of CN=broken: no key/);
+  assert.match(mismatch(matchDane([tlsa(3, 1, 1, f.leaf.cert)], [{} as X509Certificate], context())), /cannot compute/);
+  assert.match(mismatch(matchDane(null as unknown as TlsaRecord[], certs(f.leaf), context())), /DANE matching failed/);
+});
+
+test('DANE-4: a certificate cache gives the same answers across calls and stays within its bound', () => {
+  const cache = new CertificateCache(2);
+  const records = [tlsa(2, 1, 1, f.root.cert), tlsa(3, 1, 1, f.otherName.cert)];
+  for (let i = 0; i < 3; i++) {
+    assertMatch(matchDane(records, certs(f.leaf, f.int, f.root), context({ cache })), 'dane-ta', 2);
+    mismatch(matchDane(records, certs(f.leafNoAkid, f.lookalikeInt, f.root), context({ cache })));
+  }
+  assert.deepEqual(cache.size, { certificates: 2, pairs: 2 });
+});
+
+/** The server's chain as a client reads it: `getPeerCertificate(true)` first, as `getPeerX509Certificate()` empties it in Node 20. */
+async function handshake(certPem: string): Promise<{ detailed: X509Certificate[]; sent: X509Certificate[] }> {
+  const server = tls.createServer({ key: f.leaf.key, cert: certPem });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const port = (server.address() as { port: number }).port;
+    const socket = tls.connect({ host: '127.0.0.1', port, servername: MX, rejectUnauthorized: false });
+    await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+    const detailed = chainFromDetailed(socket.getPeerCertificate(true)).certificates;
+    const sent = chainFromX509(socket.getPeerX509Certificate()).certificates;
+    socket.destroy();
+    return { detailed, sent };
+  } finally {
+    server.close();
+  }
+}
+
+test('DANE-4: the chain of a real handshake matches DANE-TA and DANE-EE through either reading of it', async () => {
+  const { detailed, sent } = await handshake(f.leaf.pem + f.int.pem + f.root.pem);
+  for (const chain of [sent, detailed]) {
+    assert.deepEqual(
+      chain.map((c) => c.subject),
+      ['CN=mx.example.test', 'CN=Example Intermediate', 'CN=Example Root'],
+    );
+    assertMatch(matchDane([tlsa(2, 1, 1, f.int.cert)], chain, context()), 'dane-ta', 1);
+    assertMatch(matchDane([tlsa(2, 0, 1, f.root.cert)], chain, context()), 'dane-ta', 2);
+    assertMatch(matchDane([tlsa(3, 1, 1, f.leaf.cert)], chain, context()), 'dane-ee', 0);
+  }
+});
+
+test('DANE-4: a chain sent out of order (root before intermediate) still verifies up to the root', async () => {
+  const { sent } = await handshake(f.leaf.pem + f.root.pem + f.int.pem);
+  assert.deepEqual(
+    sent.map((c) => c.subject),
+    ['CN=mx.example.test', 'CN=Example Root', 'CN=Example Intermediate'],
+  );
+  assertMatch(matchDane([tlsa(2, 0, 1, f.root.cert)], sent, context()), 'dane-ta', 2);
+  assertMatch(matchDane([tlsa(2, 1, 1, f.int.cert)], sent, context()), 'dane-ta', 1);
+});
