@@ -7,7 +7,8 @@
  */
 import { getServers } from 'node:dns';
 import { CachingTransport, DEFAULT_CACHE_MAX_TTL_S, DEFAULT_CACHE_MB } from '../dns/answer-cache';
-import { createDnsTransport, type DnsTransport, type QueryOutcome, type RecordType } from '../dns/wire';
+import ipaddr from 'ipaddr.js';
+import { createDnsTransport, parseServer, type DnsTransport, type QueryOutcome, type RecordType } from '../dns/wire';
 
 export interface DnsSettings {
   /** `host` or `host:port` entries; empty = the system's resolvers. */
@@ -19,10 +20,21 @@ export interface DnsSettings {
   cacheBytes?: number;
   /** Longest time an answer is kept, whatever its TTL (default DEFAULT_CACHE_MAX_TTL_S). */
   cacheMaxTtlS?: number;
+  /**
+   * DANE-1: ask for DNSSEC (DO and AD set) and report `secure` on answers the
+   * resolver validated. The AD bit is believed only when `trustAd` says so
+   * (see {@link adTrusted}).
+   */
+  dnssec?: boolean;
+  trustAd?: boolean;
 }
 
+/** `secure` (DANE-1): the resolver validated the answer (AD) and is trusted to say so. */
 export type DnsAnswer<T> =
-  { kind: 'answer'; records: T[] } | { kind: 'nodata' } | { kind: 'nxdomain' } | { kind: 'failure'; code: string; message: string };
+  | { kind: 'answer'; records: T[]; secure?: true }
+  | { kind: 'nodata'; secure?: true }
+  | { kind: 'nxdomain'; secure?: true }
+  | { kind: 'failure'; code: string; message: string };
 
 export interface MxRecord {
   exchange: string;
@@ -49,10 +61,11 @@ function rcodeFailure(rcode: string): { kind: 'failure'; code: string; message: 
   return { kind: 'failure', code, message: `the DNS server answered ${rcode}` };
 }
 
-function toAnswer<T>(outcome: QueryOutcome, type: RecordType, convert: (data: unknown) => T | undefined): DnsAnswer<T> {
+function toAnswer<T>(outcome: QueryOutcome, type: RecordType, convert: (data: unknown) => T | undefined, trustAd: boolean): DnsAnswer<T> {
   if (outcome.kind === 'failure') return { kind: 'failure', code: outcome.code, message: outcome.message };
-  const { rcode, answers } = outcome.response;
-  if (rcode === 'NXDOMAIN') return { kind: 'nxdomain' };
+  const { rcode, answers, authenticated } = outcome.response;
+  const secure = trustAd && authenticated ? { secure: true as const } : {};
+  if (rcode === 'NXDOMAIN') return { kind: 'nxdomain', ...secure };
   if (rcode !== 'NOERROR') return rcodeFailure(rcode);
   const records: T[] = [];
   for (const rr of answers) {
@@ -61,7 +74,7 @@ function toAnswer<T>(outcome: QueryOutcome, type: RecordType, convert: (data: un
     const value = convert(rr.data);
     if (value !== undefined) records.push(value);
   }
-  return records.length === 0 ? { kind: 'nodata' } : { kind: 'answer', records };
+  return records.length === 0 ? { kind: 'nodata', ...secure } : { kind: 'answer', records, ...secure };
 }
 
 const asAddress = (data: unknown): string | undefined => (typeof data === 'string' ? data : undefined);
@@ -79,24 +92,57 @@ function asTxt(data: unknown): string | undefined {
   return parts.map((part: Buffer | string) => (typeof part === 'string' ? part : part.toString('latin1'))).join('');
 }
 
-/** A DnsClient over any transport (the cache, or a test's). */
-export function dnsClientOver(transport: DnsTransport): DnsClient {
+/**
+ * A DnsClient over any transport (the cache, or a test's). With `dnssec`,
+ * queries carry DO and AD; `trustAd` decides whether AD becomes `secure`.
+ */
+export function dnsClientOver(transport: DnsTransport, dnssec = false, trustAd = false): DnsClient {
+  const options = { dnssec };
+  const ad = dnssec && trustAd;
+  const ask = async <T>(name: string, type: RecordType, convert: (data: unknown) => T | undefined): Promise<DnsAnswer<T>> =>
+    toAnswer(await transport.query(absolute(name), type, options), type, convert, ad);
   return {
-    mx: async (name) => toAnswer(await transport.query(absolute(name), 'MX'), 'MX', asMx),
-    a: async (name) => toAnswer(await transport.query(absolute(name), 'A'), 'A', asAddress),
-    aaaa: async (name) => toAnswer(await transport.query(absolute(name), 'AAAA'), 'AAAA', asAddress),
-    txt: async (name) => toAnswer(await transport.query(absolute(name), 'TXT'), 'TXT', asTxt),
+    mx: (name) => ask(name, 'MX', asMx),
+    a: (name) => ask(name, 'A', asAddress),
+    aaaa: (name) => ask(name, 'AAAA', asAddress),
+    txt: (name) => ask(name, 'TXT', asTxt),
   };
 }
 
-export function createDnsClient(settings: DnsSettings): DnsClient {
-  const servers = settings.servers.length > 0 ? settings.servers : getServers();
-  const wire = createDnsTransport({ servers, timeoutMs: settings.timeoutMs, tries: settings.tries });
-  const cache = new CachingTransport(wire, {
+/**
+ * DANE-1: the AD bit is believed only from resolvers on loopback (the path
+ * from them cannot be tampered with) or named in `trusted` by the admin.
+ */
+export function adTrusted(servers: readonly string[], trusted: readonly string[] = []): boolean {
+  if (servers.length === 0) return false;
+  const trustedHosts = new Set(trusted.map((entry) => parseServer(entry).host));
+  return servers.every((entry) => {
+    const { host } = parseServer(entry);
+    return trustedHosts.has(host) || isLoopbackAddress(host);
+  });
+}
+
+function isLoopbackAddress(host: string): boolean {
+  const parsed = ipaddr.process(host);
+  return parsed.range() === 'loopback';
+}
+
+/** The servers the client asks: the ini's, else the system's. */
+export function effectiveServers(settings: DnsSettings): readonly string[] {
+  return settings.servers.length > 0 ? settings.servers : getServers();
+}
+
+/** The transport (with the answer cache) the client and DANE lookups share. */
+export function createCachedTransport(settings: DnsSettings): DnsTransport {
+  const wire = createDnsTransport({ servers: effectiveServers(settings), timeoutMs: settings.timeoutMs, tries: settings.tries });
+  return new CachingTransport(wire, {
     maxBytes: settings.cacheBytes ?? DEFAULT_CACHE_MB * 1024 * 1024,
     maxTtlS: settings.cacheMaxTtlS ?? DEFAULT_CACHE_MAX_TTL_S,
   });
-  return dnsClientOver(cache);
+}
+
+export function createDnsClient(settings: DnsSettings, transport: DnsTransport = createCachedTransport(settings)): DnsClient {
+  return dnsClientOver(transport, settings.dnssec === true, settings.trustAd === true);
 }
 
 /** Short description of a failed answer for logs and deferral texts. */
