@@ -18,7 +18,14 @@ import { after, before, test } from 'node:test';
 import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
 import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
-import { HarakaInstance, PLUGIN_PACKAGES, type HarakaOptions, type RecordedEvent } from '../fixtures/haraka-instance';
+import {
+  HarakaInstance,
+  PLUGIN_PACKAGES,
+  describeOutcome,
+  firstOutcome,
+  type HarakaOptions,
+  type RecordedEvent,
+} from '../fixtures/haraka-instance';
 import { HostileSmtp, type HostileSmtpOptions } from '../fixtures/hostile-smtp';
 import { PolicyServer, policyText } from '../fixtures/policy-server';
 import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';
@@ -141,21 +148,8 @@ async function withHaraka(options: HarakaOptions, body: (instance: HarakaInstanc
   }
 }
 
-/** The first delivered/deferred/bounce event for `domain` recorded at or after `since`. */
-function firstOutcome(instance: HarakaInstance, domain: string, since = 0, timeoutMs = 20000): Promise<RecordedEvent> {
-  return instance.waitForEvent(
-    (e) => e.domain === domain && e.at >= since && (e.event === 'delivered' || e.event === 'deferred' || e.event === 'bounce'),
-    timeoutMs,
-    `an outcome for ${domain}`,
-  );
-}
-
 function bounces(instance: HarakaInstance, domain: string): RecordedEvent[] {
   return instance.events().filter((e) => e.event === 'bounce' && e.domain === domain);
-}
-
-function describeOutcome(e: RecordedEvent): string {
-  return `${e.event}${e.err ? `: ${e.err}` : ''}${e.host ? ` (via ${e.host} [${e.ip}])` : ''}`;
 }
 
 /** outbound_tls.ini as the repository ships it, with `key=value` set in [main] (replacing the shipped value). */

@@ -21,7 +21,16 @@ import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
 import { parsePolicyTable } from 'haraka-outbound-security/policy-table/table';
 import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
-import { CLI_PATH, HarakaInstance, PLUGIN_PACKAGES, sleep, type HarakaOptions, type RecordedEvent } from '../fixtures/haraka-instance';
+import {
+  CLI_PATH,
+  HarakaInstance,
+  PLUGIN_PACKAGES,
+  describeOutcome,
+  firstOutcome,
+  sleep,
+  type HarakaOptions,
+  type RecordedEvent,
+} from '../fixtures/haraka-instance';
 import { PolicyServer, policyText } from '../fixtures/policy-server';
 import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';
 import { TestCa } from '../fixtures/test-ca';
@@ -84,16 +93,16 @@ async function storedLevel(instance: HarakaInstance, key: string): Promise<strin
   return read.kind === 'level' ? SecLevel[read.entry.level] : read.kind;
 }
 
-function firstOutcome(instance: HarakaInstance, domain: string, since = 0, timeoutMs = 20000): Promise<RecordedEvent> {
-  return instance.waitForEvent(
-    (e) => e.domain === domain && e.at >= since && (e.event === 'delivered' || e.event === 'deferred' || e.event === 'bounce'),
-    timeoutMs,
-    `an outcome for ${domain}`,
-  );
-}
-
-function describeOutcome(e: RecordedEvent): string {
-  return `${e.event}${e.err ? `: ${e.err}` : ''}${e.host ? ` (via ${e.host} [${e.ip}])` : ''}`;
+/** The first outcome for `domain` at or after `since`, asserted to be `expected`. */
+async function expectOutcome(
+  instance: HarakaInstance,
+  domain: string,
+  expected: RecordedEvent['event'],
+  since = 0,
+): Promise<RecordedEvent> {
+  const outcome = await firstOutcome(instance, domain, since);
+  assert.equal(outcome.event, expected, `${domain}: ${describeOutcome(outcome)}`);
+  return outcome;
 }
 
 /** Messages a sink received for `domain`. */
@@ -217,8 +226,7 @@ test('POL-1/POL-2: verify on a domain with no other signal refuses a self-signed
   await haraka.send({ to: 'user@verifyself.test' });
   await haraka.send({ to: 'user@norule.test' });
 
-  const verified = await firstOutcome(haraka, 'verify.test');
-  assert.equal(verified.event, 'delivered', describeOutcome(verified));
+  const verified = await expectOutcome(haraka, 'verify.test', 'delivered');
   assert.equal(verified.ip, VALID.address);
   assert.equal(received(valid, 'verify.test').length, 1);
   assert.equal(received(self, 'verify.test').length, 0, 'the self-signed MX got no message');
@@ -231,14 +239,12 @@ test('POL-1/POL-2: verify on a domain with no other signal refuses a self-signed
     'the refusal names the rule, its file and line',
   );
 
-  const refused = await firstOutcome(haraka, 'verifyself.test');
-  assert.equal(refused.event, 'deferred', describeOutcome(refused));
+  const refused = await expectOutcome(haraka, 'verifyself.test', 'deferred');
   assert.match(String(refused.err), /policy table rule verifyself\.test \(config\/outbound_tls_policy line 3\)/);
   assert.equal(received(self, 'verifyself.test').length, 0);
   assert.equal(self.events.filter((e) => e.kind === 'rcpt' && e.value?.endsWith('@verifyself.test')).length, 0, 'no envelope for it');
 
-  const control = await firstOutcome(haraka, 'norule.test');
-  assert.equal(control.event, 'delivered', describeOutcome(control));
+  const control = await expectOutcome(haraka, 'norule.test', 'delivered');
   assert.equal(control.ip, SELF.address, 'without a rule the first MX (self-signed, TLS_INSECURE) is good enough');
 });
 
@@ -251,8 +257,7 @@ test('POL-2: exempt=ratchet lets a domain stored at TLS_SECURE go to a PLAIN MX,
   await haraka.send({ to: 'user@exempt-ratchet.test' });
   await haraka.send({ to: 'user@ratchet-control.test' });
 
-  const exempted = await firstOutcome(haraka, 'exempt-ratchet.test');
-  assert.equal(exempted.event, 'delivered', describeOutcome(exempted));
+  await expectOutcome(haraka, 'exempt-ratchet.test', 'delivered');
   assert.deepEqual(
     received(plain, 'exempt-ratchet.test').map((m) => m.secure),
     [false],
@@ -268,8 +273,7 @@ test('POL-2: exempt=ratchet lets a domain stored at TLS_SECURE go to a PLAIN MX,
   );
   assert.equal(await storedLevel(haraka, 'exempt-ratchet.test'), 'TLS_SECURE', 'an exemption never lowers a stored level');
 
-  const control = await firstOutcome(haraka, 'ratchet-control.test');
-  assert.equal(control.event, 'deferred', describeOutcome(control));
+  const control = await expectOutcome(haraka, 'ratchet-control.test', 'deferred');
   assert.match(String(control.err), /required TLS_SECURE \(ratchet\)/);
   assert.equal(received(plain, 'ratchet-control.test').length, 0);
 });
@@ -283,8 +287,7 @@ test('POL-2: exempt=mta-sts lets a domain with an MTA-STS enforce policy use an 
   await haraka.send({ to: 'user@exempt-sts.test' });
   await haraka.send({ to: 'user@sts-control.test' });
 
-  const exempted = await firstOutcome(haraka, 'exempt-sts.test');
-  assert.equal(exempted.event, 'delivered', describeOutcome(exempted));
+  const exempted = await expectOutcome(haraka, 'exempt-sts.test', 'delivered');
   assert.equal(exempted.ip, NOMATCH.address);
   assert.equal(received(nomatch, 'exempt-sts.test').length, 1);
   assert.ok(
@@ -307,8 +310,7 @@ test('POL-2: exempt=mta-sts lets a domain with an MTA-STS enforce policy use an 
   );
   assert.equal(await metric(haraka, 'outbound_tls_policy_exemptions_total{exemption="mta-sts"}'), before + 1);
 
-  const control = await firstOutcome(haraka, 'sts-control.test');
-  assert.equal(control.event, 'deferred', describeOutcome(control));
+  await expectOutcome(haraka, 'sts-control.test', 'deferred');
   assert.ok(
     haraka.logLines.some((l) => /temporary failure for sts-control\.test: no MX host matches MTA-STS policy of sts-control\.test/.test(l)),
   );
@@ -319,12 +321,10 @@ test('POL-1: a parent-domain rule (.parent.test verify) matches its subdomains a
   for (const domain of ['a.parent.test', 'x.y.parent.test', 'parent.test']) pointMx(domain, SELF);
   for (const domain of ['a.parent.test', 'x.y.parent.test', 'parent.test']) await haraka.send({ to: `user@${domain}` });
   for (const domain of ['a.parent.test', 'x.y.parent.test']) {
-    const outcome = await firstOutcome(haraka, domain);
-    assert.equal(outcome.event, 'deferred', `${domain}: ${describeOutcome(outcome)}`);
+    const outcome = await expectOutcome(haraka, domain, 'deferred');
     assert.match(String(outcome.err), /policy table rule \.parent\.test \(config\/outbound_tls_policy line 6\)/);
   }
-  const parent = await firstOutcome(haraka, 'parent.test');
-  assert.equal(parent.event, 'delivered', `parent.test: ${describeOutcome(parent)}`);
+  await expectOutcome(haraka, 'parent.test', 'delivered');
   assert.equal(received(self, 'parent.test').length, 1);
   assert.equal(received(self, 'a.parent.test').length + received(self, 'x.y.parent.test').length, 0);
 });
@@ -333,13 +333,11 @@ test('POL-4/TLS-8: a relay route with auth_min_level=encrypt sends AUTH to a sel
   const auths = (sink: SmtpSink): string[] => sink.events.filter((e) => e.kind === 'auth').map((e) => `${e.value} secure=${e.secure}`);
   await relayHaraka.send({ to: 'user@selfrelay.test' });
   await relayHaraka.send({ to: 'user@plainrelay.test' });
-  const toSelf = await firstOutcome(relayHaraka, 'selfrelay.test');
-  assert.equal(toSelf.event, 'delivered', describeOutcome(toSelf));
+  await expectOutcome(relayHaraka, 'selfrelay.test', 'delivered');
   assert.deepEqual(auths(relaySelf), ['table-user secure=true']);
   assert.equal(await storedLevel(relayHaraka, `relay:${RELAY_SELF.host}`), 'TLS_INSECURE');
 
-  const toPlain = await firstOutcome(relayHaraka, 'plainrelay.test');
-  assert.equal(toPlain.event, 'deferred', describeOutcome(toPlain));
+  const toPlain = await expectOutcome(relayHaraka, 'plainrelay.test', 'deferred');
   assert.match(
     String(toPlain.err),
     /relay-plain\.isp\.test .*offers PLAIN .*credentials require TLS_INSECURE \(auth_min_level\); AUTH not sent/,
@@ -348,8 +346,7 @@ test('POL-4/TLS-8: a relay route with auth_min_level=encrypt sends AUTH to a sel
   assert.equal(relayPlain.count('mailfrom'), 0);
 
   await relayHaraka.send({ to: 'user@norule-relay.test' });
-  const noRule = await firstOutcome(relayHaraka, 'norule-relay.test');
-  assert.equal(noRule.event, 'deferred', describeOutcome(noRule));
+  const noRule = await expectOutcome(relayHaraka, 'norule-relay.test', 'deferred');
   assert.match(String(noRule.err), /relay-other\.isp\.test .*credentials require TLS_SECURE \(auth_min_level\)/);
   assert.deepEqual(auths(relaySelf), ['table-user secure=true'], 'no second AUTH');
 });
@@ -407,23 +404,20 @@ test('POL-3: mx show and probe name the rule; explain prints the requirement par
 test('POL-1: a table edit while Haraka runs counts at the next delivery; a bad line is reported with file and line and the rest applies; a table that cannot be read keeps the previous one', async () => {
   pointMx('edit.test', SELF);
   await haraka.send({ to: 'user@edit.test' });
-  const first = await firstOutcome(haraka, 'edit.test');
-  assert.equal(first.event, 'delivered', `no rule yet: ${describeOutcome(first)}`);
+  await expectOutcome(haraka, 'edit.test', 'delivered');
 
   // verify for edit.test: the next message waits.
   await rewriteTable(haraka, [...TABLE, 'edit.test verify'].join('\n'));
   let since = Date.now();
   await haraka.send({ to: 'user@edit.test' });
-  const refused = await firstOutcome(haraka, 'edit.test', since);
-  assert.equal(refused.event, 'deferred', describeOutcome(refused));
+  const refused = await expectOutcome(haraka, 'edit.test', 'deferred', since);
   assert.match(String(refused.err), /policy table rule edit\.test \(config\/outbound_tls_policy line 7\)/);
 
   // A file that cannot be read: the running table stays (the message still waits).
   await rewriteTable(haraka, Buffer.from([0x65, 0x64, 0xff, 0x0a]), /outbound_tls_policy not reloaded, keeping the running settings/);
   assert.ok(haraka.logLines.some((l) => /outbound_tls_policy not reloaded, keeping the running settings: .*not valid UTF-8 text/.test(l)));
   since = Date.now();
-  const still = await firstOutcome(haraka, 'edit.test', since);
-  assert.equal(still.event, 'deferred', `the previous table stays in force: ${describeOutcome(still)}`);
+  await expectOutcome(haraka, 'edit.test', 'deferred', since);
 
   // encrypt for edit.test, and a bad line: reported with file and line, the rest applies; the queued message goes at its next attempt.
   await rewriteTable(haraka, [...TABLE, 'edit.test encrypt', 'typo.test verfy'].join('\n'));
@@ -445,7 +439,6 @@ test('POL-1: a table edit while Haraka runs counts at the next delivery; a bad l
   // verifyself.test's rule (line 3) stayed in force through all of it.
   since = Date.now();
   await haraka.send({ to: 'user@verifyself.test' });
-  const kept = await firstOutcome(haraka, 'verifyself.test', since);
-  assert.equal(kept.event, 'deferred', describeOutcome(kept));
+  const kept = await expectOutcome(haraka, 'verifyself.test', 'deferred', since);
   assert.match(String(kept.err), /policy table rule verifyself\.test \(config\/outbound_tls_policy line 3\)/);
 });
