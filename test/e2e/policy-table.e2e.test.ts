@@ -52,6 +52,7 @@ const TABLE = [
   'exempt-ratchet.test  may exempt=ratchet',
   'exempt-sts.test      may exempt=mta-sts',
   '.parent.test         verify',
+  'pinned.test          verify match=mx.valid.test',
 ];
 const RELAY_TABLE = ['relay:relay-self.isp.test   may auth_min_level=encrypt', 'relay:relay-plain.isp.test  may auth_min_level=encrypt'];
 
@@ -213,7 +214,7 @@ test('POL-1: the packaged template is comments only: no rules, nothing reported'
   assert.deepEqual([table.rules.length, table.problems.length], [0, 0]);
   assert.ok(
     haraka.logLines.some((l) =>
-      /outbound_tls_policy: policy table: 5 rules in force \(4 domain, 1 subdomains, 0 relay\), 0 lines ignored/.test(l),
+      /outbound_tls_policy: policy table: 6 rules in force \(5 domain, 1 subdomains, 0 relay\), 0 lines ignored/.test(l),
     ),
   );
 });
@@ -246,6 +247,22 @@ test('POL-1/POL-2: verify on a domain with no other signal refuses a self-signed
 
   const control = await expectOutcome(haraka, 'norule.test', 'delivered');
   assert.equal(control.ip, SELF.address, 'without a rule the first MX (self-signed, TLS_INSECURE) is good enough');
+});
+
+test('POL-1: verify match= pins the certificate names: an MX with a valid certificate for its own name but not the pinned one is refused', async () => {
+  pointMx('pinned.test', NOMATCH, VALID);
+  await haraka.send({ to: 'user@pinned.test' });
+  const pinned = await expectOutcome(haraka, 'pinned.test', 'delivered');
+  assert.equal(pinned.ip, VALID.address);
+  assert.equal(received(nomatch, 'pinned.test').length, 0);
+  assert.ok(
+    haraka.logLines.some((l) =>
+      /pinned\.test: mx\.nomatch\.test \[127\.0\.11\.4\] offers TLS_SECURE \(certificate valid for mx\.nomatch\.test\), required a certificate for mx\.valid\.test \(match=\): certificate carries none of mx\.valid\.test/.test(
+        l,
+      ),
+    ),
+    'the refusal says which names were required',
+  );
 });
 
 test('POL-2: exempt=ratchet lets a domain stored at TLS_SECURE go to a PLAIN MX, counted and logged; the stored level is not lowered; without the rule it waits', async () => {
@@ -398,7 +415,7 @@ test('POL-3: mx show and probe name the rule; explain prints the requirement par
 
   const listed = await cli(haraka, 'table', 'list');
   assert.equal(listed.code, 0, listed.stderr);
-  assert.match(listed.stdout, /^config\/outbound_tls_policy: 5 rules in force, 0 lines ignored$/m);
+  assert.match(listed.stdout, /^config\/outbound_tls_policy: 6 rules in force, 0 lines ignored$/m);
 });
 
 test('POL-1: a table edit while Haraka runs counts at the next delivery; a bad line is reported with file and line and the rest applies; a table that cannot be read keeps the previous one', async () => {
@@ -411,7 +428,7 @@ test('POL-1: a table edit while Haraka runs counts at the next delivery; a bad l
   let since = Date.now();
   await haraka.send({ to: 'user@edit.test' });
   const refused = await expectOutcome(haraka, 'edit.test', 'deferred', since);
-  assert.match(String(refused.err), /policy table rule edit\.test \(config\/outbound_tls_policy line 7\)/);
+  assert.match(String(refused.err), /policy table rule edit\.test \(config\/outbound_tls_policy line 8\)/);
 
   // A file that cannot be read: the running table stays (the message still waits).
   await rewriteTable(haraka, Buffer.from([0x65, 0x64, 0xff, 0x0a]), /outbound_tls_policy not reloaded, keeping the running settings/);
@@ -423,12 +440,12 @@ test('POL-1: a table edit while Haraka runs counts at the next delivery; a bad l
   await rewriteTable(haraka, [...TABLE, 'edit.test encrypt', 'typo.test verfy'].join('\n'));
   assert.ok(
     haraka.logLines.some((l) =>
-      /config\/outbound_tls_policy line 8: typo\.test: expected a level \(may, encrypt or verify\) after the destination, found "verfy" \(line ignored\)/.test(
+      /config\/outbound_tls_policy line 9: typo\.test: expected a level \(may, encrypt or verify\) after the destination, found "verfy" \(line ignored\)/.test(
         l,
       ),
     ),
   );
-  assert.ok(haraka.logLines.some((l) => /outbound_tls_policy reloaded: policy table: 6 rules in force .*1 lines ignored/.test(l)));
+  assert.ok(haraka.logLines.some((l) => /outbound_tls_policy reloaded: policy table: 7 rules in force .*1 lines ignored/.test(l)));
   const delivered = await haraka.waitForEvent(
     (e) => e.domain === 'edit.test' && e.event === 'delivered' && e.at >= since,
     20000,
