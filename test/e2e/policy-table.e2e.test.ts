@@ -418,6 +418,36 @@ test('POL-3: mx show and probe name the rule; explain prints the requirement par
   assert.match(listed.stdout, /^config\/outbound_tls_policy: 6 rules in force, 0 lines ignored$/m);
 });
 
+test('TLS-6/POL-2: with the connection guard missing, a table minimum defers the message; a stored level the table exempts does not', async () => {
+  const broken = await HarakaInstance.start({
+    dnsServer: dns.address,
+    mxPort,
+    extraCa: ca.caCertPath,
+    plugins: ['haraka-breaker', 'outbound_tls', 'outbound_mx'],
+    config: { outbound_tls_policy: ['unguarded-verify.test verify', 'unguarded-exempt.test may exempt=ratchet'].join('\n') },
+  });
+  try {
+    await broken.waitForLog(/cannot guard outbound connections/);
+    pointMx('unguarded-verify.test', VALID);
+    pointMx('unguarded-exempt.test', VALID);
+    await store(broken).raise('unguarded-exempt.test', SecLevel.TLS_SECURE, VALID.host);
+    await broken.send({ to: 'user@unguarded-verify.test' });
+    await broken.send({ to: 'user@unguarded-exempt.test' });
+    await expectOutcome(broken, 'unguarded-verify.test', 'deferred');
+    assert.ok(
+      broken.logLines.some((l) =>
+        /cannot guard connections .*unguarded-verify\.test requires verify \(policy table rule unguarded-verify\.test \(config\/outbound_tls_policy line 1\)\)/.test(
+          l,
+        ),
+      ),
+    );
+    assert.equal(received(valid, 'unguarded-verify.test').length, 0, 'nothing delivered without the guard');
+    await expectOutcome(broken, 'unguarded-exempt.test', 'delivered');
+  } finally {
+    await broken.stop();
+  }
+});
+
 test('POL-1: a table edit while Haraka runs counts at the next delivery; a bad line is reported with file and line and the rest applies; a table that cannot be read keeps the previous one', async () => {
   pointMx('edit.test', SELF);
   await haraka.send({ to: 'user@edit.test' });

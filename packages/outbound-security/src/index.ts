@@ -9,7 +9,8 @@
  * | names    | `domain` (A-labels, address literals, canonical keys) |
  * | mx       | `mx/dns-client`, `mx/lookup`, `mx/selection`, `mx/address-policy` (MX-1 … MX-9) |
  * | mta-sts  | `mta-sts/policy`, `mta-sts/fetch`, `mta-sts/resolver`, policy stores (STS-1 … STS-9) |
- * | tls      | `tls/sec-level`, `tls/classify`, `tls/decision`, `tls/conversation` (TLS-1 … TLS-8) |
+ * | tls      | `tls/sec-level`, `tls/classify`, `tls/decision`, `tls/requirement`, `tls/conversation` (TLS-1 … TLS-8) |
+ * | policy-table | `policy-table/rule`, `policy-table/table`, `policy-table/file`: the admin policy table (POL-1 … POL-4) |
  * | ratchet  | `ratchet/store`, `ratchet/file-store`, `ratchet/redis-store` (ST-1 … ST-6) |
  * | haraka   | `haraka/api`, `haraka/connection-guard`, `haraka/delivery-state` (Haraka internals, §7) |
  * | config   | the ini files' parsers; `store/open` opens the configured stores; `metrics` |

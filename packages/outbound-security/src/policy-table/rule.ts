@@ -85,20 +85,20 @@ type OptionName = (typeof OPTIONS)[number];
 
 /** The destination of a line, or why it is not one. */
 export function parseKey(word: string): RuleKey | string {
-  const shown = `"${printable(word)}"`;
+  const shown = (): string => `"${printable(word)}"`;
   if (word.toLowerCase().startsWith(RELAY_KEY_PREFIX)) {
     const host = word.slice(RELAY_KEY_PREFIX.length);
-    if (host.startsWith('.')) return `${shown}: a relay rule names one host (relay:<host>), not a parent domain`;
+    if (host.startsWith('.')) return `${shown()}: a relay rule names one host (relay:<host>), not a parent domain`;
     const key = relayKey(host);
-    return key ? { kind: 'relay', key } : `${shown} is not relay:<host name or address>`;
+    return key ? { kind: 'relay', key } : `${shown()} is not relay:<host name or address>`;
   }
-  if (word.startsWith('*.')) return `${shown}: write ".${printable(word.slice(2))}" for the subdomains of ${printable(word.slice(2))}`;
-  if (word.startsWith('[')) return `${shown}: address literals are not table keys (a relay by address is relay:<address>)`;
+  if (word.startsWith('*.')) return `${shown()}: write ".${printable(word.slice(2))}" for the subdomains of ${printable(word.slice(2))}`;
+  if (word.startsWith('[')) return `${shown()}: address literals are not table keys (a relay by address is relay:<address>)`;
   const parent = word.startsWith('.');
   const text = parent ? word.slice(1) : word;
-  if (net.isIP(text)) return `${shown} is an address, not a domain (a relay by address is relay:${printable(text)})`;
+  if (net.isIP(text)) return `${shown()} is an address, not a domain (a relay by address is relay:${printable(text)})`;
   const name = toALabel(text);
-  if (!name.ok) return `${shown} is not a domain: ${name.reason}`;
+  if (!name.ok) return `${shown()} is not a domain: ${name.reason}`;
   return parent ? { kind: 'subdomains', parent: name.aLabel } : { kind: 'domain', domain: name.aLabel };
 }
 
