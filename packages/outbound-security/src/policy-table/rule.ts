@@ -53,6 +53,8 @@ export interface PolicyRule {
   authMinLevel?: TableLevel;
   file: string;
   line: number;
+  /** `ruleLabel` of the rule, made once (the guard names the rule on every connection). */
+  label: string;
 }
 
 export type LineResult =
@@ -83,6 +85,11 @@ export function isTableLevel(word: string): word is TableLevel {
 const OPTIONS = ['match', 'exempt', 'auth_min_level'] as const;
 type OptionName = (typeof OPTIONS)[number];
 
+/** An IP address (only text that could be one reaches net.isIP's patterns: a table holds thousands of names). */
+function isAddress(text: string): boolean {
+  return (text.includes(':') || /^[\d.]+$/.test(text)) && net.isIP(text) !== 0;
+}
+
 /** The destination of a line, or why it is not one. */
 export function parseKey(word: string): RuleKey | string {
   const shown = (): string => `"${printable(word)}"`;
@@ -96,7 +103,7 @@ export function parseKey(word: string): RuleKey | string {
   if (word.startsWith('[')) return `${shown()}: address literals are not table keys (a relay by address is relay:<address>)`;
   const parent = word.startsWith('.');
   const text = parent ? word.slice(1) : word;
-  if (net.isIP(text)) return `${shown()} is an address, not a domain (a relay by address is relay:${printable(text)})`;
+  if (isAddress(text)) return `${shown()} is an address, not a domain (a relay by address is relay:${printable(text)})`;
   const name = toALabel(text);
   if (!name.ok) return `${shown()} is not a domain: ${name.reason}`;
   return parent ? { kind: 'subdomains', parent: name.aLabel } : { kind: 'domain', domain: name.aLabel };
@@ -117,7 +124,7 @@ function hostList(option: string, value: string): string[] | string {
   for (const item of value.split(/[,:]/)) {
     if (item === '') continue;
     const name = toALabel(item);
-    if (!name.ok || net.isIP(item)) return `${option}=: "${printable(item)}" is not a host name${name.ok ? '' : ` (${name.reason})`}`;
+    if (!name.ok || isAddress(item)) return `${option}=: "${printable(item)}" is not a host name${name.ok ? '' : ` (${name.reason})`}`;
     if (!names.includes(name.aLabel)) names.push(name.aLabel);
   }
   return names.length > 0 ? names : `${option}= needs at least one host name`;
@@ -159,7 +166,17 @@ export function parseRuleLine(text: string, file: string, line: number): LineRes
     if (options.has(option as OptionName)) return problem(`${option}= given twice`);
     options.set(option as OptionName, word.slice(eq + 1));
   }
-  const rule: PolicyRule = { key, name, level, minimum: TABLE_LEVELS[level], match: [], exempt: [], file, line };
+  const rule: PolicyRule = {
+    key,
+    name,
+    level,
+    minimum: TABLE_LEVELS[level],
+    match: [],
+    exempt: [],
+    file,
+    line,
+    label: ruleLabel({ name, file, line }),
+  };
   const warnings: string[] = [];
   const match = options.get('match');
   if (match !== undefined) {

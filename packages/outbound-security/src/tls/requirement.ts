@@ -16,10 +16,10 @@
 import type { DeliveryState } from '../haraka/delivery-state';
 import { toALabel } from '../domain';
 import { relayKey } from '../ratchet/store';
-import { TABLE_LEVELS, ruleLabel, type PolicyRule } from '../policy-table/rule';
+import { TABLE_LEVELS, type PolicyRule } from '../policy-table/rule';
 import type { PolicyTableLookup } from '../policy-table/table';
 import type { RatchetRead } from '../ratchet/store';
-import type { Requirement } from './decision';
+import type { Requirement, TableMinimum } from './decision';
 import { SecLevel, maxLevel } from './sec-level';
 
 export interface ConnectionContext {
@@ -37,12 +37,15 @@ export interface ConnectionContext {
 }
 
 /** The hop's minimum from a rule, for the decision. */
-function minimumOf(rule: PolicyRule): Requirement['minimum'] {
-  return { level: rule.minimum, rule: ruleLabel(rule), ...(rule.match.length > 0 ? { match: rule.match } : {}) };
+function minimumOf(rule: PolicyRule): TableMinimum {
+  const minimum: TableMinimum = { level: rule.minimum, rule: rule.label };
+  if (rule.match.length > 0) minimum.match = rule.match;
+  return minimum;
 }
 
+/** The label of `rule` when it exempts `part` (logged at each use). */
 function exempts(rule: PolicyRule | null | undefined, part: 'ratchet' | 'mta-sts'): string | undefined {
-  return rule?.exempt.includes(part) ? ruleLabel(rule) : undefined;
+  return rule?.exempt.includes(part) ? rule.label : undefined;
 }
 
 /** The requirement of one connection; null: nothing to check (no plan, no relay key, no ratchet). */
@@ -85,7 +88,10 @@ function relayRequirement(ctx: ConnectionContext): Requirement | null {
   const domainExempt = exempts(domainRule, 'ratchet');
   const relayExempt = exempts(relayRule, 'ratchet');
   if (domainExempt || relayExempt) {
-    requirement.ratchetExempt = { ...(domainExempt ? { domain: domainExempt } : {}), ...(relayExempt ? { relay: relayExempt } : {}) };
+    const ratchetExempt: Requirement['ratchetExempt'] = {};
+    if (domainExempt) ratchetExempt.domain = domainExempt;
+    if (relayExempt) ratchetExempt.relay = relayExempt;
+    requirement.ratchetExempt = ratchetExempt;
   }
   return requirement;
 }
