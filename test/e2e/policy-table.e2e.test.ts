@@ -121,10 +121,19 @@ async function metric(instance: HarakaInstance, series: string): Promise<number>
   return Number(found[1]);
 }
 
-/** Rewrites the instance's table and waits until Haraka logged its reload (haraka-config waits ~5 s for writes to settle). */
-async function rewriteTable(instance: HarakaInstance, content: string | Buffer, logged = /outbound_tls_policy reloaded/): Promise<void> {
+/**
+ * Rewrites (null: deletes) the instance's table and waits until Haraka logged its reload
+ * (haraka-config waits ~5 s for writes to settle).
+ */
+async function rewriteTable(
+  instance: HarakaInstance,
+  content: string | Buffer | null,
+  logged = /outbound_tls_policy reloaded/,
+): Promise<void> {
   const before = instance.logLines.filter((l) => logged.test(l)).length;
-  fs.writeFileSync(path.join(instance.dir, 'config', 'outbound_tls_policy'), content);
+  const file = path.join(instance.dir, 'config', 'outbound_tls_policy');
+  if (content === null) fs.rmSync(file);
+  else fs.writeFileSync(file, content);
   const deadline = Date.now() + 30000;
   while (instance.logLines.filter((l) => logged.test(l)).length <= before) {
     if (Date.now() > deadline) throw new Error(`no ${logged} after the table edit:\n${instance.logLines.slice(-20).join('\n')}`);
@@ -488,4 +497,36 @@ test('POL-1: a table edit while Haraka runs counts at the next delivery; a bad l
   await haraka.send({ to: 'user@verifyself.test' });
   const kept = await expectOutcome(haraka, 'verifyself.test', 'deferred', since);
   assert.match(String(kept.err), /policy table rule verifyself\.test \(config\/outbound_tls_policy line 3\)/);
+});
+
+test('POL-1: a table created while Haraka runs (none at startup) counts at the next delivery; deleting it removes every rule', async () => {
+  const local = await HarakaInstance.start({
+    dnsServer: dns.address,
+    mxPort,
+    extraCa: ca.caCertPath,
+    plugins: ['outbound_tls', 'outbound_mx'],
+  });
+  try {
+    await local.waitForLog(/outbound_tls_policy: policy table: 0 rules in force/);
+    pointMx('created.test', SELF);
+    await local.send({ to: 'user@created.test' });
+    await expectOutcome(local, 'created.test', 'delivered');
+
+    await rewriteTable(local, 'created.test verify\n');
+    let since = Date.now();
+    await local.send({ to: 'user@created.test' });
+    const refused = await expectOutcome(local, 'created.test', 'deferred', since);
+    assert.match(String(refused.err), /policy table rule created\.test \(config\/outbound_tls_policy line 1\)/);
+
+    await rewriteTable(local, null, /outbound_tls_policy reloaded: policy table: 0 rules in force/);
+    since = Date.now();
+    await local.waitForEvent(
+      (e) => e.domain === 'created.test' && e.event === 'delivered' && e.at >= since,
+      20000,
+      'the queued message delivered',
+    );
+    assert.equal(received(self, 'created.test').length, 2);
+  } finally {
+    await local.stop();
+  }
 });

@@ -11,7 +11,9 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { openRatchetStore } from '../store/open';
 import { SecLevel } from '../tls/sec-level';
+import { parsePolicyTable } from '../policy-table/table';
 import { EXIT, parseArgs } from './cli';
+import { ignoredLines } from './explain';
 
 const CLI = path.join(__dirname, 'cli.js');
 
@@ -45,6 +47,24 @@ test('POL-3: parseArgs knows table list [--json] and explain DOMAIN|relay:<host>
   ]) {
     assert.equal(parseArgs(bad).ok, false, bad.join(' '));
   }
+});
+
+test('POL-3: explain names the lines left out that meant this destination: its own key and every parent form', () => {
+  const table = parsePolicyTable(
+    ['a.b.example verfy', '.b.example encrypt match=x.example', '.example verify', 'relay:r.example sometimes', 'other.example nope'].join(
+      '\n',
+    ),
+    'config/outbound_tls_policy',
+  );
+  assert.deepEqual(
+    ignoredLines(table, 'a.b.example').map((p) => p.line),
+    [1, 2],
+  );
+  assert.deepEqual(
+    ignoredLines(table, 'relay:r.example').map((p) => p.line),
+    [4],
+  );
+  assert.deepEqual(ignoredLines(table, 'c.example'), []);
 });
 
 describe('haraka-outbound table list and explain relay:<host>, as processes', () => {
