@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import tls from 'node:tls';
 import { after, before, test } from 'node:test';
 import { TestCa } from '../fixtures/test-ca';
 import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
@@ -78,4 +80,42 @@ test('STS-7: TLS 1.2 and 1.3 are modern, older is not', () => {
   assert.equal(isModernTls('TLSv1.3'), true);
   assert.equal(isModernTls('TLSv1.1'), false);
   assert.equal(isModernTls(undefined), false);
+});
+
+/** A real handshake with the test CA trusted; returns what the guard observes (datesVerified set, as it sets it). */
+async function handshake(issued: { key: string; cert: string }): Promise<Parameters<typeof classifyConnection>[0]> {
+  const server = tls.createServer({ key: issued.key, cert: issued.cert });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  try {
+    return await new Promise((resolve, reject) => {
+      const socket = tls.connect(
+        { host: '127.0.0.1', port, servername: 'mx.example.test', ca: ca.caCert, rejectUnauthorized: false },
+        () => {
+          resolve({
+            encrypted: true,
+            authorizationError: socket.authorizationError ?? null,
+            peerCertificate: socket.getPeerX509Certificate(),
+            protocol: socket.getProtocol(),
+            datesVerified: true,
+          });
+          socket.end();
+        },
+      );
+      socket.on('error', reject);
+    });
+  } finally {
+    server.close();
+  }
+}
+
+test('TLS-1/OPS-6: over a real handshake the TLS stack checks the dates: expired and not-yet-valid certificates are TLS_INSECURE without a second check', async () => {
+  const valid = await handshake(await ca.issue({ dnsNames: ['mx.example.test'] }));
+  assert.equal(classifyConnection(valid, 'mx.example.test').level, SecLevel.TLS_SECURE);
+  for (const dates of [{ expired: true }, { notYetValid: true }]) {
+    const observed = await handshake(await ca.issue({ dnsNames: ['mx.example.test'], ...dates }));
+    const result = classifyConnection(observed, 'mx.example.test');
+    assert.equal(result.level, SecLevel.TLS_INSECURE, JSON.stringify(dates));
+    assert.match(result.reason, /not trusted: CERT_(HAS_EXPIRED|NOT_YET_VALID)/);
+  }
 });

@@ -117,6 +117,7 @@ function observe(socket: GuardedSocket): TlsObservation {
     authorizationError: tls.authorizationError ?? null,
     ...(tls.getPeerX509Certificate ? { peerCertificate: tls.getPeerX509Certificate() } : {}),
     protocol: tls.getProtocol?.() ?? null,
+    datesVerified: true,
   };
 }
 

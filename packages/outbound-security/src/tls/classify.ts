@@ -18,6 +18,14 @@ export interface TlsObservation {
   peerCertificate?: X509Certificate;
   /** `TLSv1.3`, `TLSv1.2` … */
   protocol?: string | null;
+  /**
+   * OPS-6: the observation comes from a real handshake, whose chain
+   * verification (OpenSSL's) covers the validity period of every certificate:
+   * an expired chain shows as `CERT_HAS_EXPIRED` in `authorizationError`, so
+   * the dates need no second check (each costs a native call and a date parse
+   * per connection). Observations made up by tests leave it unset.
+   */
+  datesVerified?: boolean;
 }
 
 export interface Classification {
@@ -72,7 +80,7 @@ function classifyFor(observed: TlsObservation, mxHost: string | undefined, now: 
   if (untrusted) return insecure(untrusted);
   const cert = observed.peerCertificate as X509Certificate;
   if (!mxHost) return insecure('no host name to verify (address literal)');
-  const expired = dateProblem(cert, now);
+  const expired = observed.datesVerified ? null : dateProblem(cert, now);
   if (expired) return insecure(expired);
   if (!carries(cert, mxHost)) return insecure(`certificate not valid for ${mxHost} (subjectAltName: ${cert.subjectAltName ?? 'none'})`);
   return { level: SecLevel.TLS_SECURE, reason: `certificate valid for ${mxHost}`, protocol };
@@ -100,7 +108,7 @@ function carries(cert: X509Certificate, host: string): boolean {
 /** POL-1 `match=`: a trusted certificate in its validity period that carries one of `names`. */
 function matchAny(observed: TlsObservation, names: readonly string[], now: Date): NameMatch {
   if (!observed.encrypted) return { ok: false, reason: 'no TLS' };
-  const problem = chainProblem(observed) ?? dateProblem(observed.peerCertificate as X509Certificate, now);
+  const problem = chainProblem(observed) ?? (observed.datesVerified ? null : dateProblem(observed.peerCertificate as X509Certificate, now));
   if (problem) return { ok: false, reason: problem };
   const cert = observed.peerCertificate as X509Certificate;
   const name = names.find((candidate) => carries(cert, candidate));
