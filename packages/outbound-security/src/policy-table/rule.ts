@@ -142,30 +142,44 @@ function exemptionList(value: string): Exemption[] | string {
   return parts.length > 0 ? parts : `exempt= needs ${EXEMPTIONS.join(', ')} or a comma-separated list of them`;
 }
 
+/** A line that is not in force, with the destination it names. */
+function lineProblem(name: string, message: string): LineResult {
+  return { kind: 'problem', message: `${name}: ${message}`, name };
+}
+
+/** The options of a line by name, or what is wrong with them. Indexed loops: a table may hold thousands of lines. */
+function readOptions(words: readonly string[]): Partial<Record<OptionName, string>> | string {
+  const options: Partial<Record<OptionName, string>> = {};
+  for (let i = 2; i < words.length; i++) {
+    const word = words[i] as string;
+    const eq = word.indexOf('=');
+    if (eq <= 0) return `"${printable(word)}" is not option=value (options: ${OPTIONS.join(', ')})`;
+    const option = word.slice(0, eq).toLowerCase() as OptionName;
+    if (!OPTIONS.includes(option)) return `unknown option "${printable(option)}=" (options: ${OPTIONS.join(', ')})`;
+    if (options[option] !== undefined) return `${option}= given twice`;
+    options[option] = word.slice(eq + 1);
+  }
+  return options;
+}
+
 /** Reads one line of the table (`line` counts from 1). */
 export function parseRuleLine(text: string, file: string, line: number): LineResult {
-  const words = withoutComment(text).split(/\s+/).filter(Boolean);
-  const [keyWord, levelWord, ...optionWords] = words;
-  if (keyWord === undefined) return { kind: 'blank' };
+  const content = withoutComment(text);
+  if (content === '') return { kind: 'blank' };
+  const words = content.split(/\s+/);
+  const keyWord = words[0] as string;
+  const levelWord = words[1];
   const key = parseKey(keyWord);
   if (typeof key === 'string') return { kind: 'problem', message: key };
   const name = keyName(key);
-  const problem = (message: string): LineResult => ({ kind: 'problem', message: `${name}: ${message}`, name });
+  const problem = (message: string): LineResult => lineProblem(name, message);
   const level = levelWord?.toLowerCase();
   if (level === undefined || !isTableLevel(level)) {
     const found = levelWord === undefined ? 'nothing' : `"${printable(levelWord)}"`;
     return problem(`expected a level (may, encrypt or verify) after the destination, found ${found}`);
   }
-  const options = new Map<OptionName, string>();
-  for (const word of optionWords) {
-    const eq = word.indexOf('=');
-    const option = word.slice(0, eq).toLowerCase();
-    if (eq <= 0) return problem(`"${printable(word)}" is not option=value (options: ${OPTIONS.join(', ')})`);
-    if (!(OPTIONS as readonly string[]).includes(option))
-      return problem(`unknown option "${printable(option)}=" (options: ${OPTIONS.join(', ')})`);
-    if (options.has(option as OptionName)) return problem(`${option}= given twice`);
-    options.set(option as OptionName, word.slice(eq + 1));
-  }
+  const options = words.length > 2 ? readOptions(words) : {};
+  if (typeof options === 'string') return problem(options);
   const rule: PolicyRule = {
     key,
     name,
@@ -178,14 +192,14 @@ export function parseRuleLine(text: string, file: string, line: number): LineRes
     label: ruleLabel({ name, file, line }),
   };
   const warnings: string[] = [];
-  const match = options.get('match');
+  const match = options.match;
   if (match !== undefined) {
     if (level !== 'verify') return problem(`match= needs verify (a certificate's names are checked only at verify), found ${level}`);
     const names = hostList('match', match);
     if (typeof names === 'string') return problem(names);
     rule.match = names;
   }
-  const exempt = options.get('exempt');
+  const exempt = options.exempt;
   if (exempt !== undefined) {
     const parts = exemptionList(exempt);
     if (typeof parts === 'string') return problem(parts);
@@ -193,7 +207,7 @@ export function parseRuleLine(text: string, file: string, line: number): LineRes
     if (key.kind === 'relay' && parts.includes('mta-sts'))
       warnings.push('exempt=mta-sts has no effect on a relay hop: MTA-STS never applies there (POL-4)');
   }
-  const auth = options.get('auth_min_level');
+  const auth = options.auth_min_level;
   if (auth !== undefined) {
     if (key.kind !== 'relay') return problem('auth_min_level= belongs on relay rules (relay:<host>): credentials go to relays');
     const authLevel = auth.toLowerCase();
