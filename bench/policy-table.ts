@@ -30,8 +30,10 @@ import { fmt, lpad, median, positiveOption, readOptions, runBenchmark, verdict }
 
 /** The share of the 10 µs per-connection decision budget (OPS-6) one lookup may take. */
 const MAX_LOOKUP_US = 1;
-/** Map reads: the large table within this factor of the small one (a linear scan would be ×rules/10). */
+/** Map reads: the large table within this factor of the small one (a linear scan would be ×rules/10)… */
 const MAX_RATIO = 1.5;
+/** …or within this much of it: a lookup takes tens of nanoseconds, where a ratio is mostly timer noise. */
+const NOISE_US = 0.05;
 const SMALL_TABLE = 10;
 /** Keys each timed loop cycles over. */
 const KEYS = 10;
@@ -167,12 +169,14 @@ async function main(): Promise<void> {
   }
   const med = (which: 'small' | 'large', key: keyof Figures): number => median(rounds[which].map((f) => f[key]));
 
-  console.log(`\nsummary (median µs per call; limits: lookup ≤ ${MAX_LOOKUP_US} µs, ${o.rules}/${SMALL_TABLE} rules ≤ ×${MAX_RATIO})`);
+  console.log(
+    `\nsummary (median µs per call; limits: lookup ≤ ${MAX_LOOKUP_US} µs, ${o.rules}/${SMALL_TABLE} rules ≤ ×${MAX_RATIO} or ≤ +${NOISE_US} µs)`,
+  );
   const rows: Array<[string, string, string, string, boolean]> = [];
   for (const key of [...(Object.keys(WORKLOADS) as Workload[]), 'relay hop requirement'] as const) {
     const [a, b] = [med('small', key), med('large', key)];
     const lookup = key !== 'relay hop requirement';
-    const ok = b / a <= MAX_RATIO && (!lookup || b <= MAX_LOOKUP_US);
+    const ok = (b / a <= MAX_RATIO || b - a <= NOISE_US) && (!lookup || b <= MAX_LOOKUP_US);
     rows.push([key, `${fmt(a, 3)} µs`, `${fmt(b, 3)} µs`, `×${fmt(b / a, 3)}`, ok]);
   }
   const width = Math.max(...rows.map(([what]) => what.length));
