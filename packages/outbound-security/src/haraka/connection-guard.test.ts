@@ -29,12 +29,14 @@ interface Harness {
   errors: unknown[];
   exemptions: ExemptionUse[];
   raised: string[];
+  ratchetResults: string[];
 }
 
 function harness(stored: RatchetRead, requirement: Requirement = { domain: 'example.test', ratchet: true }): Harness {
   const errors: unknown[] = [];
   const exemptions: ExemptionUse[] = [];
   const raised: string[] = [];
+  const ratchetResults: string[] = [];
   const proto: HMailPrototype = {
     try_deliver_host_on_socket(_mx: unknown, _host: unknown, _port: unknown, socket: unknown) {
       (socket as FakeSocket).on('error', (err) => errors.push(err));
@@ -61,13 +63,13 @@ function harness(stored: RatchetRead, requirement: Requirement = { domain: 'exam
       connection: nothing,
       tlsFailure: nothing,
       plainRetry: nothing,
-      ratchet: nothing,
+      ratchet: (result) => ratchetResults.push(result),
       abandoned: nothing,
       sts: nothing,
       exemption: (use) => exemptions.push(use),
     },
   };
-  return { proto, deps, errors, exemptions, raised };
+  return { proto, deps, errors, exemptions, raised, ratchetResults };
 }
 
 const hmail: GuardedHMail = { todo: { domain: 'example.test' }, mxlist: [], loginfo() {}, logwarn() {}, logerror() {} };
@@ -109,7 +111,7 @@ test('TLS-2: a connection below the stored level is abandoned before MAIL FROM a
 test('POL-2: an exempted stored level is read but not enforced; the pass is counted as an exemption use and logged', async () => {
   const rule = 'example.test (config/outbound_tls_policy line 1)';
   const requirement: Requirement = { domain: 'example.test', ratchet: true, ratchetExempt: { domain: rule } };
-  const { proto, deps, errors, exemptions, raised } = harness(
+  const { proto, deps, errors, exemptions, raised, ratchetResults } = harness(
     { kind: 'level', entry: { domain: 'example.test', level: SecLevel.TLS_SECURE } },
     requirement,
   );
@@ -123,6 +125,7 @@ test('POL-2: an exempted stored level is read but not enforced; the pass is coun
   assert.deepEqual(socket.written, ['EHLO haraka.test\r\n', 'MAIL FROM:<a@example.org>\r\n']);
   assert.deepEqual(exemptions, [{ exemption: 'ratchet', rule, waived: 'stored level TLS_SECURE of example.test' }]);
   assert.deepEqual(raised, [], 'a PLAIN connection never lowers the stored level');
+  assert.deepEqual(ratchetResults, [], 'counted as an exemption use, not as a ratchet pass');
   assert.ok(
     warnings.some((w) => w.includes('passed only by exempt=ratchet of policy table rule example.test (config/outbound_tls_policy line 1)')),
     warnings.join('\n'),

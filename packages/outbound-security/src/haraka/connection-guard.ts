@@ -384,7 +384,8 @@ async function decideConnection(
         return { kind: 'abandon', cause: 'store', reason };
       }
     }
-  } else if (usesRatchet && verdict.kind === 'pass') {
+  } else if (usesRatchet && verdict.kind === 'pass' && !verdict.exemptions?.some((use) => use.exemption === 'ratchet')) {
+    // A pass only by exempt=ratchet is counted as an exemption use, not as a ratchet pass.
     events.ratchet('pass');
   }
   if (verdict.kind === 'abandon') {
