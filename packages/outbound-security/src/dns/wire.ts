@@ -154,17 +154,18 @@ function attempt(
 ): Promise<Attempt> {
   return new Promise((resolve) => {
     let done = false;
-    let socket: { close(): void } | undefined;
+    // The socket exists only once start() returns; a report made before then closes it there.
+    const opened: { socket?: { close(): void } } = {};
     const finish = (result: Attempt): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      socket?.close();
+      opened.socket?.close();
       resolve(result);
     };
     const timer = setTimeout(() => finish({ kind: 'failure', code: 'ETIMEOUT', message: timeoutMessage }), timeoutMs);
-    socket = start(finish);
-    if (done) socket.close();
+    opened.socket = start(finish);
+    if (done) opened.socket.close();
   });
 }
 
