@@ -4,7 +4,11 @@
  */
 import path from 'node:path';
 import { publishPluginDocs } from 'haraka-outbound-security/haraka/plugin-docs';
-import { createDnsClient, type DnsClient } from 'haraka-outbound-security/mx/dns-client';
+import { createCachedTransport, createDnsClient, type DnsClient } from 'haraka-outbound-security/mx/dns-client';
+import type { DnsTransport } from 'haraka-outbound-security/dns/wire';
+import { lookupTlsa } from 'haraka-outbound-security/dane/lookup';
+import type { DaneDeps } from 'haraka-outbound-security/dane/plan-step';
+import { DaneStatus, type DaneStatusState } from 'haraka-outbound-security/dane/resolver-status';
 import { setDeliveryState } from 'haraka-outbound-security/haraka/delivery-state';
 import { guardProblem } from 'haraka-outbound-security/haraka/guard-status';
 import { printable } from 'haraka-outbound-security/domain';
@@ -29,6 +33,10 @@ import type { PolicyStore } from 'haraka-outbound-security/mta-sts/store';
 interface OutboundMxPlugin extends HarakaPlugin {
   mxConfig: OutboundMxConfig;
   dnsClient: DnsClient;
+  /** The cached DNS transport the client and the TLSA lookups share. */
+  dnsTransport: DnsTransport;
+  /** DANE-1: whether the resolver validates, checked at startup and every check_interval. */
+  daneStatus: DaneStatus;
   mtaSts: MtaStsResolver;
   stsSettings: MtaStsSettings;
   onStoreError: 'defer' | 'send';
@@ -67,8 +75,36 @@ function scheduleRefresh(plugin: OutboundMxPlugin): void {
   plugin.refreshTimer.unref();
 }
 
+/** DANE-1: every change of whether DANE is in effect is logged and exported. */
+function reportDane(plugin: OutboundMxPlugin, state: DaneStatusState): void {
+  metrics.daneInEffect.set(state.kind === 'in-effect' ? 1 : 0);
+  if (state.kind === 'off') plugin.loginfo('outbound_mx: DANE off ([dane] mode=off)');
+  else if (state.kind === 'in-effect')
+    plugin.loginfo(`outbound_mx: DANE in effect (mode=${plugin.mxConfig.dane.mode}): the DNS resolver validates DNSSEC`);
+  else if (state.kind === 'not-in-effect') {
+    plugin.logwarn(`outbound_mx: DANE not in effect: ${state.reason}; TLSA records are not checked until the resolver validates`);
+  }
+}
+
+/** DANE-1: the plan's DANE dependency while DANE is in effect, else undefined. */
+function daneDeps(plugin: OutboundMxPlugin): DaneDeps | undefined {
+  const mode = plugin.mxConfig.dane.mode;
+  if (mode === 'off' || !plugin.daneStatus.inEffect) return undefined;
+  const transport = plugin.dnsTransport;
+  const port = plugin.mxConfig.mxPort;
+  return {
+    mode,
+    lookupTlsa: async (host) => {
+      const found = await lookupTlsa(transport, host, port);
+      if (found.kind === 'failed') metrics.daneSkippedHosts.inc({ mode });
+      return found;
+    },
+  };
+}
+
 export function shutdown(this: OutboundMxPlugin): void {
   if (this.refreshTimer) clearTimeout(this.refreshTimer);
+  this.daneStatus?.stop();
   sharedStores(this)
     .close()
     .catch(() => undefined);
@@ -90,7 +126,11 @@ export function load_outbound_mx_ini(this: OutboundMxPlugin): void {
   const applyMx = ({ mx, extraCa }: MxSettings): void => {
     const sts = mx.mtaSts;
     this.mxConfig = mx;
-    this.dnsClient = createDnsClient(mx.dns);
+    this.dnsTransport = createCachedTransport(mx.dns);
+    this.dnsClient = createDnsClient(mx.dns, this.dnsTransport);
+    this.daneStatus?.stop();
+    this.daneStatus = new DaneStatus(this.dnsTransport, mx.dane, mx.dns.trustAd === true, (state) => reportDane(this, state));
+    void this.daneStatus.start();
     this.stsSettings = {
       recheckMs: sts.recheckMs,
       negativeTtlMs: sts.negativeTtlMs,
@@ -160,6 +200,8 @@ export function select_mx(this: OutboundMxPlugin, next: Next, hmail: HMailItem, 
 type HookAnswer = [number, HarakaMxSpec[] | string];
 
 async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, domain: string): Promise<HookAnswer> {
+  await plugin.daneStatus.ready();
+  const dane = daneDeps(plugin);
   const plan = await planDelivery(
     domain,
     {
@@ -167,6 +209,7 @@ async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, doma
       policyFor: (aLabel) => plugin.mtaSts.policyFor(aLabel),
       guardProblem,
       policyTable: plugin.policyTable.current,
+      ...(dane ? { dane } : {}),
     },
     planSettings(plugin.mxConfig, plugin.onStoreError),
   );

@@ -210,6 +210,7 @@ function guardDeps(plugin: OutboundTlsPlugin): GuardDeps {
       abandoned: (cause) => metrics.abandoned.inc({ cause }),
       sts: (mode, result) => metrics.stsChecks.inc({ mode, result }),
       exemption: (use) => metrics.exemptions.inc({ exemption: use.exemption }),
+      dane: (result, mode) => metrics.dane.inc({ result, mode }),
     },
   };
 }

@@ -30,6 +30,23 @@ export const metrics = {
     'Connections that passed only because the policy table exempts part of the automatic requirement (POL-2)',
     ['exemption'],
   ),
+  dane: counter(
+    'outbound_tls_dane_total',
+    'Connections to MX hosts with TLSA records: match, tls_only (only unusable records), no_tls, mismatch; mode on or observe (DANE-3, DANE-4)',
+    ['result', 'mode'],
+  ),
+  daneSkippedHosts: counter(
+    'outbound_mx_dane_skipped_hosts_total',
+    'MX hosts skipped because their TLSA lookup failed (bogus, SERVFAIL, timeout)',
+    ['mode'],
+  ),
+  /** DANE-1: 1 when the resolver validates (DANE in effect), 0 when not or when dane=off; `min` over workers. */
+  daneInEffect: new Gauge({
+    name: 'outbound_mx_dane_in_effect',
+    help: 'DANE in effect: dane=on or observe and the DNS resolver validates DNSSEC (1), else 0',
+    registers: [registry],
+    aggregator: 'min',
+  }),
   /** POL-1: the table in force; `max` over workers (each reads the same file). */
   tableLines: new Gauge({
     name: 'outbound_tls_policy_table_lines',
@@ -43,7 +60,8 @@ export const metrics = {
 // Zero-initialise the label values admins alert on, so they appear before the first event.
 for (const level of [SecLevel.PLAIN, SecLevel.TLS_INSECURE, SecLevel.TLS_SECURE]) metrics.connections.inc({ level: levelName(level) }, 0);
 for (const result of ['pass', 'raise', 'fail', 'store_error']) metrics.ratchet.inc({ result }, 0);
-for (const exemption of ['ratchet', 'mta-sts']) metrics.exemptions.inc({ exemption }, 0);
+for (const exemption of ['ratchet', 'mta-sts', 'dane']) metrics.exemptions.inc({ exemption }, 0);
+for (const result of ['match', 'mismatch']) metrics.dane.inc({ result, mode: 'on' }, 0);
 
 AggregatorRegistry.setRegistries([registry]);
 // Constructing it installs the IPC listeners (primary: collect; worker: answer).

@@ -8,7 +8,8 @@ import ipaddr from 'ipaddr.js';
 import { DEFAULT_REFUSED_RANGES, makeAddressPolicy, type AddressPolicy } from '../mx/address-policy';
 import { DEFAULT_CACHE_MAX_TTL_S, DEFAULT_CACHE_MB } from '../dns/answer-cache';
 import { parseServer } from '../dns/wire';
-import type { DnsSettings } from '../mx/dns-client';
+import { getServers } from 'node:dns';
+import { adTrusted, type DnsSettings } from '../mx/dns-client';
 import { DEFAULT_MEMORY_BUDGET_MB } from '../mta-sts/resolver';
 import { DEFAULT_MAX_ADDRESSES_PER_MX } from '../mx/lookup';
 import { DEFAULT_MAX_MX_RECORDS } from '../mx/selection';
@@ -37,6 +38,18 @@ export interface MtaStsConfig {
   memoryBudgetBytes: number;
 }
 
+/** DANE-1, DANE-6: `[dane]` of outbound_mx.ini. */
+export interface DaneConfig {
+  mode: 'on' | 'observe' | 'off';
+  /** Resolvers off loopback whose AD bit is believed (the path to them must be trusted, e.g. IPsec or a private network). */
+  trustedResolvers: string[];
+  /** The signed name the resolver check asks for (SOA, DO): the root by default. */
+  probe: string;
+  checkIntervalMs: number;
+}
+
+export const DEFAULT_DANE_CHECK_INTERVAL_S = 600;
+
 export interface OutboundMxConfig {
   maxMx: number;
   /** OPS-5: MX records considered per answer. */
@@ -49,6 +62,7 @@ export interface OutboundMxConfig {
   refusedRanges: string[];
   allowCidrs: string[];
   mtaSts: MtaStsConfig;
+  dane: DaneConfig;
 }
 
 /** The sections and keys outbound_mx.ini may hold (PKG-4: anything else is reported). */
@@ -56,6 +70,7 @@ export const OUTBOUND_MX_SCHEMA: IniSchema = {
   main: ['max_mx', 'max_mx_records', 'max_addresses_per_mx', 'mx_port'],
   dns: ['servers', 'timeout', 'tries', 'cache_mb', 'cache_max_ttl'],
   addresses: ['refuse', 'allow'],
+  dane: ['mode', 'trusted_resolvers', 'probe', 'check_interval'],
   mta_sts: [
     'enabled',
     'recheck',
@@ -90,20 +105,26 @@ function refusedRangesValue(value: unknown): string[] {
   return names;
 }
 
+/** A list of DNS server addresses (`host`, `host:port`, `[v6]:port`); a bad entry is an error naming the key. */
+function serverList(section: string, key: string, value: unknown): string[] {
+  const servers = listValue(value);
+  for (const server of servers) {
+    try {
+      parseServer(server);
+    } catch (err) {
+      throw new Error(`[${section}] ${key}=${String(value)}: ${(err as Error).message}`);
+    }
+  }
+  return servers;
+}
+
 export function parseOutboundMxConfig(ini: IniFile): OutboundMxConfig {
   const main = ini.main ?? {};
   const dnsSection = ini.dns ?? {};
   const addresses = ini.addresses ?? {};
   const refusedRanges = refusedRangesValue(addresses.refuse);
   const allowCidrs = listValue(addresses.allow);
-  const servers = listValue(dnsSection.servers);
-  for (const server of servers) {
-    try {
-      parseServer(server);
-    } catch (err) {
-      throw new Error(`[dns] servers=${String(dnsSection.servers)}: ${(err as Error).message}`);
-    }
-  }
+  const servers = serverList('dns', 'servers', dnsSection.servers);
   const sts = ini.mta_sts ?? {};
   const enabled = String(sts.enabled ?? 'true')
     .trim()
@@ -111,6 +132,13 @@ export function parseOutboundMxConfig(ini: IniFile): OutboundMxConfig {
   if (!['true', 'false', 'yes', 'no', '1', '0', 'on', 'off'].includes(enabled))
     throw new Error(`[mta_sts] enabled=${enabled}: expected true or false`);
   const caFile = String(sts.ca_file ?? '').trim();
+  const daneSection = ini.dane ?? {};
+  const daneMode = String(daneSection.mode ?? 'on')
+    .trim()
+    .toLowerCase();
+  if (daneMode !== 'on' && daneMode !== 'observe' && daneMode !== 'off') throw new Error(`[dane] mode=${daneMode}: expected on, observe or off`);
+  const trustedResolvers = serverList('dane', 'trusted_resolvers', daneSection.trusted_resolvers);
+  const probe = String(daneSection.probe ?? '.').trim() || '.';
   return {
     maxMx: integerValue('main', 'max_mx', main.max_mx, DEFAULT_MAX_MX, 1, 100),
     maxMxRecords: integerValue('main', 'max_mx_records', main.max_mx_records, DEFAULT_MAX_MX_RECORDS, 1, 1000),
@@ -122,6 +150,15 @@ export function parseOutboundMxConfig(ini: IniFile): OutboundMxConfig {
       tries: integerValue('dns', 'tries', dnsSection.tries, DEFAULT_DNS_TRIES, 1, 10),
       cacheBytes: integerValue('dns', 'cache_mb', dnsSection.cache_mb, DEFAULT_CACHE_MB, 0, 4096) * 1024 * 1024,
       cacheMaxTtlS: integerValue('dns', 'cache_max_ttl', dnsSection.cache_max_ttl, DEFAULT_CACHE_MAX_TTL_S, 1, 604800),
+      // DANE-1: DO and AD on every query while DANE is on or observed; AD believed only from trusted resolvers.
+      dnssec: daneMode !== 'off',
+      trustAd: daneMode !== 'off' && adTrusted(servers.length > 0 ? servers : getServers(), trustedResolvers),
+    },
+    dane: {
+      mode: daneMode,
+      trustedResolvers,
+      probe,
+      checkIntervalMs: integerValue('dane', 'check_interval', daneSection.check_interval, DEFAULT_DANE_CHECK_INTERVAL_S, 10, 86400) * 1000,
     },
     addressPolicy: makeAddressPolicy(refusedRanges, allowCidrs),
     refusedRanges,

@@ -67,6 +67,7 @@ function harness(stored: RatchetRead, requirement: Requirement = { domain: 'exam
       abandoned: nothing,
       sts: nothing,
       exemption: (use) => exemptions.push(use),
+      dane: nothing,
     },
   };
   return { proto, deps, errors, exemptions, raised, ratchetResults };

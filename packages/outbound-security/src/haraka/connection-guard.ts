@@ -26,6 +26,8 @@ import {
 } from '../tls/decision';
 import { Conversation, type ReplyAction } from '../tls/conversation';
 import { SecLevel, levelName } from '../tls/sec-level';
+import { checkDane, daneResult, type DaneResult } from '../tls/dane-check';
+import type { DaneMode } from '../dane/plan-step';
 import { classifyConnection, type TlsObservation } from '../tls/classify';
 import type { X509Certificate } from 'node:crypto';
 import net from 'node:net';
@@ -70,6 +72,8 @@ export interface GuardEvents {
   sts(mode: string, result: 'pass' | 'fail' | 'would_fail'): void;
   /** POL-2: a connection passed only because the policy table exempts part of the automatic requirement. */
   exemption(use: ExemptionUse): void;
+  /** DANE-3/DANE-4: the outcome of a connection to a host with TLSA records (observe: what `on` would do). */
+  dane(result: DaneResult, mode: DaneMode): void;
 }
 
 export interface GuardDeps {
@@ -174,7 +178,8 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
   const settings = deps.settings();
   const conversation = new Conversation({
     plainOnly: plainOnlyMx.has(mx),
-    plainRetry: settings.plainRetry,
+    // DANE-3: a host with TLSA records is never tried without TLS.
+    plainRetry: settings.plainRetry && !(requirement.dane && requirement.dane.mode === 'on'),
     credentials: hasCredentials(mx),
   });
   const held: Array<[unknown, unknown, unknown]> = [];
@@ -352,9 +357,25 @@ async function decideConnection(
   where: string,
   deps: GuardDeps,
 ): Promise<Verdict> {
-  const classification = classifyConnection(observe(socket), mxHost, new Date(), requirement.minimum?.match);
+  const observed = observe(socket);
+  let classification = classifyConnection(observed, mxHost, new Date(), requirement.minimum?.match);
   const { events } = deps;
   const settings = deps.settings();
+  if (requirement.dane && mxHost) {
+    const check = checkDane(requirement.dane, observed, mxHost);
+    events.dane(daneResult(check), requirement.dane.mode);
+    if (check.kind === 'authenticated') {
+      // DANE-4/DANE-5: a DANE match is TLS_SECURE, for the decision and the ratchet.
+      classification = { ...classification, level: SecLevel.TLS_SECURE, reason: check.reason };
+    } else if (check.kind === 'refused' && requirement.dane.mode === 'on') {
+      events.connection(classification.level);
+      events.abandoned('dane');
+      hmail.logwarn(`outbound_tls: ${where}: abandoned before MAIL FROM: ${check.reason}`);
+      return { kind: 'abandon', cause: 'dane', reason: `${requirement.domain}: ${where}: ${check.reason}` };
+    } else if (check.kind === 'refused') {
+      hmail.logwarn(`outbound_tls: DANE observe, dane=on would refuse ${where}: ${check.reason}`);
+    }
+  }
   events.connection(classification.level);
   const store = deps.store();
   const usesRatchet = requirement.ratchet || requirement.relayKey !== undefined;

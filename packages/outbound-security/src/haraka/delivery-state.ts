@@ -6,6 +6,7 @@
  */
 import type { StsMode } from '../mta-sts/policy';
 import type { PolicyRule } from '../policy-table/rule';
+import type { DaneHostRequirement, DaneMode } from '../dane/plan-step';
 
 export interface DeliveryState {
   /** The ratchet key: the recipient domain in lowercase A-label form, or the address literal's canonical key (ST-6). */
@@ -19,6 +20,8 @@ export interface DeliveryState {
   };
   /** POL-1: the policy table rule of the domain when the plan was made. */
   rule?: PolicyRule;
+  /** DANE-3/DANE-5: DANE applies to this delivery; per MX host name, what its connections must match. */
+  dane?: { mode: DaneMode; hosts: Record<string, DaneHostRequirement> };
 }
 
 const states = new WeakMap<object, DeliveryState>();

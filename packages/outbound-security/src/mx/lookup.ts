@@ -18,6 +18,8 @@ export interface ResolvedMx {
   host: string;
   priority: number;
   addresses: string[];
+  /** DANE-2: the MX answer and both address answers of this host were DNSSEC-validated. */
+  secure?: boolean;
 }
 
 /** DSN status codes used for permanent failures. */
@@ -25,7 +27,8 @@ export const DSN_BAD_DESTINATION = '5.1.2';
 export const DSN_NULL_MX = '5.1.10';
 
 export type MxLookupResult =
-  | { kind: 'deliver'; mxs: ResolvedMx[]; implicit: boolean; notes: string[] }
+  /** `secure` (DANE-2): the MX RRset (or, for an implicit MX, the NODATA answer) was DNSSEC-validated. */
+  | { kind: 'deliver'; mxs: ResolvedMx[]; implicit: boolean; notes: string[]; secure?: boolean }
   | { kind: 'null-mx'; reason: string }
   | { kind: 'permanent'; dsn: typeof DSN_BAD_DESTINATION; reason: string }
   | { kind: 'transient'; reason: string };
@@ -44,7 +47,7 @@ export interface MxLookupOptions {
 
 /** `unused`: allowed addresses beyond the per-host limit (OPS-5). */
 export type HostAddresses =
-  | { kind: 'ok'; addresses: string[]; refused: string[]; unused: number }
+  | { kind: 'ok'; addresses: string[]; refused: string[]; unused: number; secure: boolean }
   | { kind: 'missing'; detail: string }
   | { kind: 'failure'; detail: string };
 
@@ -79,7 +82,9 @@ export async function resolveHost(
     if (verdict.allowed) addresses.push(address);
     else refused.push(verdict.reason);
   }
-  return { kind: 'ok', addresses, refused, unused: found.length - checked };
+  // DANE-2: both answers validated (records or a validated denial).
+  const secure = a.kind !== 'failure' && aaaa.kind !== 'failure' && a.secure === true && aaaa.secure === true;
+  return { kind: 'ok', addresses, refused, unused: found.length - checked, secure };
 }
 
 function answerRecords<T>(answer: DnsAnswer<T>): T[] {
@@ -91,6 +96,7 @@ export async function lookupMx(aLabel: string, dns: DnsClient, options: MxLookup
   const notes: string[] = [];
   let hosts: MxHost[];
   let implicit = false;
+  const secure = answer.kind !== 'failure' && answer.secure === true;
   switch (answer.kind) {
     case 'nxdomain':
       return { kind: 'permanent', dsn: DSN_BAD_DESTINATION, reason: `no such domain: ${aLabel} (NXDOMAIN)` };
@@ -141,7 +147,8 @@ export async function lookupMx(aLabel: string, dns: DnsClient, options: MxLookup
       if (result.unused > 0) {
         notes.push(`MX ${mx.host}: ${result.unused} more addresses not used (max_addresses_per_mx=${maxAddresses})`);
       }
-      if (result.addresses.length > 0) mxs.push({ ...mx, addresses: result.addresses });
+      if (result.addresses.length > 0)
+        mxs.push({ ...mx, addresses: result.addresses, ...(secure && result.secure ? { secure: true } : {}) });
       else notes.push(`MX ${mx.host} dropped: every address is refused`);
     } else {
       if (result.kind === 'failure') anyFailure = true;
@@ -149,7 +156,7 @@ export async function lookupMx(aLabel: string, dns: DnsClient, options: MxLookup
     }
   });
   notes.push(...problems.map((p) => `address refused or missing: ${p}`));
-  if (mxs.length > 0) return { kind: 'deliver', mxs, implicit, notes };
+  if (mxs.length > 0) return { kind: 'deliver', mxs, implicit, notes, ...(secure ? { secure: true } : {}) };
 
   const detail = problems.join('; ');
   if (implicit && !anyFailure && resolved.every((r) => r.kind === 'missing')) {

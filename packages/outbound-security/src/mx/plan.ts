@@ -35,6 +35,7 @@ import { DSN_BAD_DESTINATION, DSN_NULL_MX, lookupMx } from './lookup';
 import { ruleLabel, type PolicyRule } from '../policy-table/rule';
 import type { PolicyTableLookup } from '../policy-table/table';
 import { SecLevel } from '../tls/sec-level';
+import { daneStep, type DaneDeps } from '../dane/plan-step';
 
 /**
  * The MTA-STS policy a source says applies to a domain now. The plugin's
@@ -63,6 +64,8 @@ export interface PlanDeps<P extends PolicyInEffect> {
   policyTable?: PolicyTableLookup;
   /** Tie shuffling (MX-7); tests fix it. */
   random?: () => number;
+  /** DANE-1: present when DANE is in effect (`dane` on or observe, and the resolver validates). */
+  dane?: DaneDeps;
 }
 
 /** The settings the plan reads, from outbound_mx.ini (and on_store_error from outbound_tls.ini). */
@@ -126,7 +129,7 @@ export type DeliveryPlan<P extends PolicyInEffect = PolicyInEffect> =
     }
   | {
       kind: 'transient';
-      cause: 'store-unavailable' | 'unguarded' | 'literal-refused' | 'mx';
+      cause: 'store-unavailable' | 'unguarded' | 'literal-refused' | 'mx' | 'dane';
       destination: Destination;
       policy: P | NoPolicy | null;
       reason: string;
@@ -161,15 +164,19 @@ export async function planDelivery<P extends PolicyInEffect>(
   const sts: DomainPolicy | null = policy.kind === 'policy' ? (policy as DomainPolicy) : null;
   const rule = deps.policyTable?.forDomain(aLabel) ?? null;
   const stsExempt = rule?.exempt.includes('mta-sts') === true;
-  const enforce = sts?.policy.mode === 'enforce' && !stsExempt;
-  const result = await lookupMx(aLabel, deps.dns, {
-    maxMx: settings.maxMx,
-    maxMxRecords: settings.maxMxRecords,
-    maxAddressesPerMx: settings.maxAddressesPerMx,
-    addressPolicy: settings.addressPolicy,
-    ...(sts && enforce ? { filter: policyFilter(aLabel, sts.id, sts.policy) } : {}),
-    ...(deps.random ? { random: deps.random } : {}),
-  });
+  let enforce = sts?.policy.mode === 'enforce' && !stsExempt;
+  // DANE-5: whether DANE applies is known only after the MX lookup; until then the MTA-STS filter waits.
+  const daneDeps = deps.dane && rule?.exempt.includes('dane') !== true ? deps.dane : undefined;
+  const lookup = (filtered: boolean) =>
+    lookupMx(aLabel, deps.dns, {
+      maxMx: settings.maxMx,
+      maxMxRecords: settings.maxMxRecords,
+      maxAddressesPerMx: settings.maxAddressesPerMx,
+      addressPolicy: settings.addressPolicy,
+      ...(sts && filtered ? { filter: policyFilter(aLabel, sts.id, sts.policy) } : {}),
+      ...(deps.random ? { random: deps.random } : {}),
+    });
+  let result = await lookup(enforce && !daneDeps);
   switch (result.kind) {
     case 'null-mx':
       return { kind: 'null-mx', destination, policy, dsn: DSN_NULL_MX, reason: result.reason };
@@ -180,18 +187,45 @@ export async function planDelivery<P extends PolicyInEffect>(
     case 'deliver':
       break;
   }
-  const unguarded = unguardedReason(aLabel, sts, enforce, rule, deps);
-  if (unguarded) return { kind: 'transient', cause: 'unguarded', destination, policy, reason: unguarded };
-  const wouldNotUse = (mode: string): string[] =>
-    sts?.policy.mode === mode ? result.mxs.filter((mx) => !matchesPolicy(sts.policy, mx.host)).map((mx) => mx.host) : [];
-  const exemptedWouldNotUse = stsExempt ? wouldNotUse('enforce') : [];
-  const stsState = sts
-    ? {
-        mode: sts.policy.mode,
-        policyId: sts.id,
-        ...(stsExempt && sts.policy.mode === 'enforce' ? { exempted: { outsidePolicy: exemptedWouldNotUse } } : {}),
+  let dane: DeliveryState['dane'];
+  if (daneDeps) {
+    const step = await daneStep(result.mxs, result.secure === true, daneDeps);
+    if (step.kind === 'none-left') return { kind: 'transient', cause: 'dane', destination, policy, reason: `${aLabel}: ${step.reason}` };
+    if (step.kind === 'applies' && Object.keys(step.hosts).length > 0) {
+      // DANE-5: MTA-STS is not used where DANE applies.
+      const notUsed = sts ? [`MTA-STS policy (id ${sts.id}, ${sts.policy.mode}) not used: DANE applies (RFC 8461 §2)`] : [];
+      result = { ...result, mxs: step.mxs, notes: [...result.notes, ...step.notes, ...notUsed] };
+      dane = { mode: daneDeps.mode, hosts: step.hosts };
+      enforce = false;
+    } else {
+      const kept = new Set((step.kind === 'applies' ? step.mxs : result.mxs).map((mx) => mx.host));
+      const notes = step.kind === 'applies' ? step.notes : [];
+      if (enforce) {
+        const filtered = await lookup(true);
+        if (filtered.kind !== 'deliver')
+          return { kind: 'transient', cause: 'mx', destination, policy, reason: filtered.reason ?? result.notes.join('; ') };
+        result = filtered;
       }
-    : undefined;
+      const mxs = result.mxs.filter((mx) => kept.has(mx.host));
+      if (mxs.length === 0)
+        return { kind: 'transient', cause: 'dane', destination, policy, reason: `${aLabel}: no usable MX host left (${notes.join('; ')})` };
+      result = { ...result, mxs, notes: [...result.notes, ...notes] };
+    }
+  }
+  const unguarded = unguardedReason(aLabel, sts, enforce, rule, deps, dane !== undefined);
+  if (unguarded) return { kind: 'transient', cause: 'unguarded', destination, policy, reason: unguarded };
+  const planned = result.mxs;
+  const wouldNotUse = (mode: string): string[] =>
+    sts && !dane && sts.policy.mode === mode ? planned.filter((mx) => !matchesPolicy(sts.policy, mx.host)).map((mx) => mx.host) : [];
+  const exemptedWouldNotUse = stsExempt ? wouldNotUse('enforce') : [];
+  const stsState =
+    sts && !dane
+      ? {
+          mode: sts.policy.mode,
+          policyId: sts.id,
+          ...(stsExempt && sts.policy.mode === 'enforce' ? { exempted: { outsidePolicy: exemptedWouldNotUse } } : {}),
+        }
+      : undefined;
   return {
     kind: 'deliver',
     destination,
@@ -201,7 +235,7 @@ export async function planDelivery<P extends PolicyInEffect>(
     notes: result.notes,
     testingWouldNotUse: wouldNotUse('testing'),
     exemptedWouldNotUse,
-    state: { domain: aLabel, ...(stsState ? { sts: stsState } : {}), ...(rule ? { rule } : {}) },
+    state: { domain: aLabel, ...(stsState ? { sts: stsState } : {}), ...(rule ? { rule } : {}), ...(dane ? { dane } : {}) },
   };
 }
 
@@ -212,9 +246,11 @@ function unguardedReason(
   enforce: boolean,
   rule: PolicyRule | null,
   deps: Pick<PlanDeps<PolicyInEffect>, 'guardProblem'>,
+  daneApplies: boolean,
 ): string | null {
-  const requires =
-    sts && enforce
+  const requires = daneApplies
+    ? `${aLabel} has DANE TLSA records`
+    : sts && enforce
       ? `${aLabel} has an MTA-STS enforce policy (id ${sts.id})`
       : rule && rule.minimum > SecLevel.PLAIN
         ? `${aLabel} requires ${rule.level} (policy table rule ${ruleLabel(rule)})`

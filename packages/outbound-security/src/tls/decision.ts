@@ -11,6 +11,7 @@ import type { RatchetRead } from '../ratchet/store';
 import { SecLevel, levelName, maxLevel } from './sec-level';
 import { isModernTls, type Classification } from './classify';
 import type { StsMode } from '../mta-sts/policy';
+import type { DaneHostRequirement, DaneMode } from '../dane/plan-step';
 
 export interface Requirement {
   /** Recipient domain key (A-label or address literal). */
@@ -35,6 +36,8 @@ export interface Requirement {
    * and raised, never enforced; the caller passes their highest level as `exempt`.
    */
   ratchetExempt?: { domain?: string; relay?: string };
+  /** DANE-3/DANE-4: the MX host has TLSA records: what the connection must match, and the mode. */
+  dane?: DaneHostRequirement & { mode: DaneMode };
 }
 
 export interface StsRequirement {
@@ -76,7 +79,7 @@ export type Verdict =
   | { kind: 'abandon'; cause: AbandonCause; reason: string; stored?: SecLevel; raiseTo?: SecLevel };
 
 /** Why a connection was abandoned before MAIL FROM (the `cause` label of the abandoned metric). */
-export type AbandonCause = 'ratchet' | 'mta_sts' | 'store' | 'auth' | 'protocol' | 'policy_table';
+export type AbandonCause = 'ratchet' | 'mta_sts' | 'store' | 'auth' | 'protocol' | 'policy_table' | 'dane';
 
 /**
  * `stored` is the ratchet read of the enforced keys (or a store failure);

@@ -64,6 +64,8 @@ export function plannedRequirement(ctx: Omit<ConnectionContext, 'state'>, state:
     requirement.sts = { mode, policyId, ...(exemptBy ? { exemptBy } : {}), ...(outsidePolicy ? { outsidePolicy } : {}) };
   }
   if (ctx.credentials) requirement.authMinLevel = ctx.settings.authMinLevel;
+  const daneHost = state.dane && ctx.mxHost ? state.dane.hosts[ctx.mxHost] : undefined;
+  if (state.dane && daneHost) requirement.dane = { ...daneHost, mode: state.dane.mode };
   if (rule) {
     requirement.minimum = minimumOf(rule);
     const domainExempt = exempts(rule, 'ratchet');

@@ -1,0 +1,79 @@
+/**
+ * The DANE step of the per-message plan (DANE-2, DANE-3, DANE-5, DANE-6):
+ * given the MX hosts the lookup found, which ones have DANE, which ones must
+ * be skipped, and whether DANE applies to the delivery at all.
+ *
+ * - The MX RRset (or an implicit MX's NODATA) must be secure, and each host's
+ *   addresses too, before its TLSA RRset is asked for (DANE-2).
+ * - A host whose TLSA lookup fails (bogus, SERVFAIL, timeout) is dropped with
+ *   its reason; with `observe` it stays and the drop is only reported
+ *   (DANE-3, DANE-6). With every host dropped the message waits (transient).
+ * - DANE applies when at least one host has TLSA records; then MTA-STS is not
+ *   used for this delivery (DANE-5, RFC 8461 §2).
+ */
+import type { ResolvedMx } from '../mx/lookup';
+import type { TlsaLookup } from './lookup';
+import type { TlsaRecord } from './tlsa';
+
+export type DaneMode = 'on' | 'observe';
+
+/** What the connection to one MX host must match (kept in the message's delivery state). */
+export interface DaneHostRequirement {
+  tlsaName: string;
+  /** Usable records (DANE-4); empty: only unusable ones were published, TLS is still required (DANE-3). */
+  usable: TlsaRecord[];
+}
+
+export interface DaneDeps {
+  mode: DaneMode;
+  lookupTlsa(host: string): Promise<TlsaLookup>;
+}
+
+export type DaneStep =
+  /** DANE does not apply: `reason` says why (for `mx show`). */
+  | { kind: 'not-applicable'; reason: string }
+  | {
+      kind: 'applies';
+      /** The hosts to use (in `observe`, also those whose TLSA lookup failed). */
+      mxs: ResolvedMx[];
+      /** Per MX host name: what its connections must match. */
+      hosts: Record<string, DaneHostRequirement>;
+      /** Hosts dropped or, in observe, kept despite a failed lookup: one line each. */
+      notes: string[];
+    }
+  /** mode on: every host failed its TLSA lookup. */
+  | { kind: 'none-left'; reason: string };
+
+export async function daneStep(mxs: readonly ResolvedMx[], mxSecure: boolean, deps: DaneDeps): Promise<DaneStep> {
+  if (!mxSecure) return { kind: 'not-applicable', reason: 'the MX answer is not DNSSEC-validated' };
+  const candidates = mxs.filter((mx) => mx.secure === true);
+  if (candidates.length === 0) return { kind: 'not-applicable', reason: 'no MX host has DNSSEC-validated addresses' };
+  const lookups = await Promise.all(candidates.map((mx) => deps.lookupTlsa(mx.host)));
+  const byHost = new Map(candidates.map((mx, i) => [mx.host, lookups[i] as TlsaLookup]));
+  const hosts: Record<string, DaneHostRequirement> = {};
+  const notes: string[] = [];
+  const kept: ResolvedMx[] = [];
+  const failed: string[] = [];
+  for (const mx of mxs) {
+    const found = byHost.get(mx.host);
+    if (found?.kind === 'dane') {
+      hosts[mx.host] = { tlsaName: found.name, usable: found.rrset.kind === 'usable' ? found.rrset.usable : [] };
+      kept.push(mx);
+    } else if (found?.kind === 'failed') {
+      failed.push(found.reason);
+      if (deps.mode === 'observe') {
+        notes.push(`DANE (observe): ${mx.host} would be skipped: ${found.reason}`);
+        kept.push(mx);
+      } else {
+        notes.push(`MX ${mx.host} skipped: ${found.reason}`);
+      }
+    } else {
+      kept.push(mx);
+    }
+  }
+  if (Object.keys(hosts).length === 0 && failed.length === 0) {
+    return { kind: 'not-applicable', reason: 'no MX host publishes TLSA records' };
+  }
+  if (kept.length === 0) return { kind: 'none-left', reason: `every MX host failed its TLSA lookup: ${failed.join('; ')}` };
+  return { kind: 'applies', mxs: kept, hosts, notes };
+}

@@ -1,0 +1,72 @@
+/**
+ * DANE at TLS-2 (DANE-3, DANE-4, DANE-5): what a connection to an MX host
+ * with TLSA records must show before MAIL FROM. Pure: the guard hands in what
+ * the handshake showed.
+ *
+ * - No TLS: refused (TLSA records mean the host offers TLS; RFC 7672 §2.2).
+ * - Only unusable records: TLS is enough (RFC 7672 §3.1.3).
+ * - Usable records: the chain the server sent must match one (DANE-4); a
+ *   match makes the connection TLS_SECURE whatever the WebPKI thinks (a
+ *   self-signed certificate under DANE-EE included), a mismatch refuses it.
+ */
+import { CertificateCache } from '../dane/certificate-cache';
+import { matchDane } from '../dane/match';
+import { chainFromX509 } from '../dane/peer-chain';
+import type { DaneHostRequirement } from '../dane/plan-step';
+import { formatTlsa } from '../dane/tlsa';
+import type { TlsObservation } from './classify';
+
+export type DaneCheck =
+  | { kind: 'authenticated'; reason: string }
+  | { kind: 'encrypted'; reason: string }
+  | { kind: 'refused'; result: 'no_tls' | 'mismatch'; reason: string };
+
+/** The outcome label of `outbound_tls_dane_total{result}`. */
+export type DaneResult = 'match' | 'tls_only' | 'no_tls' | 'mismatch';
+
+export function daneResult(check: DaneCheck): DaneResult {
+  return check.kind === 'authenticated' ? 'match' : check.kind === 'encrypted' ? 'tls_only' : check.result;
+}
+
+/** Certificate facts kept between connections of this process (digests, signature checks): DANE checks stay cheap. */
+const sharedCache = new CertificateCache();
+
+export function checkDane(
+  requirement: DaneHostRequirement,
+  observed: TlsObservation,
+  mxHost: string,
+  now: Date = new Date(),
+  cache: CertificateCache = sharedCache,
+): DaneCheck {
+  if (!observed.encrypted) {
+    return { kind: 'refused', result: 'no_tls', reason: `${requirement.tlsaName} has TLSA records, but ${mxHost} offers no TLS` };
+  }
+  if (requirement.usable.length === 0) {
+    return { kind: 'encrypted', reason: `${requirement.tlsaName}: only unusable TLSA records, TLS required without authentication` };
+  }
+  const chain = chainFromX509(observed.peerCertificate);
+  if (chain.certificates.length === 0) {
+    return {
+      kind: 'refused',
+      result: 'mismatch',
+      reason: `${requirement.tlsaName}: no certificate to match (${chain.problem ?? 'none sent'})`,
+    };
+  }
+  const match = matchDane(requirement.usable, chain.certificates, {
+    mxHost,
+    tlsaBaseDomain: requirement.tlsaName.replace(/^_\d+\._tcp\./, ''),
+    now,
+    cache,
+  });
+  if (match.kind === 'match') {
+    return {
+      kind: 'authenticated',
+      reason: `DANE: ${formatTlsa(match.record).slice(0, 24)}… matched (${match.via}) at ${requirement.tlsaName}`,
+    };
+  }
+  return {
+    kind: 'refused',
+    result: 'mismatch',
+    reason: `DANE: no TLSA record of ${requirement.tlsaName} matches: ${match.reasons.join('; ')}`,
+  };
+}

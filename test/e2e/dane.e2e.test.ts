@@ -1,0 +1,191 @@
+/**
+ * End-to-end DANE (design §11, DANE-1 … DANE-7) through a real Haraka: the
+ * DNSSEC lab (a validating unbound in front of nsd, zones signed at setup) is
+ * Haraka's only DNS server; SMTP sinks on loopback present self-signed
+ * certificates (DANE-EE), a chain from a CA Haraka does not trust (DANE-TA),
+ * certificates from the tests' trusted CA, or no STARTTLS at all.
+ */
+import assert from 'node:assert/strict';
+import { createHash, X509Certificate } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import { DnssecLab, type LabRecord } from '../fixtures/dnssec';
+import { HarakaInstance, describeOutcome, firstOutcome } from '../fixtures/haraka-instance';
+import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';
+import { TestCa, type Pem } from '../fixtures/test-ca';
+
+const SINK = {
+  ee: '127.0.12.1',
+  ee301: '127.0.12.2',
+  ta: '127.0.12.3',
+  mismatchFirst: '127.0.12.4',
+  mismatchSecond: '127.0.12.5',
+  plainOnly: '127.0.12.6',
+  insecure: '127.0.12.7',
+  skipFirst: '127.0.12.8',
+  skipSecond: '127.0.12.9',
+} as const;
+
+let ca: TestCa;
+let untrustedCa: TestCa;
+let lab: DnssecLab;
+let haraka: HarakaInstance;
+let sinks: SmtpSink[];
+
+const spkiSha256 = (pem: string): string =>
+  createHash('sha256')
+    .update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex');
+const certSha256 = (pem: string): string => createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
+
+function sink(address: string): SmtpSink {
+  const found = sinks.find((s) => s.host === address);
+  if (!found) throw new Error(`no sink on ${address}`);
+  return found;
+}
+
+before(async () => {
+  ca = await TestCa.create();
+  untrustedCa = await TestCa.create();
+  const selfSigned = (host: string): Promise<Pem> => ca.selfSigned({ dnsNames: [host] });
+  const ee = await selfSigned('mx.ee.dane.test');
+  const ee301 = await selfSigned('mx.ee301.dane.test');
+  const taLeaf = await untrustedCa.issue({ dnsNames: ['mx.ta.dane.test'] });
+  const mismatchFirst = await selfSigned('mx1.mismatch.dane.test');
+  const mismatchSecond = await selfSigned('mx2.mismatch.dane.test');
+  const insecure = await selfSigned('mx.insecure.test');
+  const valid = await ca.issue({ dnsNames: ['mx2.skip.dane.test'] });
+  const tls = (pem: Pem, chain = ''): { key: string; cert: string } => ({ key: pem.key, cert: pem.cert + chain });
+  sinks = await startSinksOnCommonPort([
+    { host: SINK.ee, tls: tls(ee) },
+    { host: SINK.ee301, tls: tls(ee301) },
+    // DANE-TA: the server sends its chain up to the trust anchor (RFC 7672 §3.1.2).
+    { host: SINK.ta, tls: tls(taLeaf, untrustedCa.caCert) },
+    { host: SINK.mismatchFirst, tls: tls(mismatchFirst) },
+    { host: SINK.mismatchSecond, tls: tls(mismatchSecond) },
+    { host: SINK.plainOnly, tls: 'none' },
+    { host: SINK.insecure, tls: tls(insecure) },
+    { host: SINK.skipFirst, tls: tls(valid) },
+    { host: SINK.skipSecond, tls: tls(valid) },
+  ]);
+  const port = sinks[0]?.port ?? 0;
+  const tlsa = (host: string, usage: number, selector: number, certificate: string): LabRecord => ({
+    name: `_${port}._tcp.${host}`,
+    type: 'TLSA',
+    usage,
+    selector,
+    matchingType: 1,
+    certificate,
+  });
+  const mx = (domain: string, host: string, address: string, preference = 10): LabRecord[] => [
+    { name: domain, type: 'MX', preference, exchange: host },
+    { name: host, type: 'A', address },
+  ];
+  lab = await DnssecLab.start({
+    zones: [
+      {
+        name: 'dane.test',
+        records: [
+          ...mx('ee.dane.test', 'mx.ee.dane.test', SINK.ee),
+          tlsa('mx.ee.dane.test', 3, 1, spkiSha256(ee.cert)),
+          ...mx('ee301.dane.test', 'mx.ee301.dane.test', SINK.ee301),
+          tlsa('mx.ee301.dane.test', 3, 0, certSha256(ee301.cert)),
+          ...mx('ta.dane.test', 'mx.ta.dane.test', SINK.ta),
+          tlsa('mx.ta.dane.test', 2, 1, spkiSha256(untrustedCa.caCert)),
+          ...mx('mismatch.dane.test', 'mx1.mismatch.dane.test', SINK.mismatchFirst, 10),
+          tlsa('mx1.mismatch.dane.test', 3, 1, spkiSha256(mismatchSecond.cert)),
+          ...mx('mismatch.dane.test', 'mx2.mismatch.dane.test', SINK.mismatchSecond, 20),
+          tlsa('mx2.mismatch.dane.test', 3, 1, spkiSha256(mismatchSecond.cert)),
+          ...mx('tlsonly.dane.test', 'mx.tlsonly.dane.test', SINK.plainOnly),
+          // Only unusable records (PKIX-EE): TLS is still required (RFC 7672 §3.1.3).
+          tlsa('mx.tlsonly.dane.test', 1, 1, spkiSha256(ee.cert)),
+          ...mx('skip.dane.test', 'mx1.skip.dane.test', SINK.skipFirst, 10),
+          ...mx('skip.dane.test', 'mx2.skip.dane.test', SINK.skipSecond, 20),
+        ],
+      },
+      // The TLSA lookup of mx1.skip.dane.test gets SERVFAIL: that host is skipped (DANE-3).
+      { name: `_${port}._tcp.mx1.skip.dane.test`, security: 'lame' },
+      {
+        name: 'insecure.test',
+        security: 'insecure',
+        records: [...mx('insecure.test', 'mx.insecure.test', SINK.insecure), tlsa('mx.insecure.test', 3, 1, 'ab'.repeat(32))],
+      },
+      { name: 'bogus.test', security: 'bad-signature', records: mx('bogus.test', 'mx.bogus.test', SINK.insecure) },
+    ],
+  });
+  haraka = await HarakaInstance.start({
+    plugins: ['outbound_tls', 'outbound_mx'],
+    dnsServer: lab.resolver,
+    mxPort: port,
+    extraCa: ca.caCertPath,
+    // The lab's trust anchor is test., not the root: the resolver check asks for a name under it.
+    mxIniExtra: '[dane]\nprobe=test.\n',
+  });
+  await haraka.waitForLog(/DANE in effect \(mode=on\)/);
+});
+
+after(async () => {
+  await haraka?.stop();
+  for (const s of sinks ?? []) await s.stop();
+  await lab?.stop();
+  await untrustedCa?.cleanup();
+  await ca?.cleanup();
+});
+
+async function deliver(domain: string): Promise<void> {
+  await haraka.send({ to: `user@${domain}` });
+  const outcome = await firstOutcome(haraka, domain);
+  assert.equal(outcome.event, 'delivered', `${domain}: ${describeOutcome(outcome)}`);
+}
+
+test('DANE-4/DANE-5: a self-signed certificate matching DANE-EE 3 1 1 is TLS_SECURE and the ratchet records it', async () => {
+  await deliver('ee.dane.test');
+  assert.equal(sink(SINK.ee).messages.length, 1);
+  assert.ok(haraka.logLines.some((l) => /ee\.dane\.test via mx\.ee\.dane\.test .*TLS_SECURE \(DANE: 3 1 1 .*dane-ee/.test(l)));
+  assert.ok(haraka.logLines.some((l) => /ee\.dane\.test: ratchet raised to TLS_SECURE/.test(l)));
+});
+
+test('DANE-4: DANE-EE 3 0 1 (the whole certificate) matches too', async () => {
+  await deliver('ee301.dane.test');
+  assert.equal(sink(SINK.ee301).messages.length, 1);
+});
+
+test('DANE-4: DANE-TA 2 1 1: a chain from a CA nobody trusts, anchored by the TLSA record, is TLS_SECURE', async () => {
+  await deliver('ta.dane.test');
+  assert.equal(sink(SINK.ta).messages.length, 1);
+  assert.ok(haraka.logLines.some((l) => /ta\.dane\.test via mx\.ta\.dane\.test .*TLS_SECURE \(DANE: 2 1 1 .*dane-ta/.test(l)));
+});
+
+test('DANE-3/DANE-4: a certificate matching no TLSA record is abandoned before MAIL FROM and the next MX is used', async () => {
+  await deliver('mismatch.dane.test');
+  assert.equal(sink(SINK.mismatchFirst).count('mailfrom'), 0, 'no MAIL FROM to the mismatching MX');
+  assert.ok(sink(SINK.mismatchFirst).count('connect') >= 1);
+  assert.equal(sink(SINK.mismatchSecond).messages.length, 1);
+  assert.ok(haraka.logLines.some((l) => /mx1\.mismatch\.dane\.test .*abandoned before MAIL FROM: DANE: no TLSA record/.test(l)));
+});
+
+test('DANE-3: only unusable TLSA records still require TLS: an MX without STARTTLS gets no mail, the message waits', async () => {
+  await haraka.send({ to: 'user@tlsonly.dane.test' });
+  const outcome = await firstOutcome(haraka, 'tlsonly.dane.test');
+  assert.equal(outcome.event, 'deferred', describeOutcome(outcome));
+  assert.equal(sink(SINK.plainOnly).count('mailfrom'), 0);
+  assert.ok(haraka.logLines.some((l) => /has TLSA records, but mx\.tlsonly\.dane\.test offers no TLS/.test(l)));
+});
+
+test('DANE-2: TLSA records in an insecure zone are ignored: opportunistic TLS as without DANE', async () => {
+  await deliver('insecure.test');
+  assert.equal(sink(SINK.insecure).messages.length, 1);
+  assert.ok(haraka.logLines.some((l) => /insecure\.test via mx\.insecure\.test .*TLS_INSECURE/.test(l)));
+});
+
+test('DANE-3: a bogus zone is never delivered to (SERVFAIL defers); a host whose TLSA lookup fails is skipped for the next', async () => {
+  const connectsBefore = sink(SINK.insecure).count('connect');
+  await haraka.send({ to: 'user@bogus.test' });
+  const bogus = await firstOutcome(haraka, 'bogus.test');
+  assert.equal(bogus.event, 'deferred', describeOutcome(bogus));
+  assert.equal(sink(SINK.insecure).count('connect'), connectsBefore, 'no connection for the bogus domain');
+
+  await deliver('skip.dane.test');
+  assert.equal(sink(SINK.skipFirst).count('connect'), 0, 'the host with the failed TLSA lookup is never connected to');
+  assert.equal(sink(SINK.skipSecond).messages.length, 1);
+  assert.ok(haraka.logLines.some((l) => /MX mx1\.skip\.dane\.test skipped: TLSA lookup for .*SERVFAIL/.test(l)));
+});
