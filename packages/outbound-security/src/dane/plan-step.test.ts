@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { ResolvedMx } from '../mx/lookup';
+import type { TlsaLookup } from './lookup';
+import { daneStep, type DaneMode } from './plan-step';
+import type { TlsaRecord } from './tlsa';
+
+const RECORD: TlsaRecord = { usage: 3, selector: 1, matchingType: 1, data: Buffer.alloc(32, 1) };
+const mx = (host: string, secure = true): ResolvedMx => ({ host, priority: 10, addresses: ['192.0.2.1'], ...(secure ? { secure } : {}) });
+
+function deps(mode: DaneMode, answers: Record<string, TlsaLookup['kind'] | 'unusable-only'>) {
+  const asked: string[] = [];
+  return {
+    asked,
+    mode,
+    lookupTlsa: async (host: string): Promise<TlsaLookup> => {
+      asked.push(host);
+      const name = `_25._tcp.${host}`;
+      switch (answers[host]) {
+        case 'dane':
+          return { kind: 'dane', name, rrset: { kind: 'usable', usable: [RECORD], unusable: [] }, malformed: [] };
+        case 'unusable-only':
+          return { kind: 'dane', name, rrset: { kind: 'unusable-only', unusable: [] }, malformed: [] };
+        case 'failed':
+          return { kind: 'failed', name, reason: `TLSA lookup for ${name}: SERVFAIL` };
+        default:
+          return { kind: 'none', name, reason: `${name}: no TLSA records` };
+      }
+    },
+  };
+}
+
+test('DANE-2: an insecure MX answer, or hosts without secure addresses, ask no TLSA question', async () => {
+  const d = deps('on', { 'a.test': 'dane' });
+  assert.equal((await daneStep([mx('a.test')], false, d)).kind, 'not-applicable');
+  assert.equal((await daneStep([mx('a.test', false)], true, d)).kind, 'not-applicable');
+  assert.deepEqual(d.asked, []);
+});
+
+test('DANE-3: hosts with TLSA records carry what to match; hosts without stay usable without DANE', async () => {
+  const step = await daneStep(
+    [mx('a.test'), mx('b.test'), mx('c.test', false)],
+    true,
+    deps('on', { 'a.test': 'dane', 'b.test': 'unusable-only' }),
+  );
+  assert.equal(step.kind, 'applies');
+  if (step.kind !== 'applies') return;
+  assert.deepEqual(
+    step.mxs.map((m) => m.host),
+    ['a.test', 'b.test', 'c.test'],
+  );
+  assert.deepEqual(step.hosts['a.test'], { tlsaName: '_25._tcp.a.test', usable: [RECORD] });
+  assert.deepEqual(step.hosts['b.test'], { tlsaName: '_25._tcp.b.test', usable: [] });
+  assert.equal(step.hosts['c.test'], undefined);
+});
+
+test('DANE-3/DANE-6: a host whose TLSA lookup fails is dropped with its reason (on) or kept and reported (observe)', async () => {
+  const answers = { 'a.test': 'failed', 'b.test': 'dane' } as const;
+  const on = await daneStep([mx('a.test'), mx('b.test')], true, deps('on', answers));
+  assert.equal(on.kind, 'applies');
+  if (on.kind === 'applies') {
+    assert.deepEqual(
+      on.mxs.map((m) => m.host),
+      ['b.test'],
+    );
+    assert.match(on.notes.join('\n'), /MX a\.test skipped: TLSA lookup for _25\._tcp\.a\.test: SERVFAIL/);
+  }
+  const observe = await daneStep([mx('a.test'), mx('b.test')], true, deps('observe', answers));
+  assert.equal(observe.kind, 'applies');
+  if (observe.kind === 'applies') {
+    assert.deepEqual(
+      observe.mxs.map((m) => m.host),
+      ['a.test', 'b.test'],
+    );
+    assert.match(observe.notes.join('\n'), /DANE \(observe\): a\.test would be skipped/);
+  }
+});
+
+test('DANE-3: with every host failing its TLSA lookup nothing is left (the message waits); with no TLSA anywhere DANE does not apply', async () => {
+  const none = await daneStep([mx('a.test'), mx('b.test')], true, deps('on', { 'a.test': 'failed', 'b.test': 'failed' }));
+  assert.equal(none.kind, 'none-left');
+  assert.match(none.kind === 'none-left' ? none.reason : '', /every MX host failed its TLSA lookup/);
+  assert.equal((await daneStep([mx('a.test')], true, deps('on', {}))).kind, 'not-applicable');
+});
