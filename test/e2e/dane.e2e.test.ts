@@ -12,6 +12,7 @@ import { DnssecLab, type LabRecord } from '../fixtures/dnssec';
 import { HarakaInstance, describeOutcome, firstOutcome } from '../fixtures/haraka-instance';
 import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';
 import { TestCa, type Pem } from '../fixtures/test-ca';
+import { PolicyServer, policyText } from '../fixtures/policy-server';
 
 const SINK = {
   ee: '127.0.12.1',
@@ -23,12 +24,16 @@ const SINK = {
   insecure: '127.0.12.7',
   skipFirst: '127.0.12.8',
   skipSecond: '127.0.12.9',
+  both: '127.0.12.10',
 } as const;
+const POLICY_HOST = '127.0.12.60';
 
 let ca: TestCa;
 let untrustedCa: TestCa;
 let lab: DnssecLab;
 let haraka: HarakaInstance;
+let observing: HarakaInstance;
+let policies: PolicyServer;
 let sinks: SmtpSink[];
 
 const spkiSha256 = (pem: string): string =>
@@ -54,6 +59,7 @@ before(async () => {
   const mismatchSecond = await selfSigned('mx2.mismatch.dane.test');
   const insecure = await selfSigned('mx.insecure.test');
   const valid = await ca.issue({ dnsNames: ['mx2.skip.dane.test'] });
+  const both = await selfSigned('mx.both.dane.test');
   const tls = (pem: Pem, chain = ''): { key: string; cert: string } => ({ key: pem.key, cert: pem.cert + chain });
   sinks = await startSinksOnCommonPort([
     { host: SINK.ee, tls: tls(ee) },
@@ -66,7 +72,11 @@ before(async () => {
     { host: SINK.insecure, tls: tls(insecure) },
     { host: SINK.skipFirst, tls: tls(valid) },
     { host: SINK.skipSecond, tls: tls(valid) },
+    { host: SINK.both, tls: tls(both) },
   ]);
+  // both.dane.test also has an MTA-STS enforce policy that lists none of its MX hosts (DANE-5).
+  policies = await PolicyServer.start({ ca, host: POLICY_HOST });
+  await policies.set('both.dane.test', { kind: 'serve', body: policyText({ mode: 'enforce', maxAge: 86400, mx: ['mx.elsewhere.test'] }) });
   const port = sinks[0]?.port ?? 0;
   const tlsa = (host: string, usage: number, selector: number, certificate: string): LabRecord => ({
     name: `_${port}._tcp.${host}`,
@@ -100,6 +110,10 @@ before(async () => {
           tlsa('mx.tlsonly.dane.test', 1, 1, spkiSha256(ee.cert)),
           ...mx('skip.dane.test', 'mx1.skip.dane.test', SINK.skipFirst, 10),
           ...mx('skip.dane.test', 'mx2.skip.dane.test', SINK.skipSecond, 20),
+          ...mx('both.dane.test', 'mx.both.dane.test', SINK.both),
+          tlsa('mx.both.dane.test', 3, 1, spkiSha256(both.cert)),
+          { name: '_mta-sts.both.dane.test', type: 'TXT', data: 'v=STSv1; id=20261130' },
+          { name: 'mta-sts.both.dane.test', type: 'A', address: POLICY_HOST },
         ],
       },
       // The TLSA lookup of mx1.skip.dane.test gets SERVFAIL: that host is skipped (DANE-3).
@@ -112,19 +126,25 @@ before(async () => {
       { name: 'bogus.test', security: 'bad-signature', records: mx('bogus.test', 'mx.bogus.test', SINK.insecure) },
     ],
   });
-  haraka = await HarakaInstance.start({
+  const options = (mode: string) => ({
     plugins: ['outbound_tls', 'outbound_mx'],
     dnsServer: lab.resolver,
     mxPort: port,
     extraCa: ca.caCertPath,
     // The lab's trust anchor is test., not the root: the resolver check asks for a name under it.
-    mxIniExtra: '[dane]\nprobe=test.\n',
+    mxIniExtra: [`[dane]`, `mode=${mode}`, 'probe=test.', '[mta_sts]', `https_port=${policies.port}`, `ca_file=${ca.caCertPath}`].join(
+      '\n',
+    ),
   });
+  [haraka, observing] = await Promise.all([HarakaInstance.start(options('on')), HarakaInstance.start(options('observe'))]);
   await haraka.waitForLog(/DANE in effect \(mode=on\)/);
+  await observing.waitForLog(/DANE in effect \(mode=observe\)/);
 });
 
 after(async () => {
   await haraka?.stop();
+  await observing?.stop();
+  await policies?.stop();
   for (const s of sinks ?? []) await s.stop();
   await lab?.stop();
   await untrustedCa?.cleanup();
@@ -188,4 +208,21 @@ test('DANE-3: a bogus zone is never delivered to (SERVFAIL defers); a host whose
   assert.equal(sink(SINK.skipFirst).count('connect'), 0, 'the host with the failed TLSA lookup is never connected to');
   assert.equal(sink(SINK.skipSecond).messages.length, 1);
   assert.ok(haraka.logLines.some((l) => /MX mx1\.skip\.dane\.test skipped: TLSA lookup for .*SERVFAIL/.test(l)));
+});
+
+test('DANE-5: where DANE applies, MTA-STS is not used: an enforce policy listing none of the MX hosts does not stop a DANE-matched delivery', async () => {
+  await deliver('both.dane.test');
+  assert.equal(sink(SINK.both).messages.length, 1);
+  assert.ok(haraka.logLines.some((l) => /both\.dane\.test: MTA-STS policy \(id 20261130, enforce\) not used: DANE applies/.test(l)));
+  assert.ok(haraka.logLines.some((l) => /both\.dane\.test via mx\.both\.dane\.test .*TLS_SECURE \(DANE: 3 1 1/.test(l)));
+});
+
+test('DANE-6: dane=observe delivers what dane=on refuses, and logs what on would have done', async () => {
+  const before = sink(SINK.mismatchFirst).messages.length;
+  await observing.send({ to: 'user@mismatch.dane.test' });
+  const outcome = await firstOutcome(observing, 'mismatch.dane.test');
+  assert.equal(outcome.event, 'delivered', describeOutcome(outcome));
+  assert.equal(outcome.host, 'mx1.mismatch.dane.test', 'the mismatching first MX is used in observe mode');
+  assert.equal(sink(SINK.mismatchFirst).messages.length, before + 1);
+  assert.ok(observing.logLines.some((l) => /DANE observe, dane=on would refuse mx1\.mismatch\.dane\.test .*no TLSA record/.test(l)));
 });

@@ -132,6 +132,12 @@ test('MX-1: a Unicode recipient domain is delivered via its A-label MX', async (
   assert.ok(dns.queries({ name: 'xn--bcher-kva.test', type: 'MX' }).length >= 1);
 });
 
+test('DANE-1: with a resolver that does not validate, DANE is not in effect: logged with the reason, and mail flows', async () => {
+  const line = await haraka.waitForLog(/DANE not in effect/);
+  assert.match(line, /answered without the AD bit|NXDOMAIN|SERVFAIL|SOA \./);
+  assert.equal(sink(SINK.unicode).messages.length, 1, 'delivered before (MX-1) without DANE');
+});
+
 test('OPS-6: a second delivery within the TTL asks no DNS question; a name with TTL 0 is asked every time', async () => {
   const mxQueries = (name: string): number => dns.queries({ name, type: 'MX' }).length;
   const addressQueries = (name: string): number => dns.queries({ name, type: 'A' }).length + dns.queries({ name, type: 'AAAA' }).length;
