@@ -6,7 +6,7 @@ import path from 'node:path';
 import { publishPluginDocs } from 'haraka-outbound-security/haraka/plugin-docs';
 import { createCachedTransport, createDnsClient, type DnsClient } from 'haraka-outbound-security/mx/dns-client';
 import type { DnsTransport } from 'haraka-outbound-security/dns/wire';
-import { lookupTlsa } from 'haraka-outbound-security/dane/lookup';
+import { daneDeps } from 'haraka-outbound-security/dane/deps';
 import type { DaneDeps } from 'haraka-outbound-security/dane/plan-step';
 import { DaneStatus, type DaneStatusState } from 'haraka-outbound-security/dane/resolver-status';
 import { setDeliveryState } from 'haraka-outbound-security/haraka/delivery-state';
@@ -87,19 +87,17 @@ function reportDane(plugin: OutboundMxPlugin, state: DaneStatusState): void {
 }
 
 /** DANE-1: the plan's DANE dependency while DANE is in effect, else undefined. */
-function daneDeps(plugin: OutboundMxPlugin): DaneDeps | undefined {
+function planDaneDeps(plugin: OutboundMxPlugin): DaneDeps | undefined {
   const mode = plugin.mxConfig.dane.mode;
-  if (mode === 'off' || !plugin.daneStatus.inEffect) return undefined;
-  const transport = plugin.dnsTransport;
-  const port = plugin.mxConfig.mxPort;
-  return {
+  return daneDeps({
     mode,
-    lookupTlsa: async (host) => {
-      const found = await lookupTlsa(transport, host, port);
-      if (found.kind === 'failed') metrics.daneSkippedHosts.inc({ mode });
-      return found;
+    inEffect: plugin.daneStatus.inEffect,
+    transport: plugin.dnsTransport,
+    port: plugin.mxConfig.mxPort,
+    onLookup: (_host, found) => {
+      if (found.kind === 'failed' && mode !== 'off') metrics.daneSkippedHosts.inc({ mode });
     },
-  };
+  });
 }
 
 export function shutdown(this: OutboundMxPlugin): void {
@@ -201,7 +199,7 @@ type HookAnswer = [number, HarakaMxSpec[] | string];
 
 async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, domain: string): Promise<HookAnswer> {
   await plugin.daneStatus.ready();
-  const dane = daneDeps(plugin);
+  const dane = planDaneDeps(plugin);
   const plan = await planDelivery(
     domain,
     {

@@ -19,6 +19,7 @@ import { runProbe } from './probe';
 import { parsePolicyCommand, runPolicy, type PolicyCommand } from './policy';
 import { EXIT_TABLE_PROBLEMS, parseTableCommand, runTable, type TableCommand } from './table';
 import { runExplain, type ExplainCommand } from './explain';
+import { EXIT_DANE_NOT_IN_EFFECT, runDaneStatus, type DaneCommand } from './dane';
 
 export const PROGRAM = 'haraka-outbound';
 export const DEFAULT_CONFIG_DIR = './config';
@@ -33,11 +34,14 @@ export const USAGE = `usage:
   ${PROGRAM} [--config DIR] migrate file-to-redis|redis-to-file
                                                    copy ratchet levels and cached policies between the stores
   ${PROGRAM} [--config DIR] mx show DOMAIN         what outbound_mx would do now: MTA-STS policy (cached, live, in
-                                                   effect), MX hosts and addresses or the failure, required level
+                                                   effect), MX hosts and addresses or the failure, DANE (in effect or
+                                                   not, DNSSEC status, TLSA records per MX host), required level
   ${PROGRAM} [--config DIR] probe [--timeout S] DOMAIN
                                                    connect to every selected MX address (EHLO, STARTTLS, EHLO, QUIT;
                                                    never MAIL FROM), classify each and check it against the
-                                                   requirement; S seconds per connection (default 10)
+                                                   requirement and its TLSA records; S seconds per connection
+                                                   (default 10)
+  ${PROGRAM} [--config DIR] dane status            whether DANE is in effect: the resolver check of outbound_mx
   ${PROGRAM} [--config DIR] table list [--json]     the policy table (config/outbound_tls_policy): each rule in force
                                                    with its line, each line not in force with the reason
   ${PROGRAM} [--config DIR] explain DOMAIN         the requirement of DOMAIN's connections part by part: ratchet,
@@ -51,9 +55,18 @@ export const USAGE = `usage:
 
 exit status: 0 done, 1 error, 2 bad usage, 3 a stored entry is unreadable,
              4 probe: no MX meets the requirement (or there is no MX to deliver to),
-             5 table list: a line of the policy table is not in force`;
+             5 table list: a line of the policy table is not in force,
+             6 dane status: [dane] mode is on or observe but DANE is not in effect`;
 
-export const EXIT = { OK: 0, ERROR: 1, USAGE: 2, UNREADABLE: 3, NONE_MEETS: 4, TABLE_PROBLEMS: EXIT_TABLE_PROBLEMS } as const;
+export const EXIT = {
+  OK: 0,
+  ERROR: 1,
+  USAGE: 2,
+  UNREADABLE: 3,
+  NONE_MEETS: 4,
+  TABLE_PROBLEMS: EXIT_TABLE_PROBLEMS,
+  DANE_NOT_IN_EFFECT: EXIT_DANE_NOT_IN_EFFECT,
+} as const;
 
 export type Command =
   | { kind: 'help' }
@@ -64,6 +77,7 @@ export type Command =
   | MxCommand
   | TableCommand
   | ExplainCommand
+  | DaneCommand
   | { kind: 'migrate'; direction: MigrateDirection };
 
 export type ParsedArgs = { ok: true; configDir: string; command: Command } | { ok: false; error: string };
@@ -107,6 +121,13 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
   else if (group === 'mx' || group === 'probe') command = parseMxCommand(group, rest, flags, timeout);
   else if (group === 'table') command = parseTableCommand(rest, flags);
   else if (group === 'explain') command = parseExplainCommand(rest, flags);
+  else if (group === 'dane')
+    command =
+      flags.size > 0
+        ? `unknown option ${[...flags][0]}`
+        : rest.length === 1 && rest[0] === 'status'
+          ? { kind: 'dane-status' }
+          : 'dane needs status';
   else if (group === 'migrate')
     command =
       rest.length === 1 && (rest[0] === 'file-to-redis' || rest[0] === 'redis-to-file')
@@ -260,6 +281,7 @@ async function run(configDir: string, command: Exclude<Command, { kind: 'help' }
   if (command.kind === 'mx-show') return runMx(command, configDir, settings, redisIni, requireKey, output);
   if (command.kind === 'probe') return runProbe(command, configDir, settings, redisIni, requireKey, output);
   if (command.kind === 'explain') return runExplain(command, configDir, settings, redisIni, requireKey, output);
+  if (command.kind === 'dane-status') return runDaneStatus(configDir, output);
   if (command.kind === 'migrate') {
     const report = await migrate(command.direction, settings, redisIni);
     output.out(`${command.direction}: ${report.levels} ratchet levels and ${report.policies} policies copied`);

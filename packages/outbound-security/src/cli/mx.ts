@@ -13,7 +13,6 @@
  * (./probe) and `explain` (./explain) start from the same report.
  */
 import { parseLiteralKey, toULabel } from '../domain';
-import { createDnsClient } from '../mx/dns-client';
 import { MTA_STS_DISABLED, planDelivery, planSettings, type DeliveryPlan } from '../mx/plan';
 import { parsePolicy, type MtaStsPolicy } from '../mta-sts/policy';
 import { openPolicyStore, openRatchetStore } from '../store/open';
@@ -29,6 +28,7 @@ import { ruleText, type PolicyRule } from '../policy-table/rule';
 import type { PolicyTable } from '../policy-table/table';
 import { loadMxSettings, loadPolicyTable, waitUntilConnected } from './config';
 import { fetchLivePolicy, formatCached, formatLivePolicy, type LivePolicy } from './policy';
+import { formatDaneLines, setUpDane, type DaneView } from './dane';
 
 export const DEFAULT_PROBE_TIMEOUT_S = 10;
 /** Exit status of `probe` when no MX meets the requirement (or there is no MX to probe). */
@@ -91,6 +91,8 @@ export interface MxReport {
   connection: Omit<ConnectionContext, 'state' | 'mxHost' | 'exchange'>;
   /** The level of `requirement` with the stored level; null when the ratchet entry cannot be read and on_store_error=defer (ST-4). */
   required: SecLevel | null;
+  /** DANE-1 … DANE-6: the resolver check and what the plan saw of DNSSEC and TLSA records. */
+  dane: DaneView;
 }
 
 /** STS-5: an unexpired cached policy that still parses wins; else the live one (null: MTA-STS disabled). */
@@ -124,7 +126,8 @@ export async function gatherMxReport(
       await waitUntilConnected(store);
     }
     const ratchet = await ratchetStore.get(domain);
-    const dns = createDnsClient(mx.dns);
+    // DANE-1: the resolver check and the plan's DANE dependency, as outbound_mx makes them.
+    const { view: dane, dns, dane: daneDeps } = await setUpDane(mx);
     // The store key of a literal is `[2001:db8::1]`; the plan takes it as Haraka hands it over (`[IPv6:…]`).
     const literal = domain.startsWith('[') ? parseLiteralKey(domain) : null;
     let sts: MxReport['sts'] = null;
@@ -137,7 +140,7 @@ export async function gatherMxReport(
     const recipientDomain = literal?.family === 6 ? `[IPv6:${literal.address}]` : domain;
     const plan = await planDelivery(
       recipientDomain,
-      { dns, policyFor: () => Promise.resolve(effective), policyTable: table },
+      { dns, policyFor: () => Promise.resolve(effective), policyTable: table, ...(daneDeps ? { dane: daneDeps } : {}) },
       planSettings(mx, tlsSettings.onStoreError),
     );
     const rule = literal ? null : table.forDomain(domain);
@@ -156,6 +159,7 @@ export async function gatherMxReport(
       requirement,
       connection,
       required: requiredLevel(requirement, enforced, tlsSettings.onStoreError),
+      dane,
     };
   } finally {
     await Promise.all([ratchetStore.close(), policyStore.close()]);
@@ -294,6 +298,7 @@ export function formatMxReport(report: MxReport, now = Date.now()): string[] {
     }
   }
   lines.push(...planLines(report.plan));
+  if (!report.literal) lines.push(...formatDaneLines(report.dane, report.plan, report.rule, row));
   lines.push(row('ratchet', describeRatchet(report.ratchet)));
   lines.push(row('rule', describeRule(report)));
   lines.push(row('required', describeRequired(report)));

@@ -3,7 +3,9 @@
  * of `mx show`'s plan with a minimal SMTP client (banner, EHLO, STARTTLS when
  * offered, EHLO, QUIT: never MAIL FROM), classifies each connection as
  * outbound_tls does (TLS-1) and judges it with the plugin's own requirement
- * and decision (TLS-2, TLS-4, STS-7, POL-2; the table rule is named, POL-3).
+ * and decision (TLS-2, TLS-4, STS-7, POL-2; the table rule is named, POL-3);
+ * a host with TLSA records is checked against them as the guard checks it
+ * (DANE-4, DANE-6).
  * Nothing is written to the stores: a probe never raises the ratchet nor
  * caches a policy.
  */
@@ -13,7 +15,8 @@ import path from 'node:path';
 import type { IniFile } from '../config/ini';
 import type { OutboundTlsConfig } from '../config/outbound-tls';
 import type { PlannedMx } from '../mx/plan';
-import type { Classification } from '../tls/classify';
+import type { Classification, TlsObservation } from '../tls/classify';
+import { checkDane } from '../tls/dane-check';
 import { decide } from '../tls/decision';
 import { plannedRequirement } from '../tls/requirement';
 import { SecLevel, levelName } from '../tls/sec-level';
@@ -47,6 +50,10 @@ export interface ProbeLine {
  * Judges one probed connection with the plugin's own requirement and decision
  * (TLS-2, TLS-4, STS-7, POL-2): the level, TLS version and names against the
  * ratchet, the policy and the table rule. `mx` is the planned MX probed.
+ * A host with TLSA records is judged as the connection guard judges it
+ * (DANE-3, DANE-4): its chain against the records first; a match is
+ * TLS_SECURE, a mismatch or no TLS abandons under mode=on (observe: noted),
+ * and a failed STARTTLS gets no plain retry under mode=on.
  */
 export function judge(
   report: MxReport,
@@ -56,24 +63,46 @@ export function judge(
 ): { meets: boolean; verdict: string; classification?: Classification } {
   const host = mxName(mx);
   if (outcome.kind === 'error') return { meets: false, verdict: 'not usable now' };
-  let classification: Classification;
-  if (outcome.kind === 'starttls-failed') {
-    if (!plainRetry) return { meets: false, verdict: 'not usable: plain_retry=false, Haraka moves to the next MX' };
-    classification = { level: SecLevel.PLAIN, reason: `${outcome.reason}; Haraka retries this MX once without STARTTLS (TLS-3)` };
-  } else {
-    classification = outcome.classification;
-  }
   // What outbound_tls would require of this connection (the plan's delivery state, this MX host).
   const requirement =
     report.plan.kind === 'deliver'
       ? plannedRequirement({ ...report.connection, mxHost: mx.host, exchange: host }, report.plan.state)
       : report.requirement;
+  const dane = mx.host !== undefined ? requirement.dane : undefined;
+  let classification: Classification;
+  let observation: TlsObservation;
+  if (outcome.kind === 'starttls-failed') {
+    if (dane?.mode === 'on') {
+      return { meets: false, verdict: `not usable: ${outcome.reason}; a host with TLSA records is never retried without TLS (DANE-3)` };
+    }
+    if (!plainRetry) return { meets: false, verdict: 'not usable: plain_retry=false, Haraka moves to the next MX' };
+    classification = { level: SecLevel.PLAIN, reason: `${outcome.reason}; Haraka retries this MX once without STARTTLS (TLS-3)` };
+    observation = { encrypted: false };
+  } else {
+    classification = outcome.classification;
+    observation = outcome.observation;
+  }
+  const daneNotes: string[] = [];
+  if (dane && mx.host !== undefined) {
+    const check = checkDane(dane, observation, mx.host);
+    if (check.kind === 'authenticated') {
+      // DANE-4/DANE-5: a DANE match is TLS_SECURE, for the decision and the ratchet.
+      classification = { ...classification, level: SecLevel.TLS_SECURE, reason: check.reason };
+    } else if (check.kind === 'refused' && dane.mode === 'on') {
+      return { meets: false, verdict: `DANE ${check.result}: abandoned before MAIL FROM: ${check.reason}`, classification };
+    } else if (check.kind === 'refused') {
+      daneNotes.push(`DANE observe: mode=on would refuse (${check.result}): ${check.reason}`);
+    } else {
+      daneNotes.push(check.reason);
+    }
+  }
   const exemptBy = requirement.ratchetExempt?.domain;
   const exempt =
     exemptBy && report.ratchet.kind === 'level' ? { level: report.ratchet.entry.level, key: report.domain, rule: exemptBy } : undefined;
   const verdict = decide(classification, requirement, exemptBy ? undefined : report.ratchet, report.onStoreError, host, exempt);
   if (verdict.kind === 'abandon') return { meets: false, verdict: `below the requirement: ${verdict.reason}`, classification };
   const extras = [
+    ...daneNotes,
     verdict.raiseTo !== undefined ? `a delivery would raise the stored level to ${levelName(verdict.raiseTo)}` : '',
     verdict.stsWouldRefuse ? `MTA-STS testing: enforce would refuse (${verdict.stsWouldRefuse})` : '',
     ...(verdict.exemptions ?? []).map(
@@ -110,7 +139,7 @@ export async function runProbe(
 ): Promise<number> {
   const mxSettings = loadMxSettings(configDir);
   const report = await gatherMxReport(key(command.domain), tlsSettings, mxSettings, redisIni, loadPolicyTable(configDir));
-  const header = formatMxReport(report).filter((line) => /^(domain|policy|note|ratchet|rule|required) /.test(line));
+  const header = formatMxReport(report).filter((line) => /^(domain|policy|note|dane|dnssec|tlsa|ratchet|rule|required) /.test(line));
   for (const line of header) output.out(line);
   const plan = report.plan;
   if (plan.kind !== 'deliver') {

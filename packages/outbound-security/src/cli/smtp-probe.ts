@@ -6,7 +6,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { classifyConnection, type Classification } from '../tls/classify';
+import { classifyConnection, type Classification, type TlsObservation } from '../tls/classify';
 
 export interface SmtpReply {
   code: number;
@@ -113,8 +113,11 @@ export interface ProbeTarget {
 }
 
 export type ProbeOutcome =
-  /** The connection's level as outbound_tls would see it at MAIL FROM. */
-  | { kind: 'classified'; classification: Classification; note?: string }
+  /**
+   * The connection's level as outbound_tls would see it at MAIL FROM, and what
+   * the handshake showed (the peer's certificate chain for DANE, DANE-4).
+   */
+  | { kind: 'classified'; classification: Classification; observation: TlsObservation; note?: string }
   /** STARTTLS was offered but refused or failed: Haraka's next connection to this MX is the TLS-3 plain retry. */
   | { kind: 'starttls-failed'; reason: string }
   | { kind: 'error'; reason: string };
@@ -159,8 +162,9 @@ export async function probeAddress(target: ProbeTarget, ehloName: string, timeou
     const offered = ehlo.lines.slice(1).some((line) => /^STARTTLS\b/i.test(line.trim()));
     if (!offered) {
       await quit(send);
-      const classification = classifyConnection({ encrypted: false }, target.host, new Date(), target.match);
-      return { kind: 'classified', classification, note: 'STARTTLS not offered' };
+      const observation: TlsObservation = { encrypted: false };
+      const classification = classifyConnection(observation, target.host, new Date(), target.match);
+      return { kind: 'classified', classification, observation, note: 'STARTTLS not offered' };
     }
     const started = await send('STARTTLS');
     if (started.code !== 220) {
@@ -192,24 +196,22 @@ export async function probeAddress(target: ProbeTarget, ehloName: string, timeou
         handshake: true,
       });
     });
+    // Node 20 hands the peer chain out once: this one object carries it, linked by issuerCertificate (dane/peer-chain).
     const peer = secure.getPeerX509Certificate();
-    const classification = classifyConnection(
-      {
-        encrypted: true,
-        authorizationError: secure.authorizationError ?? null,
-        ...(peer ? { peerCertificate: peer } : {}),
-        protocol: secure.getProtocol(),
-      },
-      target.host,
-      new Date(),
-      target.match,
-    );
+    const observation: TlsObservation = {
+      encrypted: true,
+      authorizationError: secure.authorizationError ?? null,
+      ...(peer ? { peerCertificate: peer } : {}),
+      protocol: secure.getProtocol(),
+    };
+    const classification = classifyConnection(observation, target.host, new Date(), target.match);
     reader.attach(secure);
     const again = await send(`EHLO ${ehloName}`);
     await quit(send);
     return {
       kind: 'classified',
       classification,
+      observation,
       ...(again.code !== 250 ? { note: `EHLO after STARTTLS answered ${replyText(again)}` } : {}),
     };
   } catch (err) {
