@@ -10,11 +10,12 @@
  * | mx       | `mx/dns-client`, `mx/lookup`, `mx/selection`, `mx/address-policy` (MX-1 … MX-9) |
  * | mta-sts  | `mta-sts/policy`, `mta-sts/fetch`, `mta-sts/resolver`, policy stores (STS-1 … STS-9) |
  * | tls      | `tls/sec-level`, `tls/classify`, `tls/decision`, `tls/requirement`, `tls/conversation` (TLS-1 … TLS-8) |
+ * | dane     | `dane/lookup`, `dane/tlsa`, `dane/match`, `dane/peer-chain`, `dane/plan-step`, `dane/deps`, `dane/resolver-status`, `tls/dane-check` (DANE-1 … DANE-6) |
  * | policy-table | `policy-table/rule`, `policy-table/table`, `policy-table/file`: the admin policy table (POL-1 … POL-4) |
  * | ratchet  | `ratchet/store`, `ratchet/file-store`, `ratchet/redis-store` (ST-1 … ST-6) |
  * | haraka   | `haraka/api`, `haraka/connection-guard`, `haraka/delivery-state` (Haraka internals, §7) |
  * | config   | the ini files' parsers; `store/open` opens the configured stores; `metrics` |
- * | cli      | `cli/cli`: the `haraka-outbound` admin command |
+ * | cli      | `cli/cli`: the `haraka-outbound` admin command (`cli/dane`: DANE in `mx show`, `dane status`) |
  *
  * This entry point re-exports the vocabulary most callers need.
  */
