@@ -1,0 +1,158 @@
+/**
+ * RPT-1 on the hot path: every connection is counted once, per Policy Domain
+ * and UTC day, in memory, and the counts reach the shared store in batches
+ * (issue 13 item 7: at most 5 µs per connection; bench/tlsrpt-record.ts).
+ *
+ * - `record` is synchronous and never throws or waits: one Map lookup and an
+ *   increment for a kind of session seen before in this batch. Counts are kept
+ *   per (day, Policy Domain, policy id, failure details); a success is keyed
+ *   without details, so the commonest case builds one short string.
+ * - `flush` hands the batch to the store every `flushIntervalMs` (and when the
+ *   batch is full, and on `close`). One flush at a time. A batch the store
+ *   refused is merged back and offered again at the next flush (at least once:
+ *   a store that failed after writing, say a Redis timeout after the server
+ *   ran the script, may count those sessions twice).
+ * - OPS-5: at most `maxEntries` distinct kinds are held. Past that, a new kind
+ *   of session is not held but counted in `dropped` (a metric), never grown;
+ *   kinds already held keep counting.
+ * - Invalid keys (a Policy Domain that is not a lowercase A-label, a malformed
+ *   day) are counted in `rejected` and never reach the store, where they could
+ *   block every later batch.
+ */
+import { failureKey, isDay, normaliseFailure, utcDay, type SessionRecord } from './record';
+import { isPolicyDomain, type CountEntry } from './store';
+
+/** How often the counts are written (RPT-1). */
+export const DEFAULT_FLUSH_INTERVAL_MS = 30_000;
+/** OPS-5: distinct kinds of sessions held between two flushes. */
+export const DEFAULT_MAX_ENTRIES = 10_000;
+
+export interface RecorderStats {
+  /** Sessions recorded since start. */
+  recorded: number;
+  /** Sessions not counted because the batch was full (OPS-5). */
+  dropped: number;
+  /** Sessions refused for an invalid Policy Domain or day. */
+  rejected: number;
+  /** Distinct kinds waiting for the next flush. */
+  pending: number;
+  flushes: number;
+  failedFlushes: number;
+}
+
+export interface RecorderOptions {
+  /** Where batches go: the store's `add`. */
+  write(entries: readonly CountEntry[]): Promise<void>;
+  flushIntervalMs?: number;
+  maxEntries?: number;
+  /** The clock that picks the UTC day of a record without one. */
+  now?: () => number;
+  /** A flush failed (the batch is kept for the next one). */
+  onFlushError?(err: Error): void;
+}
+
+export class TlsReportRecorder {
+  private pending = new Map<string, CountEntry>();
+  private readonly write: RecorderOptions['write'];
+  private readonly maxEntries: number;
+  private readonly now: () => number;
+  private readonly onFlushError: (err: Error) => void;
+  private readonly flushIntervalMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | null = null;
+  private flushAgain = false;
+  private readonly stats_ = { recorded: 0, dropped: 0, rejected: 0, flushes: 0, failedFlushes: 0 };
+
+  constructor(options: RecorderOptions) {
+    this.write = options.write;
+    this.maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    this.flushIntervalMs = options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS;
+    this.now = options.now ?? Date.now;
+    this.onFlushError = options.onFlushError ?? (() => undefined);
+  }
+
+  /** Starts the periodic flush (the timer does not keep the process alive). */
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.flush(), this.flushIntervalMs);
+    this.timer.unref();
+  }
+
+  /** Counts one session. Synchronous, never throws. */
+  record(session: SessionRecord): void {
+    this.stats_.recorded++;
+    const day = session.day ?? utcDay(this.now());
+    const { policyDomain, policy, result } = session;
+    const failure = result === 'success' ? undefined : normaliseFailure(result);
+    const key = failure ? `${day}\n${policyDomain}\n${policy.id}\n${failureKey(failure)}` : `${day}\n${policyDomain}\n${policy.id}`;
+    const known = this.pending.get(key);
+    if (known !== undefined) {
+      known.count++;
+      return;
+    }
+    if (!isPolicyDomain(policyDomain) || (session.day !== undefined && !isDay(day))) {
+      this.stats_.rejected++;
+      return;
+    }
+    if (this.pending.size >= this.maxEntries) {
+      this.stats_.dropped++;
+      void this.flush();
+      return;
+    }
+    this.pending.set(key, failure ? { day, policyDomain, policy, failure, count: 1 } : { day, policyDomain, policy, count: 1 });
+    if (this.pending.size >= this.maxEntries) void this.flush();
+  }
+
+  /** Writes what is pending; resolves when this flush (and one asked for meanwhile) is done. Never rejects. */
+  flush(): Promise<void> {
+    if (this.flushing) {
+      this.flushAgain = true;
+      return this.flushing;
+    }
+    this.flushing = this.flushLoop().finally(() => {
+      this.flushing = null;
+    });
+    return this.flushing;
+  }
+
+  private async flushLoop(): Promise<void> {
+    do {
+      this.flushAgain = false;
+      if (this.pending.size === 0) return;
+      const batch = this.pending;
+      this.pending = new Map();
+      this.stats_.flushes++;
+      try {
+        await this.write([...batch.values()]);
+      } catch (err) {
+        this.stats_.failedFlushes++;
+        this.mergeBack(batch);
+        this.onFlushError(err instanceof Error ? err : new Error(String(err)));
+        return; // the next timer tick tries again
+      }
+    } while (this.flushAgain);
+  }
+
+  /** Puts a refused batch back in front of what was recorded meanwhile, within the bound. */
+  private mergeBack(batch: Map<string, CountEntry>): void {
+    for (const [key, entry] of this.pending) {
+      const earlier = batch.get(key);
+      if (earlier) earlier.count += entry.count;
+      else if (batch.size < this.maxEntries) batch.set(key, entry);
+      else this.stats_.dropped += entry.count;
+    }
+    this.pending = batch;
+  }
+
+  stats(): RecorderStats {
+    return { ...this.stats_, pending: this.pending.size };
+  }
+
+  /** Stops the timer and writes what is pending (once; a failure leaves it counted in `failedFlushes`). */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.flush();
+    if (this.flushAgain || this.pending.size > 0) await this.flush();
+  }
+}

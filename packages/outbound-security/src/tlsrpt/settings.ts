@@ -1,0 +1,143 @@
+/**
+ * TLS reporting settings (RPT-3, issue 13 item 4), parsed from one ini
+ * section (`[tlsrpt]`, wherever the wiring puts it). Every key, its default:
+ *
+ * | key | default | meaning |
+ * |---|---|---|
+ * | `enabled` | `false` | record sessions and send reports |
+ * | `sender` | (required) | the address report messages come from; its domain is the submitter (file name, headers, DKIM `d=`) |
+ * | `organization` | the submitter domain | `organization-name` of every report |
+ * | `contact` | the sender address | `contact-info` of every report |
+ * | `dkim_key_file` | (none) | PEM private key (RSA or Ed25519) that signs report messages (RFC 8460 §5.3.1), relative to the base directory |
+ * | `dkim_selector` | (none) | its selector; required with the key file and only with it |
+ * | `send_days_without_failures` | `true` | whether a day whose sessions all succeeded is reported too |
+ * | `delay_window` | `14400` (4 h) | seconds: reports go out after a random delay of up to this much after the day ends |
+ * | `flush_interval` | `30` | seconds between two writes of the counts to the store |
+ * | `max_pending` | `10000` | kinds of sessions held in memory between two writes (OPS-5) |
+ *
+ * Misconfiguration never half-enables reporting: a missing or bad sender, an
+ * unreadable or invalid key, a bad value → `misconfigured` with the reason,
+ * and reporting stays off (no report rather than a broken one).
+ */
+import { createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { booleanValue, integerValue, type IniSection } from '../config/ini';
+import type { ReportIdentity } from './deliver';
+import { DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_MAX_ENTRIES } from './recorder';
+import { DEFAULT_DELAY_WINDOW_MS } from './schedule';
+import { parseMailAddress } from './txt';
+
+export const TLSRPT_KEYS = [
+  'enabled',
+  'sender',
+  'organization',
+  'contact',
+  'dkim_key_file',
+  'dkim_selector',
+  'send_days_without_failures',
+  'delay_window',
+  'flush_interval',
+  'max_pending',
+] as const;
+
+export interface DkimSettings {
+  /** Absolute path of the key file. */
+  keyFile: string;
+  selector: string;
+  /** The key as read at startup (PEM). */
+  privateKey: string;
+  /** `d=`: the submitter domain. */
+  domain: string;
+}
+
+export interface TlsReportingSettings {
+  identity: ReportIdentity;
+  dkim: DkimSettings | null;
+  sendDaysWithoutFailures: boolean;
+  delayWindowMs: number;
+  flushIntervalMs: number;
+  maxPending: number;
+}
+
+export type TlsReportingConfig =
+  { kind: 'on'; settings: TlsReportingSettings } | { kind: 'off' } | { kind: 'misconfigured'; reason: string };
+
+export interface ParseOptions {
+  /** Anchors a relative `dkim_key_file` (the Haraka directory). */
+  baseDir: string;
+  /** For messages: the section as the admin sees it (default `tlsrpt`). */
+  section?: string;
+  /** Reads the key file (tests). */
+  readFile?: (file: string) => string;
+}
+
+const MAX_TEXT = 255;
+const SELECTOR = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+export function parseTlsReportingSettings(values: IniSection | undefined, options: ParseOptions): TlsReportingConfig {
+  const section = options.section ?? 'tlsrpt';
+  const ini = values ?? {};
+  try {
+    if (!booleanValue(section, 'enabled', ini.enabled, false)) return { kind: 'off' };
+    return { kind: 'on', settings: parseEnabled(section, ini, options) };
+  } catch (err) {
+    return { kind: 'misconfigured', reason: `${(err as Error).message}; TLS reporting stays off` };
+  }
+}
+
+function text(section: string, ini: IniSection, key: string): string | undefined {
+  const value = ini[key];
+  if (value === undefined || value === null || String(value).trim() === '') return undefined;
+  const trimmed = String(value).trim();
+  if (trimmed.length > MAX_TEXT || /[\x00-\x1f\x7f]/.test(trimmed)) {
+    throw new Error(`[${section}] ${key}: at most ${MAX_TEXT} printable characters`);
+  }
+  return trimmed;
+}
+
+function parseEnabled(section: string, ini: IniSection, options: ParseOptions): TlsReportingSettings {
+  const senderText = text(section, ini, 'sender');
+  if (senderText === undefined) throw new Error(`[${section}] sender is required: the address report messages come from`);
+  const sender = parseMailAddress(senderText);
+  if (typeof sender === 'string') throw new Error(`[${section}] sender=${senderText}: ${sender}`);
+  const identity: ReportIdentity = {
+    sender: sender.address,
+    submitter: sender.domain,
+    organization: text(section, ini, 'organization') ?? sender.domain,
+    contact: text(section, ini, 'contact') ?? sender.address,
+  };
+  return {
+    identity,
+    dkim: parseDkim(section, ini, sender.domain, options),
+    sendDaysWithoutFailures: booleanValue(section, 'send_days_without_failures', ini.send_days_without_failures, true),
+    delayWindowMs: integerValue(section, 'delay_window', ini.delay_window, DEFAULT_DELAY_WINDOW_MS / 1000, 0, 86_400) * 1000,
+    flushIntervalMs: integerValue(section, 'flush_interval', ini.flush_interval, DEFAULT_FLUSH_INTERVAL_MS / 1000, 1, 300) * 1000,
+    maxPending: integerValue(section, 'max_pending', ini.max_pending, DEFAULT_MAX_ENTRIES, 100, 1_000_000),
+  };
+}
+
+function parseDkim(section: string, ini: IniSection, domain: string, options: ParseOptions): DkimSettings | null {
+  const keyFile = text(section, ini, 'dkim_key_file');
+  const selector = text(section, ini, 'dkim_selector');
+  if (keyFile === undefined && selector === undefined) return null;
+  if (keyFile === undefined) throw new Error(`[${section}] dkim_selector=${selector} needs dkim_key_file`);
+  if (selector === undefined) throw new Error(`[${section}] dkim_key_file=${keyFile} needs dkim_selector`);
+  if (!SELECTOR.test(selector)) throw new Error(`[${section}] dkim_selector=${selector}: not a DNS name`);
+  const file = path.resolve(options.baseDir, keyFile);
+  let privateKey: string;
+  try {
+    privateKey = (options.readFile ?? ((f: string) => readFileSync(f, 'utf8')))(file);
+  } catch (err) {
+    throw new Error(`[${section}] dkim_key_file=${keyFile}: cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  let type: string | undefined;
+  try {
+    type = createPrivateKey(privateKey).asymmetricKeyType;
+  } catch (err) {
+    throw new Error(`[${section}] dkim_key_file=${keyFile}: ${file} is not a PEM private key (${(err as Error).message})`, { cause: err });
+  }
+  if (type !== 'rsa' && type !== 'ed25519')
+    throw new Error(`[${section}] dkim_key_file=${keyFile}: a ${type} key; DKIM signs with RSA or Ed25519`);
+  return { keyFile: file, selector, privateKey, domain };
+}
