@@ -124,6 +124,7 @@ before(async () => {
         records: [...mx('insecure.test', 'mx.insecure.test', SINK.insecure), tlsa('mx.insecure.test', 3, 1, 'ab'.repeat(32))],
       },
       { name: 'bogus.test', security: 'bad-signature', records: mx('bogus.test', 'mx.bogus.test', SINK.insecure) },
+      { name: 'expired.test', security: 'expired-signature', records: mx('expired.test', 'mx.expired.test', SINK.insecure) },
     ],
   });
   const options = (mode: string) => ({
@@ -197,12 +198,15 @@ test('DANE-2: TLSA records in an insecure zone are ignored: opportunistic TLS as
   assert.ok(haraka.logLines.some((l) => /insecure\.test via mx\.insecure\.test .*TLS_INSECURE/.test(l)));
 });
 
-test('DANE-3: a bogus zone is never delivered to (SERVFAIL defers); a host whose TLSA lookup fails is skipped for the next', async () => {
+test('DANE-3: a bogus zone (bad or expired signatures) is never delivered to (SERVFAIL defers); a host whose TLSA lookup fails is skipped for the next', async () => {
   const connectsBefore = sink(SINK.insecure).count('connect');
-  await haraka.send({ to: 'user@bogus.test' });
-  const bogus = await firstOutcome(haraka, 'bogus.test');
-  assert.equal(bogus.event, 'deferred', describeOutcome(bogus));
-  assert.equal(sink(SINK.insecure).count('connect'), connectsBefore, 'no connection for the bogus domain');
+  for (const domain of ['bogus.test', 'expired.test']) {
+    await haraka.send({ to: `user@${domain}` });
+    const bogus = await firstOutcome(haraka, domain);
+    assert.equal(bogus.event, 'deferred', `${domain}: ${describeOutcome(bogus)}`);
+    assert.match(String(bogus.err), /ESERVFAIL|SERVFAIL|MX lookup/, domain);
+  }
+  assert.equal(sink(SINK.insecure).count('connect'), connectsBefore, 'no connection for a bogus domain (bad or expired signatures)');
 
   await deliver('skip.dane.test');
   assert.equal(sink(SINK.skipFirst).count('connect'), 0, 'the host with the failed TLSA lookup is never connected to');

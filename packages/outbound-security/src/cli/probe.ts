@@ -16,7 +16,7 @@ import type { IniFile } from '../config/ini';
 import type { OutboundTlsConfig } from '../config/outbound-tls';
 import type { PlannedMx } from '../mx/plan';
 import type { Classification, TlsObservation } from '../tls/classify';
-import { checkDane } from '../tls/dane-check';
+import { judgeDane } from '../tls/dane-check';
 import { decide } from '../tls/decision';
 import { plannedRequirement } from '../tls/requirement';
 import { SecLevel, levelName } from '../tls/sec-level';
@@ -84,17 +84,13 @@ export function judge(
   }
   const daneNotes: string[] = [];
   if (dane && mx.host !== undefined) {
-    const check = checkDane(dane, observation, mx.host);
-    if (check.kind === 'authenticated') {
-      // DANE-4/DANE-5: a DANE match is TLS_SECURE, for the decision and the ratchet.
-      classification = { ...classification, level: SecLevel.TLS_SECURE, reason: check.reason };
-    } else if (check.kind === 'refused' && dane.mode === 'on') {
-      return { meets: false, verdict: `DANE ${check.result}: abandoned before MAIL FROM: ${check.reason}`, classification };
-    } else if (check.kind === 'refused') {
-      daneNotes.push(`DANE observe: mode=on would refuse (${check.result}): ${check.reason}`);
-    } else {
-      daneNotes.push(check.reason);
+    const judged = judgeDane(dane, observation, mx.host, classification);
+    classification = judged.classification;
+    if (judged.refuse !== undefined) {
+      const result = judged.check.kind === 'refused' ? judged.check.result : 'mismatch';
+      return { meets: false, verdict: `DANE ${result}: abandoned before MAIL FROM: ${judged.refuse}`, classification };
     }
+    if (judged.note) daneNotes.push(judged.note);
   }
   const exemptBy = requirement.ratchetExempt?.domain;
   const exempt =

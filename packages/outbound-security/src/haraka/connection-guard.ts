@@ -26,7 +26,7 @@ import {
 } from '../tls/decision';
 import { Conversation, type ReplyAction } from '../tls/conversation';
 import { SecLevel, levelName } from '../tls/sec-level';
-import { checkDane, daneResult, type DaneResult } from '../tls/dane-check';
+import { daneResult, judgeDane, type DaneResult } from '../tls/dane-check';
 import type { DaneMode } from '../dane/plan-step';
 import { classifyConnection, type TlsObservation } from '../tls/classify';
 import type { X509Certificate } from 'node:crypto';
@@ -362,19 +362,16 @@ async function decideConnection(
   const { events } = deps;
   const settings = deps.settings();
   if (requirement.dane && mxHost) {
-    const check = checkDane(requirement.dane, observed, mxHost);
-    events.dane(daneResult(check), requirement.dane.mode);
-    if (check.kind === 'authenticated') {
-      // DANE-4/DANE-5: a DANE match is TLS_SECURE, for the decision and the ratchet.
-      classification = { ...classification, level: SecLevel.TLS_SECURE, reason: check.reason };
-    } else if (check.kind === 'refused' && requirement.dane.mode === 'on') {
+    const dane = judgeDane(requirement.dane, observed, mxHost, classification);
+    events.dane(daneResult(dane.check), requirement.dane.mode);
+    classification = dane.classification;
+    if (dane.refuse !== undefined) {
       events.connection(classification.level);
       events.abandoned('dane');
-      hmail.logwarn(`outbound_tls: ${where}: abandoned before MAIL FROM: ${check.reason}`);
-      return { kind: 'abandon', cause: 'dane', reason: `${requirement.domain}: ${where}: ${check.reason}` };
-    } else if (check.kind === 'refused') {
-      hmail.logwarn(`outbound_tls: DANE observe, dane=on would refuse ${where}: ${check.reason}`);
+      hmail.logwarn(`outbound_tls: ${where}: abandoned before MAIL FROM: ${dane.refuse}`);
+      return { kind: 'abandon', cause: 'dane', reason: `${requirement.domain}: ${where}: ${dane.refuse}` };
     }
+    if (dane.check.kind === 'refused' && dane.note) hmail.logwarn(`outbound_tls: ${dane.note}`);
   }
   events.connection(classification.level);
   const store = deps.store();

@@ -14,7 +14,8 @@ import { matchDane } from '../dane/match';
 import { chainFromX509 } from '../dane/peer-chain';
 import type { DaneHostRequirement } from '../dane/plan-step';
 import { formatTlsa } from '../dane/tlsa';
-import type { TlsObservation } from './classify';
+import type { Classification, TlsObservation } from './classify';
+import { SecLevel } from './sec-level';
 
 export type DaneCheck =
   | { kind: 'authenticated'; reason: string }
@@ -69,4 +70,36 @@ export function checkDane(
     result: 'mismatch',
     reason: `DANE: no TLSA record of ${requirement.tlsaName} matches: ${match.reasons.join('; ')}`,
   };
+}
+
+/**
+ * The DANE step of the decision, as the guard and the CLI's probe both make
+ * it: `classification` upgraded to TLS_SECURE on a match; `refuse` with
+ * mode=on when the connection must be abandoned; `note` for what observe
+ * mode lets through or TLS-only passes.
+ */
+export interface DaneJudgement {
+  check: DaneCheck;
+  classification: Classification;
+  refuse?: string;
+  note?: string;
+}
+
+export function judgeDane(
+  requirement: DaneHostRequirement & { mode: 'on' | 'observe' },
+  observed: TlsObservation,
+  mxHost: string,
+  classification: Classification,
+): DaneJudgement {
+  const check = checkDane(requirement, observed, mxHost);
+  if (check.kind === 'authenticated') {
+    // DANE-4/DANE-5: a DANE match is TLS_SECURE, for the decision and the ratchet.
+    return { check, classification: { ...classification, level: SecLevel.TLS_SECURE, reason: check.reason } };
+  }
+  if (check.kind === 'refused') {
+    return requirement.mode === 'on'
+      ? { check, classification, refuse: check.reason }
+      : { check, classification, note: `DANE observe, dane=on would refuse ${mxHost} (${check.result}): ${check.reason}` };
+  }
+  return { check, classification, note: check.reason };
 }
