@@ -73,7 +73,11 @@ export class FileTlsReportStore implements TlsReportStore {
   }
 
   add(entries: readonly CountEntry[]): Promise<void> {
-    for (const entry of entries) checkKeys(entry.day, entry.policyDomain);
+    try {
+      for (const entry of entries) checkKeys(entry.day, entry.policyDomain);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     const run = this.adding.then(() => this.append(entries));
     this.adding = run.catch(() => undefined);
     return run;

@@ -199,7 +199,8 @@ export class RedisTlsReportStore implements TlsReportStore {
   private async writeDelivery(day: string, policyDomain: string, state: DeliveryState, mode: 'NX' | 'ALWAYS'): Promise<DeliveryState> {
     const key = this.key(day, policyDomain, 'delivery');
     const expireAt = Math.ceil(((dayStart(day) as number) + (1 + RETENTION_DAYS) * DAY_MS) / 1000);
-    const stored = await this.run<string>(`SET ${key}`, DELIVERY_SCRIPT, [key], [JSON.stringify(state), String(expireAt), mode]);
+    const stored = await this.run<string | null>(`SET ${key}`, DELIVERY_SCRIPT, [key], [JSON.stringify(state), String(expireAt), mode]);
+    if (stored === null) throw new Error(`tlsrpt: ${key}: the day is past retention (${RETENTION_DAYS} days), nothing is kept for it`);
     return readState(key, stored);
   }
 

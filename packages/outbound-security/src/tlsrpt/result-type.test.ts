@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ResultType } from './record';
-import { resultOfConnection, resultOfDane, resultOfStsDiscovery, resultOfStsShortfall, type MappedResult } from './result-type';
+import {
+  resultOfConnection,
+  resultOfDaneCheck,
+  resultOfStsDiscovery,
+  resultOfStsShortfall,
+  resultOfTlsaLookupFailure,
+  type MappedResult,
+} from './result-type';
 
 const NOW = new Date(Date.UTC(2025, 2, 14));
 const failure = (resultType: ResultType, failureReasonCode?: string): MappedResult =>
@@ -102,8 +109,19 @@ test('RPT-2: MTA-STS discovery failures: certificate → sts-webpki-invalid, bad
   assert.equal(type('policy fetch failed: mta-sts.example.com has no such name (NXDOMAIN)'), 'sts-policy-fetch-error');
 });
 
-test('RPT-2: DANE: failed TLSA lookup → dnssec-invalid, unusable-only or no match → tlsa-invalid', () => {
-  assert.deepEqual(resultOfDane({ kind: 'lookup-failed', reason: 'SERVFAIL' }), failure('dnssec-invalid', 'SERVFAIL'));
-  assert.deepEqual(resultOfDane({ kind: 'unusable-only' }), failure('tlsa-invalid', 'all-tlsa-records-unusable'));
-  assert.deepEqual(resultOfDane({ kind: 'mismatch', reason: '3 1 1 ab…: no match' }), failure('tlsa-invalid', 'tlsa-no-match'));
+test("RPT-2: DANE: failed TLSA lookup → dnssec-invalid; the guard's check: match, unusable-only, no TLS, mismatch", () => {
+  assert.deepEqual(
+    resultOfTlsaLookupFailure('TLSA lookup for _25._tcp.mx.example.com: SERVFAIL'),
+    failure('dnssec-invalid', 'TLSA lookup for _25._tcp.mx.example.com: SERVFAIL'),
+  );
+  assert.deepEqual(resultOfDaneCheck({ kind: 'authenticated', reason: 'matched' }), { kind: 'success' });
+  assert.deepEqual(resultOfDaneCheck({ kind: 'encrypted', reason: 'only unusable' }), failure('tlsa-invalid', 'all-tlsa-records-unusable'));
+  assert.deepEqual(
+    resultOfDaneCheck({ kind: 'refused', result: 'no_tls', reason: 'no TLS' }),
+    failure('starttls-not-supported', 'starttls-not-offered'),
+  );
+  assert.deepEqual(
+    resultOfDaneCheck({ kind: 'refused', result: 'mismatch', reason: 'no match' }),
+    failure('tlsa-invalid', 'tlsa-no-match'),
+  );
 });

@@ -19,7 +19,7 @@
  * | anything else (address literal, new reasons) | validation-failure | the reason |
  *
  * MTA-STS (STS-7/STS-8, a connection an enforce policy refuses or a testing
- * policy would refuse; `stsShortfall` in tls/decision.ts):
+ * policy would refuse; the decision's texts, tls/decision.ts):
  * | `… is not an MX host the policy lists` | validation-failure | `mx-not-in-sts-policy` |
  * | `… negotiated <protocol>, MTA-STS requires TLS 1.2 or later` | validation-failure | `tls-version-below-1.2` |
  * | `… offers <LEVEL> (<reason>), MTA-STS requires TLS_SECURE` | the connection mapping of `<reason>` | |
@@ -29,12 +29,15 @@
  * | an invalid policy, a body that is not UTF-8 or not text/plain, or too large | sts-policy-invalid | the error |
  * | any other fetch failure (DNS, connect, timeout, HTTP status) | sts-policy-fetch-error | the error |
  *
- * DANE (DANE-3/DANE-4):
+ * DANE (DANE-3/DANE-4, the plan's TLSA lookup and the guard's `DaneCheck`):
  * | TLSA lookup bogus, SERVFAIL or timed out | dnssec-invalid | the reason |
- * | only unusable TLSA records | tlsa-invalid | `all-tlsa-records-unusable` |
- * | usable records, none matches the certificate chain | tlsa-invalid | `tlsa-no-match` |
+ * | `authenticated` (a record matched) | success | |
+ * | `encrypted` (only unusable TLSA records) | tlsa-invalid | `all-tlsa-records-unusable` |
+ * | `refused`, no TLS | starttls-not-supported | `starttls-not-offered` |
+ * | `refused`, usable records, none matches the chain | tlsa-invalid | `tlsa-no-match` |
  * `dane-required` is never produced: no setting here requires DANE of every MX.
  */
+import type { DaneCheck } from '../tls/dane-check';
 import type { ResultType } from './record';
 
 export type MappedResult = { kind: 'success' } | { kind: 'failure'; resultType: ResultType; failureReasonCode?: string };
@@ -43,7 +46,7 @@ const failure = (resultType: ResultType, failureReasonCode?: string): MappedResu
   failureReasonCode === undefined ? { kind: 'failure', resultType } : { kind: 'failure', resultType, failureReasonCode };
 
 const VALIDITY = /^certificate outside its validity period \((.*) – (.*)\)$/;
-const STS_OFFERS = /offers [A-Z_]+ \((.*)\), MTA-STS requires TLS_SECURE$/;
+const STS_OFFERS = / offers [A-Z_]+ \((.*)\), MTA-STS requires TLS_SECURE/;
 const CERTIFICATE_ERROR = /CERT|SELF_SIGNED|ALTNAME|UNABLE_TO|certificate/i;
 const INVALID_POLICY = /is invalid:|not valid UTF-8|Content-Type|not text\/plain|bytes is over|body over/i;
 
@@ -74,10 +77,14 @@ export function resultOfConnection(reason: string, now: Date = new Date()): Mapp
   return failure('validation-failure', reason);
 }
 
-/** What an MTA-STS policy refuses (or, in testing mode, would refuse) about a connection. */
+/**
+ * What an MTA-STS policy refuses (or, in testing mode, would refuse) about a
+ * connection: the decision's reason or `stsWouldRefuse` (tls/decision.ts), as
+ * it is (`<domain>: <host> offers … (policy id …, mode …)`).
+ */
 export function resultOfStsShortfall(shortfall: string, now: Date = new Date()): MappedResult {
-  if (shortfall.endsWith('is not an MX host the policy lists')) return failure('validation-failure', 'mx-not-in-sts-policy');
-  if (shortfall.endsWith('MTA-STS requires TLS 1.2 or later')) return failure('validation-failure', 'tls-version-below-1.2');
+  if (shortfall.includes(' is not an MX host the policy lists')) return failure('validation-failure', 'mx-not-in-sts-policy');
+  if (shortfall.includes(', MTA-STS requires TLS 1.2 or later')) return failure('validation-failure', 'tls-version-below-1.2');
   const offers = STS_OFFERS.exec(shortfall);
   if (offers) return resultOfConnection(offers[1] as string, now);
   return failure('validation-failure', shortfall);
@@ -90,22 +97,14 @@ export function resultOfStsDiscovery(reason: string): MappedResult {
   return failure('sts-policy-fetch-error', reason);
 }
 
-/** What DANE found wrong with an MX host. */
-export type DaneProblem =
-  /** The TLSA lookup failed: bogus, SERVFAIL, timeout (DANE-3). */
-  | { kind: 'lookup-failed'; reason: string }
-  /** Only unusable records (RFC 7672 §3.1.3): TLS is still required, nothing can be matched. */
-  | { kind: 'unusable-only' }
-  /** Usable records, none matched the chain the server sent (DANE-4). */
-  | { kind: 'mismatch'; reason: string };
+/** DANE-3: a TLSA lookup that failed (bogus, SERVFAIL, timeout): the host is skipped. */
+export function resultOfTlsaLookupFailure(reason: string): MappedResult {
+  return failure('dnssec-invalid', reason);
+}
 
-export function resultOfDane(problem: DaneProblem): MappedResult {
-  switch (problem.kind) {
-    case 'lookup-failed':
-      return failure('dnssec-invalid', problem.reason);
-    case 'unusable-only':
-      return failure('tlsa-invalid', 'all-tlsa-records-unusable');
-    case 'mismatch':
-      return failure('tlsa-invalid', 'tlsa-no-match');
-  }
+/** DANE-4: the guard's DANE check of a connection (tls/dane-check.ts). */
+export function resultOfDaneCheck(check: DaneCheck): MappedResult {
+  if (check.kind === 'authenticated') return { kind: 'success' };
+  if (check.kind === 'encrypted') return failure('tlsa-invalid', 'all-tlsa-records-unusable');
+  return check.result === 'no_tls' ? failure('starttls-not-supported', 'starttls-not-offered') : failure('tlsa-invalid', 'tlsa-no-match');
 }
