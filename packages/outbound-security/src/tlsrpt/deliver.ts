@@ -40,6 +40,12 @@ import {
 import type { DeliveryOutcome, DeliveryState, DomainCounts, TlsReportStore } from './store';
 import { parseTlsRptRecords, TXT_PREFIX, type ReportUri } from './txt';
 
+/**
+ * How long one process may hold a domain's send lock: longer than one attempt
+ * can take (MAX_REPORT_URIS sends, each with its own deadline).
+ */
+export const DEFAULT_LOCK_TTL_MS = 10 * 60_000;
+
 /** Who reports (the settings). */
 export interface ReportIdentity {
   organization: string;
@@ -58,8 +64,9 @@ export interface DeliveryDeps {
   post(url: URL, gzipped: Buffer): Promise<PostResult>;
   identity: ReportIdentity;
   schedule: ScheduleSettings;
-  /** This process's name for the send lock (unique in the cluster). */
+  /** This process's name for the send lock (unique in the cluster: host name and pid, say). */
   holder: string;
+  /** DEFAULT_LOCK_TTL_MS unless the sends are slower. */
   lockTtlMs: number;
   now(): number;
   random(): number;

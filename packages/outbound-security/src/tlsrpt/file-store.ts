@@ -30,6 +30,7 @@ import { releaseLock, takeLock } from './file-lock';
 import { isDay } from './record';
 import {
   CountsBuilder,
+  PartialAddError,
   checkKeys,
   isToken,
   parseDeliveryState,
@@ -90,22 +91,33 @@ export class FileTlsReportStore implements TlsReportStore {
       list.push(entry);
       byDay.set(entry.day, list);
     }
-    for (const [day, list] of byDay) {
-      const writer = await this.writer(day);
-      const defined = new Set(writer.defined);
-      const text = encodeBatch(`${path.basename(writer.file)}:${++this.batches}`, list, defined);
+    const days = [...byDay.keys()];
+    for (const [index, day] of days.entries()) {
       try {
-        await writer.handle.write(text);
-        await writer.handle.sync();
+        await this.appendDay(day, byDay.get(day) as CountEntry[]);
       } catch (err) {
-        // A torn batch may end this file: the next batch goes to a new one.
-        this.writers.delete(day);
-        await writer.handle.close().catch(() => undefined);
-        throw new Error(`tlsrpt: cannot append to ${writer.file}: ${errorText(err)}`, { cause: err });
+        const notAdded = days.slice(index).flatMap((d) => byDay.get(d) as CountEntry[]);
+        throw new PartialAddError(`tlsrpt: ${errorText(err)}`, notAdded, { cause: err });
       }
-      writer.defined = defined;
     }
     this.closeOldWriters();
+  }
+
+  /** One batch of one day: written in one write, then fsynced. */
+  private async appendDay(day: string, list: CountEntry[]): Promise<void> {
+    const writer = await this.writer(day);
+    const defined = new Set(writer.defined);
+    const text = encodeBatch(`${path.basename(writer.file)}:${++this.batches}`, list, defined);
+    try {
+      await writer.handle.write(text);
+      await writer.handle.sync();
+    } catch (err) {
+      // A torn batch may end this file: the next batch goes to a new one.
+      this.writers.delete(day);
+      await writer.handle.close().catch(() => undefined);
+      throw new Error(`cannot append to ${writer.file}: ${errorText(err)}`, { cause: err });
+    }
+    writer.defined = defined;
   }
 
   private async writer(day: string): Promise<DayWriter> {

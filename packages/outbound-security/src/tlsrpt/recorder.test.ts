@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { MemoryTlsReportStore } from './memory-store';
 import { noPolicyFound, reportedPolicy, type SessionRecord } from './record';
 import { TlsReportRecorder } from './recorder';
-import type { CountEntry } from './store';
+import { PartialAddError, type CountEntry } from './store';
 
 const DAY_MS = Date.UTC(2025, 2, 14, 12);
 const STS = reportedPolicy(
@@ -74,6 +74,35 @@ test('RPT-1: a batch the store refused is kept and written at the next flush, me
   const counts = await store.counts('2025-03-14', 'example.com');
   assert.equal(counts.policies[0]?.successes, 2);
   assert.equal(counts.policies[0]?.failures[0]?.count, 1);
+});
+
+test('RPT-1: after a partial failure only what the store did not add is offered again', async () => {
+  const store = new MemoryTlsReportStore();
+  const offered: string[][] = [];
+  let partial = true;
+  const recorder = new TlsReportRecorder({
+    write: async (entries) => {
+      offered.push(entries.map((e) => e.policyDomain).sort());
+      if (!partial) return store.add(entries);
+      partial = false;
+      const [stored, ...rest] = [...entries].sort((a, b) => a.policyDomain.localeCompare(b.policyDomain));
+      await store.add([stored as CountEntry]);
+      throw new PartialAddError('one group failed', rest);
+    },
+    now: () => DAY_MS,
+  });
+  recorder.record(success('a.example'));
+  recorder.record(success('b.example'));
+  recorder.record(success('c.example'));
+  await recorder.flush();
+  await recorder.flush();
+  assert.deepEqual(offered, [
+    ['a.example', 'b.example', 'c.example'],
+    ['b.example', 'c.example'],
+  ]);
+  for (const domain of ['a.example', 'b.example', 'c.example']) {
+    assert.equal((await store.counts('2025-03-14', domain)).policies[0]?.successes, 1, `${domain} counted once`);
+  }
 });
 
 test('OPS-5: past max entries, new kinds are dropped and counted, known kinds keep counting; a full batch flushes early', async () => {

@@ -9,9 +9,10 @@
  *   without details, so the commonest case builds one short string.
  * - `flush` hands the batch to the store every `flushIntervalMs` (and when the
  *   batch is full, and on `close`). One flush at a time. A batch the store
- *   refused is merged back and offered again at the next flush (at least once:
- *   a store that failed after writing, say a Redis timeout after the server
- *   ran the script, may count those sessions twice).
+ *   refused is merged back and offered again at the next flush: all of it, or
+ *   only what the store says it did not add (`PartialAddError`). At least
+ *   once: a write whose outcome is unknown (a Redis timeout after the server
+ *   ran the script) may count those sessions twice.
  * - OPS-5: at most `maxEntries` distinct kinds are held. Past that, a new kind
  *   of session is not held but counted in `dropped` (a metric), never grown;
  *   kinds already held keep counting.
@@ -20,7 +21,7 @@
  *   block every later batch.
  */
 import { failureKey, isDay, normaliseFailure, utcDay, type SessionRecord } from './record';
-import { isPolicyDomain, type CountEntry } from './store';
+import { PartialAddError, isPolicyDomain, type CountEntry } from './store';
 
 /** How often the counts are written (RPT-1). */
 export const DEFAULT_FLUSH_INTERVAL_MS = 30_000;
@@ -126,7 +127,7 @@ export class TlsReportRecorder {
         await this.write([...batch.values()]);
       } catch (err) {
         this.stats_.failedFlushes++;
-        this.mergeBack(batch);
+        this.mergeBack(err instanceof PartialAddError ? notAddedOf(batch, err.notAdded) : batch);
         this.onFlushError(err instanceof Error ? err : new Error(String(err)));
         return; // the next timer tick tries again
       }
@@ -155,4 +156,10 @@ export class TlsReportRecorder {
     await this.flush();
     if (this.flushAgain || this.pending.size > 0) await this.flush();
   }
+}
+
+/** The entries of `batch` (by key) that the store did not add. */
+function notAddedOf(batch: Map<string, CountEntry>, notAdded: readonly CountEntry[]): Map<string, CountEntry> {
+  const missing = new Set(notAdded);
+  return new Map([...batch].filter(([, entry]) => missing.has(entry)));
 }

@@ -11,7 +11,7 @@
  *
  * - Counting is HINCRBY: additions from any number of processes sum up on the
  *   server. One (day, domain) group of a batch is one script run, so it is
- *   added whole or not at all.
+ *   added whole or not at all; a failed `add` names the groups it did not add.
  * - Every key of a day expires RETENTION_DAYS after the day ends (EXPIREAT,
  *   set again at each write), so nothing needs pruning; `prune` only trims
  *   the days index (a few bytes per day, without a time to live). Redis 6 or
@@ -20,7 +20,7 @@
  *   SET NX PX, released by a script that deletes it only for its holder.
  */
 import { failureKey, isDay, parseFailureKey, reportedPolicy, dayStart, type ReportedPolicy } from './record';
-import { CountsBuilder, RETENTION_DAYS, checkKeys, isToken, parseDeliveryState } from './store';
+import { CountsBuilder, PartialAddError, RETENTION_DAYS, checkKeys, isToken, parseDeliveryState } from './store';
 import type { CountEntry, DeliveryState, DomainCounts, TlsReportStore } from './store';
 import type { RedisConnection } from '../store/redis-connection';
 
@@ -111,10 +111,19 @@ export class RedisTlsReportStore implements TlsReportStore {
       const group = `${entry.day} ${entry.policyDomain}`;
       groups.set(group, [...(groups.get(group) ?? []), entry]);
     }
-    const runs = [...groups.values()].map((group) => this.addGroup(group));
-    const results = await Promise.allSettled(runs);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    const list = [...groups.values()];
+    const results = await Promise.allSettled(list.map((group) => this.addGroup(group)));
+    const failed = results.flatMap((r, i) =>
+      r.status === 'rejected' ? [{ group: list[i] as CountEntry[], reason: r.reason as Error }] : [],
+    );
+    if (failed.length === 0) return;
+    const first = failed[0]?.reason;
+    const message = `${failed.length} of ${list.length} (day, domain) groups not added: ${first?.message ?? 'unknown error'}`;
+    throw new PartialAddError(
+      message,
+      failed.flatMap((f) => f.group),
+      { cause: first },
+    );
   }
 
   private addGroup(group: CountEntry[]): Promise<unknown> {

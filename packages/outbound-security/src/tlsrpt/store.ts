@@ -7,8 +7,10 @@
  * (./memory-store, one process). One contract suite proves them alike.
  *
  * - `add` only ever adds: counts from any number of processes sum up, in any
- *   order (RPT-1). A failed `add` added nothing, or all of one (day, domain)
- *   group; the recorder then offers the batch again (at least once).
+ *   order (RPT-1). A failed `add` rejects with `PartialAddError` naming the
+ *   entries it did not add (the others are stored), and the recorder offers
+ *   those again (at least once: an entry whose write outcome is unknown, a
+ *   timeout say, is among them).
  * - `counts` merges what every process added; what cannot be read is skipped
  *   and named in `problems`, never thrown.
  * - Sending is coordinated per (day, domain): a lock with a time to live, so
@@ -71,7 +73,7 @@ export type DeliveryOutcome = 'sent' | 'gave-up' | 'no-record' | 'not-sent';
 export interface TlsReportStore {
   /** For logs: `file:/var/lib/haraka/tlsrpt`, `redis://…`. */
   readonly description: string;
-  /** Adds counts; rejects when they could not be stored (then nothing, or whole (day, domain) groups, were added). */
+  /** Adds counts; rejects with PartialAddError (what was not added) when some could not be stored. */
   add(entries: readonly CountEntry[]): Promise<void>;
   /** Days that have counts, oldest first. */
   days(): Promise<string[]>;
@@ -92,6 +94,17 @@ export interface TlsReportStore {
   close(): Promise<void>;
   /** Stores that connect in the background (Redis): resolves true once usable. */
   ready?(timeoutMs: number): Promise<boolean>;
+}
+
+/** A failed `add`: `notAdded` lists what was not stored (everything, unless the store knows better). */
+export class PartialAddError extends Error {
+  constructor(
+    message: string,
+    readonly notAdded: readonly CountEntry[],
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
 }
 
 const HOST_NAME = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
