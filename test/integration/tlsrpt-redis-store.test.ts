@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import { TestRedis } from '../fixtures/redis-server';
 import { addDays, dayStart, utcDay } from 'haraka-outbound-security/tlsrpt/record';
 import { TlsReportRecorder } from 'haraka-outbound-security/tlsrpt/recorder';
+import { openTlsReportStore as openFromSettings } from 'haraka-outbound-security/tlsrpt/open';
 import { RETENTION_DAYS, type TlsReportStore } from 'haraka-outbound-security/tlsrpt/store';
 import { tlsReportStoreContract } from '../support/tlsrpt-store.contract';
 import { WORKER_POLICY, openTlsReportStore } from '../support/tlsrpt-store.worker';
@@ -93,6 +94,22 @@ test('RPT-1, ST-4: while Redis is down the recorder keeps its batch, and writes 
     assert.equal((await store.counts(DAY, 'example.com')).policies[0]?.successes, 10);
   } finally {
     await recorder.close();
+    await store.close();
+  }
+});
+
+test("RPT-1, ST-1: with store=redis the TLS report store is in Redis under the plugins' prefix", async () => {
+  const prefix = `t${randomBytes(6).toString('hex')}:`;
+  const store = openFromSettings({
+    dataDir: '/nonexistent',
+    store: { backend: 'redis', prefix, commandTimeoutMs: 2000, plugin: {} },
+    redisIni: { server: { host: '127.0.0.1', port: String(redis.port) }, opts: {} },
+  });
+  try {
+    assert.equal(await store.ready?.(CONNECT_MS), true);
+    await store.add([{ day: DAY, policyDomain: 'example.com', policy: WORKER_POLICY, count: 2 }]);
+    assert.equal(Number((await redis.cli('HGET', `${prefix}tlsrpt:${DAY}:example.com:counts`, `s\t${WORKER_POLICY.id}`)).trim()), 2);
+  } finally {
     await store.close();
   }
 });
