@@ -110,6 +110,12 @@ before(async () => {
           tlsa('mx.tlsonly.dane.test', 1, 1, spkiSha256(ee.cert)),
           ...mx('skip.dane.test', 'mx1.skip.dane.test', SINK.skipFirst, 10),
           ...mx('skip.dane.test', 'mx2.skip.dane.test', SINK.skipSecond, 20),
+          // mx1.aaaa: its A is secure, its AAAA bogus (SERVFAIL): status unknown, so it is skipped (DANE-2).
+          ...mx('aaaa.dane.test', 'mx1.aaaa.dane.test', SINK.mismatchFirst, 10),
+          { name: 'mx1.aaaa.dane.test', type: 'AAAA', address: '2001:db8::25', badSignature: true },
+          tlsa('mx1.aaaa.dane.test', 3, 1, spkiSha256(mismatchSecond.cert)),
+          ...mx('aaaa.dane.test', 'mx2.aaaa.dane.test', SINK.mismatchSecond, 20),
+          tlsa('mx2.aaaa.dane.test', 3, 1, spkiSha256(mismatchSecond.cert)),
           ...mx('both.dane.test', 'mx.both.dane.test', SINK.both),
           tlsa('mx.both.dane.test', 3, 1, spkiSha256(both.cert)),
           { name: '_mta-sts.both.dane.test', type: 'TXT', data: 'v=STSv1; id=20261130' },
@@ -212,6 +218,15 @@ test('DANE-3: a bogus zone (bad or expired signatures) is never delivered to (SE
   assert.equal(sink(SINK.skipFirst).count('connect'), 0, 'the host with the failed TLSA lookup is never connected to');
   assert.equal(sink(SINK.skipSecond).messages.length, 1);
   assert.ok(haraka.logLines.some((l) => /MX mx1\.skip\.dane\.test skipped: TLSA lookup for .*SERVFAIL/.test(l)));
+});
+
+test('DANE-2: a host whose AAAA answer is bogus is skipped, not used without DANE (a forged address answer cannot turn DANE off)', async () => {
+  const firstBefore = sink(SINK.mismatchFirst).count('connect');
+  const secondBefore = sink(SINK.mismatchSecond).messages.length;
+  await deliver('aaaa.dane.test');
+  assert.equal(sink(SINK.mismatchFirst).count('connect'), firstBefore, 'mx1 is never connected to');
+  assert.equal(sink(SINK.mismatchSecond).messages.length, secondBefore + 1);
+  assert.ok(haraka.logLines.some((l) => /MX mx1\.aaaa\.dane\.test skipped: address lookup for mx1\.aaaa\.dane\.test failed/.test(l)));
 });
 
 test('DANE-5: where DANE applies, MTA-STS is not used: an enforce policy listing none of the MX hosts does not stop a DANE-matched delivery', async () => {

@@ -82,3 +82,21 @@ test('DANE-3: with every host failing its TLSA lookup nothing is left (the messa
   assert.match(none.kind === 'none-left' ? none.reason : '', /every MX host failed its TLSA lookup/);
   assert.equal((await daneStep([mx('a.test')], true, deps('on', {}))).kind, 'not-applicable');
 });
+
+test('DANE-2: a host of a secure MX RRset whose AAAA (or A) lookup failed is skipped, never used without DANE', async () => {
+  const partial: ResolvedMx = { host: 'a.test', priority: 10, addresses: ['192.0.2.1'], addressLookupFailed: 'ESERVFAIL (bogus)' };
+  const step = await daneStep([partial, mx('b.test')], true, deps('on', { 'b.test': 'dane' }));
+  assert.equal(step.kind, 'applies');
+  if (step.kind === 'applies') {
+    assert.deepEqual(
+      step.mxs.map((m) => m.host),
+      ['b.test'],
+    );
+    assert.match(
+      step.notes.join('\n'),
+      /MX a\.test skipped: address lookup for a\.test failed \(ESERVFAIL \(bogus\)\): DNSSEC status unknown/,
+    );
+  }
+  const alone = await daneStep([partial], true, deps('on', {}));
+  assert.equal(alone.kind, 'none-left');
+});

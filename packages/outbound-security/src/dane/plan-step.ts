@@ -46,10 +46,21 @@ export type DaneStep =
 
 export async function daneStep(mxs: readonly ResolvedMx[], mxSecure: boolean, deps: DaneDeps): Promise<DaneStep> {
   if (!mxSecure) return { kind: 'not-applicable', reason: 'the MX answer is not DNSSEC-validated' };
+  // A host of a secure MX RRset whose A or AAAA lookup failed (a validating resolver's SERVFAIL for
+  // bogus data) has an unknown status: it is skipped like a failed TLSA lookup, never used without DANE.
+  const unknown = mxs.filter((mx) => mx.secure !== true && mx.addressLookupFailed !== undefined);
   const candidates = mxs.filter((mx) => mx.secure === true);
-  if (candidates.length === 0) return { kind: 'not-applicable', reason: 'no MX host has DNSSEC-validated addresses' };
+  if (candidates.length === 0 && unknown.length === 0)
+    return { kind: 'not-applicable', reason: 'no MX host has DNSSEC-validated addresses' };
   const lookups = await Promise.all(candidates.map((mx) => deps.lookupTlsa(mx.host)));
-  const byHost = new Map(candidates.map((mx, i) => [mx.host, lookups[i] as TlsaLookup]));
+  const byHost = new Map<string, TlsaLookup>(candidates.map((mx, i) => [mx.host, lookups[i] as TlsaLookup]));
+  for (const mx of unknown) {
+    byHost.set(mx.host, {
+      kind: 'failed',
+      name: mx.host,
+      reason: `address lookup for ${mx.host} failed (${mx.addressLookupFailed}): DNSSEC status unknown`,
+    });
+  }
   const hosts: Record<string, DaneHostRequirement> = {};
   const notes: string[] = [];
   const kept: ResolvedMx[] = [];

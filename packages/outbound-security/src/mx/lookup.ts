@@ -20,6 +20,8 @@ export interface ResolvedMx {
   addresses: string[];
   /** DANE-2: the MX answer and both address answers of this host were DNSSEC-validated. */
   secure?: boolean;
+  /** One of the host's address lookups (A or AAAA) failed: its DNSSEC status is unknown (DANE-2). */
+  addressLookupFailed?: string;
 }
 
 /** DSN status codes used for permanent failures. */
@@ -47,7 +49,7 @@ export interface MxLookupOptions {
 
 /** `unused`: allowed addresses beyond the per-host limit (OPS-5). */
 export type HostAddresses =
-  | { kind: 'ok'; addresses: string[]; refused: string[]; unused: number; secure: boolean }
+  | { kind: 'ok'; addresses: string[]; refused: string[]; unused: number; secure: boolean; failed?: string }
   | { kind: 'missing'; detail: string }
   | { kind: 'failure'; detail: string };
 
@@ -84,7 +86,8 @@ export async function resolveHost(
   }
   // DANE-2: both answers validated (records or a validated denial).
   const secure = a.kind !== 'failure' && aaaa.kind !== 'failure' && a.secure === true && aaaa.secure === true;
-  return { kind: 'ok', addresses, refused, unused: found.length - checked, secure };
+  const failed = failures.length > 0 ? failures.map(describeFailure).join(', ') : undefined;
+  return { kind: 'ok', addresses, refused, unused: found.length - checked, secure, ...(failed ? { failed } : {}) };
 }
 
 function answerRecords<T>(answer: DnsAnswer<T>): T[] {
@@ -147,9 +150,14 @@ export async function lookupMx(aLabel: string, dns: DnsClient, options: MxLookup
       if (result.unused > 0) {
         notes.push(`MX ${mx.host}: ${result.unused} more addresses not used (max_addresses_per_mx=${maxAddresses})`);
       }
-      if (result.addresses.length > 0)
-        mxs.push({ ...mx, addresses: result.addresses, ...(secure && result.secure ? { secure: true } : {}) });
-      else notes.push(`MX ${mx.host} dropped: every address is refused`);
+      if (result.addresses.length > 0) {
+        mxs.push({
+          ...mx,
+          addresses: result.addresses,
+          ...(secure && result.secure ? { secure: true } : {}),
+          ...(result.failed ? { addressLookupFailed: result.failed } : {}),
+        });
+      } else notes.push(`MX ${mx.host} dropped: every address is refused`);
     } else {
       if (result.kind === 'failure') anyFailure = true;
       problems.push(result.detail);
