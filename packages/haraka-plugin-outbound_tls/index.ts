@@ -3,6 +3,8 @@
  * security-level ratchet, MTA-STS enforce and the admin policy table before
  * MAIL FROM, and never sends below them (TLS-1 … TLS-8, POL-1 … POL-4). A thin
  * adapter over the library's connection guard and connection requirement.
+ * With `[tlsrpt] enabled=true` it also counts every connection and sends the
+ * daily TLS reports (RFC 8460, RPT-1 … RPT-4; see tlsrpt.ts).
  */
 import path from 'node:path';
 import { publishPluginDocs } from 'haraka-outbound-security/haraka/plugin-docs';
@@ -32,8 +34,10 @@ import type { OutboundTlsConfig } from 'haraka-outbound-security/config/outbound
 import { outboundTlsSettings, policyTableSettings, sharedStores, type SharedSettings } from 'haraka-outbound-security/config/settings';
 import type { RatchetRead, RatchetStore } from 'haraka-outbound-security/ratchet/store';
 import { SecLevel, levelName } from 'haraka-outbound-security/tls/sec-level';
+import { sessionOfConnection } from 'haraka-outbound-security/tlsrpt/session';
+import { markReportTransaction, startTlsReporting, type ReportingPlugin } from './tlsrpt';
 
-interface OutboundTlsPlugin extends HarakaPlugin {
+interface OutboundTlsPlugin extends HarakaPlugin, ReportingPlugin {
   tlsConfig: OutboundTlsConfig;
   ratchetStore: RatchetStore;
   guardProblem: string | null;
@@ -67,6 +71,9 @@ export function register(this: OutboundTlsPlugin): void {
   } else {
     installConnectionGuard(hmail, guardDeps(this));
   }
+  // RPT-1 … RPT-4: TLS reporting ([tlsrpt], off by default), following outbound_tls.ini reloads.
+  startTlsReporting(this);
+  this.register_hook('data_post', 'mark_tls_report');
 
   // OPS-3: the listener runs in Haraka's main process and follows [metrics] listen (load_outbound_tls_ini).
   if (cluster.isPrimary) {
@@ -212,7 +219,19 @@ function guardDeps(plugin: OutboundTlsPlugin): GuardDeps {
       exemption: (use) => metrics.exemptions.inc({ exemption: use.exemption }),
       dane: (result, mode) => metrics.dane.inc({ result, mode }),
     },
+    recordSession: (hmail, facts, outcome) => {
+      if (!plugin.tlsReporting?.enabled) return;
+      const stsPolicy = getDeliveryState(hmail)?.sts?.policy;
+      const session = sessionOfConnection(stsPolicy ? { ...facts, stsPolicy } : facts, outcome);
+      if (session) plugin.tlsReporting.record(session);
+    },
   };
+}
+
+/** RPT-4: a report message submitted by `haraka-outbound tlsrpt send` is marked like the ones queued here. */
+export function mark_tls_report(this: OutboundTlsPlugin, next: Next, connection: unknown): void {
+  markReportTransaction(this, connection);
+  next(CONT);
 }
 
 /** The ratchet key of a recipient domain as outbound_mx writes it (A-label or canonical literal), or null. */
@@ -272,6 +291,7 @@ export function fail_closed_get_mx(this: OutboundTlsPlugin, next: Next, hmail: H
 
 export function shutdown(this: OutboundTlsPlugin): void {
   void this.metricsListener?.close();
+  void this.tlsReporting?.close();
   sharedStores(this)
     .close()
     .catch(() => undefined);

@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { SecLevel, parseLevel } from '../tls/sec-level';
 import { booleanValue, integerValue, type IniFile, type IniSchema, type IniSection } from './ini';
+import { TLSRPT_KEYS, parseTlsReportingSettings, type TlsReportingConfig } from '../tlsrpt/settings';
 
 /** The sections and keys outbound_tls.ini may hold (PKG-4); [redis] is passed to haraka-plugin-redis as is. */
 export const OUTBOUND_TLS_SCHEMA: IniSchema = {
@@ -21,6 +22,7 @@ export const OUTBOUND_TLS_SCHEMA: IniSchema = {
   ],
   redis: '*',
   metrics: ['listen'],
+  tlsrpt: TLSRPT_KEYS,
 };
 
 export interface RedisBackend {
@@ -48,6 +50,12 @@ export interface OutboundTlsConfig {
   authMinLevel: SecLevel;
   /** `host:port` of the Prometheus listener, or null when off. */
   metricsListen: string | null;
+  /**
+   * RPT-1 … RPT-4: TLS reporting ([tlsrpt], off by default). Never throws:
+   * a misconfigured section is `misconfigured` with the reason (logged at
+   * load and reload) and reporting stays off.
+   */
+  tlsrpt: TlsReportingConfig;
 }
 
 /** `harakaDir` anchors a relative data_dir (the directory holding config/). */
@@ -83,5 +91,6 @@ export function parseOutboundTlsConfig(ini: IniFile, harakaDir: string): Outboun
     smartHostRatchet: booleanValue('main', 'smart_host_ratchet', main.smart_host_ratchet, true),
     authMinLevel,
     metricsListen: listen === '' ? null : listen,
+    tlsrpt: parseTlsReportingSettings(ini.tlsrpt, { baseDir: harakaDir }),
   };
 }

@@ -202,3 +202,24 @@ test('POL-1: a policy table that cannot be read at startup throws naming the fil
     fs.rmSync(file, { recursive: true, force: true });
   }
 });
+
+test('RPT-3, PKG-4: [tlsrpt] is parsed with outbound_tls.ini; a misconfigured section is an error at load and reload, the rest applies and reporting stays off', () => {
+  const tls = host('outbound_tls');
+  tls.config.files.set('outbound_tls.ini', { main: { plain_retry: 'false' }, tlsrpt: { enabled: 'true' } });
+  const settings = new WatchedSettings(SHARED_SETTINGS).load(tls);
+  assert.equal(settings.current.tls.plainRetry, false);
+  assert.equal(settings.current.tls.tlsrpt.kind, 'misconfigured');
+  assert.ok(
+    tls.lines.some((l) => /^ERROR \[outbound_tls\] outbound_tls\.ini: \[tlsrpt\] sender is required.*TLS reporting stays off$/.test(l)),
+    tls.lines.join('\n'),
+  );
+  assert.ok(tls.lines.some((l) => /^INFO \[outbound_tls\] outbound_tls\.ini, redis\.ini: .* tlsrpt=misconfigured$/.test(l)));
+
+  let seen: SharedSettings | undefined;
+  settings.subscribe((next) => (seen = next));
+  tls.config.change('outbound_tls.ini', { tlsrpt: { enabled: 'true', sender: 'tlsrpt@sender.example', delay_window: '60' } });
+  assert.equal(seen?.tls.tlsrpt.kind, 'on');
+  assert.equal(seen?.tls.tlsrpt.kind === 'on' && seen.tls.tlsrpt.settings.delayWindowMs, 60_000);
+  tls.config.change('outbound_tls.ini', { tlsrpt: {} });
+  assert.equal(seen?.tls.tlsrpt.kind, 'off', 'off unless enabled');
+});

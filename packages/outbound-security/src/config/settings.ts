@@ -241,7 +241,7 @@ export const MX_SETTINGS: SettingsSpec<MxSettings> = iniSpec({
     `mta_sts=${mx.mtaSts.enabled ? 'on' : 'off'}`,
 });
 
-export const SHARED_SETTINGS: SettingsSpec<SharedSettings> = iniSpec({
+const sharedIni = iniSpec<SharedSettings>({
   files: [OUTBOUND_TLS_INI, REDIS_INI],
   owner: 'outbound_tls',
   parse: (ini, haraka) => ({
@@ -250,8 +250,23 @@ export const SHARED_SETTINGS: SettingsSpec<SharedSettings> = iniSpec({
   }),
   describe: ({ tls }) =>
     `data_dir=${tls.dataDir} store=${tls.store.backend} on_store_error=${tls.onStoreError} plain_retry=${tls.plainRetry} ` +
-    `smart_host_ratchet=${tls.smartHostRatchet} metrics listen=${tls.metricsListen ?? '-'}`,
+    `smart_host_ratchet=${tls.smartHostRatchet} metrics listen=${tls.metricsListen ?? '-'} tlsrpt=${tls.tlsrpt.kind}`,
 });
+
+/**
+ * outbound_tls.ini and redis.ini. A misconfigured [tlsrpt] does not stop the
+ * rest from applying: it is an error in the log (at startup and at every
+ * reload) and TLS reporting stays off (RPT-3, issue 13 item 4).
+ */
+export const SHARED_SETTINGS: SettingsSpec<SharedSettings> = {
+  ...sharedIni,
+  read: (config, onChange) => {
+    const read = sharedIni.read(config, onChange);
+    const tlsrpt = read.value.tls.tlsrpt;
+    if (tlsrpt.kind === 'misconfigured') read.notices.push({ level: 'error', message: `${OUTBOUND_TLS_INI}: ${tlsrpt.reason}` });
+    return read;
+  },
+};
 
 /**
  * POL-1: the policy table. haraka-config watches the file (its `binary` read

@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import type { RatchetRead, RatchetStore } from '../ratchet/store';
 import type { ExemptionUse, Requirement } from '../tls/decision';
 import { SecLevel } from '../tls/sec-level';
+import { REPORT_NOTE, type ConnectionFacts, type ConnectionOutcome } from '../tlsrpt/session';
 import { installConnectionGuard, type GuardDeps, type GuardedHMail, type HMailPrototype } from './connection-guard';
 
 class FakeSocket extends EventEmitter {
@@ -161,4 +162,90 @@ test('POL-2: an exempted relay key is still raised by a better connection, besid
   assert.deepEqual(errors, []);
   assert.deepEqual(exemptions, []);
   assert.deepEqual(raised, ['example.test TLS_INSECURE', 'relay:relay.example.test TLS_INSECURE']);
+});
+
+/** Greeting, EHLO with STARTTLS offered, STARTTLS sent. */
+function askStartTls(socket: FakeSocket): void {
+  socket.emit('line', '220 mx.example.test ESMTP\r\n');
+  socket.write('EHLO haraka.test\r\n');
+  socket.emit('line', '250-mx.example.test\r\n');
+  socket.emit('line', '250 STARTTLS\r\n');
+  socket.write('STARTTLS\r\n');
+}
+
+/** A harness whose `recordSession` collects what the guard hands over. */
+function recording(
+  stored: RatchetRead,
+  requirement?: Requirement,
+): Harness & { sessions: Array<{ facts: ConnectionFacts; outcome: ConnectionOutcome }> } {
+  const h = harness(stored, requirement);
+  const sessions: Array<{ facts: ConnectionFacts; outcome: ConnectionOutcome }> = [];
+  h.deps.recordSession = (_hmail, facts, outcome) => sessions.push({ facts, outcome });
+  return { ...h, sessions };
+}
+
+test('RPT-1: a connection that reaches the decision is recorded once, with its classification and addresses', async () => {
+  const { proto, deps, sessions } = recording({ kind: 'level', entry: { domain: 'example.test', level: SecLevel.TLS_SECURE } });
+  installConnectionGuard(proto, deps);
+  const socket = Object.assign(new FakeSocket(), { localAddress: '192.0.2.100' });
+  proto.try_deliver_host_on_socket?.call(hmail, { exchange: '192.0.2.1', from_dns: 'mx.example.test' }, '192.0.2.1', 25, socket);
+  await converse(socket);
+  socket.write('MAIL FROM:<b@example.org>\r\n');
+  assert.equal(sessions.length, 1, 'abandoned by the ratchet, still one session');
+  const [session] = sessions;
+  assert.equal(session?.facts.mxHost, 'mx.example.test');
+  assert.equal(session?.facts.receivingIp, '192.0.2.1');
+  assert.equal(session?.facts.sendingIp, '192.0.2.100');
+  assert.equal(session?.outcome.kind === 'decided' && session.outcome.classification.reason, 'no TLS');
+});
+
+test('RPT-1: a refused STARTTLS is recorded once with its reason, before the TLS-3 retry', async () => {
+  const { proto, deps, sessions } = recording({ kind: 'none' });
+  installConnectionGuard(proto, deps);
+  const socket = new FakeSocket();
+  const mxlist: GuardedHMail['mxlist'] = [];
+  proto.try_deliver_host_on_socket?.call(
+    { ...hmail, mxlist },
+    { exchange: '192.0.2.1', from_dns: 'mx.example.test' },
+    '192.0.2.1',
+    25,
+    socket,
+  );
+  askStartTls(socket);
+  socket.emit('line', '454 TLS not available\r\n');
+  assert.equal(mxlist.length, 1, 'TLS-3: one plain retry queued');
+  assert.deepEqual(
+    sessions.map((s) => s.outcome),
+    [{ kind: 'tls-ended', reason: 'refused STARTTLS: "454 TLS not available"' }],
+  );
+});
+
+test('RPT-1: a failed handshake (Haraka’s tls error) is recorded with the handshake reason', () => {
+  const { proto, deps, sessions } = recording({ kind: 'none' });
+  installConnectionGuard(proto, deps);
+  const socket = new FakeSocket();
+  proto.try_deliver_host_on_socket?.call(hmail, { exchange: '192.0.2.1', from_dns: 'mx.example.test' }, '192.0.2.1', 25, socket);
+  askStartTls(socket);
+  socket.emit('line', '220 go ahead\r\n');
+  socket.emit('error', Object.assign(new Error('wrong version number'), { source: 'tls' }));
+  assert.deepEqual(
+    sessions.map((s) => s.outcome),
+    [{ kind: 'tls-ended', reason: 'TLS handshake failed (wrong version number)' }],
+  );
+});
+
+test('RPT-4: a TLS report message is not guarded: not counted, the stored level neither read nor enforced', async () => {
+  const { proto, deps, sessions, errors, ratchetResults } = recording({
+    kind: 'level',
+    entry: { domain: 'example.test', level: SecLevel.TLS_SECURE },
+  });
+  let asked = 0;
+  deps.requirement = () => (asked++, { domain: 'example.test', ratchet: true });
+  installConnectionGuard(proto, deps);
+  const socket = new FakeSocket();
+  const report: GuardedHMail = { ...hmail, todo: { domain: 'example.test', notes: { [REPORT_NOTE]: 'example.test' } } };
+  proto.try_deliver_host_on_socket?.call(report, { exchange: '192.0.2.1', from_dns: 'mx.example.test' }, '192.0.2.1', 25, socket);
+  await converse(socket);
+  assert.deepEqual(socket.written, ['EHLO haraka.test\r\n', 'MAIL FROM:<a@example.org>\r\n'], 'delivered despite the stored level');
+  assert.deepEqual([sessions.length, asked, errors.length, ratchetResults.length], [0, 0, 0, 0]);
 });

@@ -13,6 +13,13 @@
  *  - a refused STARTTLS or a failed handshake queues one more connection to
  *    the same MX without STARTTLS (TLS-3), unless it carries credentials;
  * and enriches Haraka's final "Tried all MXs" deferral with the reasons.
+ *
+ * RPT-1: each connection's TLS outcome is handed to `recordSession` once, at
+ * the decision or when its TLS negotiation ends it. RPT-4: a TLS report
+ * message (tlsrpt/session.ts `isReportMessage`) is not guarded at all: RFC
+ * 8460 §5.3 says reports are delivered "despite any TLS-related failures" and
+ * RFC 8689 `TLS-Required: No` lets the sender ignore its TLS policy for it;
+ * its connections are not counted, and the ratchet is neither read nor raised.
  */
 import type { RatchetRead, RatchetStore } from '../ratchet/store';
 import {
@@ -29,6 +36,7 @@ import { SecLevel, levelName } from '../tls/sec-level';
 import { daneResult, judgeDane, type DaneResult } from '../tls/dane-check';
 import type { DaneMode } from '../dane/plan-step';
 import { classifyConnection, type TlsObservation } from '../tls/classify';
+import { isReportMessage, type ConnectionFacts, type ConnectionOutcome } from '../tlsrpt/session';
 import type { X509Certificate } from 'node:crypto';
 import net from 'node:net';
 
@@ -40,6 +48,8 @@ export interface GuardedSocket {
   emit(event: string | symbol, ...args: unknown[]): boolean;
   prependListener(event: string, listener: (...args: unknown[]) => void): unknown;
   isEncrypted?(): boolean;
+  /** The local address of the connection (RPT-1 `sending-mta-ip`). */
+  localAddress?: string;
   cleartext?: {
     authorizationError?: string | Error | null;
     getPeerX509Certificate?(): X509Certificate | undefined;
@@ -56,7 +66,7 @@ export interface GuardedMx {
 }
 
 export interface GuardedHMail {
-  todo: { domain: string };
+  todo: { domain: string; notes?: unknown };
   mxlist?: GuardedMx[];
   loginfo(...args: unknown[]): void;
   logwarn(...args: unknown[]): void;
@@ -82,6 +92,8 @@ export interface GuardDeps {
   requirement(hmail: GuardedHMail, mx: GuardedMx): Requirement | null;
   settings(): { plainRetry: boolean; onStoreError: 'defer' | 'send' };
   events: GuardEvents;
+  /** RPT-1: called once per guarded connection with what decided or ended it (TLS reporting; absent: nothing recorded). */
+  recordSession?(hmail: GuardedHMail, facts: ConnectionFacts, outcome: ConnectionOutcome): void;
 }
 
 export interface HMailPrototype {
@@ -171,10 +183,23 @@ function plainRetryOf(mx: GuardedMx): GuardedMx {
  * after Haraka set up its own listeners, so ours see everything first.
  */
 function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socket: GuardedSocket, deps: GuardDeps): void {
+  if (isReportMessage(hmail)) {
+    hmail.loginfo(`outbound_tls: TLS report message: delivered despite TLS failures, not counted (RPT-4, RFC 8460 §5.3)`);
+    return;
+  }
   const requirement = deps.requirement(hmail, mx);
   if (!requirement) return;
   const mxHost = mxHostName(mx);
   const where = `${mxHost ?? host} [${host}]`;
+  let recorded = false;
+  /** RPT-1: this connection's outcome, once. */
+  const record = (outcome: ConnectionOutcome): void => {
+    if (recorded || !deps.recordSession) return;
+    recorded = true;
+    const facts: ConnectionFacts = { requirement, mxHost, receivingIp: host };
+    if (socket.localAddress) facts.sendingIp = socket.localAddress;
+    deps.recordSession(hmail, facts, outcome);
+  };
   const settings = deps.settings();
   const conversation = new Conversation({
     plainOnly: plainOnlyMx.has(mx),
@@ -221,8 +246,11 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
    * Why this connection ends (named again in the final deferral), with the TLS-3 retry when the
    * watcher allows it: shared by the failures seen in the conversation and the TLS errors Haraka handles.
    */
-  const noteEnd = (reason: string, action: Extract<ReplyAction, { kind: 'abandon' }>): void => {
-    if (action.tlsFailure) deps.events.tlsFailure(action.tlsFailure);
+  const noteEnd = (reason: string, action: Extract<ReplyAction, { kind: 'abandon' }>, tlsReason = action.reason): void => {
+    if (action.tlsFailure) {
+      deps.events.tlsFailure(action.tlsFailure);
+      record({ kind: 'tls-ended', reason: tlsReason });
+    }
     if (action.retryPlain && hmail.mxlist) {
       hmail.mxlist.unshift(plainRetryOf(mx));
       deps.events.plainRetry();
@@ -253,7 +281,7 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
     if (action.kind === 'drop') return false;
     held.push([data, encoding, cb]);
     if (action.decide) {
-      decideConnection(hmail, socket, requirement, mxHost, where, deps).then(
+      decideConnection(hmail, socket, requirement, mxHost, where, deps, record).then(
         (verdict) => {
           if (conversation.abandoned) return;
           if (verdict.kind === 'abandon') return abandon(verdict.reason);
@@ -298,7 +326,8 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
     // Haraka ends the connection itself and moves on; only the reason and the retry are ours to add.
     ended = true;
     conversation.abandonNow();
-    noteEnd(`${requirement.domain}: ${where} TLS handshake failed (${(err as Error).message})`, action);
+    const reason = `TLS handshake failed (${(err as Error).message})`;
+    noteEnd(`${requirement.domain}: ${where} ${reason}`, action, reason);
   });
 }
 
@@ -356,13 +385,16 @@ async function decideConnection(
   mxHost: string | undefined,
   where: string,
   deps: GuardDeps,
+  record: (outcome: ConnectionOutcome) => void,
 ): Promise<Verdict> {
   const observed = observe(socket);
   let classification = classifyConnection(observed, mxHost, new Date(), requirement.minimum?.match);
   const { events } = deps;
   const settings = deps.settings();
+  if (!(requirement.dane && mxHost)) record({ kind: 'decided', classification });
   if (requirement.dane && mxHost) {
     const dane = judgeDane(requirement.dane, observed, mxHost, classification);
+    record({ kind: 'decided', classification, dane: dane.check });
     events.dane(daneResult(dane.check), requirement.dane.mode);
     classification = dane.classification;
     if (dane.refuse !== undefined) {

@@ -4,7 +4,7 @@
  * message is kept here, keyed on the message (HMailItem) object itself, and
  * read by outbound_tls when a connection for that message is made.
  */
-import type { StsMode } from '../mta-sts/policy';
+import type { MtaStsPolicy, StsMode } from '../mta-sts/policy';
 import type { PolicyRule } from '../policy-table/rule';
 import type { DaneHostRequirement, DaneMode } from '../dane/plan-step';
 
@@ -15,6 +15,11 @@ export interface DeliveryState {
   sts?: {
     mode: StsMode;
     policyId: string;
+    /**
+     * RPT-1: the parsed policy (a reference to the cached object, not a copy),
+     * whose lines the TLS report carries as `policy-string`.
+     */
+    policy?: MtaStsPolicy;
     /** POL-2: the policy is exempted by the domain's table rule; these planned hosts are ones enforce would not use. */
     exempted?: { outsidePolicy: readonly string[] };
   };

@@ -167,7 +167,7 @@ test('STS-7, MX-8: enforce keeps only the matching MXs (a note names the others)
     ['mx2.example.com'],
   );
   assert.deepEqual(plan.notes, ['MX hosts not matching MTA-STS policy of example.com (id e1, mode enforce): mx1.example.com']);
-  assert.deepEqual(plan.state, { domain: 'example.com', sts: { mode: 'enforce', policyId: 'e1' } });
+  assert.deepEqual(plan.state, { domain: 'example.com', sts: { mode: 'enforce', policyId: 'e1', policy: enforce.policy } });
   assert.deepEqual(plan.testingWouldNotUse, []);
 });
 
@@ -181,7 +181,7 @@ test('STS-8: testing filters nothing; the hosts enforce would not use are named 
     ['mx1.example.com', 'mx2.example.com'],
   );
   assert.deepEqual(plan.testingWouldNotUse, ['mx1.example.com']);
-  assert.deepEqual(plan.state, { domain: 'example.com', sts: { mode: 'testing', policyId: 't1' } });
+  assert.deepEqual(plan.state, { domain: 'example.com', sts: { mode: 'testing', policyId: 't1', policy: testing.policy } });
 });
 
 test('TLS-6: an enforce policy while the connection guard is missing defers, naming why', async () => {
@@ -275,7 +275,10 @@ test('POL-2: exempt=mta-sts keeps an enforce policy from filtering the MXs; the 
   );
   assert.deepEqual(plan.notes, [], 'nothing filtered');
   assert.deepEqual(plan.exemptedWouldNotUse, ['mx1.example.com']);
-  assert.deepEqual(plan.state.sts, { mode: 'enforce', policyId: 'e1', exempted: { outsidePolicy: ['mx1.example.com'] } });
+  assert.deepEqual(
+    { ...plan.state.sts, policy: undefined },
+    { mode: 'enforce', policyId: 'e1', policy: undefined, exempted: { outsidePolicy: ['mx1.example.com'] } },
+  );
   assert.equal(plan.state.rule?.name, 'example.com');
   assert.equal(plan.state.rule?.line, 1);
   // Without the table the same policy filters.

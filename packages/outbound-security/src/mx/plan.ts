@@ -115,6 +115,8 @@ export type DeliveryPlan<P extends PolicyInEffect = PolicyInEffect> =
       testingWouldNotUse: string[];
       /** POL-2: an enforce policy the domain's table rule exempts: the planned hosts it would not use. */
       exemptedWouldNotUse: string[];
+      /** POL-2: DANE is in effect, the MX answer is DNSSEC-validated, and the domain's rule exempts DANE: the rule. */
+      daneExemptedBy?: string;
       /** What outbound_tls enforces on this message's connections. */
       state: DeliveryState;
     }
@@ -188,6 +190,8 @@ export async function planDelivery<P extends PolicyInEffect>(
       break;
   }
   let dane: DeliveryState['dane'];
+  // POL-2: an exemption is visible at each use: here, each delivery DANE could have applied to.
+  const daneExemptedBy = deps.dane && !daneDeps && rule && result.secure === true ? ruleLabel(rule) : undefined;
   if (daneDeps) {
     const step = await daneStep(result.mxs, result.secure === true, daneDeps);
     if (step.kind === 'none-left') return { kind: 'transient', cause: 'dane', destination, policy, reason: `${aLabel}: ${step.reason}` };
@@ -223,6 +227,7 @@ export async function planDelivery<P extends PolicyInEffect>(
       ? {
           mode: sts.policy.mode,
           policyId: sts.id,
+          policy: sts.policy,
           ...(stsExempt && sts.policy.mode === 'enforce' ? { exempted: { outsidePolicy: exemptedWouldNotUse } } : {}),
         }
       : undefined;
@@ -235,6 +240,7 @@ export async function planDelivery<P extends PolicyInEffect>(
     notes: result.notes,
     testingWouldNotUse: wouldNotUse('testing'),
     exemptedWouldNotUse,
+    ...(daneExemptedBy ? { daneExemptedBy } : {}),
     state: { domain: aLabel, ...(stsState ? { sts: stsState } : {}), ...(rule ? { rule } : {}), ...(dane ? { dane } : {}) },
   };
 }

@@ -8,7 +8,7 @@
  * | `sender` | (required) | the address report messages come from; its domain is the submitter (file name, headers, DKIM `d=`) |
  * | `organization` | the submitter domain | `organization-name` of every report |
  * | `contact` | the sender address | `contact-info` of every report |
- * | `dkim_key_file` | (none) | PEM private key (RSA or Ed25519) that signs report messages (RFC 8460 §5.3.1), relative to the base directory |
+ * | `dkim_key_file` | (none) | PEM RSA private key that signs report messages (RFC 8460 §5.3.1), relative to the base directory; the signer (nodemailer's DKIM module, rsa-sha256) takes RSA keys only |
  * | `dkim_selector` | (none) | its selector; required with the key file and only with it |
  * | `send_days_without_failures` | `true` | whether a day whose sessions all succeeded is reported too |
  * | `delay_window` | `14400` (4 h) | seconds: reports go out after a random delay of up to this much after the day ends |
@@ -137,7 +137,7 @@ function parseDkim(section: string, ini: IniSection, domain: string, options: Pa
   } catch (err) {
     throw new Error(`[${section}] dkim_key_file=${keyFile}: ${file} is not a PEM private key (${(err as Error).message})`, { cause: err });
   }
-  if (type !== 'rsa' && type !== 'ed25519')
-    throw new Error(`[${section}] dkim_key_file=${keyFile}: a ${type} key; DKIM signs with RSA or Ed25519`);
+  if (type !== 'rsa')
+    throw new Error(`[${section}] dkim_key_file=${keyFile}: a ${type} key; report messages are DKIM-signed with RSA keys`);
   return { keyFile: file, selector, privateKey, domain };
 }

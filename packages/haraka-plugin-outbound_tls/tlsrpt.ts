@@ -1,0 +1,130 @@
+/**
+ * outbound_tls's TLS reporting (RPT-1 … RPT-4): one `TlsReporting` per
+ * process (recorder and scheduler, haraka-outbound-security/tlsrpt/service),
+ * following `[tlsrpt]` and the store settings of outbound_tls.ini, with
+ * Haraka's pieces plugged in:
+ * - report messages are queued through Haraka's own outbound
+ *   (`outbound.send_email`), marked with a transaction note (RPT-4: never
+ *   counted, delivered despite TLS failures), DKIM-signed when a key is set;
+ *   an address that refuses them holds back only their own retries;
+ * - `https:` reports are POSTed under outbound_mx.ini's DNS servers, address
+ *   policy and extra CA (as an MTA-STS fetch is);
+ * - in a cluster the workers record and send; the primary does neither.
+ */
+import cluster from 'node:cluster';
+import { outboundMxSettings, outboundTlsSettings, sharedStores, type SharedSettings } from 'haraka-outbound-security/config/settings';
+import { OK, type HarakaPlugin } from 'haraka-outbound-security/haraka/api';
+import { createDnsClient } from 'haraka-outbound-security/mx/dns-client';
+import { postReport } from 'haraka-outbound-security/tlsrpt/https';
+import type { QueueMail } from 'haraka-outbound-security/tlsrpt/mailto';
+import { TlsReporting } from 'haraka-outbound-security/tlsrpt/service';
+import { REPORT_NOTE } from 'haraka-outbound-security/tlsrpt/session';
+import type { StoreSettings } from 'haraka-outbound-security/store/open';
+
+export interface ReportingPlugin extends HarakaPlugin {
+  tlsReporting?: TlsReporting;
+}
+
+interface HarakaOutbound {
+  send_email(
+    from: string,
+    to: string,
+    contents: string,
+    next: (code: number, message?: unknown) => void,
+    options?: { notes?: object },
+  ): void;
+}
+
+/** True in the primary process of a Haraka cluster (smtp.ini nodes=): the workers deliver, record and send. */
+function isClusterPrimary(plugin: HarakaPlugin): boolean {
+  if (!cluster.isPrimary) return false;
+  const smtp = plugin.config.get('smtp.ini') as { main?: { nodes?: unknown } } | undefined;
+  const nodes = String(smtp?.main?.nodes ?? '').trim();
+  return nodes !== '' && nodes !== '0' && nodes !== '1';
+}
+
+/** RPT-3: a report message queued through Haraka's outbound, marked as a report (RPT-4). */
+function queueThroughOutbound(plugin: HarakaPlugin): QueueMail {
+  return (from, to, message) =>
+    new Promise((resolve, reject) => {
+      const outbound = plugin.haraka_require('outbound') as HarakaOutbound;
+      const policyDomain = /^TLS-Report-Domain: *(\S+)/im.exec(message.toString('latin1'))?.[1] ?? '';
+      outbound.send_email(
+        from,
+        to,
+        message.toString('latin1'),
+        (code, text) => (code === OK ? resolve() : reject(new Error(`Haraka did not queue the report: ${String(text)}`))),
+        { notes: { [REPORT_NOTE]: policyDomain } },
+      );
+    });
+}
+
+function storeSettingsOf(shared: SharedSettings, plugin: HarakaPlugin): StoreSettings {
+  return {
+    dataDir: shared.tls.dataDir,
+    store: shared.tls.store,
+    redisIni: shared.redisIni,
+    log: { info: (m: string) => plugin.loginfo(m), error: (m: string) => plugin.logerror(m) },
+  };
+}
+
+export function startTlsReporting(plugin: ReportingPlugin): void {
+  if (isClusterPrimary(plugin)) return;
+  const settings = outboundTlsSettings(plugin);
+  sharedStores(plugin);
+  const mx = outboundMxSettings(plugin);
+  const dns = (): ReturnType<typeof createDnsClient> => createDnsClient(mx.current.mx.dns);
+  const reporting = new TlsReporting({
+    txt: (name) => dns().txt(name),
+    post: (url, gzipped) =>
+      postReport(url, gzipped, { addressPolicy: mx.current.mx.addressPolicy, dns: dns(), extraCa: mx.current.extraCa }),
+    queueMail: queueThroughOutbound(plugin),
+    log: (level, message) => {
+      const line = `outbound_tls: ${message}`;
+      if (level === 'error') plugin.logerror(line);
+      else if (level === 'warn') plugin.logwarn(line);
+      else plugin.loginfo(line);
+    },
+  });
+  plugin.tlsReporting = reporting;
+  const apply = (shared: SharedSettings): void => {
+    const config = shared.tls.tlsrpt;
+    const done = reporting.apply(config, storeSettingsOf(shared, plugin));
+    if (done === 'unchanged') return;
+    if (config.kind === 'on') {
+      const { identity, dkim } = config.settings;
+      plugin.lognotice(
+        `outbound_tls: TLS reporting ${done}: reports from ${identity.sender} (${identity.organization}), ` +
+          `${dkim ? `DKIM-signed (d=${dkim.domain} s=${dkim.selector})` : 'not DKIM-signed (no dkim_key_file)'}`,
+      );
+    } else {
+      plugin.lognotice(`outbound_tls: TLS reporting ${done}`);
+    }
+  };
+  apply(settings.current);
+  settings.subscribe(apply);
+}
+
+interface DataPostConnection {
+  relaying?: boolean;
+  transaction?: {
+    mail_from?: { address(): string };
+    header?: { get(name: string): string };
+    notes: Record<string, unknown>;
+  };
+}
+
+/**
+ * RPT-4: a message submitted for relaying from the configured report sender
+ * with a `TLS-Report-Domain` field is a report (`haraka-outbound tlsrpt
+ * send` queues through this Haraka over SMTP): it gets the note the guard
+ * knows reports by.
+ */
+export function markReportTransaction(plugin: ReportingPlugin, connection: unknown): void {
+  const txn = (connection as DataPostConnection).transaction;
+  const sender = plugin.tlsReporting?.sender;
+  if (!sender || !txn || !(connection as DataPostConnection).relaying) return;
+  const domain = txn.header?.get('TLS-Report-Domain').trim();
+  if (!domain || txn.mail_from?.address().toLowerCase() !== sender.toLowerCase()) return;
+  txn.notes[REPORT_NOTE] = domain;
+}
