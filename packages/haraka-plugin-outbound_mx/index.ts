@@ -257,6 +257,11 @@ function answerFor(plugin: OutboundMxPlugin, hmail: HMailItem, domain: string, p
         const outside = plan.exemptedWouldNotUse.length > 0 ? `; enforce would not use ${plan.exemptedWouldNotUse.join(', ')}` : '';
         plugin.logwarn(`MTA-STS enforce of ${shown} (policy id ${policy.id}) not applied: exempted by ${ruleLabel(rule)}${outside}`, hmail);
       }
+      if (plan.daneExemptedBy) {
+        // POL-2: weakening is visible: DANE could apply (a DNSSEC-validated MX answer) but the table exempts it.
+        metrics.exemptions.inc({ exemption: 'dane' });
+        plugin.logwarn(`DANE not used for ${shown}: exempted by ${plan.daneExemptedBy} (its TLSA records are not looked up)`, hmail);
+      }
       setDeliveryState(hmail, plan.state);
       const port = plugin.mxConfig.mxPort;
       // Each address keeps its MX's host name (from_dns): certificates are checked against it (MX-9).

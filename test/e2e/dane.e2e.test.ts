@@ -116,6 +116,9 @@ before(async () => {
           tlsa('mx1.aaaa.dane.test', 3, 1, spkiSha256(mismatchSecond.cert)),
           ...mx('aaaa.dane.test', 'mx2.aaaa.dane.test', SINK.mismatchSecond, 20),
           tlsa('mx2.aaaa.dane.test', 3, 1, spkiSha256(mismatchSecond.cert)),
+          // exempt.dane.test: a non-matching TLSA record, and a policy table rule exempt=dane.
+          ...mx('exempt.dane.test', 'mx.exempt.dane.test', SINK.mismatchFirst),
+          tlsa('mx.exempt.dane.test', 3, 1, spkiSha256(mismatchSecond.cert)),
           ...mx('both.dane.test', 'mx.both.dane.test', SINK.both),
           tlsa('mx.both.dane.test', 3, 1, spkiSha256(both.cert)),
           { name: '_mta-sts.both.dane.test', type: 'TXT', data: 'v=STSv1; id=20261130' },
@@ -142,6 +145,7 @@ before(async () => {
     mxIniExtra: [`[dane]`, `mode=${mode}`, 'probe=test.', '[mta_sts]', `https_port=${policies.port}`, `ca_file=${ca.caCertPath}`].join(
       '\n',
     ),
+    config: { outbound_tls_policy: 'exempt.dane.test  may  exempt=dane\n' },
   });
   [haraka, observing] = await Promise.all([HarakaInstance.start(options('on')), HarakaInstance.start(options('observe'))]);
   await haraka.waitForLog(/DANE in effect \(mode=on\)/);
@@ -227,6 +231,14 @@ test('DANE-2: a host whose AAAA answer is bogus is skipped, not used without DAN
   assert.equal(sink(SINK.mismatchFirst).count('connect'), firstBefore, 'mx1 is never connected to');
   assert.equal(sink(SINK.mismatchSecond).messages.length, secondBefore + 1);
   assert.ok(haraka.logLines.some((l) => /MX mx1\.aaaa\.dane\.test skipped: address lookup for mx1\.aaaa\.dane\.test failed/.test(l)));
+});
+
+test('POL-2/DANE: exempt=dane delivers to a host whose certificate matches no TLSA record, and says so at each delivery', async () => {
+  const before = sink(SINK.mismatchFirst).messages.length;
+  await deliver('exempt.dane.test');
+  assert.equal(sink(SINK.mismatchFirst).messages.length, before + 1);
+  assert.ok(haraka.logLines.some((l) => /DANE not used for exempt\.dane\.test: exempted by exempt\.dane\.test/.test(l)));
+  assert.ok(haraka.logLines.some((l) => /exempt\.dane\.test via mx\.exempt\.dane\.test .*TLS_INSECURE/.test(l)));
 });
 
 test('DANE-5: where DANE applies, MTA-STS is not used: an enforce policy listing none of the MX hosts does not stop a DANE-matched delivery', async () => {
