@@ -20,6 +20,7 @@ import { parsePolicyCommand, runPolicy, type PolicyCommand } from './policy';
 import { EXIT_TABLE_PROBLEMS, parseTableCommand, runTable, type TableCommand } from './table';
 import { runExplain, type ExplainCommand } from './explain';
 import { EXIT_DANE_NOT_IN_EFFECT, runDaneStatus, type DaneCommand } from './dane';
+import { EXIT_TLSRPT_NOT_SENT, parseTlsrptCommand, runTlsrpt, type TlsrptCommand } from './tlsrpt';
 
 export const PROGRAM = 'haraka-outbound';
 export const DEFAULT_CONFIG_DIR = './config';
@@ -46,6 +47,13 @@ export const USAGE = `usage:
                                                    with its line, each line not in force with the reason
   ${PROGRAM} [--config DIR] explain DOMAIN         the requirement of DOMAIN's connections part by part: ratchet,
                                                    MTA-STS, the table rule that matched, exemptions
+  ${PROGRAM} [--config DIR] tlsrpt show DOMAIN [DAY]
+                                                   what the TLS report of DOMAIN for DAY (UTC, default today as it
+                                                   stands) would say: sessions per policy, failure details
+  ${PROGRAM} [--config DIR] tlsrpt send [--smtp=HOST:PORT] [DAY] [DOMAIN...]
+                                                   send DAY's TLS reports now (default today as it stands; every
+                                                   domain with counts unless named), as the automatic sending does;
+                                                   mailto: reports are submitted to the local Haraka (smtp.ini listen)
 
   DOMAIN of ratchet show/reset and explain may be relay:<host>: a smart host (TLS-8, POL-4).
   --config DIR  the Haraka config directory holding outbound_tls.ini (default ${DEFAULT_CONFIG_DIR});
@@ -56,7 +64,8 @@ export const USAGE = `usage:
 exit status: 0 done, 1 error, 2 bad usage, 3 a stored entry is unreadable,
              4 probe: no MX meets the requirement (or there is no MX to deliver to),
              5 table list: a line of the policy table is not in force,
-             6 dane status: [dane] mode is on or observe but DANE is not in effect`;
+             6 dane status: [dane] mode is on or observe but DANE is not in effect,
+             7 tlsrpt send: a report did not reach every address (retried by the automatic sending)`;
 
 export const EXIT = {
   OK: 0,
@@ -66,6 +75,7 @@ export const EXIT = {
   NONE_MEETS: 4,
   TABLE_PROBLEMS: EXIT_TABLE_PROBLEMS,
   DANE_NOT_IN_EFFECT: EXIT_DANE_NOT_IN_EFFECT,
+  TLSRPT_NOT_SENT: EXIT_TLSRPT_NOT_SENT,
 } as const;
 
 export type Command =
@@ -78,6 +88,7 @@ export type Command =
   | TableCommand
   | ExplainCommand
   | DaneCommand
+  | TlsrptCommand
   | { kind: 'migrate'; direction: MigrateDirection };
 
 export type ParsedArgs = { ok: true; configDir: string; command: Command } | { ok: false; error: string };
@@ -128,6 +139,7 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
         : rest.length === 1 && rest[0] === 'status'
           ? { kind: 'dane-status' }
           : 'dane needs status';
+  else if (group === 'tlsrpt') command = parseTlsrptCommand(rest, flags);
   else if (group === 'migrate')
     command =
       rest.length === 1 && (rest[0] === 'file-to-redis' || rest[0] === 'redis-to-file')
@@ -282,6 +294,7 @@ async function run(configDir: string, command: Exclude<Command, { kind: 'help' }
   if (command.kind === 'probe') return runProbe(command, configDir, settings, redisIni, requireKey, output);
   if (command.kind === 'explain') return runExplain(command, configDir, settings, redisIni, requireKey, output);
   if (command.kind === 'dane-status') return runDaneStatus(configDir, output);
+  if (command.kind === 'tlsrpt-show' || command.kind === 'tlsrpt-send') return runTlsrpt(command, configDir, settings, redisIni, output);
   if (command.kind === 'migrate') {
     const report = await migrate(command.direction, settings, redisIni);
     output.out(`${command.direction}: ${report.levels} ratchet levels and ${report.policies} policies copied`);

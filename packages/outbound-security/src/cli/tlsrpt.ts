@@ -1,0 +1,201 @@
+/**
+ * `haraka-outbound tlsrpt show|send` (RPT-5):
+ * - `show DOMAIN [DAY]`: what would be reported for a Policy Domain and UTC
+ *   day (default today, as it stands): sessions per policy, failures with the
+ *   details a report carries, and the delivery state (`previewReport`).
+ * - `send [--smtp=HOST:PORT] [DAY] [DOMAIN…]`: sends a day's reports now
+ *   (default today, as it stands; every domain with counts unless named)
+ *   through the scheduler's `sendNow`, the path automatic sending takes.
+ *   `mailto:` reports are submitted to the local Haraka over SMTP (default:
+ *   the first `listen` address of smtp.ini, else 127.0.0.1:25; it must relay
+ *   for this host), which queues them through its outbound and marks them as
+ *   reports (RPT-4); they are DKIM-signed here when a key is configured.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import nodemailer from 'nodemailer';
+import type { OutboundTlsConfig } from '../config/outbound-tls';
+import type { IniFile } from '../config/ini';
+import { createDnsClient } from '../mx/dns-client';
+import { signingQueueMail } from '../tlsrpt/dkim';
+import { DEFAULT_LOCK_TTL_MS, previewReport, type ReportIdentity } from '../tlsrpt/deliver';
+import { postReport } from '../tlsrpt/https';
+import type { QueueMail } from '../tlsrpt/mailto';
+import { openTlsReportStore, processHolder } from '../tlsrpt/open';
+import { isDay, utcDay } from '../tlsrpt/record';
+import { DEFAULT_SCHEDULE } from '../tlsrpt/schedule';
+import { TlsReportScheduler, type PassSummary } from '../tlsrpt/scheduler';
+import type { TlsReport } from '../tlsrpt/report';
+import type { DomainCounts } from '../tlsrpt/store';
+import { loadMxSettings, readIni, waitUntilConnected } from './config';
+import { domainKey, type Output } from './cli';
+
+export type TlsrptCommand =
+  | { kind: 'tlsrpt-show'; domain: string; day: string | null }
+  | { kind: 'tlsrpt-send'; day: string | null; domains: string[]; smtp: string | null };
+
+/** Exit status of `tlsrpt send` when a report could not be sent to every address. */
+export const EXIT_TLSRPT_NOT_SENT = 7;
+
+export function parseTlsrptCommand(words: readonly string[], flags: ReadonlySet<string>): TlsrptCommand | string {
+  const [action, ...args] = words;
+  const smtpFlag = [...flags].find((f) => f.startsWith('--smtp='));
+  const unknown = [...flags].find((f) => f !== smtpFlag);
+  if (unknown !== undefined) return `unknown option ${unknown}`;
+  const day = args[0] !== undefined && /^\d{4}-/.test(args[0]) ? args[0] : null;
+  if (day !== null && !isDay(day)) return `bad DAY: "${day}" is not a day (YYYY-MM-DD)`;
+  const rest = day === null ? args : args.slice(1);
+  if (action === 'show') {
+    if (smtpFlag) return 'tlsrpt show takes no --smtp';
+    const [first, second] = args;
+    // show DOMAIN [DAY]
+    if (first === undefined || args.length > 2) return 'tlsrpt show needs DOMAIN and an optional DAY';
+    if (second !== undefined && !isDay(second)) return `bad DAY: "${second}" is not a day (YYYY-MM-DD)`;
+    return { kind: 'tlsrpt-show', domain: first, day: second ?? null };
+  }
+  if (action === 'send') {
+    const smtp = smtpFlag ? smtpFlag.slice('--smtp='.length) : null;
+    if (smtp !== null && !/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(smtp)) return `bad --smtp: "${smtp}" is not HOST:PORT`;
+    for (const domain of rest) {
+      const key = domainKey(domain);
+      if (!key.ok || key.key.startsWith('[') || key.key.includes(':')) return `bad DOMAIN: ${key.ok ? domain : key.error}`;
+    }
+    return { kind: 'tlsrpt-send', day, domains: rest.map((d) => (domainKey(d) as { key: string }).key), smtp };
+  }
+  return action === undefined ? 'tlsrpt needs show or send' : `unknown tlsrpt command "${action}"`;
+}
+
+/** The report as `show` prints it: counts per policy, failures with their details. */
+export function formatPreview(counts: DomainCounts, report: TlsReport): string[] {
+  const lines = [`${counts.policyDomain} ${counts.day}: report ${report['report-id']}`];
+  if (report.policies.length === 0) lines.push('  no sessions counted');
+  for (const entry of report.policies) {
+    const { policy, summary } = entry;
+    lines.push(
+      `  policy ${policy['policy-type']} ${policy['policy-domain']}: ${summary['total-successful-session-count']} successful, ` +
+        `${summary['total-failure-session-count']} failed`,
+    );
+    for (const line of policy['policy-string'] ?? []) lines.push(`    | ${line}`);
+    for (const failure of entry['failure-details'] ?? []) {
+      const { 'result-type': type, 'failed-session-count': count, ...details } = failure;
+      const shown = Object.entries(details)
+        .map(([k, v]) => `${k}=${String(v)}`)
+        .join(' ');
+      lines.push(`    ${count} × ${type}${shown ? ` (${shown})` : ''}`);
+    }
+  }
+  for (const problem of counts.problems) lines.push(`  skipped: ${problem}`);
+  return lines;
+}
+
+export function formatSendSummary(summary: PassSummary): { lines: string[]; allSent: boolean } {
+  const lines: string[] = [];
+  let allSent = true;
+  for (const { day, policyDomain, outcome } of summary.outcomes) {
+    let text: string;
+    if (outcome.kind === 'error') text = `error: ${outcome.error}`;
+    else if (outcome.kind === 'attempted') {
+      const sent = Object.keys(outcome.state.sent);
+      const errors = Object.entries(outcome.state.errors).filter(([uri]) => !sent.includes(uri));
+      text = `sent to ${sent.join(', ') || 'nobody'}${errors.length ? `; not sent: ${errors.map(([u, e]) => `${u} (${e})`).join('; ')}` : ''}`;
+      if (errors.length > 0) allSent = false;
+    } else if (outcome.kind === 'finished') text = `${outcome.outcome}: ${outcome.reason}`;
+    else if (outcome.kind === 'locked') text = 'another process is sending it now';
+    else text = `waiting until ${new Date(outcome.until).toISOString()}`;
+    if (outcome.kind === 'error' || outcome.kind === 'locked') allSent = false;
+    lines.push(`${policyDomain} ${day}: ${text}`);
+  }
+  if (summary.outcomes.length === 0) lines.push(`no domains with counts on ${summary.days[0] ?? '?'}`);
+  return { lines, allSent };
+}
+
+/** The local Haraka's SMTP address: smtp.ini's first `listen`, wildcard addresses as loopback. */
+export function localSmtp(smtpIni: IniFile): { host: string; port: number } {
+  const listen =
+    String(smtpIni.main?.listen ?? '')
+      .split(',')[0]
+      ?.trim() ?? '';
+  const match = /^\[?([^\]]*?)\]?:(\d+)$/.exec(listen);
+  if (!match) return { host: '127.0.0.1', port: 25 };
+  const host =
+    match[1] === '0.0.0.0' || match[1] === '' ? '127.0.0.1' : match[1] === '::' || match[1] === '::0' ? '::1' : (match[1] as string);
+  return { host, port: Number(match[2]) };
+}
+
+/** Submits a report message to the local Haraka (SMTP, envelope as given). */
+function submitOverSmtp(host: string, port: number): QueueMail {
+  return async (from, to, message) => {
+    const transport = nodemailer.createTransport({
+      host,
+      port,
+      secure: false,
+      name: 'haraka-outbound.localhost',
+      connectionTimeout: 10_000,
+    });
+    try {
+      await transport.sendMail({ envelope: { from, to: [to] }, raw: message });
+    } finally {
+      transport.close();
+    }
+  };
+}
+
+const PLACEHOLDER: ReportIdentity = { organization: '(tlsrpt not enabled)', contact: '-', sender: '-', submitter: 'localhost' };
+
+export async function runTlsrpt(
+  command: TlsrptCommand,
+  configDir: string,
+  settings: OutboundTlsConfig,
+  redisIni: IniFile,
+  output: Output,
+): Promise<number> {
+  const config = settings.tlsrpt;
+  if (command.kind === 'tlsrpt-send' && config.kind !== 'on') {
+    throw new Error(config.kind === 'off' ? 'TLS reporting is off ([tlsrpt] enabled=false)' : config.reason);
+  }
+  const store = openTlsReportStore({ dataDir: settings.dataDir, store: settings.store, redisIni });
+  await waitUntilConnected(store);
+  const day = command.day ?? utcDay(Date.now());
+  try {
+    if (command.kind === 'tlsrpt-show') {
+      const key = domainKey(command.domain);
+      if (!key.ok) throw new Error(`bad DOMAIN: ${key.error}`);
+      const identity = config.kind === 'on' ? config.settings.identity : PLACEHOLDER;
+      const { counts, report, state } = await previewReport(store, identity, day, key.key);
+      for (const line of formatPreview(counts, report)) output.out(line);
+      if (state?.finished) output.out(`  delivery: ${state.finished.outcome} (${state.finished.reason})`);
+      else if (state) output.out(`  delivery: due ${new Date(state.dueAt).toISOString()}, ${state.attempts} attempt(s)`);
+      return 0;
+    }
+    if (config.kind !== 'on') return 1;
+    const mx = loadMxSettings(configDir);
+    const dns = createDnsClient(mx.dns);
+    const extraCa = mx.mtaSts.caFile ? [fs.readFileSync(mx.mtaSts.caFile, 'utf8')] : [];
+    const smtp = command.smtp
+      ? { host: command.smtp.replace(/:\d+$/, '').replace(/^\[|\]$/g, ''), port: Number(/:(\d+)$/.exec(command.smtp)?.[1]) }
+      : localSmtp(readIni(path.resolve(configDir), 'smtp.ini', () => undefined));
+    const scheduler = new TlsReportScheduler({
+      store,
+      txt: (name) => dns.txt(name),
+      post: (url, gzipped) => postReport(url, gzipped, { addressPolicy: mx.addressPolicy, dns, extraCa }),
+      queueMail: signingQueueMail(submitOverSmtp(smtp.host, smtp.port), config.settings.dkim),
+      identity: config.settings.identity,
+      schedule: {
+        ...DEFAULT_SCHEDULE,
+        delayWindowMs: config.settings.delayWindowMs,
+        sendDaysWithoutFailures: config.settings.sendDaysWithoutFailures,
+      },
+      holder: processHolder(),
+      lockTtlMs: DEFAULT_LOCK_TTL_MS,
+      now: Date.now,
+      random: Math.random,
+      log: (level, message) => output.err(`${level}: ${message}`),
+    });
+    const summary = await scheduler.sendNow(day, command.domains.length > 0 ? command.domains : undefined);
+    const { lines, allSent } = formatSendSummary(summary);
+    for (const line of lines) output.out(line);
+    return allSent ? 0 : EXIT_TLSRPT_NOT_SENT;
+  } finally {
+    await store.close();
+  }
+}
