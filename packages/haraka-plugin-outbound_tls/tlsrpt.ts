@@ -108,7 +108,8 @@ export function startTlsReporting(plugin: ReportingPlugin): void {
 interface DataPostConnection {
   relaying?: boolean;
   transaction?: {
-    mail_from?: { address(): string };
+    /** @haraka/email-address 3: `address` is a getter; address-rfc2821 (older Haraka): a method. */
+    mail_from?: { address: string | (() => string) };
     header?: { get(name: string): string };
     notes: Record<string, unknown>;
   };
@@ -125,6 +126,8 @@ export function markReportTransaction(plugin: ReportingPlugin, connection: unkno
   const sender = plugin.tlsReporting?.sender;
   if (!sender || !txn || !(connection as DataPostConnection).relaying) return;
   const domain = txn.header?.get('TLS-Report-Domain').trim();
-  if (!domain || txn.mail_from?.address().toLowerCase() !== sender.toLowerCase()) return;
+  const from = txn.mail_from?.address;
+  const address = typeof from === 'function' ? from.call(txn.mail_from) : from;
+  if (!domain || address?.toLowerCase() !== sender.toLowerCase()) return;
   txn.notes[REPORT_NOTE] = domain;
 }
