@@ -315,3 +315,28 @@ test("RPT-6: two Haraka instances sharing Redis produce one report with both ins
     await redis.stop();
   }
 });
+
+test('RPT-4: a report reaches an address whose MX fails its MTA-STS enforce policy, where other mail waits', async () => {
+  const strict = 'strict-reports.test';
+  dns.set(`_mta-sts.${strict}`, [{ type: 'TXT', data: 'v=STSv1; id=strict1' }]);
+  dns.set(`mta-sts.${strict}`, [{ type: 'A', address: POLICY_HOST }]);
+  await policies.set(strict, { kind: 'serve', body: policyText({ mode: 'enforce', maxAge: 86400, mx: [SELF.host] }) });
+  pointMx(strict, SELF);
+  const self = sinks[1] as SmtpSink;
+  // Control: a normal message to that domain is deferred (self-signed certificate under enforce).
+  await haraka.send({ to: `user@${strict}`, subject: 'normal mail' });
+  await haraka.waitForEvent((e) => e.event === 'deferred' && e.domain === strict, 20000, `a deferral for ${strict}`);
+
+  const domain = 'strict-src.test';
+  pointMx(domain, VALID);
+  publishTlsRpt(domain, `mailto:tlsrpt@${strict}`);
+  await deliverOne(haraka, domain);
+  await waitForShow(haraka, domain, /1 successful, 0 failed/);
+  await sendReports(haraka, domain);
+  await self.waitFor(() => reportsFor(self, domain).length === 1, 20000);
+  assert.equal(
+    self.messages.filter((m) => m.to.includes(`user@${strict}`)).length,
+    0,
+    'the normal message is still held back by the policy',
+  );
+});
