@@ -13,6 +13,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -20,6 +22,8 @@ import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import type { TlsReport } from 'haraka-outbound-security/tlsrpt/report';
+import { FileTlsReportStore } from 'haraka-outbound-security/tlsrpt/file-store';
+import { addDays, noPolicyFound, utcDay } from 'haraka-outbound-security/tlsrpt/record';
 import { TestDnsServer } from '../fixtures/dns-server';
 import { CLI_PATH, HarakaInstance, sleep, waitUntil, type HarakaOptions } from '../fixtures/haraka-instance';
 import { PolicyServer, policyText } from '../fixtures/policy-server';
@@ -339,4 +343,49 @@ test('RPT-4: a report reaches an address whose MX fails its MTA-STS enforce poli
     0,
     'the normal message is still held back by the policy',
   );
+});
+
+test('RPT-3: after the day ends, the plugin sends each domain its report by itself: mailto: through Haraka’s own outbound (outbound.send_email) and https:, once', async () => {
+  // Yesterday's counts, as the recorder of an earlier run left them in the instance's file store.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'haraka-e2e-auto-'));
+  const yesterday = addDays(utcDay(Date.now()), -1);
+  const domain = 'auto.test';
+  const policy = noPolicyFound(domain);
+  const store = new FileTlsReportStore(path.join(dir, 'data', 'tlsrpt'));
+  await store.add([
+    { day: yesterday, policyDomain: domain, policy, count: 3 },
+    {
+      day: yesterday,
+      policyDomain: domain,
+      policy,
+      failure: { resultType: 'starttls-not-supported', receivingMxHostname: PLAIN.host },
+      count: 1,
+    },
+  ]);
+  publishTlsRpt(domain, `mailto:auto@reports.test,https://${RUA_HOST.host}:${ruaPort}/v1/auto`);
+  // delay_window=0: due as soon as the day's settle time has passed (hours ago); the first pass comes within a minute of startup.
+  const auto = await HarakaInstance.start({ ...options({ 'outbound_tls.ini': tlsrptIni(['delay_window=0']) }), dir });
+  try {
+    await reports.waitFor(() => reportsFor(reports, domain).length === 1, 90000);
+    await waitUntil(
+      () => posted.some((p) => p.url === '/v1/auto'),
+      20000,
+      () => `an https: report for ${domain}; posted: ${posted.map((p) => p.url).join(', ')}`,
+    );
+    const { headers, report } = reportsFor(reports, domain)[0] as { headers: string; report: TlsReport };
+    assert.match(headers, /^TLS-Required: No\r?$/m);
+    assert.deepEqual(validateTlsReport(report), []);
+    assert.equal(report['date-range']['start-datetime'].slice(0, 10), yesterday);
+    assert.deepEqual(tally(report), { successful: 3, failed: 1, byType: { 'starttls-not-supported': 1 } });
+    const body = posted.find((p) => p.url === '/v1/auto') as { contentType: string; body: Buffer };
+    assert.equal(body.contentType, 'application/tlsrpt+gzip');
+    assert.deepEqual(JSON.parse(gunzipSync(body.body).toString('utf8')), report);
+    // Once: a later pass finds the day's delivery recorded and sends nothing more.
+    await sleep(2000);
+    assert.equal(reportsFor(reports, domain).length, 1);
+    assert.equal(posted.filter((p) => p.url === '/v1/auto').length, 1);
+  } finally {
+    await auto.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
