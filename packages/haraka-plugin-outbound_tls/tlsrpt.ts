@@ -18,6 +18,7 @@ import { createDnsClient } from 'haraka-outbound-security/mx/dns-client';
 import { postReport } from 'haraka-outbound-security/tlsrpt/https';
 import type { QueueMail } from 'haraka-outbound-security/tlsrpt/mailto';
 import { TlsReporting } from 'haraka-outbound-security/tlsrpt/service';
+import { setTlsReportStats } from 'haraka-outbound-security/metrics';
 import { REPORT_NOTE } from 'haraka-outbound-security/tlsrpt/session';
 import type { StoreSettings } from 'haraka-outbound-security/store/open';
 
@@ -87,6 +88,7 @@ export function startTlsReporting(plugin: ReportingPlugin): void {
     },
   });
   plugin.tlsReporting = reporting;
+  setTlsReportStats(() => reporting.stats());
   const apply = (shared: SharedSettings): void => {
     const config = shared.tls.tlsrpt;
     const done = reporting.apply(config, storeSettingsOf(shared, plugin));

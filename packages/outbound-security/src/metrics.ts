@@ -8,12 +8,20 @@
 import cluster from 'node:cluster';
 import http from 'node:http';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
+import type { RecorderStats } from './tlsrpt/recorder';
 import { SecLevel, levelName } from './tls/sec-level';
 
 export const registry = new Registry();
 
 function counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {
   return new Counter({ name, help, labelNames, registers: [registry] });
+}
+
+/** RPT-1: the process's TLS report recorder, when reporting is on (set by outbound_tls). */
+let tlsReportStats: () => RecorderStats | null = () => null;
+
+export function setTlsReportStats(source: () => RecorderStats | null): void {
+  tlsReportStats = source;
 }
 
 export const metrics = {
@@ -46,6 +54,31 @@ export const metrics = {
     help: 'DANE in effect: dane=on or observe and the DNS resolver validates DNSSEC (1), else 0',
     registers: [registry],
     aggregator: 'min',
+  }),
+  tlsrptSessions: new Counter({
+    name: 'outbound_tls_tlsrpt_sessions_total',
+    help: 'Connections counted for TLS reports (recorded), left out because the batch was full (dropped) or refused (rejected) (RPT-1)',
+    labelNames: ['state'],
+    registers: [registry],
+    collect(this: Counter<string>) {
+      const stats = tlsReportStats();
+      this.reset();
+      if (stats) for (const state of ['recorded', 'dropped', 'rejected'] as const) this.inc({ state }, stats[state]);
+    },
+  }),
+  tlsrptFlushes: new Counter({
+    name: 'outbound_tls_tlsrpt_flushes_total',
+    help: 'Batches of TLS report counts written to the store (ok) or not written, kept for the next flush (failed) (RPT-1)',
+    labelNames: ['result'],
+    registers: [registry],
+    collect(this: Counter<string>) {
+      const stats = tlsReportStats();
+      this.reset();
+      if (stats) {
+        this.inc({ result: 'ok' }, Math.max(0, stats.flushes - stats.failedFlushes));
+        this.inc({ result: 'failed' }, stats.failedFlushes);
+      }
+    },
   }),
   /** POL-1: the table in force; `max` over workers (each reads the same file). */
   tableLines: new Gauge({

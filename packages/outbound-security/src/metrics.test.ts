@@ -1,0 +1,16 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { exposition, setTlsReportStats } from './metrics';
+
+test('RPT-1: the TLS report recorder’s counts are exported when reporting is on, and absent when it is off', async () => {
+  setTlsReportStats(() => null);
+  assert.doesNotMatch(await exposition(), /outbound_tls_tlsrpt_sessions_total\{state="recorded"\}/);
+  setTlsReportStats(() => ({ recorded: 7, dropped: 1, rejected: 2, pending: 3, flushes: 5, failedFlushes: 1 }));
+  const text = await exposition();
+  assert.match(text, /^outbound_tls_tlsrpt_sessions_total\{state="recorded"\} 7$/m);
+  assert.match(text, /^outbound_tls_tlsrpt_sessions_total\{state="dropped"\} 1$/m);
+  assert.match(text, /^outbound_tls_tlsrpt_sessions_total\{state="rejected"\} 2$/m);
+  assert.match(text, /^outbound_tls_tlsrpt_flushes_total\{result="ok"\} 4$/m);
+  assert.match(text, /^outbound_tls_tlsrpt_flushes_total\{result="failed"\} 1$/m);
+  setTlsReportStats(() => null);
+});
