@@ -13,6 +13,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import https from 'node:https';
@@ -345,7 +346,7 @@ test('RPT-4: a report reaches an address whose MX fails its MTA-STS enforce poli
   );
 });
 
-test('RPT-3: after the day ends, the plugin sends each domain its report by itself: mailto: through Haraka’s own outbound (outbound.send_email) and https:, once', async () => {
+test('RPT-3: after the day ends, the plugin sends each domain its report by itself, DKIM-signed: mailto: through Haraka’s own outbound (outbound.send_email) and https:, once', async () => {
   // Yesterday's counts, as the recorder of an earlier run left them in the instance's file store.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'haraka-e2e-auto-'));
   const yesterday = addDays(utcDay(Date.now()), -1);
@@ -363,8 +364,14 @@ test('RPT-3: after the day ends, the plugin sends each domain its report by itse
     },
   ]);
   publishTlsRpt(domain, `mailto:auto@reports.test,https://${RUA_HOST.host}:${ruaPort}/v1/auto`);
+  // A DKIM key: the report is signed with it (RFC 8460 §3: receivers may ignore unsigned reports).
+  const keyFile = path.join(dir, 'dkim.pem');
+  fs.writeFileSync(keyFile, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
   // delay_window=0: due as soon as the day's settle time has passed (hours ago); the first pass comes within a minute of startup.
-  const auto = await HarakaInstance.start({ ...options({ 'outbound_tls.ini': tlsrptIni(['delay_window=0']) }), dir });
+  const auto = await HarakaInstance.start({
+    ...options({ 'outbound_tls.ini': tlsrptIni(['delay_window=0', `dkim_key_file=${keyFile}`, 'dkim_selector=rpt2026']) }),
+    dir,
+  });
   try {
     await reports.waitFor(() => reportsFor(reports, domain).length === 1, 90000);
     await waitUntil(
@@ -374,6 +381,8 @@ test('RPT-3: after the day ends, the plugin sends each domain its report by itse
     );
     const { headers, report } = reportsFor(reports, domain)[0] as { headers: string; report: TlsReport };
     assert.match(headers, /^TLS-Required: No\r?$/m);
+    assert.match(headers, /^DKIM-Signature: .*\bd=haraka\.test;/m);
+    assert.match(headers, /^DKIM-Signature: .*\bs=rpt2026;/ms);
     assert.deepEqual(validateTlsReport(report), []);
     assert.equal(report['date-range']['start-datetime'].slice(0, 10), yesterday);
     assert.deepEqual(tally(report), { successful: 3, failed: 1, byType: { 'starttls-not-supported': 1 } });
