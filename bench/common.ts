@@ -4,6 +4,7 @@
  */
 import type { RatchetStore } from 'haraka-outbound-security/ratchet/store';
 import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 
@@ -144,11 +145,19 @@ function commandLine(pid: number): string[] {
  * exited and reaped children used. NaN when no such process is found.
  */
 export function processTreeCpuMs(dir: string): number {
+  const tree = processTree(dir);
+  if (tree.length === 0) return NaN;
+  const ticks = tree.reduce((sum, p) => sum + p.ticks + p.childTicks, 0);
+  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** The live processes of a Haraka instance started with `-c <dir>` by this process, and all their descendants. */
+function processTree(dir: string): ProcStat[] {
   let entries: string[];
   try {
     entries = fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e));
   } catch {
-    return NaN;
+    return [];
   }
   const all = entries.map((e) => readProcStat(Number(e))).filter((p): p is ProcStat => p !== undefined);
   const roots = all.filter((p) => {
@@ -157,7 +166,6 @@ export function processTreeCpuMs(dir: string): number {
     const c = args.indexOf('-c');
     return c >= 0 && args[c + 1] === dir;
   });
-  if (roots.length === 0) return NaN;
   const inTree = new Set(roots.map((p) => p.pid));
   for (let more = true; more;) {
     more = false;
@@ -168,8 +176,22 @@ export function processTreeCpuMs(dir: string): number {
       }
     }
   }
-  const ticks = all.filter((p) => inTree.has(p.pid)).reduce((sum, p) => sum + p.ticks + p.childTicks, 0);
-  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+  return all.filter((p) => inTree.has(p.pid));
+}
+
+/**
+ * Pins every thread of `pid` to `cpu` (Linux `taskset`; children started later inherit it).
+ * Used by `--pin`: the measured processes on one core, everything else on another.
+ */
+export function pinToCpu(pid: number, cpu: number): void {
+  execFileSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' });
+}
+
+/** Pins a Haraka instance's whole process tree (see processTreeCpuMs) to `cpu`; how many processes. */
+export function pinProcessTree(dir: string, cpu: number): number {
+  const tree = processTree(dir);
+  for (const p of tree) pinToCpu(p.pid, cpu);
+  return tree.length;
 }
 
 /** PASS or FAIL for a measured value against a limit. */

@@ -27,9 +27,13 @@
  * interleaved) and their CPU is read over the same window. The verdict uses the
  * median of the per-round plugins/bare ratios, printed with their range.
  * --control runs bare Haraka on both sides (a check of the method: ratios ≈ 1).
+ * --pin (Linux, 2+ CPUs): both Haraka process trees on one CPU, this process (the
+ * submission client, the sinks, the DNS and policy servers) on another, so the
+ * measured processes compete only with each other: the round-to-round spread
+ * drops and a few-percent difference can be resolved in one run.
  *
  *   node dist/bench/overhead.js [--rounds R] [--connections C] [--sinks S] [--scale F]
- *                               [--warmup N] [--concurrent] [--control]
+ *                               [--warmup N] [--concurrent] [--control] [--pin]
  *                               [--workloads few,many,cluster,mta-sts,redis]
  *
  * Sinks listen on port 25 of 127.0.88.x (DNS MX records carry no port and bare
@@ -38,6 +42,10 @@
  */
 import fs from 'node:fs';
 import os from 'node:os';
+
+/** --pin: the CPU of this process (client, sinks, servers) and the CPU both Haraka process trees share. */
+const CLIENT_CPU = 0;
+const MEASURED_CPU = 1;
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { openRatchetStoreFromUrl } from 'haraka-outbound-security/store/open';
@@ -55,6 +63,8 @@ import {
   fmt,
   lpad,
   median,
+  pinProcessTree,
+  pinToCpu,
   positiveOption,
   processTreeCpuMs,
   readOptions,
@@ -99,6 +109,8 @@ interface Options {
   concurrent: boolean;
   /** control run: the "plugins" side runs bare Haraka too (the ratios should be 1) */
   control: boolean;
+  /** both Haraka process trees on CPU 1, this process on CPU 0 */
+  pin: boolean;
   workloads: WorkloadName[];
 }
 
@@ -133,13 +145,17 @@ const showSeries = (x: Series, digits = 3): string => `${fmt(x.median, digits)} 
 
 function usage(): string {
   return (
-    'usage: node dist/bench/overhead.js [--rounds R] [--connections C] [--sinks S] [--scale F] [--warmup N] [--concurrent] [--control] ' +
+    'usage: node dist/bench/overhead.js [--rounds R] [--connections C] [--sinks S] [--scale F] [--warmup N] [--concurrent] [--control] [--pin] ' +
     `[--workloads ${WORKLOAD_NAMES.join(',')}]`
   );
 }
 
 function options(argv: string[]): Options {
-  const values = readOptions(argv, ['rounds', 'connections', 'sinks', 'scale', 'warmup', 'workloads'], usage(), ['concurrent', 'control']);
+  const values = readOptions(argv, ['rounds', 'connections', 'sinks', 'scale', 'warmup', 'workloads'], usage(), [
+    'concurrent',
+    'control',
+    'pin',
+  ]);
   const workloads = (values.workloads ?? WORKLOAD_NAMES.join(','))
     .split(',')
     .map((w) => w.trim())
@@ -155,6 +171,7 @@ function options(argv: string[]): Options {
     warmup: positiveOption('warmup', values.warmup, 0, 100_000, usage()),
     concurrent: values.concurrent === 'true',
     control: values.control === 'true',
+    pin: values.pin === 'true',
     workloads: workloads as WorkloadName[],
   };
 }
@@ -473,6 +490,11 @@ async function runWorkload(w: Workload, o: Options, shared: Shared): Promise<Wor
     // Warm-up over the same domains: ratchet raised, MTA-STS policies fetched, JIT and TLS contexts warm.
     // One side at a time, so the DNS queries of each side are its own.
     const warmCount = Math.max(o.warmup || messages, w.domains);
+    // --pin: again before every batch, for cluster workers started since.
+    const pin = (): void => {
+      if (o.pin) for (const side of ['bare', 'plugins'] as const) pinProcessTree(instances[side].dir, MEASURED_CPU);
+    };
+    pin();
     for (const side of ['bare', 'plugins'] as const) {
       const spec = { side, instance: instances[side], tag: `${w.name}w${side[0]}`, count: warmCount };
       const r = await runBatches([spec], shared, domains, o.connections);
@@ -503,6 +525,7 @@ async function runWorkload(w: Workload, o: Options, shared: Shared): Promise<Wor
     const cpuRatios: number[] = [];
     const rateRatios: number[] = [];
     for (let round = 1; round <= o.rounds; round++) {
+      pin();
       const order: Side[] = round % 2 === 1 ? ['bare', 'plugins'] : ['plugins', 'bare'];
       const specs = order.map((side) => ({ side, instance: instances[side], tag: `${w.name}r${round}${side[0]}`, count: messages }));
       const pair: BatchResult[] = [];
@@ -608,11 +631,16 @@ function summary(results: WorkloadResult[], o: Options): boolean {
 /** Exit status 0 after a complete run, PASS or FAIL (the summary says which); 2 when the run failed. */
 async function main(cleanup: Cleanup): Promise<void> {
   const o = options(process.argv.slice(2));
+  if (o.pin) {
+    if (os.cpus().length < 2) throw new Error('--pin needs at least 2 CPUs');
+    pinToCpu(process.pid, CLIENT_CPU);
+  }
   console.log(
     `overhead (OPS-6): ${o.workloads.join(', ')}; ${o.sinks} STARTTLS sinks on ${SINK_NET}1-${o.sinks}:${SMTP_PORT}, ` +
       `${o.connections} submission connections, ${o.rounds} round(s), warm-up ${o.warmup || 'a full batch'} per side` +
       `${o.concurrent ? ', both sides at once' : ', one side after the other'}` +
-      `${o.control ? '; CONTROL RUN: the plugins side is bare Haraka too' : ''}; ${os.cpus().length} CPU(s), Node ${process.version}`,
+      `${o.control ? '; CONTROL RUN: the plugins side is bare Haraka too' : ''}` +
+      `${o.pin ? `; pinned: both Haraka on CPU ${MEASURED_CPU}, client/sinks/DNS on CPU ${CLIENT_CPU}` : ''}; ${os.cpus().length} CPU(s), Node ${process.version}`,
   );
   const shared = await setUpShared(o, cleanup);
   const results: WorkloadResult[] = [];
