@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, beforeEach, test } from 'node:test';
+import { after, afterEach, before, beforeEach, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { PolicyServer, policyText } from '../fixtures/policy-server';
@@ -57,6 +57,9 @@ before(async () => {
 after(async () => {
   await server.stop();
   await ca.cleanup();
+});
+afterEach(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
 });
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mta-sts-test-'));
