@@ -9,12 +9,12 @@
  * checked against the address policy before connecting (MX-9).
  */
 import https from 'node:https';
-import tls from 'node:tls';
 import type { IncomingMessage } from 'node:http';
 import type { AddressPolicy } from '../mx/address-policy';
 import type { DnsClient } from '../mx/dns-client';
 import { decodePolicyBody } from './policy';
 import { resolveHost } from '../mx/lookup';
+import { pinnedHttpsOptions } from '../https/pinned';
 
 export const MAX_POLICY_BYTES = 64 * 1024;
 export const POLICY_PATH = '/.well-known/mta-sts.txt';
@@ -97,17 +97,10 @@ function getOnce(host: string, address: string, settings: FetchSettings, signal:
     };
     const request = https.request(
       {
-        host: address,
-        port: settings.port,
+        ...pinnedHttpsOptions({ host, address, port: settings.port, extraCa: settings.extraCa, signal }),
         path: POLICY_PATH,
         method: 'GET',
-        servername: host,
         headers: { Host: host, Accept: 'text/plain', 'User-Agent': 'haraka-outbound-security MTA-STS' },
-        ca: settings.extraCa.length > 0 ? [...tls.rootCertificates, ...settings.extraCa] : undefined,
-        rejectUnauthorized: true,
-        checkServerIdentity: tls.checkServerIdentity,
-        agent: false,
-        signal,
       },
       (response: IncomingMessage) => {
         const status = response.statusCode ?? 0;

@@ -15,11 +15,11 @@
  */
 import https from 'node:https';
 import net from 'node:net';
-import tls from 'node:tls';
 import type { IncomingMessage } from 'node:http';
 import { checkAddress, type AddressPolicy } from '../mx/address-policy';
 import type { DnsClient } from '../mx/dns-client';
 import { resolveHost } from '../mx/lookup';
+import { pinnedHttpsOptions } from '../https/pinned';
 
 /** One deadline for the whole POST. */
 export const DEFAULT_POST_TIMEOUT_MS = 30_000;
@@ -100,22 +100,21 @@ function postOnce(
     };
     const request = https.request(
       {
-        host: address,
-        port: url.port === '' ? 443 : Number(url.port),
+        ...pinnedHttpsOptions({
+          host,
+          address,
+          port: url.port === '' ? 443 : Number(url.port),
+          ...(settings.extraCa ? { extraCa: settings.extraCa } : {}),
+          signal,
+        }),
         path: `${url.pathname}${url.search}`,
         method: 'POST',
-        ...(net.isIP(host) ? {} : { servername: host }),
         headers: {
           Host: url.host,
           'Content-Type': 'application/tlsrpt+gzip',
           'Content-Length': String(body.length),
           'User-Agent': 'haraka-outbound-security TLSRPT',
         },
-        ca: settings.extraCa && settings.extraCa.length > 0 ? [...tls.rootCertificates, ...settings.extraCa] : undefined,
-        rejectUnauthorized: true,
-        checkServerIdentity: (_name, cert) => tls.checkServerIdentity(host, cert),
-        agent: false,
-        signal,
       },
       (response: IncomingMessage) => {
         const status = response.statusCode ?? 0;
