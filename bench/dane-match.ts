@@ -25,14 +25,12 @@
  */
 import { createHash, X509Certificate } from 'node:crypto';
 import os from 'node:os';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { CertificateCache } from 'haraka-outbound-security/dane/certificate-cache';
 import { matchDane, type DaneContext } from 'haraka-outbound-security/dane/match';
 import { chainFromDetailed } from 'haraka-outbound-security/dane/peer-chain';
 import type { TlsaRecord } from 'haraka-outbound-security/dane/tlsa';
 import { TestCa } from '../test/fixtures/test-ca';
-import { Cleanup, fmt, lpad, median, positiveOption, readOptions, runBenchmark, verdict } from './common';
+import { Cleanup, fmt, lpad, positiveOption, readOptions, runBenchmark, timeBatches, verdict, type PerCall } from './common';
 
 /** Issue 12 item 6. */
 const MAX_MATCH_US = 100;
@@ -61,35 +59,16 @@ function spkiSha256(cert: X509Certificate): Buffer {
     .digest();
 }
 
-setFlagsFromString('--expose-gc');
-/** A full garbage collection, so that the certificates of earlier batches are not freed on this batch's clock. */
-const collectGarbage = runInNewContext('gc') as () => void;
-
-interface PerCall {
-  /** wall-clock µs */
-  wall: number;
-  /** CPU µs (user + system) of this process: what the check costs, without time waiting for a busy CPU */
-  cpu: number;
-}
-
-/** µs per call: medians over batches of `calls` calls, each on a chain parsed for it beforehand, after one unmeasured batch. */
-function timePerCall(o: Options, fresh: () => X509Certificate[], call: (chain: X509Certificate[]) => void): PerCall {
-  const wall: number[] = [];
-  const cpu: number[] = [];
-  for (let b = -1; b < o.batches; b++) {
-    const chains = Array.from({ length: o.calls }, fresh);
-    collectGarbage();
-    const cpuStart = process.cpuUsage();
-    const started = process.hrtime.bigint();
-    for (const chain of chains) call(chain);
-    const elapsed = Number(process.hrtime.bigint() - started) / 1000;
-    const used = process.cpuUsage(cpuStart);
-    if (b >= 0) {
-      wall.push(elapsed / o.calls);
-      cpu.push((used.user + used.system) / o.calls);
-    }
-  }
-  return { wall: median(wall), cpu: median(cpu) };
+/** µs per call on chains parsed for each batch beforehand (fresh objects, as each connection has). */
+function timePerCall(o: Options, fresh: () => X509Certificate[], call: (chain: X509Certificate[]) => void): Promise<PerCall> {
+  return timeBatches(
+    o.batches,
+    o.calls,
+    () => Array.from({ length: o.calls }, fresh),
+    (chains) => {
+      for (const chain of chains) call(chain);
+    },
+  );
 }
 
 const show = (t: PerCall): string => `${fmt(t.cpu, 2)} µs CPU (${fmt(t.wall, 2)} wall)`;
@@ -118,8 +97,8 @@ async function main(cleanup: Cleanup): Promise<void> {
   const rows: Array<[string, string, string]> = [];
   for (const { label, record, via } of cases) {
     const cache = new CertificateCache();
-    const warm = timePerCall(o, fresh, (chain) => check(record, via, chain, cache));
-    const first = timePerCall(o, fresh, (chain) => check(record, via, chain, new CertificateCache()));
+    const warm = await timePerCall(o, fresh, (chain) => check(record, via, chain, cache));
+    const first = await timePerCall(o, fresh, (chain) => check(record, via, chain, new CertificateCache()));
     console.log(`  ${label}: warm ${show(warm)}, first sight ${show(first)}`);
     rows.push([`${label}, warm cache (≤ ${MAX_MATCH_US} µs)`, show(warm), verdict(Math.max(warm.cpu, warm.wall) <= MAX_MATCH_US)]);
     rows.push([`${label}, first sight of the certificates`, show(first), 'info']);
@@ -129,7 +108,7 @@ async function main(cleanup: Cleanup): Promise<void> {
     root.issuerCertificate = root;
     return { raw: ders[0] as Buffer, issuerCertificate: root };
   };
-  const parse = timePerCall(o, fresh, () => {
+  const parse = await timePerCall(o, fresh, () => {
     if (chainFromDetailed(detailed()).certificates.length !== 2) throw new Error('chainFromDetailed lost a certificate');
   });
   rows.push(['chainFromDetailed, 2 certificates (chainFromX509 parses none)', show(parse), 'info']);

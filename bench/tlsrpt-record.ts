@@ -20,14 +20,12 @@
  *   node dist/bench/tlsrpt-record.js [--calls N] [--batches B] [--domains D] [--flush-ms MS]
  */
 import os from 'node:os';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { parsePolicy, type MtaStsPolicy } from 'haraka-outbound-security/mta-sts/policy';
 import { MemoryTlsReportStore } from 'haraka-outbound-security/tlsrpt/memory-store';
 import { noPolicyFound, stsPolicy, type SessionRecord } from 'haraka-outbound-security/tlsrpt/record';
 import { TlsReportRecorder } from 'haraka-outbound-security/tlsrpt/recorder';
 import { resultOfConnection } from 'haraka-outbound-security/tlsrpt/result-type';
-import { Cleanup, fmt, lpad, median, positiveOption, readOptions, runBenchmark, verdict } from './common';
+import { Cleanup, fmt, lpad, positiveOption, readOptions, runBenchmark, timeBatches, verdict, type PerCall } from './common';
 
 /** Issue 13 item 7. */
 const MAX_RECORD_US = 5;
@@ -53,32 +51,16 @@ function options(argv: string[]): Options {
   };
 }
 
-setFlagsFromString('--expose-gc');
-const collectGarbage = runInNewContext('gc') as () => void;
-
-interface PerCall {
-  wall: number;
-  cpu: number;
-}
-
-/** µs per call of `call(i)`: medians over batches, after one unmeasured batch; the event loop runs between batches (flushes). */
-async function timePerCall(o: Options, call: (i: number) => void): Promise<PerCall> {
-  const wall: number[] = [];
-  const cpu: number[] = [];
-  for (let b = -1; b < o.batches; b++) {
-    await new Promise((resolve) => setTimeout(resolve, o.flushMs * 2)); // a flush between batches, off the clock
-    collectGarbage();
-    const cpuStart = process.cpuUsage();
-    const started = process.hrtime.bigint();
-    for (let i = 0; i < o.calls; i++) call(i);
-    const elapsed = Number(process.hrtime.bigint() - started) / 1000;
-    const used = process.cpuUsage(cpuStart);
-    if (b >= 0) {
-      wall.push(elapsed / o.calls);
-      cpu.push((used.user + used.system) / o.calls);
-    }
-  }
-  return { wall: median(wall), cpu: median(cpu) };
+/** µs per call of `call(i)`; the event loop runs between batches (a flush, off the clock). */
+function timePerCall(o: Options, call: (i: number) => void): Promise<PerCall> {
+  return timeBatches(
+    o.batches,
+    o.calls,
+    () => new Promise((resolve) => setTimeout(resolve, o.flushMs * 2)),
+    () => {
+      for (let i = 0; i < o.calls; i++) call(i);
+    },
+  );
 }
 
 const show = (t: PerCall): string => `${fmt(t.cpu, 3)} µs CPU (${fmt(t.wall, 3)} wall)`;
