@@ -6,9 +6,9 @@
  * certificates from the tests' trusted CA, or no STARTTLS at all.
  */
 import assert from 'node:assert/strict';
-import { createHash, X509Certificate } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { DnssecLab, type LabRecord } from '../fixtures/dnssec';
+import { certSha256, mxRecords, spkiSha256, tlsaRecord } from '../fixtures/dnssec/dane-records';
 import { HarakaInstance, describeOutcome, firstOutcome } from '../fixtures/haraka-instance';
 import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';
 import { TestCa, type Pem } from '../fixtures/test-ca';
@@ -35,12 +35,6 @@ let haraka: HarakaInstance;
 let observing: HarakaInstance;
 let policies: PolicyServer;
 let sinks: SmtpSink[];
-
-const spkiSha256 = (pem: string): string =>
-  createHash('sha256')
-    .update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' }))
-    .digest('hex');
-const certSha256 = (pem: string): string => createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
 
 function sink(address: string): SmtpSink {
   const found = sinks.find((s) => s.host === address);
@@ -78,18 +72,9 @@ before(async () => {
   policies = await PolicyServer.start({ ca, host: POLICY_HOST });
   await policies.set('both.dane.test', { kind: 'serve', body: policyText({ mode: 'enforce', maxAge: 86400, mx: ['mx.elsewhere.test'] }) });
   const port = sinks[0]?.port ?? 0;
-  const tlsa = (host: string, usage: number, selector: number, certificate: string): LabRecord => ({
-    name: `_${port}._tcp.${host}`,
-    type: 'TLSA',
-    usage,
-    selector,
-    matchingType: 1,
-    certificate,
-  });
-  const mx = (domain: string, host: string, address: string, preference = 10): LabRecord[] => [
-    { name: domain, type: 'MX', preference, exchange: host },
-    { name: host, type: 'A', address },
-  ];
+  const tlsa = (host: string, usage: number, selector: number, sha256Hex: string): LabRecord =>
+    tlsaRecord(port, host, usage, selector, sha256Hex);
+  const mx = mxRecords;
   lab = await DnssecLab.start({
     zones: [
       {

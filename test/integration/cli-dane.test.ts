@@ -7,13 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { EXIT, parseArgs } from 'haraka-outbound-security/cli/cli';
 import { DnssecLab, type LabRecord } from '../fixtures/dnssec';
+import { mxRecords, spkiSha256, tlsaRecord } from '../fixtures/dnssec/dane-records';
 import { TestDnsServer } from '../fixtures/dns-server';
 import { CLI_PATH } from '../fixtures/haraka-instance';
 import { startSinksOnCommonPort, type SmtpSink } from '../fixtures/smtp-sink';
@@ -40,11 +40,6 @@ let tmp: string;
 let labConfig: string;
 let plainConfig: string;
 let port: number;
-
-const spkiSha256 = (pem: string): string =>
-  createHash('sha256')
-    .update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' }))
-    .digest('hex');
 
 function cli(configDir: string, ...args: string[]): Promise<Run> {
   return new Promise((resolve) => {
@@ -102,18 +97,8 @@ before(async () => {
     { host: SINK.skipSecond, tls: tls(skip) },
   ]);
   port = sinks[0]?.port ?? 0;
-  const tlsa = (host: string, certificate: string, usage = 3): LabRecord => ({
-    name: `_${port}._tcp.${host}`,
-    type: 'TLSA',
-    usage,
-    selector: 1,
-    matchingType: 1,
-    certificate,
-  });
-  const mx = (domain: string, host: string, address: string, preference = 10): LabRecord[] => [
-    { name: domain, type: 'MX', preference, exchange: host },
-    { name: host, type: 'A', address },
-  ];
+  const tlsa = (host: string, sha256Hex: string, usage = 3): LabRecord => tlsaRecord(port, host, usage, 1, sha256Hex);
+  const mx = mxRecords;
   lab = await DnssecLab.start({
     zones: [
       {
