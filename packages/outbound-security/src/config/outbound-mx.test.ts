@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { getServers } from 'node:dns';
+import { adTrusted } from '../mx/dns-client';
 import { parseOutboundMxConfig } from './outbound-mx';
 
 test('OPS-1: defaults apply when the ini is empty', () => {
@@ -8,7 +10,8 @@ test('OPS-1: defaults apply when the ini is empty', () => {
   assert.equal(cfg.mxPort, 25);
   const { trustAd, ...dns } = cfg.dns;
   assert.deepEqual(dns, { servers: [], timeoutMs: 5000, tries: 2, cacheBytes: 16 * 1024 * 1024, cacheMaxTtlS: 3600, dnssec: true });
-  assert.equal(typeof trustAd, 'boolean'); // the system's resolvers: trusted when on loopback
+  // The system's resolvers: their AD bit is believed only when every one is on loopback (DANE-1).
+  assert.equal(trustAd, adTrusted(getServers()));
   assert.deepEqual(cfg.dane, { mode: 'on', trustedResolvers: [], probe: '.', checkIntervalMs: 600_000 });
   assert.ok(cfg.refusedRanges.includes('loopback'));
 });
