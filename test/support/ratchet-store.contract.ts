@@ -14,6 +14,7 @@ import { describe, test } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
 import type { RatchetRead, RatchetStore } from 'haraka-outbound-security/ratchet/store';
 import { SecLevel, levelName, parseLevel } from 'haraka-outbound-security/tls/sec-level';
+import { withFresh } from './with-fresh';
 
 /** The compiled worker (ratchet-store.worker.ts) that uses a store from another process. */
 export const RATCHET_WORKER = path.join(__dirname, 'ratchet-store.worker.js');
@@ -125,15 +126,7 @@ async function readAfterChange(fresh: ContractStore, domain: string, expected: R
 
 /** Declares `describe(name)` with the tests every ratchet store must pass. */
 export function ratchetStoreContract(name: string, setup: () => Promise<ContractStore>): void {
-  /** Runs `body` with a fresh store, cleaning up afterwards whatever happens. */
-  async function withStore(body: (fresh: ContractStore) => Promise<void>): Promise<void> {
-    const fresh = await setup();
-    try {
-      await body(fresh);
-    } finally {
-      await fresh.cleanup();
-    }
-  }
+  const withStore = (body: (fresh: ContractStore) => Promise<void>): Promise<void> => withFresh(setup, body);
 
   describe(name, () => {
     test('TLS-4: a raise never lowers the stored level, and resolves with the level now stored', () =>

@@ -11,6 +11,7 @@ import { describe, test } from 'node:test';
 import { addDays, noPolicyFound, reportedPolicy, utcDay, type FailureDetails } from 'haraka-outbound-security/tlsrpt/record';
 import type { DeliveryState, DomainCounts, TlsReportStore } from 'haraka-outbound-security/tlsrpt/store';
 import { WORKER_POLICY } from './tlsrpt-store.worker';
+import { withFresh } from './with-fresh';
 
 export const TLSRPT_WORKER = path.join(__dirname, 'tlsrpt-store.worker.js');
 
@@ -76,14 +77,7 @@ export function runWorker(args: string[], input?: Promise<string>): Promise<stri
 const delivery = (reportId: string): DeliveryState => ({ reportId, dueAt: 1, attempts: 0, nextAttemptAt: 1, sent: {}, errors: {} });
 
 export function tlsReportStoreContract(name: string, setup: () => Promise<ContractStore>): void {
-  async function withStore(body: (fresh: ContractStore) => Promise<void>): Promise<void> {
-    const fresh = await setup();
-    try {
-      await body(fresh);
-    } finally {
-      await fresh.cleanup();
-    }
-  }
+  const withStore = (body: (fresh: ContractStore) => Promise<void>): Promise<void> => withFresh(setup, body);
 
   describe(name, () => {
     test('RPT-1: counts per policy and failure details, summed over batches, per day and domain', () =>
