@@ -298,7 +298,12 @@ async function setUpWorkload(w: Workload, shared: Shared, control: boolean): Pro
           HARAKA_DNS_SERVERS: dns.address,
           // BENCH_PROFILE_DIR=/some/dir: a CPU profile of each Haraka (node --cpu-prof), to see where the time goes.
           ...(process.env.BENCH_PROFILE_DIR
-            ? { HARAKA_NODE_ARGS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}/${side}` }
+            ? {
+                HARAKA_NODE_ARGS:
+                  `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}/${side}` +
+                  // BENCH_PROFILE_INTERVAL: the sampling interval in µs (node's default: 1000).
+                  (process.env.BENCH_PROFILE_INTERVAL ? ` --cpu-prof-interval=${process.env.BENCH_PROFILE_INTERVAL}` : ''),
+              }
             : {}),
         },
       });
