@@ -215,6 +215,18 @@ describe('FileRatchetStore on disk', () => {
   });
 });
 
+/**
+ * A write made by hand here stands for another process's: a reader sees it once
+ * its event loop has read the kernel's notification of the change
+ * (store/watched-stat.ts), which the loop does in its next I/O poll. Two
+ * setImmediate callbacks in a row always have a poll between them (one alone
+ * does not when it is queued from the poll phase). In Haraka a read always
+ * follows such polls: the decision runs on a reply from the MX.
+ */
+async function loopTurn(): Promise<void> {
+  for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
 describe('FileRatchetStore memory and change marker (OPS-6)', () => {
   test('OPS-6: every raise and reset appends its domain to the change marker twice (intent, then done)', async () => {
     const dir = freshDir();
@@ -245,6 +257,7 @@ describe('FileRatchetStore memory and change marker (OPS-6)', () => {
 
     // What a writer killed after its level file and before its done line leaves behind:
     fs.appendFileSync(path.join(dir, CHANGES_FILE), 'crash.example\n'); // its intent line
+    await loopTurn();
     clock += 10;
     assert.equal(levelOf(await reader.get('crash.example')), SecLevel.PLAIN, 'read between intent and link');
     fs.writeFileSync(path.join(dir, 'crash.example', 'TLS_SECURE'), `{"raisedAt":${Date.now()}}\n`); // its level file
@@ -265,6 +278,7 @@ describe('FileRatchetStore memory and change marker (OPS-6)', () => {
     await store.get('broken.example');
     fs.writeFileSync(path.join(dir, 'broken.example', 'TLS_SECURE'), '{"raisedAt":'); // torn by hand…
     fs.appendFileSync(path.join(dir, CHANGES_FILE), 'broken.example\n'); // …and announced, so readers look again
+    await loopTurn();
     for (let i = 0; i < 3; i++) {
       const before = domainReadsUnder(dir);
       assertUnreadable(await store.get('broken.example'), path.join(dir, 'broken.example', 'TLS_SECURE'));
@@ -278,6 +292,7 @@ describe('FileRatchetStore memory and change marker (OPS-6)', () => {
     const dir = freshDir();
     await new FileRatchetStore(dir).raise('old.example', SecLevel.TLS_INSECURE);
     fs.rmSync(path.join(dir, CHANGES_FILE));
+    await loopTurn();
     const store = new FileRatchetStore(dir, { settleMs: 0 });
     assert.equal(levelOf(await store.get('old.example')), SecLevel.TLS_INSECURE);
     assert.equal(fs.existsSync(path.join(dir, CHANGES_FILE)), true);
@@ -288,6 +303,7 @@ describe('FileRatchetStore memory and change marker (OPS-6)', () => {
     fs.rmSync(path.join(dir, CHANGES_FILE));
     fs.mkdirSync(path.join(dir, 'old.example', 'x'), { recursive: true }); // now unreadable
     fs.writeFileSync(path.join(dir, CHANGES_FILE), '');
+    await loopTurn();
     assertUnreadable(await store.get('old.example'), path.join(dir, 'old.example', 'x'));
   });
 

@@ -6,14 +6,15 @@
  *
  * OPS-6: every delete appends one byte to `<dir>/.purges` (after the unlink),
  * so the file only grows; its size and inode are the purge generation that a
- * resolver compares with one stat per delivery instead of reading the entry.
+ * resolver compares at every delivery instead of reading the entry (a stat
+ * only when the kernel reported a change in the directory: store/watched-stat.ts).
  */
 import crypto from 'node:crypto';
-import { statSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isValidRatchetKey } from '../ratchet/store';
 import type { CachedPolicy, PolicyRead, PolicyStore } from './store';
+import { WatchedStat } from '../store/watched-stat';
 
 function isCachedPolicy(value: unknown, domain: string): value is CachedPolicy {
   if (!value || typeof value !== 'object') return false;
@@ -41,8 +42,10 @@ async function syncDirectory(dir: string): Promise<void> {
 
 export class FilePolicyStore implements PolicyStore {
   readonly description: string;
+  private readonly purges: WatchedStat;
   constructor(private readonly dir: string) {
     this.description = `file:${path.resolve(dir)}`;
+    this.purges = new WatchedStat(path.join(dir, PURGES_FILE));
   }
 
   private file(domain: string): string {
@@ -101,6 +104,7 @@ export class FilePolicyStore implements PolicyStore {
     // Even when nothing was there: a worker may still hold the policy in memory.
     try {
       await fs.appendFile(path.join(this.dir, PURGES_FILE), 'p');
+      this.purges.invalidate();
     } catch (err) {
       // No cache directory at all: nothing was ever cached here, so nothing is remembered either.
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
@@ -109,7 +113,7 @@ export class FilePolicyStore implements PolicyStore {
   }
 
   purgeGeneration(): string {
-    const stat = statSync(path.join(this.dir, PURGES_FILE), { throwIfNoEntry: false });
+    const stat = this.purges.stat();
     return stat ? `${stat.ino}:${stat.size}` : 'none';
   }
 
@@ -132,5 +136,7 @@ export class FilePolicyStore implements PolicyStore {
     return out;
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.purges.close();
+  }
 }

@@ -3,7 +3,9 @@
  * log to which every raise and every reset, by any process (Haraka workers,
  * the CLI), appends the domain's key as one line, opened with O_APPEND so the
  * file only grows and concurrent appends never overwrite each other. A reader
- * checks it with one stat per read; when its size (or inode) changed, it reads
+ * checks it before every read (a stat, made only when the kernel reported a
+ * change in the directory since the last one: store/watched-stat.ts); when
+ * its size (or inode) changed, it reads
  * only the new lines and forgets those domains, so a change costs every other
  * process one read of each domain it changed, not of every domain.
  *
@@ -28,6 +30,7 @@ import fs, { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { isValidRatchetKey } from './store';
 import type { RatchetMemory } from './memory';
+import { WatchedStat } from '../store/watched-stat';
 
 /** The change marker's name in the ratchet directory (a dot-file: never a domain). */
 export const CHANGES_FILE = '.changes';
@@ -113,6 +116,7 @@ export class ChangeWatcher {
   /** When this process last learnt of changes it cannot attribute to domains (start, forget all). */
   private allRecentAt: number;
   private applying: Promise<void> | null = null;
+  private readonly marker: WatchedStat;
 
   constructor(
     private readonly dir: string,
@@ -121,7 +125,17 @@ export class ChangeWatcher {
     private readonly now: () => number,
   ) {
     this.file = path.join(dir, CHANGES_FILE);
+    this.marker = new WatchedStat(this.file);
     this.allRecentAt = now();
+  }
+
+  /** This process appended to the marker: the next refresh looks at it (without waiting for the notification). */
+  wrote(): void {
+    this.marker.invalidate();
+  }
+
+  close(): void {
+    this.marker.close();
   }
 
   /**
@@ -131,10 +145,11 @@ export class ChangeWatcher {
   async refresh(): Promise<boolean> {
     let triedToCreate = false;
     for (;;) {
-      // OPS-6: one stat per read. Sync: a few µs of CPU, less than an async stat's round trip through the thread pool.
+      // OPS-6: a stat only when the directory changed (or once a second). Sync: a few µs of CPU, less than an
+      // async stat's round trip through the thread pool.
       let stat: fs.Stats | undefined;
       try {
-        stat = fs.statSync(this.file, { throwIfNoEntry: false });
+        stat = this.marker.stat();
       } catch {
         stat = undefined;
       }
@@ -142,6 +157,7 @@ export class ChangeWatcher {
         if (this.applied !== null) this.forgetAll(null);
         if (!triedToCreate && createMarkerSync(this.dir)) {
           triedToCreate = true;
+          this.marker.invalidate();
           continue;
         }
         return false;

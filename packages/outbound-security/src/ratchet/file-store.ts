@@ -28,7 +28,8 @@
  * memory true is the change marker `<dir>/.changes` (change-marker.ts): every
  * raise and reset, by any process, appends the domain to it before touching
  * the domain and again once the change is durable, before it resolves; every
- * `get` first stats the marker (one syscall) and forgets the domains appended
+ * `get` first checks the marker (a stat when the kernel reported a change in
+ * the directory: store/watched-stat.ts) and forgets the domains appended
  * since. So a raise by another worker, or a reset by the CLI, counts at the
  * next delivery everywhere, and a writer killed between its change and its
  * second line leaves no reader stale for more than `settleMs` (the first line
@@ -198,7 +199,9 @@ export class FileRatchetStore implements RatchetStore {
     return results;
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.changes.close();
+  }
 
   private domainDir(domain: string): string {
     return path.join(this.dir, domain);
@@ -206,10 +209,16 @@ export class FileRatchetStore implements RatchetStore {
 
   /** Appends `domain` to the change marker; `create`: make the ratchet directory first if needed. */
   private async announce(domain: string, create: boolean): Promise<boolean> {
-    if (await announceChange(this.dir, domain)) return true;
+    if (await announceChange(this.dir, domain)) {
+      this.changes.wrote();
+      return true;
+    }
     if (!create) return false;
     await ensureDir(this.dir);
-    if (await announceChange(this.dir, domain)) return true;
+    if (await announceChange(this.dir, domain)) {
+      this.changes.wrote();
+      return true;
+    }
     throw new Error(`${this.dir} disappeared`);
   }
 
