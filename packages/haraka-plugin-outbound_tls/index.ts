@@ -73,7 +73,7 @@ export function register(this: OutboundTlsPlugin): void {
   }
   // RPT-1 … RPT-4: TLS reporting ([tlsrpt], off by default), following outbound_tls.ini reloads.
   startTlsReporting(this);
-  this.register_hook('data_post', 'mark_tls_report');
+  markReportsWhileReporting(this);
 
   // OPS-3: the listener runs in Haraka's main process and follows [metrics] listen (load_outbound_tls_ini).
   if (cluster.isPrimary) {
@@ -226,6 +226,24 @@ function guardDeps(plugin: OutboundTlsPlugin): GuardDeps {
       if (session) plugin.tlsReporting.record(session);
     },
   };
+}
+
+/**
+ * RPT-4: the data_post hook that marks reports submitted by `haraka-outbound
+ * tlsrpt send`, registered once reporting is on (at startup or at a reload
+ * that turns it on; it then stays, and does nothing while reporting is off).
+ * OPS-6: with reporting off, received messages do not pay for a hook call.
+ */
+function markReportsWhileReporting(plugin: OutboundTlsPlugin): void {
+  const settings = outboundTlsSettings(plugin);
+  let registered = false;
+  const follow = (shared: SharedSettings): void => {
+    if (registered || shared.tls.tlsrpt.kind !== 'on') return;
+    registered = true;
+    plugin.register_hook('data_post', 'mark_tls_report');
+  };
+  follow(settings.current);
+  settings.subscribe(follow);
 }
 
 /** RPT-4: a report message submitted by `haraka-outbound tlsrpt send` is marked like the ones queued here. */

@@ -321,12 +321,17 @@ test("RPT-6: two Haraka instances sharing Redis produce one report with both ins
   }
 });
 
+/** A domain whose only MX (self-signed certificate) fails its MTA-STS enforce policy: normal mail to it waits. */
+async function failingEnforceDomain(domain: string): Promise<string> {
+  dns.set(`_mta-sts.${domain}`, [{ type: 'TXT', data: `v=STSv1; id=${domain.replace(/\W/g, '')}` }]);
+  dns.set(`mta-sts.${domain}`, [{ type: 'A', address: POLICY_HOST }]);
+  await policies.set(domain, { kind: 'serve', body: policyText({ mode: 'enforce', maxAge: 86400, mx: [SELF.host] }) });
+  pointMx(domain, SELF);
+  return domain;
+}
+
 test('RPT-4: a report reaches an address whose MX fails its MTA-STS enforce policy, where other mail waits', async () => {
-  const strict = 'strict-reports.test';
-  dns.set(`_mta-sts.${strict}`, [{ type: 'TXT', data: 'v=STSv1; id=strict1' }]);
-  dns.set(`mta-sts.${strict}`, [{ type: 'A', address: POLICY_HOST }]);
-  await policies.set(strict, { kind: 'serve', body: policyText({ mode: 'enforce', maxAge: 86400, mx: [SELF.host] }) });
-  pointMx(strict, SELF);
+  const strict = await failingEnforceDomain('strict-reports.test');
   const self = sinks[1] as SmtpSink;
   // Control: a normal message to that domain is deferred (self-signed certificate under enforce).
   await haraka.send({ to: `user@${strict}`, subject: 'normal mail' });
@@ -344,6 +349,27 @@ test('RPT-4: a report reaches an address whose MX fails its MTA-STS enforce poli
     0,
     'the normal message is still held back by the policy',
   );
+});
+
+test('RPT-4: reporting turned on by a reload (off at startup, when no data_post hook is registered) marks reports submitted by `tlsrpt send`: one reaches an MX failing its enforce policy', async () => {
+  const strict = await failingEnforceDomain('late-strict.test');
+  const domain = 'late-src.test';
+  pointMx(domain, VALID);
+  publishTlsRpt(domain, `mailto:tlsrpt@${strict}`);
+  const self = sinks[1] as SmtpSink;
+  const late = await HarakaInstance.start(options({ 'outbound_tls.ini': '[main]\n' }));
+  try {
+    const reloads = late.logLines.filter((l) => /TLS reporting started/.test(l)).length;
+    assert.equal(reloads, 0, 'reporting is off at startup');
+    fs.writeFileSync(path.join(late.dir, 'config', 'outbound_tls.ini'), `${tlsrptIni()}\n`);
+    await late.waitForLog(/TLS reporting started/, 20000);
+    await deliverOne(late, domain);
+    await waitForShow(late, domain, /1 successful, 0 failed/);
+    await sendReports(late, domain);
+    await self.waitFor(() => reportsFor(self, domain).length === 1, 20000);
+  } finally {
+    await late.stop();
+  }
 });
 
 test('RPT-3: after the day ends, the plugin sends each domain its report by itself, DKIM-signed: mailto: through Haraka’s own outbound (outbound.send_email) and https:, once', async () => {
