@@ -19,6 +19,7 @@ import {
   type HMailPrototype,
 } from 'haraka-outbound-security/haraka/connection-guard';
 import { getDeliveryState } from 'haraka-outbound-security/haraka/delivery-state';
+import { capturingIdentity } from 'haraka-outbound-security/haraka/identity-capture';
 import { setGuardProblem } from 'haraka-outbound-security/haraka/guard-status';
 import type { Requirement } from 'haraka-outbound-security/tls/decision';
 import { connectionRequirement } from 'haraka-outbound-security/tls/requirement';
@@ -156,6 +157,8 @@ const CLASSIFIABLE = Symbol.for('haraka-outbound-security.classifiable');
  * with nothing recorded. Outbound connections always complete the handshake;
  * outbound_tls classifies the certificate and the requirement decides.
  * (Haraka's own force_tls sets it again after this, as it should.)
+ * The same wrapper lets the guard see what the handshake's identity check saw
+ * (haraka/identity-capture.ts).
  */
 function keepOutboundCertificatesClassifiable(plugin: OutboundTlsPlugin): void {
   const tls = plugin.config.get('tls.ini', { booleans: ['main.rejectUnauthorized', 'outbound.rejectUnauthorized'] }) as IniFile;
@@ -180,7 +183,9 @@ function keepOutboundCertificatesClassifiable(plugin: OutboundTlsPlugin): void {
   if (!marked[CLASSIFIABLE]) {
     marked[CLASSIFIABLE] = true;
     obtls.get_tls_options = function (this: unknown, mx: unknown) {
-      return { ...original.call(this, mx), rejectUnauthorized: false };
+      const options = { ...original.call(this, mx), rejectUnauthorized: false };
+      // OPS-6: the guard reads what the handshake's identity check saw instead of decoding the certificate again.
+      return mx && typeof mx === 'object' ? capturingIdentity(mx, options) : options;
     };
   }
   if (configured.length > 0) {

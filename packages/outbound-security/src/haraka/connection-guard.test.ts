@@ -12,6 +12,8 @@ import type { ExemptionUse, Requirement } from '../tls/decision';
 import { SecLevel } from '../tls/sec-level';
 import { REPORT_NOTE, type ConnectionFacts, type ConnectionOutcome } from '../tlsrpt/session';
 import { installConnectionGuard, type GuardDeps, type GuardedHMail, type HMailPrototype } from './connection-guard';
+import { capturingIdentity } from './identity-capture';
+import type { PeerCertificate } from 'node:tls';
 
 class FakeSocket extends EventEmitter {
   readonly written: string[] = [];
@@ -248,4 +250,43 @@ test('RPT-4: a TLS report message is not guarded: not counted, the stored level 
   await converse(socket);
   assert.deepEqual(socket.written, ['EHLO haraka.test\r\n', 'MAIL FROM:<a@example.org>\r\n'], 'delivered despite the stored level');
   assert.deepEqual([sessions.length, asked, errors.length, ratchetResults.length], [0, 0, 0, 0]);
+});
+
+/** An encrypted stand-in socket whose certificate reads are counted. */
+function encryptedSocket(): { socket: FakeSocket; certificateReads: () => number } {
+  let reads = 0;
+  const socket = new FakeSocket();
+  socket.isEncrypted = () => true;
+  Object.assign(socket, {
+    cleartext: {
+      authorizationError: null,
+      getPeerX509Certificate: () => {
+        reads++;
+        return undefined;
+      },
+      getProtocol: () => 'TLSv1.3',
+    },
+  });
+  return { socket, certificateReads: () => reads };
+}
+
+test('OPS-6: a name the handshake’s identity check matched is TLS_SECURE without reading the certificate again; otherwise it is read', async () => {
+  const { proto, deps, errors, raised } = harness({ kind: 'none' });
+  installConnectionGuard(proto, deps);
+  const mx = { exchange: '192.0.2.1', from_dns: 'mx.example.test' };
+  const fast = encryptedSocket();
+  proto.try_deliver_host_on_socket?.call(hmail, mx, '192.0.2.1', 25, fast.socket);
+  // What outbound_tls's get_tls_options wrapper makes of the STARTTLS options, and Node then calls.
+  capturingIdentity(mx, {}).checkServerIdentity?.('mx.example.test', { subjectaltname: 'DNS:mx.example.test' } as PeerCertificate);
+  await converse(fast.socket);
+  assert.deepEqual(errors, []);
+  assert.equal(fast.certificateReads(), 0);
+  assert.deepEqual(raised, ['example.test TLS_SECURE']);
+
+  // No identity check seen on this connection (the slot is per connection): the certificate is read.
+  const slow = encryptedSocket();
+  proto.try_deliver_host_on_socket?.call(hmail, mx, '192.0.2.1', 25, slow.socket);
+  await converse(slow.socket);
+  assert.equal(slow.certificateReads(), 1);
+  assert.deepEqual(raised, ['example.test TLS_SECURE', 'example.test TLS_INSECURE'], 'no certificate: TLS_INSECURE');
 });

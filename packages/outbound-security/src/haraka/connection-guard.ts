@@ -39,6 +39,8 @@ import { classifyConnection, type TlsObservation } from '../tls/classify';
 import { isReportMessage, type ConnectionFacts, type ConnectionOutcome } from '../tlsrpt/session';
 import type { X509Certificate } from 'node:crypto';
 import net from 'node:net';
+import { matchDnsSan } from '../tls/san-match';
+import { openIdentitySlot, type IdentitySlot } from './identity-capture';
 
 type Write = (data: unknown, encoding?: unknown, cb?: unknown) => boolean;
 
@@ -124,17 +126,29 @@ export function mxHostName(mx: GuardedMx): string | undefined {
   return undefined;
 }
 
-function observe(socket: GuardedSocket): TlsObservation {
+/**
+ * What the TLS stack says about the connection. OPS-6: when the handshake's
+ * own identity check plainly matched the MX host name (identity-capture.ts)
+ * and nothing else needs the certificate (DANE, a table rule's `match=`),
+ * the certificate is not decoded a second time.
+ */
+function observe(socket: GuardedSocket, identity: IdentitySlot, mxHost: string | undefined, requirement: Requirement): TlsObservation {
   const encrypted = typeof socket.isEncrypted === 'function' && socket.isEncrypted() === true;
   const tls = socket.cleartext;
   if (!encrypted || !tls) return { encrypted: false };
-  return {
+  const observed: TlsObservation = {
     encrypted: true,
     authorizationError: tls.authorizationError ?? null,
-    ...(tls.getPeerX509Certificate ? { peerCertificate: tls.getPeerX509Certificate() } : {}),
     protocol: tls.getProtocol?.() ?? null,
     datesVerified: true,
   };
+  const captured = identity.captured;
+  if (mxHost !== undefined && captured?.host === mxHost && matchDnsSan(captured.subjectAltName, mxHost) === 'match') {
+    observed.nameMatchedFor = mxHost;
+    if (!requirement.dane && !requirement.minimum?.match) return observed;
+  }
+  if (tls.getPeerX509Certificate) observed.peerCertificate = tls.getPeerX509Certificate();
+  return observed;
 }
 
 export function installConnectionGuard(proto: HMailPrototype, deps: GuardDeps): boolean {
@@ -190,6 +204,7 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
   const requirement = deps.requirement(hmail, mx);
   if (!requirement) return;
   const mxHost = mxHostName(mx);
+  const identity = openIdentitySlot(mx);
   const where = `${mxHost ?? host} [${host}]`;
   let recorded = false;
   /** RPT-1: this connection's outcome, once. */
@@ -281,7 +296,7 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
     if (action.kind === 'drop') return false;
     held.push([data, encoding, cb]);
     if (action.decide) {
-      decideConnection(hmail, socket, requirement, mxHost, where, deps, record).then(
+      decideConnection(hmail, observe(socket, identity, mxHost, requirement), requirement, mxHost, where, deps, record).then(
         (verdict) => {
           if (conversation.abandoned) return;
           if (verdict.kind === 'abandon') return abandon(verdict.reason);
@@ -380,14 +395,13 @@ async function readExempted(
 
 async function decideConnection(
   hmail: GuardedHMail,
-  socket: GuardedSocket,
+  observed: TlsObservation,
   requirement: Requirement,
   mxHost: string | undefined,
   where: string,
   deps: GuardDeps,
   record: (outcome: ConnectionOutcome) => void,
 ): Promise<Verdict> {
-  const observed = observe(socket);
   let classification = classifyConnection(observed, mxHost, new Date(), requirement.minimum?.match);
   const { events } = deps;
   const settings = deps.settings();

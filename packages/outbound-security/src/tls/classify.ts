@@ -26,6 +26,14 @@ export interface TlsObservation {
    * per connection). Observations made up by tests leave it unset.
    */
   datesVerified?: boolean;
+  /**
+   * OPS-6: the host name the handshake's own identity check found among the
+   * certificate's dNSName subjectAltNames (haraka/identity-capture.ts,
+   * tls/san-match.ts), with the chain verified: then the certificate itself
+   * need not be read again (`peerCertificate` may be absent). Only from real
+   * handshakes, whose chain verification covered the dates.
+   */
+  nameMatchedFor?: string;
 }
 
 export interface Classification {
@@ -78,8 +86,12 @@ function classifyFor(observed: TlsObservation, mxHost: string | undefined, now: 
   const insecure = (reason: string): Classification => ({ level: SecLevel.TLS_INSECURE, reason, protocol });
   const untrusted = chainProblem(observed);
   if (untrusted) return insecure(untrusted);
-  const cert = observed.peerCertificate as X509Certificate;
   if (!mxHost) return insecure('no host name to verify (address literal)');
+  if (observed.nameMatchedFor !== undefined && observed.nameMatchedFor === mxHost) {
+    return { level: SecLevel.TLS_SECURE, reason: `certificate valid for ${mxHost}`, protocol };
+  }
+  const cert = observed.peerCertificate;
+  if (!cert) return insecure('no peer certificate');
   const expired = observed.datesVerified ? null : dateProblem(cert, now);
   if (expired) return insecure(expired);
   if (!carries(cert, mxHost)) return insecure(`certificate not valid for ${mxHost} (subjectAltName: ${cert.subjectAltName ?? 'none'})`);
@@ -88,7 +100,7 @@ function classifyFor(observed: TlsObservation, mxHost: string | undefined, now: 
 
 /** No certificate, or one that does not chain to a trusted root. */
 function chainProblem(observed: TlsObservation): string | null {
-  if (!observed.peerCertificate) return 'no peer certificate';
+  if (!observed.peerCertificate && observed.nameMatchedFor === undefined) return 'no peer certificate';
   const chainError = errorCode(observed.authorizationError);
   return chainError && !IDENTITY_ERRORS.has(chainError) ? `certificate not trusted: ${chainError}` : null;
 }
@@ -108,9 +120,10 @@ function carries(cert: X509Certificate, host: string): boolean {
 /** POL-1 `match=`: a trusted certificate in its validity period that carries one of `names`. */
 function matchAny(observed: TlsObservation, names: readonly string[], now: Date): NameMatch {
   if (!observed.encrypted) return { ok: false, reason: 'no TLS' };
-  const problem = chainProblem(observed) ?? (observed.datesVerified ? null : dateProblem(observed.peerCertificate as X509Certificate, now));
+  const cert = observed.peerCertificate;
+  if (!cert) return { ok: false, reason: 'no peer certificate' };
+  const problem = chainProblem(observed) ?? (observed.datesVerified ? null : dateProblem(cert, now));
   if (problem) return { ok: false, reason: problem };
-  const cert = observed.peerCertificate as X509Certificate;
   const name = names.find((candidate) => carries(cert, candidate));
   if (name !== undefined) return { ok: true, name };
   return { ok: false, reason: `certificate carries none of ${names.join(', ')} (subjectAltName: ${cert.subjectAltName ?? 'none'})` };
