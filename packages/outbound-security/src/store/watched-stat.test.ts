@@ -130,19 +130,38 @@ describe('WatchedStat', () => {
     check.close();
   });
 
-  test('OPS-6: a directory that does not exist yet is watched once it does', async () => {
+  test('OPS-6: a directory that does not exist yet is waited for through its parent, without a stat per check', async () => {
     fs.rmSync(dir, { recursive: true });
-    const { check, clock } = counted({ maxAgeMs: 1000 });
+    const { check, stats } = counted({ maxAgeMs: 3_600_000 });
     assert.equal(check.stat(), undefined);
-    assert.equal(check.watching, false);
-    fs.mkdirSync(dir);
-    fs.writeFileSync(file, 'abc');
-    assert.equal(check.stat()?.size, 3, 'not watched: stat-ed at every check');
+    assert.equal(check.waitingForDirectory, true);
+    for (let i = 0; i < 100; i++) assert.equal(check.stat(), undefined);
+    assert.equal(stats(), 1, 'no stat while nothing appears');
+    await run('sh', ['-c', 'mkdir "$1" && printf abc > "$1/.changes"', 'sh', dir]);
+    assert.equal(check.stat()?.size, 3, 'the directory and the file appeared');
+    assert.equal(check.watching, true, 'the directory itself is watched now');
+    await appendFromAnotherProcess(file, 'd');
+    assert.equal(check.stat()?.size, 4);
+    check.close();
+  });
+
+  test('OPS-6: without the directory nor its parent, every check stats, and watching is tried again later', () => {
+    const deeper = path.join(dir, 'missing', 'sub', '.changes');
+    let stats = 0;
+    const clock = { now: 0 };
+    const check = new WatchedStat(deeper, {
+      maxAgeMs: 1000,
+      now: () => clock.now,
+      statSync: (f) => (stats++, fs.statSync(f, { throwIfNoEntry: false })),
+    });
+    check.stat();
+    check.stat();
+    assert.equal(stats, 2);
+    assert.equal(check.watching || check.waitingForDirectory, false);
+    fs.mkdirSync(path.dirname(deeper), { recursive: true });
     clock.now += 1000;
     check.stat();
     assert.equal(check.watching, true);
-    await appendFromAnotherProcess(file, 'd');
-    assert.equal(check.stat()?.size, 4);
     check.close();
   });
 

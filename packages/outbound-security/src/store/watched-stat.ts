@@ -12,9 +12,11 @@
  *  - when the last stat is older than `maxAgeMs`, a safety net should a
  *    notification ever be lost;
  *  - after `invalidate()` (this process wrote the file itself);
- *  - every time, when the directory cannot be watched (it does not exist
- *    yet, the system's inotify limits are reached: watching is tried again
- *    at most every `maxAgeMs`).
+ *  - every time, when the directory cannot be watched (the system's
+ *    inotify limits are reached: watching is tried again at most every
+ *    `maxAgeMs`).
+ * A directory that does not exist yet (an MTA-STS cache nothing was stored
+ * in) is waited for by watching its parent: the file cannot appear before it.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -44,6 +46,8 @@ export class WatchedStat {
   private readonly statFile: (file: string) => fs.Stats | undefined;
   private readonly watch: NonNullable<WatchedStatOptions['watch']>;
   private watcher: fs.FSWatcher | null = null;
+  /** The watcher is on the parent, waiting for the directory to appear. */
+  private watchingParent = false;
   /** When watching was last tried without success. */
   private watchTriedAt = -Infinity;
   private stale = true;
@@ -87,7 +91,12 @@ export class WatchedStat {
 
   /** True while the directory is watched (tests, status). */
   get watching(): boolean {
-    return this.watcher !== null;
+    return this.watcher !== null && !this.watchingParent;
+  }
+
+  /** True while the directory does not exist and its parent is watched for it (tests). */
+  get waitingForDirectory(): boolean {
+    return this.watcher !== null && this.watchingParent;
   }
 
   close(): void {
@@ -98,22 +107,43 @@ export class WatchedStat {
   private startWatching(now: number): void {
     if (this.closed || now - this.watchTriedAt < this.maxAgeMs) return;
     try {
-      const watcher = this.watch(this.dir, (event, name) => {
-        this.stale = true;
-        // The directory itself was removed or replaced: watch it again (by path) at the next stat.
-        if (event === 'rename' && name !== null && String(name) === this.dirName) this.stopWatching();
-      });
-      watcher.on('error', () => this.stopWatching());
-      this.watcher = watcher;
-      this.stale = true; // what happened before the watch started is unknown
-    } catch {
-      this.watchTriedAt = now;
+      this.watcher = this.watchDirectory(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        this.watchTriedAt = now;
+        return;
+      }
+      // No directory yet: its creation is an event in the parent, then the directory itself is watched.
+      try {
+        this.watcher = this.watchDirectory(path.dirname(this.dir));
+        this.watchingParent = true;
+      } catch {
+        this.watchTriedAt = now;
+        return;
+      }
     }
+    this.stale = true; // what happened before the watch started is unknown
+  }
+
+  private watchDirectory(dir: string): fs.FSWatcher {
+    const parent = dir !== this.dir;
+    const name = path.basename(dir);
+    const watcher = this.watch(dir, (event, changed) => {
+      this.stale = true;
+      const what = changed === null ? null : String(changed);
+      // Watching the parent: something was created or removed there, perhaps the directory (or the
+      // parent went away). Watching the directory: it was removed or replaced itself. Either way,
+      // watch again by path at the next stat.
+      if (event === 'rename' && (parent || what === null || what === name)) this.stopWatching();
+    });
+    watcher.on('error', () => this.stopWatching());
+    return watcher;
   }
 
   private stopWatching(): void {
     const watcher = this.watcher;
     this.watcher = null;
+    this.watchingParent = false;
     this.stale = true;
     if (watcher) {
       try {
