@@ -23,6 +23,7 @@ import {
   PLUGIN_PACKAGES,
   describeOutcome,
   firstOutcome,
+  mtaStsHarakaOptions,
   type HarakaOptions,
   type RecordedEvent,
 } from '../fixtures/haraka-instance';
@@ -116,14 +117,7 @@ async function publishEnforce(domain: string, mx: string[]): Promise<void> {
 
 /** Options of a Haraka with outbound_tls + outbound_mx, MTA-STS fetched from the tests' policy server. */
 function mxHarakaOptions(extra: Partial<HarakaOptions> = {}): HarakaOptions {
-  return {
-    dnsServer: dns.address,
-    mxPort,
-    plugins: ['outbound_tls', 'outbound_mx'],
-    extraCa: ca.caCertPath,
-    mxIniExtra: ['[mta_sts]', `https_port=${policies.port}`, `ca_file=${ca.caCertPath}`, 'fetch_timeout=1'].join('\n'),
-    ...extra,
-  };
+  return mtaStsHarakaOptions({ dnsServer: dns.address, mxPort, caCertPath: ca.caCertPath, policyPort: policies.port }, extra);
 }
 
 /** Options of a Haraka whose routes come from haraka-static-route (smart hosts with credentials). */

@@ -27,6 +27,7 @@ import {
   PLUGIN_PACKAGES,
   describeOutcome,
   firstOutcome,
+  mtaStsHarakaOptions,
   sleep,
   type HarakaOptions,
   type RecordedEvent,
@@ -192,12 +193,14 @@ before(async () => {
   );
   const common: HarakaOptions = { dnsServer: dns.address, mxPort, extraCa: ca.caCertPath };
   [haraka, relayHaraka] = await Promise.all([
-    HarakaInstance.start({
-      ...common,
-      plugins: ['outbound_tls', 'outbound_mx'],
-      mxIniExtra: ['[mta_sts]', `https_port=${policies.port}`, `ca_file=${ca.caCertPath}`, 'fetch_timeout=1'].join('\n'),
-      config: { 'outbound_tls.ini': '[metrics]\nlisten=127.0.0.1:0\n', outbound_tls_policy: TABLE.join('\n') },
-    }),
+    HarakaInstance.start(
+      mtaStsHarakaOptions(
+        { dnsServer: dns.address, mxPort, caCertPath: ca.caCertPath, policyPort: policies.port },
+        {
+          config: { 'outbound_tls.ini': '[metrics]\nlisten=127.0.0.1:0\n', outbound_tls_policy: TABLE.join('\n') },
+        },
+      ),
+    ),
     HarakaInstance.start({
       ...common,
       plugins: ['outbound_tls', 'haraka-static-route'],

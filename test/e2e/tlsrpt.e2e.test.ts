@@ -26,7 +26,7 @@ import type { TlsReport } from 'haraka-outbound-security/tlsrpt/report';
 import { FileTlsReportStore } from 'haraka-outbound-security/tlsrpt/file-store';
 import { addDays, noPolicyFound, utcDay } from 'haraka-outbound-security/tlsrpt/record';
 import { TestDnsServer } from '../fixtures/dns-server';
-import { CLI_PATH, HarakaInstance, sleep, waitUntil, type HarakaOptions } from '../fixtures/haraka-instance';
+import { CLI_PATH, HarakaInstance, mtaStsHarakaOptions, sleep, waitUntil, type HarakaOptions } from '../fixtures/haraka-instance';
 import { PolicyServer, policyText } from '../fixtures/policy-server';
 import { TestRedis } from '../fixtures/redis-server';
 import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';
@@ -74,14 +74,7 @@ function tlsrptIni(extra: string[] = []): string {
 }
 
 function options(config: Record<string, string>): HarakaOptions {
-  return {
-    dnsServer: dns.address,
-    mxPort,
-    plugins: ['outbound_tls', 'outbound_mx'],
-    extraCa: ca.caCertPath,
-    mxIniExtra: ['[mta_sts]', `https_port=${policies.port}`, `ca_file=${ca.caCertPath}`, 'fetch_timeout=1'].join('\n'),
-    config,
-  };
+  return mtaStsHarakaOptions({ dnsServer: dns.address, mxPort, caCertPath: ca.caCertPath, policyPort: policies.port }, { config });
 }
 
 const cliRun = promisify(execFile);
