@@ -35,6 +35,9 @@ import {
 import { FilePolicyStore, type CachedPolicy } from 'haraka-outbound-security/mta-sts/store';
 import { TestDnsServer } from '../test/fixtures/dns-server';
 import { PolicyServer, policyText } from '../test/fixtures/policy-server';
+import https from 'node:https';
+import tls from 'node:tls';
+import { pinnedHttpsOptions } from 'haraka-outbound-security/https/pinned';
 import { TestCa } from '../test/fixtures/test-ca';
 import { Cleanup, fmt, lpad, median, positiveOption, readOptions } from './common';
 
@@ -361,6 +364,41 @@ async function stampede(env: Env, o: Options): Promise<Summary['stampede']> {
   return { ms: ns / 1e6, calls: o.concurrency, promises: distinct, traffic: seen };
 }
 
+/**
+ * 3. OPS-6: CPU per policy fetch with an extra CA (`ca_file`): the shared trust
+ * store (pinnedHttpsOptions) beside a trust store built for each request (as
+ * before: Node's ~140 roots parsed again), same server, alternating.
+ */
+async function trustStoreCost(env: Env, fetches: number): Promise<{ shared: number; perRequest: number }> {
+  console.log(`\n3. CPU per HTTPS policy fetch with an extra CA, ${fetches} fetches each way (client and server in this process)`);
+  const get = (options: https.RequestOptions): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const request = https.request(
+        { ...options, path: '/.well-known/mta-sts.txt', headers: { Host: `mta-sts.${CACHED_DOMAIN}` } },
+        (response) => {
+          response.resume();
+          response.on('end', resolve);
+        },
+      );
+      request.on('error', reject);
+      request.end();
+    });
+  const target = { host: `mta-sts.${CACHED_DOMAIN}`, address: env.policy.host, port: env.policy.port, extraCa: [env.ca.caCert] };
+  const cpu = { shared: 0, perRequest: 0 };
+  for (let i = 0; i < fetches * 2; i++) {
+    const way = i % 2 === 0 ? 'shared' : 'perRequest';
+    const { secureContext, ...rest } = pinnedHttpsOptions({ ...target, signal: new AbortController().signal });
+    const options = way === 'shared' ? { ...rest, secureContext } : { ...rest, ca: [...tls.rootCertificates, env.ca.caCert] };
+    const before = process.cpuUsage();
+    await get(options);
+    const used = process.cpuUsage(before);
+    cpu[way] += (used.user + used.system) / 1000;
+  }
+  const result = { shared: cpu.shared / fetches, perRequest: cpu.perRequest / fetches };
+  console.log(`  shared trust store ${fmt(result.shared, 2)} ms, built per request ${fmt(result.perRequest, 2)} ms of CPU per fetch`);
+  return result;
+}
+
 function printSummary(s: Summary, o: Options): void {
   const single = median(s.single.perBatch);
   const plugin = median(s.singlePlugin.perBatch);
@@ -404,8 +442,12 @@ async function main(): Promise<void> {
     );
     const cached = await cachedDecisions(env, o);
     const st = await stampede(env, o);
+    const trust = await trustStoreCost(env, 20);
     const summary: Summary = { ...cached, stampede: st };
     printSummary(summary, o);
+    console.log(
+      `  ${'HTTPS fetch with an extra CA (CPU):'.padEnd(46)}${fmt(trust.shared, 2)} ms shared trust store, ${fmt(trust.perRequest, 2)} ms built per request`,
+    );
 
     failed = [
       ...(quiet(cached.single.traffic) && quiet(cached.singlePlugin.traffic) && quiet(cached.many.traffic)
