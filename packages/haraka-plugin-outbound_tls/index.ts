@@ -36,7 +36,7 @@ import { outboundTlsSettings, policyTableSettings, sharedStores, type SharedSett
 import type { RatchetRead, RatchetStore } from 'haraka-outbound-security/ratchet/store';
 import { SecLevel, levelName } from 'haraka-outbound-security/tls/sec-level';
 import { sessionOfConnection } from 'haraka-outbound-security/tlsrpt/session';
-import { markReportTransaction, startTlsReporting, type ReportingPlugin } from './tlsrpt';
+import { startTlsReporting, type ReportingPlugin } from './tlsrpt';
 
 interface OutboundTlsPlugin extends HarakaPlugin, ReportingPlugin {
   tlsConfig: OutboundTlsConfig;
@@ -72,9 +72,8 @@ export function register(this: OutboundTlsPlugin): void {
   } else {
     installConnectionGuard(hmail, guardDeps(this));
   }
-  // RPT-1 … RPT-4: TLS reporting ([tlsrpt], off by default), following outbound_tls.ini reloads.
+  // RPT-1 … RPT-4, RPT-7: TLS reporting ([tlsrpt], off by default), following outbound_tls.ini reloads.
   startTlsReporting(this);
-  markReportsWhileReporting(this);
 
   // OPS-3: the listener runs in Haraka's main process and follows [metrics] listen (load_outbound_tls_ini).
   if (cluster.isPrimary) {
@@ -233,30 +232,6 @@ function guardDeps(plugin: OutboundTlsPlugin): GuardDeps {
   };
 }
 
-/**
- * RPT-4: the data_post hook that marks reports submitted by `haraka-outbound
- * tlsrpt send`, registered once reporting is on (at startup or at a reload
- * that turns it on; it then stays, and does nothing while reporting is off).
- * OPS-6: with reporting off, received messages do not pay for a hook call.
- */
-function markReportsWhileReporting(plugin: OutboundTlsPlugin): void {
-  const settings = outboundTlsSettings(plugin);
-  let registered = false;
-  const follow = (shared: SharedSettings): void => {
-    if (registered || shared.tls.tlsrpt.kind !== 'on') return;
-    registered = true;
-    plugin.register_hook('data_post', 'mark_tls_report');
-  };
-  follow(settings.current);
-  settings.subscribe(follow);
-}
-
-/** RPT-4: a report message submitted by `haraka-outbound tlsrpt send` is marked like the ones queued here. */
-export function mark_tls_report(this: OutboundTlsPlugin, next: Next, connection: unknown): void {
-  markReportTransaction(this, connection);
-  next(CONT);
-}
-
 /** The ratchet key of a recipient domain as outbound_mx writes it (A-label or canonical literal), or null. */
 function recipientKey(domain: string): string | null {
   if (domain.trim().startsWith('[')) {
@@ -314,6 +289,7 @@ export function fail_closed_get_mx(this: OutboundTlsPlugin, next: Next, hmail: H
 
 export function shutdown(this: OutboundTlsPlugin): void {
   void this.metricsListener?.close();
+  this.stopOutboxPickup?.();
   void this.tlsReporting?.close();
   sharedStores(this)
     .close()

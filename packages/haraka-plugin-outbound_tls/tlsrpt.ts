@@ -4,9 +4,13 @@
  * following `[tlsrpt]` and the store settings of outbound_tls.ini, with
  * Haraka's pieces plugged in:
  * - report messages are queued through Haraka's own outbound
- *   (`outbound.send_email`), marked with a transaction note (RPT-4: never
- *   counted, delivered despite TLS failures), DKIM-signed when a key is set;
- *   an address that refuses them holds back only their own retries;
+ *   (`outbound.send_email`), marked with a transaction note (RPT-4: not
+ *   counted, the recipient domain's TLS policy waived, RPT-7: nothing else),
+ *   DKIM-signed when a key is set; an address that refuses them holds back
+ *   only their own retries;
+ * - RPT-7: the reports `haraka-outbound tlsrpt send` makes reach Haraka
+ *   through the outbox under data_dir (tlsrpt/outbox.ts), never over SMTP:
+ *   only this plugin marks a message as a report;
  * - `https:` reports are POSTed under outbound_mx.ini's DNS servers, address
  *   policy and extra CA (as an MTA-STS fetch is);
  * - in a cluster the workers record and send; the primary does neither.
@@ -18,12 +22,22 @@ import { createDnsClient } from 'haraka-outbound-security/mx/dns-client';
 import { postReport } from 'haraka-outbound-security/tlsrpt/https';
 import type { QueueMail } from 'haraka-outbound-security/tlsrpt/mailto';
 import { TlsReporting } from 'haraka-outbound-security/tlsrpt/service';
+import { OutboxPickup, outboxDir } from 'haraka-outbound-security/tlsrpt/outbox';
 import { setTlsReportStats } from 'haraka-outbound-security/metrics';
 import { REPORT_NOTE } from 'haraka-outbound-security/tlsrpt/session';
 import type { StoreSettings } from 'haraka-outbound-security/store/open';
 
 export interface ReportingPlugin extends HarakaPlugin {
   tlsReporting?: TlsReporting;
+  /** Stops looking at the TLS report outbox (shutdown). */
+  stopOutboxPickup?: () => void;
+}
+
+function log(plugin: HarakaPlugin, level: 'info' | 'warn' | 'error', message: string): void {
+  const line = `outbound_tls: ${message}`;
+  if (level === 'error') plugin.logerror(line);
+  else if (level === 'warn') plugin.logwarn(line);
+  else plugin.loginfo(line);
 }
 
 interface HarakaOutbound {
@@ -44,12 +58,17 @@ function isClusterPrimary(plugin: HarakaPlugin): boolean {
   return nodes !== '' && nodes !== '0' && nodes !== '1';
 }
 
-/** RPT-3: a report message queued through Haraka's outbound, marked as a report (RPT-4). */
+/** RPT-3: a report message queued through Haraka's outbound, marked as a report (RPT-4, RPT-7: only here). */
 function queueThroughOutbound(plugin: HarakaPlugin): QueueMail {
   return (from, to, message) =>
     new Promise((resolve, reject) => {
       const outbound = plugin.haraka_require('outbound') as HarakaOutbound;
-      const policyDomain = /^TLS-Report-Domain: *(\S+)/im.exec(message.toString('latin1'))?.[1] ?? '';
+      const header =
+        message
+          .subarray(0, 64 * 1024)
+          .toString('latin1')
+          .split(/\r?\n\r?\n/)[0] ?? '';
+      const policyDomain = /^TLS-Report-Domain: *(\S+)/im.exec(header)?.[1] ?? '';
       outbound.send_email(
         from,
         to,
@@ -80,17 +99,30 @@ export function startTlsReporting(plugin: ReportingPlugin): void {
     post: (url, gzipped) =>
       postReport(url, gzipped, { addressPolicy: mx.current.mx.addressPolicy, dns: dns(), extraCa: mx.current.extraCa }),
     queueMail: queueThroughOutbound(plugin),
-    log: (level, message) => {
-      const line = `outbound_tls: ${message}`;
-      if (level === 'error') plugin.logerror(line);
-      else if (level === 'warn') plugin.logwarn(line);
-      else plugin.loginfo(line);
-    },
+    log: (level, message) => log(plugin, level, message),
   });
   plugin.tlsReporting = reporting;
   setTlsReportStats(() => reporting.stats());
+  const queue = queueThroughOutbound(plugin);
+  let pickup: { dir: string; outbox: OutboxPickup } | null = null;
+  /** RPT-7: the outbox `tlsrpt send` writes into is looked at while reporting is on. */
+  const followOutbox = (dir: string | null): void => {
+    if (pickup?.dir === dir) return;
+    void pickup?.outbox.stop();
+    pickup = null;
+    if (dir === null) return;
+    const outbox = new OutboxPickup({
+      dir,
+      queue: ({ from, to, message }) => queue(from, to, message),
+      log: (level, message) => log(plugin, level, message),
+    });
+    outbox.start();
+    pickup = { dir, outbox };
+  };
+  plugin.stopOutboxPickup = () => followOutbox(null);
   const apply = (shared: SharedSettings): void => {
     const config = shared.tls.tlsrpt;
+    followOutbox(config.kind === 'on' ? outboxDir(shared.tls.dataDir) : null);
     const done = reporting.apply(config, storeSettingsOf(shared, plugin));
     if (done === 'unchanged') return;
     if (config.kind === 'on') {
@@ -105,31 +137,4 @@ export function startTlsReporting(plugin: ReportingPlugin): void {
   };
   apply(settings.current);
   settings.subscribe(apply);
-}
-
-interface DataPostConnection {
-  relaying?: boolean;
-  transaction?: {
-    /** @haraka/email-address 3: `address` is a getter; address-rfc2821 (older Haraka): a method. */
-    mail_from?: { address: string | (() => string) };
-    header?: { get(name: string): string };
-    notes: Record<string, unknown>;
-  };
-}
-
-/**
- * RPT-4: a message submitted for relaying from the configured report sender
- * with a `TLS-Report-Domain` field is a report (`haraka-outbound tlsrpt
- * send` queues through this Haraka over SMTP): it gets the note the guard
- * knows reports by.
- */
-export function markReportTransaction(plugin: ReportingPlugin, connection: unknown): void {
-  const txn = (connection as DataPostConnection).transaction;
-  const sender = plugin.tlsReporting?.sender;
-  if (!sender || !txn || !(connection as DataPostConnection).relaying) return;
-  const domain = txn.header?.get('TLS-Report-Domain').trim();
-  const from = txn.mail_from?.address;
-  const address = typeof from === 'function' ? from.call(txn.mail_from) : from;
-  if (!domain || address?.toLowerCase() !== sender.toLowerCase()) return;
-  txn.notes[REPORT_NOTE] = domain;
 }

@@ -5,8 +5,9 @@
  * policy), an HTTPS policy server serves an MTA-STS testing policy, and
  * `_smtp._tls.<domain>` TXT records name a `mailto:` address (a sink) and an
  * `https:` endpoint (an HTTPS server with a test-CA certificate). Reports are
- * sent with `haraka-outbound tlsrpt send --smtp=<Haraka>`, so the `mailto:`
- * report goes through Haraka's own outbound.
+ * sent with `haraka-outbound tlsrpt send`, which hands the `mailto:` report to
+ * Haraka through the outbox under data_dir (RPT-7), so it goes through
+ * Haraka's own outbound.
  *
  * Haraka instances: `haraka` (file store) for the report and the refusing
  * report address; two more sharing a real redis-server for the shared report.
@@ -92,9 +93,9 @@ async function cli(instance: HarakaInstance, ...args: string[]): Promise<{ code:
   }
 }
 
-/** Sends `tlsrpt send` for today through `instance`'s SMTP port; asserts it sent everything. */
+/** Sends `tlsrpt send` for today (mailto: through `instance`'s outbox); asserts it sent everything and Haraka took it. */
 async function sendReports(instance: HarakaInstance, ...domains: string[]): Promise<string> {
-  const run = await cli(instance, 'tlsrpt', 'send', `--smtp=127.0.0.1:${instance.port}`, ...domains);
+  const run = await cli(instance, 'tlsrpt', 'send', ...domains);
   assert.equal(run.code, 0, `tlsrpt send: ${run.stdout}${run.stderr}`);
   return run.stdout;
 }
@@ -344,7 +345,7 @@ test('RPT-4: a report reaches an address whose MX fails its MTA-STS enforce poli
   );
 });
 
-test('RPT-4: reporting turned on by a reload (off at startup, when no data_post hook is registered) marks reports submitted by `tlsrpt send`: one reaches an MX failing its enforce policy', async () => {
+test('RPT-4/RPT-7: reporting turned on by a reload (off at startup) takes the reports `tlsrpt send` leaves in the outbox: one reaches an MX failing its enforce policy', async () => {
   const strict = await failingEnforceDomain('late-strict.test');
   const domain = 'late-src.test';
   pointMx(domain, VALID);
@@ -378,7 +379,12 @@ test('RPT-3: after the day ends, the plugin sends each domain its report by itse
       day: yesterday,
       policyDomain: domain,
       policy,
-      failure: { resultType: 'starttls-not-supported', receivingMxHostname: PLAIN.host },
+      failure: {
+        resultType: 'starttls-not-supported',
+        sendingMtaIp: '127.0.0.1',
+        receivingMxHostname: PLAIN.host,
+        receivingIp: PLAIN.address,
+      },
       count: 1,
     },
   ]);

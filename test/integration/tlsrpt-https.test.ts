@@ -161,7 +161,12 @@ test('RPT-6: a day recorded, then reported by the scheduler to the HTTPS endpoin
     recorder.record({
       policyDomain: 'example.test',
       policy: sts,
-      result: { resultType: 'certificate-host-mismatch', receivingMxHostname: 'mx.example.test', receivingIp: '127.0.0.1' },
+      result: {
+        resultType: 'certificate-host-mismatch',
+        sendingMtaIp: '127.0.0.2',
+        receivingMxHostname: 'mx.example.test',
+        receivingIp: '127.0.0.1',
+      },
     });
   }
   for (let i = 0; i < 5; i++) recorder.record({ policyDomain: 'example.test', policy: noPolicyFound('example.test'), result: 'success' });

@@ -66,7 +66,8 @@ export const TLS_REPORT_SCHEMA = {
     },
     failureDetails: {
       type: 'object',
-      required: ['result-type', 'failed-session-count'],
+      // RPT-10: RFC 8460 §4.4 marks only receiving-mx-helo, additional-information and failure-reason-code optional.
+      required: ['result-type', 'sending-mta-ip', 'receiving-mx-hostname', 'receiving-ip', 'failed-session-count'],
       additionalProperties: false,
       properties: {
         'result-type': { enum: [...RESULT_TYPES] },

@@ -50,10 +50,11 @@ export const USAGE = `usage:
   ${PROGRAM} [--config DIR] tlsrpt show DOMAIN [DAY]
                                                    what the TLS report of DOMAIN for DAY (UTC, default today as it
                                                    stands) would say: sessions per policy, failure details
-  ${PROGRAM} [--config DIR] tlsrpt send [--smtp=HOST:PORT] [DAY] [DOMAIN...]
+  ${PROGRAM} [--config DIR] tlsrpt send [--wait=S] [DAY] [DOMAIN...]
                                                    send DAY's TLS reports now (default today as it stands; every
                                                    domain with counts unless named), as the automatic sending does;
-                                                   mailto: reports are submitted to the local Haraka (smtp.ini listen)
+                                                   mailto: reports go to Haraka through <data_dir>/tlsrpt-outbox
+                                                   (waits S seconds, default 15, until Haraka took them)
 
   DOMAIN of ratchet show/reset and explain may be relay:<host>: a smart host (TLS-8, POL-4).
   --config DIR  the Haraka config directory holding outbound_tls.ini (default ${DEFAULT_CONFIG_DIR});
@@ -65,7 +66,8 @@ exit status: 0 done, 1 error, 2 bad usage, 3 a stored entry is unreadable,
              4 probe: no MX meets the requirement (or there is no MX to deliver to),
              5 table list: a line of the policy table is not in force,
              6 dane status: [dane] mode is on or observe but DANE is not in effect,
-             7 tlsrpt send: a report did not reach every address (retried by the automatic sending)`;
+             7 tlsrpt send: a report did not reach every address (retried by the automatic sending),
+               or Haraka did not take the mailto: reports from the outbox in time`;
 
 export const EXIT = {
   OK: 0,

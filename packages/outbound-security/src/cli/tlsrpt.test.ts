@@ -6,36 +6,30 @@ import { test } from 'node:test';
 import { FileTlsReportStore } from '../tlsrpt/file-store';
 import { noPolicyFound } from '../tlsrpt/record';
 import { main, parseArgs } from './cli';
-import { localSmtp } from './tlsrpt';
 
-test('RPT-5: tlsrpt show DOMAIN [DAY] and send [--smtp] [DAY] [DOMAIN…] parse; bad days and domains are usage errors', () => {
+test('RPT-5: tlsrpt show DOMAIN [DAY] and send [--wait=S] [DAY] [DOMAIN…] parse; bad days and domains are usage errors', () => {
   assert.deepEqual(parseArgs(['tlsrpt', 'show', 'Example.COM', '2025-03-14']), {
     ok: true,
     configDir: './config',
     command: { kind: 'tlsrpt-show', domain: 'Example.COM', day: '2025-03-14' },
   });
-  assert.deepEqual(parseArgs(['tlsrpt', 'send', '--smtp=127.0.0.1:2525', '2025-03-14', 'b.example', 'A.example']), {
+  assert.deepEqual(parseArgs(['tlsrpt', 'send', '--wait=3', '2025-03-14', 'b.example', 'A.example']), {
     ok: true,
     configDir: './config',
-    command: { kind: 'tlsrpt-send', day: '2025-03-14', domains: ['b.example', 'a.example'], smtp: '127.0.0.1:2525' },
+    command: { kind: 'tlsrpt-send', day: '2025-03-14', domains: ['b.example', 'a.example'], waitSeconds: 3 },
   });
   assert.deepEqual(parseArgs(['tlsrpt', 'send']), {
     ok: true,
     configDir: './config',
-    command: { kind: 'tlsrpt-send', day: null, domains: [], smtp: null },
+    command: { kind: 'tlsrpt-send', day: null, domains: [], waitSeconds: 15 },
   });
   assert.match(String((parseArgs(['tlsrpt', 'send', '2025-02-30']) as { error: string }).error), /bad DAY/);
   assert.match(String((parseArgs(['tlsrpt', 'show', 'example.com', 'today']) as { error: string }).error), /bad DAY/);
   assert.match(String((parseArgs(['tlsrpt', 'show']) as { error: string }).error), /needs DOMAIN/);
-  assert.match(String((parseArgs(['tlsrpt', 'send', '--smtp=nowhere']) as { error: string }).error), /bad --smtp/);
+  assert.match(String((parseArgs(['tlsrpt', 'send', '--wait=soon']) as { error: string }).error), /bad --wait/);
+  // RPT-7: no SMTP submission any more (a client could pose as the CLI there).
+  assert.match(String((parseArgs(['tlsrpt', 'send', '--smtp=127.0.0.1:25']) as { error: string }).error), /--smtp is gone.*outbox/);
   assert.match(String((parseArgs(['tlsrpt', 'send', '[192.0.2.1]']) as { error: string }).error), /bad DOMAIN/);
-});
-
-test('RPT-5: the local Haraka is smtp.ini’s first listen address, wildcards as loopback', () => {
-  assert.deepEqual(localSmtp({ main: { listen: '[::0]:2525,0.0.0.0:25' } }), { host: '::1', port: 2525 });
-  assert.deepEqual(localSmtp({ main: { listen: '0.0.0.0:587' } }), { host: '127.0.0.1', port: 587 });
-  assert.deepEqual(localSmtp({ main: { listen: '192.0.2.7:25' } }), { host: '192.0.2.7', port: 25 });
-  assert.deepEqual(localSmtp({}), { host: '127.0.0.1', port: 25 });
 });
 
 function output(): { out: string[]; err: string[]; io: { out(l: string): void; err(l: string): void } } {

@@ -3,50 +3,57 @@
  * - `show DOMAIN [DAY]`: what would be reported for a Policy Domain and UTC
  *   day (default today, as it stands): sessions per policy, failures with the
  *   details a report carries, and the delivery state (`previewReport`).
- * - `send [--smtp=HOST:PORT] [DAY] [DOMAIN…]`: sends a day's reports now
- *   (default today, as it stands; every domain with counts unless named)
- *   through the scheduler's `sendNow`, the path automatic sending takes.
- *   `mailto:` reports are submitted to the local Haraka over SMTP (default:
- *   the first `listen` address of smtp.ini, else 127.0.0.1:25; it must relay
- *   for this host), which queues them through its outbound and marks them as
- *   reports (RPT-4); they are DKIM-signed here when a key is configured.
+ * - `send [--wait=S] [DAY] [DOMAIN…]`: sends a day's reports now (default
+ *   today, as it stands; every domain with counts unless named) through the
+ *   scheduler's `sendNow`, the path automatic sending takes. `mailto:`
+ *   reports are DKIM-signed here when a key is configured and handed to
+ *   Haraka through the outbox under data_dir (RPT-7, tlsrpt/outbox.ts: never
+ *   over SMTP, where any client could pose as the CLI); the command waits up
+ *   to S seconds (default 15) until a Haraka process with reporting on took
+ *   them, and says so when none did (they stay in the outbox and go when one
+ *   does).
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import nodemailer from 'nodemailer';
 import type { OutboundTlsConfig } from '../config/outbound-tls';
 import type { IniFile } from '../config/ini';
 import { createDnsClient } from '../mx/dns-client';
 import { signingQueueMail } from '../tlsrpt/dkim';
 import { DEFAULT_LOCK_TTL_MS, previewReport, type ReportIdentity } from '../tlsrpt/deliver';
 import { postReport } from '../tlsrpt/https';
-import type { QueueMail } from '../tlsrpt/mailto';
+import { outboxDir, submitToOutbox } from '../tlsrpt/outbox';
 import { openTlsReportStore, processHolder } from '../tlsrpt/open';
 import { isDay, utcDay } from '../tlsrpt/record';
 import { DEFAULT_SCHEDULE } from '../tlsrpt/schedule';
 import { TlsReportScheduler, type PassSummary } from '../tlsrpt/scheduler';
 import type { TlsReport } from '../tlsrpt/report';
 import type { DomainCounts } from '../tlsrpt/store';
-import { loadMxSettings, readIni, waitUntilConnected } from './config';
+import { loadMxSettings, waitUntilConnected } from './config';
 import { domainKey, type Output } from './cli';
 
 export type TlsrptCommand =
   | { kind: 'tlsrpt-show'; domain: string; day: string | null }
-  | { kind: 'tlsrpt-send'; day: string | null; domains: string[]; smtp: string | null };
+  | { kind: 'tlsrpt-send'; day: string | null; domains: string[]; waitSeconds: number };
+
+/** How long `tlsrpt send` waits for Haraka to take the mailto: reports from the outbox, by default. */
+export const DEFAULT_OUTBOX_WAIT_SECONDS = 15;
 
 /** Exit status of `tlsrpt send` when a report could not be sent to every address. */
 export const EXIT_TLSRPT_NOT_SENT = 7;
 
 export function parseTlsrptCommand(words: readonly string[], flags: ReadonlySet<string>): TlsrptCommand | string {
   const [action, ...args] = words;
-  const smtpFlag = [...flags].find((f) => f.startsWith('--smtp='));
-  const unknown = [...flags].find((f) => f !== smtpFlag);
+  const waitFlag = [...flags].find((f) => f.startsWith('--wait='));
+  if ([...flags].some((f) => f.startsWith('--smtp'))) {
+    return '--smtp is gone: tlsrpt send hands mailto: reports to Haraka through <data_dir>/tlsrpt-outbox (RPT-7), not over SMTP';
+  }
+  const unknown = [...flags].find((f) => f !== waitFlag);
   if (unknown !== undefined) return `unknown option ${unknown}`;
   const day = args[0] !== undefined && /^\d{4}-/.test(args[0]) ? args[0] : null;
   if (day !== null && !isDay(day)) return `bad DAY: "${day}" is not a day (YYYY-MM-DD)`;
   const rest = day === null ? args : args.slice(1);
   if (action === 'show') {
-    if (smtpFlag) return 'tlsrpt show takes no --smtp';
+    if (waitFlag) return 'tlsrpt show takes no --wait';
     const [first, second] = args;
     // show DOMAIN [DAY]
     if (first === undefined || args.length > 2) return 'tlsrpt show needs DOMAIN and an optional DAY';
@@ -54,13 +61,13 @@ export function parseTlsrptCommand(words: readonly string[], flags: ReadonlySet<
     return { kind: 'tlsrpt-show', domain: first, day: second ?? null };
   }
   if (action === 'send') {
-    const smtp = smtpFlag ? smtpFlag.slice('--smtp='.length) : null;
-    if (smtp !== null && !/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(smtp)) return `bad --smtp: "${smtp}" is not HOST:PORT`;
+    const wait = waitFlag ? waitFlag.slice('--wait='.length) : String(DEFAULT_OUTBOX_WAIT_SECONDS);
+    if (!/^\d{1,4}$/.test(wait)) return `bad --wait: "${wait}" is not a number of seconds`;
     for (const domain of rest) {
       const key = domainKey(domain);
       if (!key.ok || key.key.startsWith('[') || key.key.includes(':')) return `bad DOMAIN: ${key.ok ? domain : key.error}`;
     }
-    return { kind: 'tlsrpt-send', day, domains: rest.map((d) => (domainKey(d) as { key: string }).key), smtp };
+    return { kind: 'tlsrpt-send', day, domains: rest.map((d) => (domainKey(d) as { key: string }).key), waitSeconds: Number(wait) };
   }
   return action === undefined ? 'tlsrpt needs show or send' : `unknown tlsrpt command "${action}"`;
 }
@@ -109,35 +116,14 @@ export function formatSendSummary(summary: PassSummary): { lines: string[]; allS
   return { lines, allSent };
 }
 
-/** The local Haraka's SMTP address: smtp.ini's first `listen`, wildcard addresses as loopback. */
-export function localSmtp(smtpIni: IniFile): { host: string; port: number } {
-  const listen =
-    String(smtpIni.main?.listen ?? '')
-      .split(',')[0]
-      ?.trim() ?? '';
-  const match = /^\[?([^\]]*?)\]?:(\d+)$/.exec(listen);
-  if (!match) return { host: '127.0.0.1', port: 25 };
-  const host =
-    match[1] === '0.0.0.0' || match[1] === '' ? '127.0.0.1' : match[1] === '::' || match[1] === '::0' ? '::1' : (match[1] as string);
-  return { host, port: Number(match[2]) };
-}
-
-/** Submits a report message to the local Haraka (SMTP, envelope as given). */
-function submitOverSmtp(host: string, port: number): QueueMail {
-  return async (from, to, message) => {
-    const transport = nodemailer.createTransport({
-      host,
-      port,
-      secure: false,
-      name: 'haraka-outbound.localhost',
-      connectionTimeout: 10_000,
-    });
-    try {
-      await transport.sendMail({ envelope: { from, to: [to] }, raw: message });
-    } finally {
-      transport.close();
-    }
-  };
+/** Waits until Haraka took every file of `names` from the outbox (or `seconds` passed); the names left. */
+async function waitForPickup(dir: string, names: readonly string[], seconds: number): Promise<string[]> {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const left = names.filter((name) => fs.existsSync(path.join(dir, name)));
+    if (left.length === 0 || Date.now() >= deadline) return left;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 const PLACEHOLDER: ReportIdentity = { organization: '(tlsrpt not enabled)', contact: '-', sender: '-', submitter: 'localhost' };
@@ -171,14 +157,13 @@ export async function runTlsrpt(
     const mx = loadMxSettings(configDir);
     const dns = createDnsClient(mx.dns);
     const extraCa = mx.mtaSts.caFile ? [fs.readFileSync(mx.mtaSts.caFile, 'utf8')] : [];
-    const smtp = command.smtp
-      ? { host: command.smtp.replace(/:\d+$/, '').replace(/^\[|\]$/g, ''), port: Number(/:(\d+)$/.exec(command.smtp)?.[1]) }
-      : localSmtp(readIni(path.resolve(configDir), 'smtp.ini', () => undefined));
+    const outbox = outboxDir(settings.dataDir);
+    const written: string[] = [];
     const scheduler = new TlsReportScheduler({
       store,
       txt: (name) => dns.txt(name),
       post: (url, gzipped) => postReport(url, gzipped, { addressPolicy: mx.addressPolicy, dns, extraCa }),
-      queueMail: signingQueueMail(submitOverSmtp(smtp.host, smtp.port), config.settings.dkim),
+      queueMail: signingQueueMail(submitToOutbox(outbox, written), config.settings.dkim),
       identity: config.settings.identity,
       schedule: {
         ...DEFAULT_SCHEDULE,
@@ -194,7 +179,15 @@ export async function runTlsrpt(
     const summary = await scheduler.sendNow(day, command.domains.length > 0 ? command.domains : undefined);
     const { lines, allSent } = formatSendSummary(summary);
     for (const line of lines) output.out(line);
-    return allSent ? 0 : EXIT_TLSRPT_NOT_SENT;
+    const left = await waitForPickup(outbox, written, command.waitSeconds);
+    if (written.length > 0 && left.length === 0) output.out(`mailto: reports taken by Haraka from ${outbox}: ${written.length}`);
+    if (left.length > 0) {
+      output.err(
+        `${left.length} of ${written.length} mailto: report(s) still in ${outbox} after ${command.waitSeconds} s: no Haraka process with ` +
+          `[tlsrpt] enabled=true and this data_dir took them; they are sent when one does`,
+      );
+    }
+    return allSent && left.length === 0 ? 0 : EXIT_TLSRPT_NOT_SENT;
   } finally {
     await store.close();
   }

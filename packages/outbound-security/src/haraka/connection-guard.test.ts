@@ -77,6 +77,8 @@ function harness(stored: RatchetRead, requirement: Requirement = { domain: 'exam
 }
 
 const hmail: GuardedHMail = { todo: { domain: 'example.test' }, mxlist: [], loginfo() {}, logwarn() {}, logerror() {} };
+/** A TLS report message (the mark only outbound_tls sets, RPT-7). */
+const report: GuardedHMail = { ...hmail, todo: { domain: 'example.test', notes: { [REPORT_NOTE]: 'example.test' } } };
 
 async function converse(socket: FakeSocket): Promise<void> {
   socket.emit('line', '220 mx.example.test ESMTP\r\n');
@@ -201,6 +203,16 @@ test('RPT-1: a connection that reaches the decision is recorded once, with its c
   assert.equal(session?.outcome.kind === 'decided' && session.outcome.classification.reason, 'no TLS');
 });
 
+test('RPT-10: a session that never reached TLS carries sending-mta-ip: the address of the socket below Haraka’s (set there before STARTTLS)', async () => {
+  const { proto, deps, sessions } = recording({ kind: 'none' });
+  installConnectionGuard(proto, deps);
+  // Haraka's pluggableStream copies localAddress up only when a connected socket is attached (after STARTTLS).
+  const socket = Object.assign(new FakeSocket(), { targetsocket: { localAddress: '192.0.2.100' } });
+  proto.try_deliver_host_on_socket?.call(hmail, { exchange: '192.0.2.1', from_dns: 'mx.example.test' }, '192.0.2.1', 25, socket);
+  await converse(socket);
+  assert.equal(sessions[0]?.facts.sendingIp, '192.0.2.100');
+});
+
 test('RPT-1: a refused STARTTLS is recorded once with its reason, before the TLS-3 retry', async () => {
   const { proto, deps, sessions } = recording({ kind: 'none' });
   installConnectionGuard(proto, deps);
@@ -236,20 +248,110 @@ test('RPT-1: a failed handshake (Haraka’s tls error) is recorded with the hand
   );
 });
 
-test('RPT-4: a TLS report message is not guarded: not counted, the stored level neither read nor enforced', async () => {
+test('RPT-4/RPT-7: a TLS report message waives its recipient domain’s ratchet: not counted, the stored level neither read nor enforced', async () => {
   const { proto, deps, sessions, errors, ratchetResults } = recording({
     kind: 'level',
     entry: { domain: 'example.test', level: SecLevel.TLS_SECURE },
   });
-  let asked = 0;
-  deps.requirement = () => (asked++, { domain: 'example.test', ratchet: true });
+  let reads = 0;
+  const store = deps.store();
+  deps.store = () => ({ ...store, get: (key) => (reads++, store.get(key)) });
+  deps.requirement = () => ({ domain: 'example.test', ratchet: true, sts: { mode: 'enforce', policyId: 'p1' } });
   installConnectionGuard(proto, deps);
   const socket = new FakeSocket();
-  const report: GuardedHMail = { ...hmail, todo: { domain: 'example.test', notes: { [REPORT_NOTE]: 'example.test' } } };
   proto.try_deliver_host_on_socket?.call(report, { exchange: '192.0.2.1', from_dns: 'mx.example.test' }, '192.0.2.1', 25, socket);
   await converse(socket);
   assert.deepEqual(socket.written, ['EHLO haraka.test\r\n', 'MAIL FROM:<a@example.org>\r\n'], 'delivered despite the stored level');
-  assert.deepEqual([sessions.length, asked, errors.length, ratchetResults.length], [0, 0, 0, 0]);
+  assert.deepEqual([sessions.length, reads, errors.length, ratchetResults.length], [0, 0, 0, 0]);
+});
+
+test('RPT-7: a TLS report message to a smart host with credentials is held to auth_min_level like any other (no AUTH in clear)', async () => {
+  const relay: Requirement = {
+    domain: 'example.test',
+    ratchet: true,
+    relayKey: 'relay:smarthost.test',
+    authMinLevel: SecLevel.TLS_SECURE,
+  };
+  const { proto, deps, errors } = harness({ kind: 'none' }, relay);
+  installConnectionGuard(proto, deps);
+  const socket = new FakeSocket();
+  const mx = { exchange: '192.0.2.1', from_dns: 'smarthost.test', auth_user: 'u', auth_pass: 'p' };
+  proto.try_deliver_host_on_socket?.call(report, mx, '192.0.2.1', 25, socket);
+  socket.emit('line', '220 smarthost.test ESMTP\r\n');
+  socket.write('EHLO haraka.test\r\n');
+  socket.emit('line', '250 smarthost.test\r\n');
+  socket.write('AUTH PLAIN AHUAcA==\r\n');
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.deepEqual(socket.written, ['EHLO haraka.test\r\n', 'QUIT\r\n'], 'no AUTH on a PLAIN connection');
+  assert.match(String((errors[0] as Error)?.message), /credentials require TLS_SECURE/);
+});
+
+test('OPS-8: an exception in counting (the TLS report recorder) ends nothing: logged, the connection decided as before', async () => {
+  const { proto, deps, errors } = harness({ kind: 'none' });
+  const logged: string[] = [];
+  deps.recordSession = () => {
+    throw new Error('tlsrpt: a policy of 600 strings is over 520');
+  };
+  installConnectionGuard(proto, deps);
+  const socket = new FakeSocket();
+  const noisy: GuardedHMail = { ...hmail, logerror: (line: unknown) => logged.push(String(line)) };
+  proto.try_deliver_host_on_socket?.call(noisy, { exchange: '192.0.2.1', from_dns: 'mx.example.test' }, '192.0.2.1', 25, socket);
+  await converse(socket);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(socket.written, ['EHLO haraka.test\r\n', 'MAIL FROM:<a@example.org>\r\n']);
+  assert.match(logged.join('\n'), /TLS report counting failed, session not counted: Error: tlsrpt: a policy of 600 strings/);
+});
+
+test('OPS-8: the TLS-3 path (a refused STARTTLS counted while Haraka emits the reply line) survives a throwing recorder', () => {
+  const { proto, deps, errors } = harness({ kind: 'none' });
+  deps.recordSession = () => {
+    throw new Error('boom');
+  };
+  installConnectionGuard(proto, deps);
+  const socket = new FakeSocket();
+  const retried: GuardedHMail = { ...hmail, mxlist: [] };
+  proto.try_deliver_host_on_socket?.call(retried, { exchange: '192.0.2.1', from_dns: 'mx.example.test' }, '192.0.2.1', 25, socket);
+  socket.emit('line', '220 mx.example.test ESMTP\r\n');
+  socket.write('EHLO haraka.test\r\n');
+  socket.emit('line', '250-mx.example.test\r\n');
+  socket.emit('line', '250 STARTTLS\r\n');
+  socket.write('STARTTLS\r\n');
+  assert.doesNotThrow(() => socket.emit('line', '454 4.7.0 TLS not available\r\n'));
+  assert.equal(retried.mxlist?.length, 1, 'the plain retry is queued');
+  assert.equal(errors.length, 1, 'this connection ends (the next one is the retry)');
+});
+
+test('OPS-8: a TLS error whose message getter throws, and a requirement that throws, never escape: the connection ends unguarded by nothing', () => {
+  const { proto, deps, errors } = harness({ kind: 'none' });
+  installConnectionGuard(proto, deps);
+  const socket = new FakeSocket();
+  proto.try_deliver_host_on_socket?.call(hmail, { exchange: '192.0.2.1', from_dns: 'mx.example.test' }, '192.0.2.1', 25, socket);
+  socket.emit('line', '220 mx.example.test ESMTP\r\n');
+  socket.write('EHLO haraka.test\r\n');
+  socket.emit('line', '250-mx.example.test\r\n');
+  socket.emit('line', '250 STARTTLS\r\n');
+  socket.write('STARTTLS\r\n');
+  socket.emit('line', '220 go ahead\r\n');
+  const hostile = Object.defineProperty({ source: 'tls' }, 'message', {
+    get() {
+      throw new Error('getter');
+    },
+  });
+  assert.doesNotThrow(() => socket.emit('error', hostile));
+
+  const broken = harness({ kind: 'none' });
+  broken.deps.requirement = () => {
+    throw new Error('requirement failed');
+  };
+  installConnectionGuard(broken.proto, broken.deps);
+  const second = new FakeSocket();
+  assert.doesNotThrow(() =>
+    broken.proto.try_deliver_host_on_socket?.call(hmail, { exchange: '192.0.2.1', from_dns: 'x.test' }, '192.0.2.1', 25, second),
+  );
+  assert.match(String((broken.errors[0] as Error)?.message), /could not guard the connection/);
+  assert.equal(second.write('MAIL FROM:<a@example.org>\r\n'), false, 'nothing is written on an unguarded connection');
+  assert.deepEqual(second.written, []);
+  assert.equal(errors.length, 1, 'the TLS error itself reached Haraka, which moves on');
 });
 
 /** An encrypted stand-in socket whose certificate reads are counted. */

@@ -15,11 +15,19 @@
  * and enriches Haraka's final "Tried all MXs" deferral with the reasons.
  *
  * RPT-1: each connection's TLS outcome is handed to `recordSession` once, at
- * the decision or when its TLS negotiation ends it. RPT-4: a TLS report
- * message (tlsrpt/session.ts `isReportMessage`) is not guarded at all: RFC
- * 8460 §5.3 says reports are delivered "despite any TLS-related failures" and
- * RFC 8689 `TLS-Required: No` lets the sender ignore its TLS policy for it;
- * its connections are not counted, and the ratchet is neither read nor raised.
+ * the decision or when its TLS negotiation ends it. RPT-4, RPT-7: a TLS report
+ * message (tlsrpt/session.ts `isReportMessage`, a mark only the plugin sets)
+ * is delivered without its recipient domain's TLS policy (MTA-STS, DANE, the
+ * domain's ratchet: RFC 8460 §5.3 "despite any TLS-related failures", RFC 8689
+ * `TLS-Required: No`) but is guarded like any other message for everything
+ * else: TLS-7, TLS-8 (credentials), the relay's ratchet and rules (POL-4) and
+ * the admin's table minimum. Its connections are not counted.
+ *
+ * OPS-8: nothing that comes from the network can throw out of the callbacks
+ * installed here (socket writes and events, the TLS error listener, the
+ * decision's promise, Haraka's delivery methods): every one catches, logs and
+ * ends only this connection (the next MX is tried; mail is never sent below
+ * the requirement because the guard failed).
  */
 import type { RatchetRead, RatchetStore } from '../ratchet/store';
 import {
@@ -37,6 +45,7 @@ import { daneResult, judgeDane, type DaneResult } from '../tls/dane-check';
 import type { DaneMode } from '../dane/plan-step';
 import { classifyConnection, type TlsObservation } from '../tls/classify';
 import { isReportMessage, type ConnectionFacts, type ConnectionOutcome } from '../tlsrpt/session';
+import { waiveRecipientPolicy } from '../tls/requirement';
 import type { X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import { matchDnsSan } from '../tls/san-match';
@@ -50,8 +59,10 @@ export interface GuardedSocket {
   emit(event: string | symbol, ...args: unknown[]): boolean;
   prependListener(event: string, listener: (...args: unknown[]) => void): unknown;
   isEncrypted?(): boolean;
-  /** The local address of the connection (RPT-1 `sending-mta-ip`). */
+  /** The local address of the connection (RPT-1 `sending-mta-ip`); set by Haraka only once TLS is up. */
   localAddress?: string;
+  /** Haraka's pluggableStream: the TCP (or TLS) socket below, which knows its local address from the connect on. */
+  targetsocket?: { localAddress?: string };
   cleartext?: {
     authorizationError?: string | Error | null;
     getPeerX509Certificate?(): X509Certificate | undefined;
@@ -158,7 +169,12 @@ export function installConnectionGuard(proto: HMailPrototype, deps: GuardDeps): 
   const original = proto.try_deliver_host_on_socket as (this: GuardedHMail, ...a: unknown[]) => unknown;
   proto.try_deliver_host_on_socket = function (this: GuardedHMail, mx: unknown, host: unknown, port: unknown, socket: unknown) {
     const result = original.call(this, mx, host, port, socket);
-    guardConnection(this, mx as GuardedMx, String(host), socket as GuardedSocket, deps);
+    try {
+      guardConnection(this, mx as GuardedMx, String(host), socket as GuardedSocket, deps);
+    } catch (err) {
+      // OPS-8: a guard that could not be set up never lets the connection go on unguarded.
+      failUnguarded(this, String(host), socket as GuardedSocket, err);
+    }
     return result;
   };
   if (typeof proto.get_mx === 'function') {
@@ -172,10 +188,35 @@ export function installConnectionGuard(proto: HMailPrototype, deps: GuardDeps): 
   proto.temp_fail = function (this: object, err: unknown, ...rest: unknown[]) {
     const reasons = abandonReasons.get(this);
     abandonReasons.delete(this);
-    const text = reasons && /^Tried all MXs/.test(String(err)) ? `Tried all MXs; refused: ${reasons.join('; ')}` : err;
+    let text = err;
+    try {
+      if (reasons && /^Tried all MXs/.test(String(err))) text = `Tried all MXs; refused: ${reasons.join('; ')}`;
+    } catch {
+      text = err; // OPS-8: the reasons are a courtesy; the deferral itself must happen
+    }
     return originalTempFail.call(this, text, ...rest);
   };
   return true;
+}
+
+/** An exception as one log line (its stack when it has one). */
+function errorLine(err: unknown): string {
+  return String((err as Error | undefined)?.stack ?? err);
+}
+
+/** OPS-8: the guard could not be set up on this connection: it ends (the next MX is tried), nothing is sent. */
+function failUnguarded(hmail: GuardedHMail, host: string, socket: GuardedSocket, err: unknown): void {
+  const reason = `outbound_tls could not guard the connection to ${host} (internal error)`;
+  try {
+    hmail.logerror(`outbound_tls: ${host}: cannot guard the connection, ending it: ${errorLine(err)}`);
+    const reasons = abandonReasons.get(hmail) ?? [];
+    reasons.push(reason);
+    abandonReasons.set(hmail, reasons);
+    socket.write = () => false; // not one more byte of this message on this connection
+    socket.emit('error', new Error(reason));
+  } catch {
+    // the socket is already gone: nothing was sent on it
+  }
 }
 
 /** The text of a command Haraka writes (one SMTP line). */
@@ -197,23 +238,34 @@ function plainRetryOf(mx: GuardedMx): GuardedMx {
  * after Haraka set up its own listeners, so ours see everything first.
  */
 function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socket: GuardedSocket, deps: GuardDeps): void {
-  if (isReportMessage(hmail)) {
-    hmail.loginfo(`outbound_tls: TLS report message: delivered despite TLS failures, not counted (RPT-4, RFC 8460 §5.3)`);
-    return;
-  }
-  const requirement = deps.requirement(hmail, mx);
+  const report = isReportMessage(hmail);
+  const planned = deps.requirement(hmail, mx);
+  // RPT-7: a report waives its recipient domain's policy, nothing else.
+  const requirement = planned && report ? waiveRecipientPolicy(planned) : planned;
   if (!requirement) return;
+  if (report) {
+    hmail.loginfo(
+      `outbound_tls: TLS report message: ${requirement.domain}'s MTA-STS, DANE and ratchet waived (RPT-4, RFC 8460 §5.3); ` +
+        `connection rules and credentials still guarded (RPT-7); not counted`,
+    );
+  }
   const mxHost = mxHostName(mx);
   const identity = openIdentitySlot(mx);
   const where = `${mxHost ?? host} [${host}]`;
-  let recorded = false;
-  /** RPT-1: this connection's outcome, once. */
+  // RPT-10: the local address, known to the socket below from the connect on (Haraka copies it up only after STARTTLS).
+  const sendingIp = socket.localAddress ?? socket.targetsocket?.localAddress;
+  let recorded = report; // RPT-4: a report's own connections are not counted
+  /** RPT-1: this connection's outcome, once. OPS-8: counting never ends a connection or the process. */
   const record = (outcome: ConnectionOutcome): void => {
     if (recorded || !deps.recordSession) return;
     recorded = true;
-    const facts: ConnectionFacts = { requirement, mxHost, receivingIp: host };
-    if (socket.localAddress) facts.sendingIp = socket.localAddress;
-    deps.recordSession(hmail, facts, outcome);
+    try {
+      const facts: ConnectionFacts = { requirement, mxHost, receivingIp: host };
+      if (sendingIp) facts.sendingIp = sendingIp;
+      deps.recordSession(hmail, facts, outcome);
+    } catch (err) {
+      hmail.logerror(`outbound_tls: ${where}: TLS report counting failed, session not counted: ${errorLine(err)}`);
+    }
   };
   const settings = deps.settings();
   const conversation = new Conversation({
@@ -290,59 +342,101 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
     return false;
   };
 
+  /** OPS-8: an exception of ours in a socket callback ends this connection, never the process. */
+  const internalError = (what: string, err: unknown): void => {
+    hmail.logerror(`outbound_tls: ${where}: ${what} failed: ${errorLine(err)}`);
+    try {
+      abandon(`${requirement.domain}: internal error checking ${where}`);
+    } catch {
+      ended = true; // the socket is gone: nothing more can be written on it
+    }
+  };
+
+  /** After the decision: the held command goes out, or the connection ends. */
+  const decided = (verdict: Verdict): void => {
+    if (conversation.abandoned) return;
+    if (verdict.kind === 'abandon') return abandon(verdict.reason);
+    conversation.decide(true);
+    unwrap();
+    for (const [d, e, c] of held.splice(0)) write(d, e, c);
+  };
+
   socket.write = (data: unknown, encoding?: unknown, cb?: unknown): boolean => {
-    const action = conversation.command(commandText(data));
+    let action: ReturnType<Conversation['command']>;
+    try {
+      action = conversation.command(commandText(data));
+    } catch (err) {
+      internalError('reading a command', err);
+      return false;
+    }
     if (action.kind === 'write') return write(data, encoding, cb);
     if (action.kind === 'drop') return false;
     held.push([data, encoding, cb]);
     if (action.decide) {
-      decideConnection(hmail, observe(socket, identity, mxHost, requirement), requirement, mxHost, where, deps, record).then(
-        (verdict) => {
-          if (conversation.abandoned) return;
-          if (verdict.kind === 'abandon') return abandon(verdict.reason);
-          conversation.decide(true);
-          unwrap();
-          for (const [d, e, c] of held.splice(0)) write(d, e, c);
-        },
-        (err: unknown) => {
-          hmail.logerror(`outbound_tls: ${where}: decision failed: ${String((err as Error)?.stack ?? err)}`);
-          abandon(`${requirement.domain}: internal error checking ${where}`);
-        },
-      );
+      Promise.resolve()
+        .then(() => decideConnection(hmail, observe(socket, identity, mxHost, requirement), requirement, mxHost, where, deps, record))
+        .then(decided)
+        .catch((err: unknown) => internalError('the decision', err));
     }
     return true;
   };
 
-  socket.emit = (event: string | symbol, ...args: unknown[]): boolean => {
+  /** What the watcher says of an event: Haraka sees `args` (or nothing, when null). */
+  const watch = (event: string | symbol, args: unknown[]): unknown[] | null => {
     switch (event) {
-      case 'data': {
-        if (conversation.abandoned) return true;
-        conversation.data(String(args[0]));
-        const result = emit(event, ...args);
-        apply(conversation.afterData());
-        return result;
-      }
       case 'line': {
         const action = conversation.reply(String(args[0]));
-        if (!apply(action)) return true;
-        return action.kind === 'rewrite' ? emit(event, action.line) : emit(event, ...args);
+        if (!apply(action)) return null;
+        return action.kind === 'rewrite' ? [action.line] : args;
       }
       case 'secure':
-        return apply(conversation.secured()) ? emit(event, ...args) : true;
+        return apply(conversation.secured()) ? args : null;
       default:
-        return emit(event, ...args);
+        return args;
     }
   };
 
+  socket.emit = (event: string | symbol, ...args: unknown[]): boolean => {
+    if (event === 'data') {
+      if (conversation.abandoned) return true;
+      try {
+        conversation.data(String(args[0]));
+      } catch (err) {
+        internalError('reading a reply', err);
+        return true;
+      }
+      const result = emit(event, ...args);
+      try {
+        apply(conversation.afterData());
+      } catch (err) {
+        internalError('reading a reply', err);
+      }
+      return result;
+    }
+    let passed: unknown[] | null;
+    try {
+      passed = watch(event, args);
+    } catch (err) {
+      internalError(`handling "${String(event)}"`, err);
+      return true;
+    }
+    return passed === null ? true : emit(event, ...passed);
+  };
+
   socket.prependListener('error', (err: unknown) => {
-    if (ended || !err || typeof err !== 'object' || (err as { source?: string }).source !== 'tls') return;
-    const action = conversation.tlsError();
-    if (action.kind !== 'abandon') return;
-    // Haraka ends the connection itself and moves on; only the reason and the retry are ours to add.
-    ended = true;
-    conversation.abandonNow();
-    const reason = `TLS handshake failed (${(err as Error).message})`;
-    noteEnd(`${requirement.domain}: ${where} ${reason}`, action, reason);
+    try {
+      if (ended || !err || typeof err !== 'object' || (err as { source?: string }).source !== 'tls') return;
+      const action = conversation.tlsError();
+      if (action.kind !== 'abandon') return;
+      // Haraka ends the connection itself and moves on; only the reason and the retry are ours to add.
+      ended = true;
+      conversation.abandonNow();
+      const reason = `TLS handshake failed (${String((err as Error).message)})`;
+      noteEnd(`${requirement.domain}: ${where} ${reason}`, action, reason);
+    } catch (caught) {
+      // Haraka handles the error itself (the next MX); only our note of it is lost.
+      hmail.logerror(`outbound_tls: ${where}: handling a TLS error failed: ${errorLine(caught)}`);
+    }
   });
 }
 

@@ -64,7 +64,8 @@ export function plannedRequirement(ctx: Omit<ConnectionContext, 'state'>, state:
     requirement.sts = { mode, policyId, ...(exemptBy ? { exemptBy } : {}), ...(outsidePolicy ? { outsidePolicy } : {}) };
   }
   if (ctx.credentials) requirement.authMinLevel = ctx.settings.authMinLevel;
-  const daneHost = state.dane && ctx.mxHost ? state.dane.hosts[ctx.mxHost] : undefined;
+  // OPS-8: host names come from DNS: `constructor` or `__proto__` must not read an inherited property.
+  const daneHost = state.dane && ctx.mxHost && Object.hasOwn(state.dane.hosts, ctx.mxHost) ? state.dane.hosts[ctx.mxHost] : undefined;
   if (state.dane && daneHost) requirement.dane = { ...daneHost, mode: state.dane.mode };
   if (rule) {
     requirement.minimum = minimumOf(rule);
@@ -72,6 +73,23 @@ export function plannedRequirement(ctx: Omit<ConnectionContext, 'state'>, state:
     if (domainExempt) requirement.ratchetExempt = { domain: domainExempt };
   }
   return requirement;
+}
+
+/**
+ * RPT-4, RPT-7: the requirement of a TLS report message's connection. RFC 8460
+ * §5.3 delivers reports "despite any TLS-related failures" of the recipient
+ * domain, so its MTA-STS policy, its DANE records and its ratchet are waived;
+ * everything that protects more than this message stays: the relay's own
+ * ratchet key and rules (POL-4), `auth_min_level` for credentials (TLS-8) and
+ * the admin's table minimum.
+ */
+export function waiveRecipientPolicy(requirement: Requirement): Requirement {
+  const waived: Requirement = { ...requirement, ratchet: false };
+  delete waived.sts;
+  delete waived.dane;
+  delete waived.ratchetExempt;
+  if (requirement.ratchetExempt?.relay) waived.ratchetExempt = { relay: requirement.ratchetExempt.relay };
+  return waived;
 }
 
 function relayRequirement(ctx: ConnectionContext): Requirement | null {

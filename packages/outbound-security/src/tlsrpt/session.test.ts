@@ -118,3 +118,16 @@ test('RPT-4: report messages are known by their note', () => {
   assert.equal(isReportMessage({ todo: { notes: {} } }), false);
   assert.equal(isReportMessage({ todo: {} }), false);
 });
+
+test('RPT-10: a failure without TLS carries sending-mta-ip, receiving-ip and receiving-mx-hostname (the address when no host name is known)', () => {
+  const plain = sessionOfConnection(facts({}), { kind: 'decided', classification: PLAIN });
+  assert.deepEqual(plain?.result, {
+    resultType: 'starttls-not-supported',
+    sendingMtaIp: '192.0.2.100',
+    receivingIp: '192.0.2.1',
+    receivingMxHostname: 'mx.example.com',
+    failureReasonCode: 'starttls-not-offered',
+  });
+  const bare = sessionOfConnection(facts({}, { mxHost: undefined }), { kind: 'tls-ended', reason: 'STARTTLS refused (454)' });
+  assert.equal(typeof bare?.result === 'object' && bare.result.receivingMxHostname, '192.0.2.1');
+});

@@ -66,8 +66,12 @@ export function sessionOfConnection(facts: ConnectionFacts, outcome: ConnectionO
   const policy = policyOfConnection(facts);
   const mapped = resultOf(policy, facts, outcome, now);
   if (mapped.kind === 'success') return { policyDomain: requirement.domain, policy, result: 'success' };
-  const failure: FailureDetails = { resultType: mapped.resultType, receivingIp: facts.receivingIp };
-  if (facts.mxHost !== undefined) failure.receivingMxHostname = facts.mxHost;
+  // RPT-10: sending-mta-ip, receiving-ip and receiving-mx-hostname in every failure, TLS reached or not.
+  const failure: FailureDetails = {
+    resultType: mapped.resultType,
+    receivingIp: facts.receivingIp,
+    receivingMxHostname: facts.mxHost ?? facts.receivingIp,
+  };
   if (facts.sendingIp) failure.sendingMtaIp = facts.sendingIp;
   if (mapped.failureReasonCode !== undefined) failure.failureReasonCode = mapped.failureReasonCode;
   return { policyDomain: requirement.domain, policy, result: failure };
