@@ -60,7 +60,10 @@ export class TlsReportScheduler {
   private schedule(delay: number): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
-      void this.pass().finally(() => this.schedule(this.tickMs));
+      // OPS-8: a pass that failed in a way nobody foresaw is logged; the loop goes on, the process too.
+      void this.pass()
+        .catch((err: unknown) => this.deps.log('error', `TLS reports: pass failed: ${String((err as Error)?.stack ?? err)}`))
+        .finally(() => this.schedule(this.tickMs));
     }, delay);
     this.timer.unref();
   }
