@@ -61,7 +61,8 @@ export async function daneStep(mxs: readonly ResolvedMx[], mxSecure: boolean, de
       reason: `address lookup for ${mx.host} failed (${mx.addressLookupFailed}): DNSSEC status unknown`,
     });
   }
-  const hosts: Record<string, DaneHostRequirement> = {};
+  // OPS-8: keyed by host names from DNS: no inherited properties.
+  const hosts = Object.create(null) as Record<string, DaneHostRequirement>;
   const notes: string[] = [];
   const kept: ResolvedMx[] = [];
   const failed: string[] = [];

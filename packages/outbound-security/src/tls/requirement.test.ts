@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parsePolicyTable } from '../policy-table/table';
-import { connectionRequirement, type ConnectionContext } from './requirement';
+import { connectionRequirement, waiveRecipientPolicy, type ConnectionContext } from './requirement';
 import { SecLevel } from './sec-level';
 
 const FILE = 'config/outbound_tls_policy';
@@ -88,4 +88,25 @@ test("POL-4: on a relay hop the recipient domain's minimum and match= do not app
     }),
   );
   assert.deepEqual(noDomainRatchet, { domain: 'partner.test', ratchet: false, relayKey: 'relay:other.isp.test' });
+});
+
+test('OPS-8: an MX host named like an Object property (constructor, toString) is no DANE host unless the plan made it one', () => {
+  for (const mxHost of ['constructor', 'toString', 'hasOwnProperty']) {
+    const requirement = connectionRequirement(
+      context({ recipientDomain: 'example.test', mxHost, state: { domain: 'example.test', dane: { mode: 'on', hosts: {} } } }),
+    );
+    assert.equal(requirement?.dane, undefined, mxHost);
+  }
+});
+
+test('RPT-7: a report waives its recipient domain’s MTA-STS, DANE and ratchet, and keeps the relay key, auth_min_level and the table minimum', () => {
+  const relay = connectionRequirement(context({ recipientDomain: 'partner.test', mxHost: 'strict.isp.test', credentials: true }));
+  assert.ok(relay);
+  assert.deepEqual(waiveRecipientPolicy({ ...relay, sts: { mode: 'enforce', policyId: 'p' } }), {
+    domain: 'partner.test',
+    ratchet: false,
+    relayKey: 'relay:strict.isp.test',
+    authMinLevel: SecLevel.TLS_SECURE,
+    minimum: { level: SecLevel.TLS_SECURE, rule: label(4, 'relay:strict.isp.test') },
+  });
 });
