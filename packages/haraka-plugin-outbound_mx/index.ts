@@ -10,13 +10,14 @@ import { daneDeps } from 'haraka-outbound-security/dane/deps';
 import type { DaneDeps } from 'haraka-outbound-security/dane/plan-step';
 import { DaneStatus, type DaneStatusState } from 'haraka-outbound-security/dane/resolver-status';
 import { setDeliveryState } from 'haraka-outbound-security/haraka/delivery-state';
-import { guardProblem } from 'haraka-outbound-security/haraka/guard-status';
+import { guardProblem, guardStatus, pluginListProblem } from 'haraka-outbound-security/haraka/guard-status';
+import { failClosedReason, recipientKey } from 'haraka-outbound-security/haraka/fail-closed';
 import { printable } from 'haraka-outbound-security/domain';
 import { DENY, DENYSOFT, OK, type HMailItem, type HarakaMxSpec, type HarakaPlugin, type Next } from 'haraka-outbound-security/haraka/api';
 import { destinationName, planDelivery, planSettings, type DeliveryPlan } from 'haraka-outbound-security/mx/plan';
 import type { OutboundMxConfig } from 'haraka-outbound-security/config/outbound-mx';
 import cluster from 'node:cluster';
-import { metrics } from 'haraka-outbound-security/metrics';
+import { MetricsListener, metrics } from 'haraka-outbound-security/metrics';
 import { MtaStsResolver, type MtaStsSettings, type PolicyDecision } from 'haraka-outbound-security/mta-sts/resolver';
 import {
   outboundMxSettings,
@@ -43,16 +44,52 @@ interface OutboundMxPlugin extends HarakaPlugin {
   refreshTimer?: NodeJS.Timeout;
   /** POL-1: the admin policy table (owned by outbound_tls, read here for `exempt=mta-sts` and the log). */
   policyTable: Settings<PolicyTable>;
+  /** TLS-9: what is wrong with config/plugins for outbound_tls's guard (missing, after outbound_mx), or null. */
+  pluginListProblem: string | null;
+  metricsListener?: MetricsListener;
   load_outbound_mx_ini(): void;
 }
 
 export function register(this: OutboundMxPlugin): void {
   this.load_outbound_mx_ini();
   this.policyTable = policyTableSettings(this);
+  this.pluginListProblem = pluginListProblem(listOf(this.config.get('plugins', 'list')));
   this.register_hook('get_mx', 'select_mx');
   publishPluginDocs(this, path.join(__dirname, '..'));
   // STS-6: one process refreshes the shared cache: Haraka's main process.
   if (cluster.isPrimary) scheduleRefresh(this);
+  // TLS-9: once every plugin of config/plugins has registered (Haraka loads them in one go).
+  setImmediate(() => checkGuard(this));
+}
+
+function listOf(value: unknown): string[] {
+  return Array.isArray(value) ? value.map(String) : [];
+}
+
+/**
+ * TLS-9: without outbound_tls's guard (not listed, listed after outbound_mx,
+ * failed to load, or unable to hook into Haraka), nothing checks a certificate
+ * or a stored level: mail with a requirement fails closed (select_mx), said
+ * once per start at error level, and exported (outbound_tls_guard_installed).
+ * The metrics listener is outbound_tls's; without it, outbound_mx opens it.
+ */
+function checkGuard(plugin: OutboundMxPlugin): void {
+  const problem = guardProblem(plugin.pluginListProblem);
+  metrics.guardInstalled.set(problem ? 0 : 1);
+  if (!problem) return;
+  if (cluster.isPrimary) {
+    plugin.logcrit(
+      `outbound_mx: outbound connections are not guarded: ${problem}. Failing closed: mail for domains with a stored ` +
+        `security level, an MTA-STS enforce policy, DANE records or a policy table minimum is deferred until this is fixed (TLS-9)`,
+    );
+  }
+  if (cluster.isPrimary && guardStatus().kind === 'unreported' && !plugin.metricsListener) {
+    const listen = outboundTlsSettings(plugin).current.tls.metricsListen;
+    plugin.metricsListener = new MetricsListener((level, message) =>
+      level === 'error' ? plugin.logerror(`outbound_mx: ${message}`) : plugin.lognotice(`outbound_mx: ${message}`),
+    );
+    void plugin.metricsListener.apply(listen);
+  }
 }
 
 function scheduleRefresh(plugin: OutboundMxPlugin): void {
@@ -102,6 +139,7 @@ function planDaneDeps(plugin: OutboundMxPlugin): DaneDeps | undefined {
 
 export function shutdown(this: OutboundMxPlugin): void {
   if (this.refreshTimer) clearTimeout(this.refreshTimer);
+  void this.metricsListener?.close();
   this.daneStatus?.stop();
   sharedStores(this)
     .close()
@@ -198,6 +236,20 @@ export function select_mx(this: OutboundMxPlugin, next: Next, hmail: HMailItem, 
 type HookAnswer = [number, HarakaMxSpec[] | string];
 
 async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, domain: string): Promise<HookAnswer> {
+  const unguarded = guardProblem(plugin.pluginListProblem);
+  if (unguarded) {
+    // TLS-9: as outbound_tls's own fail-closed hook does when it cannot hook into Haraka (TLS-6).
+    const key = recipientKey(domain);
+    const stores = sharedStores(plugin);
+    const why = key
+      ? await failClosedReason({ table: plugin.policyTable.current, ratchet: stores.ratchet(), policy: stores.policy() }, key)
+      : null;
+    if (why) {
+      const reason = `outbound connections are not guarded (${unguarded}); ${why}`;
+      plugin.logerror(reason, hmail);
+      return [DENYSOFT, reason];
+    }
+  }
   await plugin.daneStatus.ready();
   const dane = planDaneDeps(plugin);
   const plan = await planDelivery(
@@ -205,7 +257,7 @@ async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, doma
     {
       dns: plugin.dnsClient,
       policyFor: (aLabel) => plugin.mtaSts.policyFor(aLabel),
-      guardProblem,
+      guardProblem: () => guardProblem(plugin.pluginListProblem),
       policyTable: plugin.policyTable.current,
       ...(dane ? { dane } : {}),
     },

@@ -21,20 +21,18 @@ import {
 import { getDeliveryState } from 'haraka-outbound-security/haraka/delivery-state';
 import { capturingIdentity } from 'haraka-outbound-security/haraka/identity-capture';
 import { setGuardProblem } from 'haraka-outbound-security/haraka/guard-status';
+import { failClosedReason, recipientKey } from 'haraka-outbound-security/haraka/fail-closed';
 import type { Requirement } from 'haraka-outbound-security/tls/decision';
 import { connectionRequirement } from 'haraka-outbound-security/tls/requirement';
-import { ruleLabel } from 'haraka-outbound-security/policy-table/rule';
 import type { PolicyTable } from 'haraka-outbound-security/policy-table/table';
-import { literalKey, parseDomainLiteral, toALabel } from 'haraka-outbound-security/domain';
 import { CONT, DENYSOFT, type HMailItem, type HarakaPlugin, type Next } from 'haraka-outbound-security/haraka/api';
 import { MetricsListener, metrics } from 'haraka-outbound-security/metrics';
 import type { SharedStores } from 'haraka-outbound-security/store/open';
-import { parsePolicy } from 'haraka-outbound-security/mta-sts/policy';
 import type { IniFile } from 'haraka-outbound-security/config/ini';
 import type { OutboundTlsConfig } from 'haraka-outbound-security/config/outbound-tls';
 import { outboundTlsSettings, policyTableSettings, sharedStores, type SharedSettings } from 'haraka-outbound-security/config/settings';
-import type { RatchetRead, RatchetStore } from 'haraka-outbound-security/ratchet/store';
-import { SecLevel, levelName } from 'haraka-outbound-security/tls/sec-level';
+import type { RatchetStore } from 'haraka-outbound-security/ratchet/store';
+import { levelName } from 'haraka-outbound-security/tls/sec-level';
 import { sessionOfConnection } from 'haraka-outbound-security/tlsrpt/session';
 import { startTlsReporting, type ReportingPlugin } from './tlsrpt';
 
@@ -61,6 +59,7 @@ export function register(this: OutboundTlsPlugin): void {
   const hmail = loadHMailPrototype(this);
   this.guardProblem = checkHarakaInternals(hmail);
   setGuardProblem(this.guardProblem);
+  metrics.guardInstalled.set(this.guardProblem ? 0 : 1);
   if (this.guardProblem || !hmail) {
     this.logcrit(
       `outbound_tls: cannot guard outbound connections: ${this.guardProblem}. Failing closed: mail for domains with a ` +
@@ -232,38 +231,6 @@ function guardDeps(plugin: OutboundTlsPlugin): GuardDeps {
   };
 }
 
-/** The ratchet key of a recipient domain as outbound_mx writes it (A-label or canonical literal), or null. */
-function recipientKey(domain: string): string | null {
-  if (domain.trim().startsWith('[')) {
-    const literal = parseDomainLiteral(domain);
-    return literal ? literalKey(literal) : null;
-  }
-  const name = toALabel(domain);
-  return name.ok ? name.aLabel : null;
-}
-
-/**
- * Why a message must wait while the guard is missing (TLS-6), or null when nothing is known to require TLS:
- * the table's minimum, then the parts of the automatic requirement the table does not exempt (POL-2).
- */
-async function failClosedReason(plugin: OutboundTlsPlugin, key: string): Promise<string | null> {
-  const rule = key.startsWith('[') ? null : plugin.policyTable.forDomain(key);
-  if (rule && rule.minimum > SecLevel.PLAIN) return `${key} requires ${rule.level} (policy table rule ${ruleLabel(rule)})`;
-  if (!rule?.exempt.includes('ratchet')) {
-    const level: RatchetRead = await plugin.ratchetStore.get(key);
-    if (level.kind === 'unreadable') return `${key} has an unreadable stored level`;
-    if (level.kind === 'level' && level.entry.level > SecLevel.PLAIN) return `${key} requires ${levelName(level.entry.level)}`;
-  }
-  if (key.startsWith('[') || rule?.exempt.includes('mta-sts')) return null;
-  // The shared policy cache (the one outbound_mx fills), wherever the settings put it now.
-  const cached = await plugin.stores.policy().get(key);
-  if (cached.kind === 'unreadable') return `${key} has an unreadable cached MTA-STS policy`;
-  if (cached.kind !== 'entry' || cached.entry.expiresAt <= Date.now()) return null;
-  const parsed = parsePolicy(cached.entry.text);
-  if (!parsed.ok) return `${key} has an unreadable cached MTA-STS policy (${parsed.error})`;
-  return parsed.policy.mode === 'enforce' ? `${key} has an MTA-STS enforce policy (id ${cached.entry.id})` : null;
-}
-
 /**
  * Only when the guard is missing (TLS-6): defer mail for every requirement the
  * plugins know of: a policy table minimum, a stored level (domain or address
@@ -273,7 +240,7 @@ export function fail_closed_get_mx(this: OutboundTlsPlugin, next: Next, hmail: H
   if (!this.guardProblem) return next(CONT);
   const key = recipientKey(String(domain));
   if (!key) return next(CONT);
-  failClosedReason(this, key).then(
+  failClosedReason({ table: this.policyTable, ratchet: this.ratchetStore, policy: this.stores.policy() }, key).then(
     (why) => {
       if (!why) return next(CONT);
       const reason = `outbound_tls cannot guard connections (${this.guardProblem}); ${why}`;

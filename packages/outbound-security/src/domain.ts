@@ -7,6 +7,7 @@
  */
 import net from 'node:net';
 import ipaddr from 'ipaddr.js';
+import { parse as parsePublicSuffix } from 'psl';
 import { toASCII, toUnicode } from 'tr46';
 
 /** RFC 1035 limits, checked on the A-label form. */
@@ -143,4 +144,15 @@ export function isDomainLiteral(domain: string): boolean {
 export function printable(text: string, max = 80): string {
   const clean = text.replace(/[\x00-\x1f\x7f]/g, '?');
   return clean.length > max ? `${clean.slice(0, max)}…` : clean;
+}
+
+/**
+ * STS-4, POL-5: whether `name` (an A-label) is a public suffix: `com`, `co.uk`,
+ * `github.io`, where a wildcard or a parent rule would reach other owners'
+ * domains. Unknown single labels count as suffixes too.
+ */
+export function isPublicSuffix(name: string): boolean {
+  // psl's two result shapes, read without relying on how its typings narrow.
+  const parsed = parsePublicSuffix(name) as { error?: unknown; domain?: string | null };
+  return parsed.error !== undefined || parsed.domain === null || parsed.domain === undefined;
 }

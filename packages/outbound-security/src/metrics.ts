@@ -81,6 +81,13 @@ export const metrics = {
     },
   }),
   /** POL-1: the table in force; `max` over workers (each reads the same file). */
+  /** TLS-6, TLS-9: 1 when outbound_tls's connection guard is installed in the process, 0 when mail fails closed for want of it. */
+  guardInstalled: new Gauge({
+    name: 'outbound_tls_guard_installed',
+    help: 'The connection guard of outbound_tls is installed (1); 0: it is missing (outbound_tls not listed, listed after outbound_mx, failed to load, or unable to hook into Haraka) and mail with a requirement is deferred',
+    registers: [registry],
+    aggregator: 'min',
+  }),
   tableLines: new Gauge({
     name: 'outbound_tls_policy_table_lines',
     help: 'Lines of the policy table: rules in force, and lines ignored because they cannot be understood',

@@ -51,7 +51,7 @@ test('POL-3: parseArgs knows table list [--json] and explain DOMAIN|relay:<host>
 
 test('POL-3: explain names the lines left out that meant this destination: its own key and every parent form', () => {
   const table = parsePolicyTable(
-    ['a.b.example verfy', '.b.example encrypt match=x.example', '.example verify', 'relay:r.example sometimes', 'other.example nope'].join(
+    ['a.b.example verfy', '.b.example encrypt match=x.example', 'c.example verify', 'relay:r.example sometimes', 'other.example nope'].join(
       '\n',
     ),
     'config/outbound_tls_policy',
@@ -106,7 +106,7 @@ describe('haraka-outbound table list and explain relay:<host>, as processes', ()
       'line 2     partner.example verify match=mx.partner.example',
       'line 4     .partner.example encrypt',
       'line 5     relay:smtp.isp.example verify exempt=ratchet auth_min_level=encrypt',
-      'IGNORED  config/outbound_tls_policy line 3: bad.example: expected a level (may, encrypt or verify) after the destination, found "verfy" (line ignored)',
+      'IGNORED  config/outbound_tls_policy line 3: bad.example: expected a level (may, encrypt or verify) after the destination, found "verfy" (line not in force; mail to bad.example waits until it is fixed)',
     ]);
     assert.match(listed.stderr, /1 line\(s\) of .*outbound_tls_policy not in force/);
     const json = await cli(['--config', configDir, 'table', 'list', '--json']);

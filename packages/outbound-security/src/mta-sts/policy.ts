@@ -37,8 +37,7 @@
  *   is two Set lookups per host (exact names, wildcard parents), so filtering
  *   is linear in patterns + hosts.
  */
-import { parse as parsePublicSuffix } from 'psl';
-import { normaliseHostName, printable, toALabel } from '../domain';
+import { isPublicSuffix, normaliseHostName, printable, toALabel } from '../domain';
 import type { MxFilter } from '../mx/selection';
 
 export type { MxFilter };
@@ -336,13 +335,6 @@ function parseMxPattern(text: string): PatternResult {
   const aLabel = toALabel(host);
   if (!aLabel.ok) return { ok: false, reason: `is not a valid host name: ${aLabel.reason}` };
   return { ok: true, pattern: { text, wildcard, base: aLabel.aLabel } };
-}
-
-/** STS-4: `*.com`, `*.co.uk`, `*.github.io` would match other owners' hosts. Unknown single labels count as suffixes too. */
-function isPublicSuffix(name: string): boolean {
-  // psl's two result shapes, read without relying on how its typings narrow.
-  const parsed = parsePublicSuffix(name) as { error?: unknown; domain?: string | null };
-  return parsed.error !== undefined || parsed.domain === null || parsed.domain === undefined;
 }
 
 function isWsp(char: string): boolean {

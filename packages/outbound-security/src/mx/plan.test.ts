@@ -58,6 +58,7 @@ const ZONE = {
   mx: {
     'example.com': mxAnswer([20, 'mx2.example.com'], [10, 'mx1.example.com']),
     'xn--bcher-kva.example': mxAnswer([10, 'mx1.example.com']),
+    'xn--bcher-kva.shop.example': mxAnswer([10, 'mx1.example.com']),
     'implicit.example': { kind: 'nodata' } as const,
     'nullmx.example': mxAnswer([0, '.']),
     'servfail.example': { kind: 'failure', code: 'ESERVFAIL', message: 'queryMx ESERVFAIL' } as const,
@@ -260,7 +261,7 @@ test('MX-4: a domain without MX records is its own implicit MX', async () => {
 });
 
 const TABLE = parsePolicyTable(
-  ['example.com may exempt=mta-sts', '.example verify', 'implicit.example encrypt'].join('\n'),
+  ['example.com may exempt=mta-sts', '.shop.example verify', 'implicit.example encrypt'].join('\n'),
   'config/outbound_tls_policy',
 );
 
@@ -287,8 +288,8 @@ test('POL-2: exempt=mta-sts keeps an enforce policy from filtering the MXs; the 
 });
 
 test("POL-1: the domain's rule (exact or the nearest parent) rides in the delivery state; address literals have none", async () => {
-  const sub = await planDelivery('xn--bcher-kva.example', { ...deps(NONE), policyTable: TABLE }, SETTINGS);
-  assert.equal(sub.kind === 'deliver' ? sub.state.rule?.name : sub.kind, '.example');
+  const sub = await planDelivery('xn--bcher-kva.shop.example', { ...deps(NONE), policyTable: TABLE }, SETTINGS);
+  assert.equal(sub.kind === 'deliver' ? sub.state.rule?.name : sub.kind, '.shop.example');
   const literal = await planDelivery('[192.0.2.1]', { ...deps(NONE), policyTable: TABLE }, SETTINGS);
   assert.deepEqual(literal.kind === 'deliver' ? literal.state : literal.kind, { domain: '[192.0.2.1]' });
 });

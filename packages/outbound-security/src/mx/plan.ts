@@ -33,7 +33,7 @@ import { checkAddress, type AddressPolicy } from './address-policy';
 import type { DnsClient } from './dns-client';
 import { DSN_BAD_DESTINATION, DSN_NULL_MX, lookupMx } from './lookup';
 import { ruleLabel, type PolicyRule } from '../policy-table/rule';
-import type { PolicyTableLookup } from '../policy-table/table';
+import { brokenLineReason, type PolicyTableLookup } from '../policy-table/table';
 import { SecLevel } from '../tls/sec-level';
 import { daneStep, type DaneDeps } from '../dane/plan-step';
 
@@ -131,7 +131,7 @@ export type DeliveryPlan<P extends PolicyInEffect = PolicyInEffect> =
     }
   | {
       kind: 'transient';
-      cause: 'store-unavailable' | 'unguarded' | 'literal-refused' | 'mx' | 'dane';
+      cause: 'store-unavailable' | 'unguarded' | 'literal-refused' | 'mx' | 'dane' | 'policy-table';
       destination: Destination;
       policy: P | NoPolicy | null;
       reason: string;
@@ -156,6 +156,9 @@ export async function planDelivery<P extends PolicyInEffect>(
   }
   const aLabel = name.aLabel;
   const destination: Destination = { kind: 'domain', aLabel, uLabel: toULabel(aLabel) };
+  // POL-5: a table line naming this domain that cannot be read: its mail waits, whatever else would apply.
+  const broken = deps.policyTable?.brokenForDomain?.(aLabel);
+  if (broken) return { kind: 'transient', cause: 'policy-table', destination, policy: null, reason: brokenLineReason(broken) };
 
   // STS-9: the policy comes first, so an enforce policy also filters an implicit MX.
   const policy: P | NoPolicy = settings.mtaStsEnabled ? await deps.policyFor(aLabel) : MTA_STS_DISABLED;

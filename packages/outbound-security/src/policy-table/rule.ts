@@ -15,7 +15,7 @@
  * naming the line and what is wrong; it never half-applies.
  */
 import net from 'node:net';
-import { printable, toALabel } from '../domain';
+import { isPublicSuffix, printable, toALabel } from '../domain';
 import { RELAY_KEY_PREFIX, relayKey } from '../ratchet/store';
 import { SecLevel } from '../tls/sec-level';
 
@@ -60,8 +60,11 @@ export interface PolicyRule {
 export type LineResult =
   | { kind: 'blank' }
   | { kind: 'rule'; rule: PolicyRule; warnings: string[] }
-  /** Not in force; `name` is the destination when the key itself was understood. */
-  | { kind: 'problem'; message: string; name?: string };
+  /**
+   * Not in force; `name` is the destination when the key itself was understood;
+   * `defers`: that destination's mail waits until the line is fixed (POL-5).
+   */
+  | { kind: 'problem'; message: string; name?: string; defers?: boolean };
 
 /** How logs and the CLI name a rule: `.partner.example (config/outbound_tls_policy line 7)`. */
 export function ruleLabel(rule: Pick<PolicyRule, 'name' | 'file' | 'line'>): string {
@@ -142,9 +145,13 @@ function exemptionList(value: string): Exemption[] | string {
   return parts.length > 0 ? parts : `exempt= needs ${EXEMPTIONS.join(', ')} or a comma-separated list of them`;
 }
 
-/** A line that is not in force, with the destination it names. */
+/**
+ * POL-5: a line that is not in force, with the destination it names: that
+ * destination's mail waits until the line is fixed (a typo never silently
+ * drops a tightening rule).
+ */
 function lineProblem(name: string, message: string): LineResult {
-  return { kind: 'problem', message: `${name}: ${message}`, name };
+  return { kind: 'problem', message: `${name}: ${message}`, name, defers: true };
 }
 
 /** The options of a line by name, or what is wrong with them. Indexed loops: a table may hold thousands of lines. */
@@ -172,6 +179,11 @@ export function parseRuleLine(text: string, file: string, line: number): LineRes
   const key = parseKey(keyWord);
   if (typeof key === 'string') return { kind: 'problem', message: key };
   const name = keyName(key);
+  if (key.kind === 'subdomains' && isPublicSuffix(key.parent)) {
+    // POL-5: refused, not deferred: every domain under the suffix is someone else's.
+    const message = `${name}: ${key.parent} is a public suffix: a parent rule there would reach every domain under it; write a rule per domain`;
+    return { kind: 'problem', message, name };
+  }
   const problem = (message: string): LineResult => lineProblem(name, message);
   const level = levelWord?.toLowerCase();
   if (level === undefined || !isTableLevel(level)) {

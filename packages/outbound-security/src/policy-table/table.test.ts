@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { SecLevel } from '../tls/sec-level';
 import { POLICY_TABLE_FILE, readPolicyTable } from './file';
 import { parseRuleLine, ruleLabel, ruleText } from './rule';
-import { formatProblem, parsePolicyTable } from './table';
+import { brokenLineReason, formatProblem, parsePolicyTable, type TableProblem } from './table';
 
 const FILE = 'config/outbound_tls_policy';
 
@@ -108,7 +108,7 @@ test('POL-1: a bad line is reported with file and line and left out; the rest of
     ],
   );
   assert.deepEqual(table.problems.map(formatProblem), [
-    'config/outbound_tls_policy line 3: bad.example: expected a level (may, encrypt or verify) after the destination, found "verfy" (line ignored)',
+    'config/outbound_tls_policy line 3: bad.example: expected a level (may, encrypt or verify) after the destination, found "verfy" (line not in force; mail to bad.example waits until it is fixed)',
     'config/outbound_tls_policy line 5: good.example: duplicate of line 2, which stays in force (good.example (config/outbound_tls_policy line 2)) (line ignored)',
   ]);
   assert.equal(table.forDomain('good.example')?.level, 'verify');
@@ -165,4 +165,55 @@ test('POL-1: the file: none is an empty table, an unreadable file or one that is
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('POL-5: a line naming a destination that cannot be read makes that destination wait (file and line in the reason); the rest applies', () => {
+  const table = parsePolicyTable(
+    [
+      'good.test verfy', // line 1: a tightening rule with a typo
+      '.test encrypt', // line 2: a valid parent rule: it must not take over good.test
+      'loose.test may exempt=ratchet,mta-stss', // line 3: an unknown exemption
+      'relay:smtp.isp.test verify auth_min_level=encrypted', // line 4
+      'ok.test verify', // line 5
+      '.broken.test verifyy', // line 6: a broken parent
+      'exact.broken.test may', // line 7: an exact rule beats the broken parent
+      'good.test verify', // line 8: a duplicate key after a broken line: in force (the first readable one)
+    ].join('\n'),
+    FILE,
+  );
+  const broken = (domain: string): string => {
+    const problem = table.brokenForDomain(domain);
+    return problem ? brokenLineReason(problem) : 'none';
+  };
+  assert.equal(table.forDomain('good.test')?.line, 8, 'the readable line of good.test is in force');
+  assert.equal(broken('good.test'), 'none');
+  assert.match(
+    broken('loose.test'),
+    /^policy table config\/outbound_tls_policy line 3 cannot be read \(loose\.test: exempt=: unknown exemption "mta-stss".*mail to loose\.test waits until the line is fixed \(POL-5\)$/,
+  );
+  assert.equal(table.forDomain('loose.test'), null);
+  assert.match(broken('a.broken.test'), /line 6/);
+  assert.equal(table.forDomain('a.broken.test'), null, 'the broken parent shadows .test');
+  assert.equal(broken('exact.broken.test'), 'none');
+  assert.equal(table.forDomain('exact.broken.test')?.line, 7);
+  assert.equal(broken('other.test'), 'none');
+  assert.equal(table.forDomain('other.test')?.line, 2);
+  assert.match(String(table.brokenForRelay('relay:smtp.isp.test')?.message), /auth_min_level=encrypted/);
+  assert.equal(table.brokenForRelay('relay:other.isp.test'), null);
+  assert.equal(table.forDomain('ok.test')?.level, 'verify');
+});
+
+test('POL-5: a parent rule on a public suffix is refused with an error and governs nothing (no domain under it waits or is exempted)', () => {
+  const table = parsePolicyTable(['.com may exempt=ratchet,mta-sts,dane', '.co.uk verify', '.example.com encrypt'].join('\n'), FILE);
+  assert.deepEqual(
+    table.problems.map((p) => [p.line, p.severity, p.defers ?? false]),
+    [
+      [1, 'error', false],
+      [2, 'error', false],
+    ],
+  );
+  assert.match(formatProblem(table.problems[0] as TableProblem), /com is a public suffix.*\(line ignored\)/);
+  assert.equal(table.forDomain('anything.com'), null);
+  assert.equal(table.brokenForDomain('anything.com'), null);
+  assert.equal(table.forDomain('a.example.com')?.level, 'encrypt');
 });

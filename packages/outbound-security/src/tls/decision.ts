@@ -38,6 +38,8 @@ export interface Requirement {
   ratchetExempt?: { domain?: string; relay?: string };
   /** DANE-3/DANE-4: the MX host has TLSA records: what the connection must match, and the mode. */
   dane?: DaneHostRequirement & { mode: DaneMode };
+  /** POL-5: a policy table line governing this hop cannot be read: nothing is sent until it is fixed (the reason). */
+  brokenRule?: string;
 }
 
 export interface StsRequirement {
@@ -96,6 +98,7 @@ export function decide(
   exempt?: ExemptLevel,
 ): Verdict {
   const level = classification.level;
+  if (requirement.brokenRule) return { kind: 'abandon', cause: 'policy_table', reason: `${requirement.domain}: ${requirement.brokenRule}` };
   const seen = `${levelName(level)} (${classification.reason})`;
   let storedLevel = SecLevel.PLAIN;
   const ratchet = requirement.ratchet || requirement.relayKey !== undefined;

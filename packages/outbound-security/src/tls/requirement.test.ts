@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { parsePolicyTable } from '../policy-table/table';
 import { connectionRequirement, waiveRecipientPolicy, type ConnectionContext } from './requirement';
 import { SecLevel } from './sec-level';
+import { decide, type Requirement } from './decision';
 
 const FILE = 'config/outbound_tls_policy';
 const TABLE = parsePolicyTable(
@@ -109,4 +110,18 @@ test('RPT-7: a report waives its recipient domain’s MTA-STS, DANE and ratchet,
     authMinLevel: SecLevel.TLS_SECURE,
     minimum: { level: SecLevel.TLS_SECURE, rule: label(4, 'relay:strict.isp.test') },
   });
+});
+
+test('POL-5: a relay hop whose relay:<host> line (or recipient domain line) cannot be read is held back with the file and line', () => {
+  const table = parsePolicyTable(['relay:typo.isp.test verfy', 'broken.test encrypt exempt=ratchett'].join('\n'), FILE);
+  const relay = connectionRequirement(context({ recipientDomain: 'example.test', mxHost: 'typo.isp.test', table }));
+  assert.match(
+    String(relay?.brokenRule),
+    /config\/outbound_tls_policy line 1 cannot be read .*relay:typo\.isp\.test waits until the line is fixed/,
+  );
+  const verdict = decide({ level: SecLevel.TLS_SECURE, reason: 'valid' }, relay as Requirement, undefined, 'defer', 'typo.isp.test');
+  assert.equal(verdict.kind === 'abandon' && verdict.cause, 'policy_table');
+  const domain = connectionRequirement(context({ recipientDomain: 'broken.test', mxHost: 'ok.isp.test', table }));
+  assert.match(String(domain?.brokenRule), /line 2 cannot be read/);
+  assert.equal(connectionRequirement(context({ recipientDomain: 'fine.test', mxHost: 'ok.isp.test', table }))?.brokenRule, undefined);
 });

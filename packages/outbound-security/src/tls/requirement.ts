@@ -17,7 +17,7 @@ import type { DeliveryState } from '../haraka/delivery-state';
 import { toALabel } from '../domain';
 import { relayKey } from '../ratchet/store';
 import { TABLE_LEVELS, type PolicyRule } from '../policy-table/rule';
-import type { PolicyTableLookup } from '../policy-table/table';
+import { brokenLineReason, type PolicyTableLookup } from '../policy-table/table';
 import type { RatchetRead } from '../ratchet/store';
 import type { Requirement, TableMinimum } from './decision';
 import { SecLevel, maxLevel } from './sec-level';
@@ -98,8 +98,11 @@ function relayRequirement(ctx: ConnectionContext): Requirement | null {
   const domainRule = name.ok && domainRatchet ? ctx.table.forDomain(name.aLabel) : null;
   const relay = relayKey(ctx.mxHost ?? ctx.exchange);
   const relayRule = relay ? ctx.table.forRelay(relay) : null;
-  if (!relay && !domainRatchet) return null;
+  // POL-5: a broken line for the relay, or for the recipient domain, holds the hop back until it is fixed.
+  const broken = (relay ? ctx.table.brokenForRelay?.(relay) : null) ?? (name.ok ? ctx.table.brokenForDomain?.(name.aLabel) : null);
+  if (!relay && !domainRatchet && !broken) return null;
   const requirement: Requirement = { domain: name.ok ? name.aLabel : (relay as string), ratchet: domainRatchet };
+  if (broken) requirement.brokenRule = brokenLineReason(broken);
   if (relay) requirement.relayKey = relay;
   if (ctx.credentials) {
     requirement.authMinLevel = relayRule?.authMinLevel ? TABLE_LEVELS[relayRule.authMinLevel] : ctx.settings.authMinLevel;
