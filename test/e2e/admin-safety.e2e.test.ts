@@ -7,13 +7,12 @@
  * the control that still flows.
  */
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
 import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
-import { HarakaInstance, describeOutcome, firstOutcome, type HarakaOptions } from '../fixtures/haraka-instance';
+import { HarakaInstance, describeOutcome, firstOutcome, freePort, type HarakaOptions } from '../fixtures/haraka-instance';
 import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';
 import { TestCa } from '../fixtures/test-ca';
 
@@ -130,17 +129,6 @@ test('TLS-9: the metric says the guard is missing', async () => {
     },
   );
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 test('POL-5: a tightening rule with a typo (secure.test verfy) makes secure.test wait with the file and line, where it was dropped and the mail sent over a self-signed certificate; the rest of the table applies', async () => {
   const table = ['open.test may', 'secure.test verfy'].join('\n');

@@ -10,7 +10,6 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
@@ -19,7 +18,7 @@ import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
 import { openPolicyStore, openRatchetStoreFromUrl } from 'haraka-outbound-security/store/open';
 import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
-import { HarakaInstance, CLI_PATH } from '../fixtures/haraka-instance';
+import { HarakaInstance, CLI_PATH, freePort } from '../fixtures/haraka-instance';
 import { PolicyServer, policyText } from '../fixtures/policy-server';
 import { TestRedis } from '../fixtures/redis-server';
 import { SmtpSink, startSinksOnCommonPort, type SinkOptions } from '../fixtures/smtp-sink';
@@ -91,17 +90,6 @@ function delivered(domain: string, count = 1): Promise<unknown> {
     20000,
     `delivery ${count} to ${domain}`,
   );
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function httpGet(port: number, urlPath: string): Promise<{ status: number; body: string }> {
