@@ -86,3 +86,26 @@ export class LeftOutTally {
     return Object.fromEntries(LEFT_OUT_KINDS.map((kind) => [kind, this.counts.get(kind) ?? 0])) as Record<LeftOutKind, number>;
   }
 }
+
+/**
+ * RPT-8: how many distinct keys (Policy Domains) were let through per day in
+ * this process, the newest two days remembered. A key already let through
+ * that day passes again (a retry is not a new report).
+ */
+export class DailyQuota {
+  private readonly days = new Map<string, Set<string>>();
+
+  /** Whether `key` may go on `day`, at most `max` keys a day. */
+  take(day: string, key: string, max: number): boolean {
+    let keys = this.days.get(day);
+    if (keys === undefined) {
+      keys = new Set();
+      this.days.set(day, keys);
+      for (const old of [...this.days.keys()].sort().slice(0, -2)) this.days.delete(old);
+    }
+    if (keys.has(key)) return true;
+    if (keys.size >= max) return false;
+    keys.add(key);
+    return true;
+  }
+}

@@ -27,12 +27,10 @@
  */
 import { boundedPolicy, failureKey, isDay, normaliseFailure, utcDay, type ReportedPolicy, type SessionRecord } from './record';
 import { PartialAddError, isPolicyDomain, type CountEntry } from './store';
-import { DEFAULT_REPORT_LIMITS, LeftOutTally } from './limits';
+import { DEFAULT_REPORT_LIMITS, DailyQuota, LeftOutTally } from './limits';
 
 /** How often the counts are written (RPT-1). */
 export const DEFAULT_FLUSH_INTERVAL_MS = 30_000;
-/** RPT-8: days whose recorded Policy Domains are remembered (today, and yesterday for a late flush). */
-const DOMAIN_DAYS_KEPT = 2;
 /** OPS-5: distinct kinds of sessions held between two flushes. */
 export const DEFAULT_MAX_ENTRIES = 10_000;
 
@@ -80,8 +78,8 @@ export class TlsReportRecorder {
   private readonly maxPolicyStrings: number;
   private readonly maxDomainsPerDay: number;
   private readonly leftOut: LeftOutTally;
-  /** RPT-8: the Policy Domains recorded per day (the newest DOMAIN_DAYS_KEPT days). */
-  private readonly domainsByDay = new Map<string, Set<string>>();
+  /** RPT-8: the Policy Domains recorded per day (today's and yesterday's). */
+  private readonly domainsRecorded = new DailyQuota();
   /** RPT-8: oversized policies already counted and logged. */
   private readonly cutPolicies = new WeakSet<ReportedPolicy>();
 
@@ -151,18 +149,7 @@ export class TlsReportRecorder {
 
   /** RPT-8: whether `policyDomain` is, or may become, one of the day's max_domains_recorded_per_day. */
   private domainRecorded(day: string, policyDomain: string): boolean {
-    let domains = this.domainsByDay.get(day);
-    if (domains === undefined) {
-      domains = new Set();
-      this.domainsByDay.set(day, domains);
-      const days = [...this.domainsByDay.keys()].sort();
-      for (const old of days.slice(0, -DOMAIN_DAYS_KEPT)) this.domainsByDay.delete(old);
-    }
-    if (domains.has(policyDomain)) return true;
-    if (domains.size < this.maxDomainsPerDay) {
-      domains.add(policyDomain);
-      return true;
-    }
+    if (this.domainsRecorded.take(day, policyDomain, this.maxDomainsPerDay)) return true;
     this.leftOut.note(
       'domains_recorded',
       1,
