@@ -71,7 +71,16 @@ function publishTlsRpt(domain: string, rua: string): void {
 }
 
 function tlsrptIni(extra: string[] = []): string {
-  return ['[tlsrpt]', 'enabled=true', `sender=${SENDER}`, 'organization=E2E Reporter', 'flush_interval=1', ...extra].join('\n');
+  // https_ports: RPT-9 allows port 443 only; the tests' HTTPS endpoint listens on a port of its own, which the admin allows.
+  return [
+    '[tlsrpt]',
+    'enabled=true',
+    `sender=${SENDER}`,
+    'organization=E2E Reporter',
+    'flush_interval=1',
+    `https_ports=${ruaPort}`,
+    ...extra,
+  ].join('\n');
 }
 
 function options(config: Record<string, string>): HarakaOptions {

@@ -15,6 +15,7 @@ import { gunzipSync } from 'node:zlib';
 import { DEFAULT_REFUSED_RANGES, makeAddressPolicy } from 'haraka-outbound-security/mx/address-policy';
 import type { DnsAnswer, DnsClient } from 'haraka-outbound-security/mx/dns-client';
 import { MAX_REPORT_BYTES, postReport, type PostSettings } from 'haraka-outbound-security/tlsrpt/https';
+import { DEFAULT_REPORT_LIMITS } from 'haraka-outbound-security/tlsrpt/limits';
 import { MemoryTlsReportStore } from 'haraka-outbound-security/tlsrpt/memory-store';
 import { noPolicyFound, reportedPolicy } from 'haraka-outbound-security/tlsrpt/record';
 import { TlsReportRecorder } from 'haraka-outbound-security/tlsrpt/recorder';
@@ -189,6 +190,8 @@ test('RPT-6: a day recorded, then reported by the scheduler to the HTTPS endpoin
     now: () => now,
     random: () => 0.25,
     log: () => undefined,
+    // RPT-9: the endpoint listens on a port of its own, which the admin allows ([tlsrpt] https_ports).
+    limits: { ...DEFAULT_REPORT_LIMITS, httpsPorts: [port] },
   });
   now = Date.UTC(2025, 2, 15, 0, 30);
   await scheduler.pass();

@@ -9,6 +9,7 @@ import cluster from 'node:cluster';
 import http from 'node:http';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import type { RecorderStats } from './tlsrpt/recorder';
+import { LEFT_OUT_KINDS, type LeftOutKind } from './tlsrpt/limits';
 import { SecLevel, levelName } from './tls/sec-level';
 
 export const registry = new Registry();
@@ -17,10 +18,13 @@ function counter<L extends string>(name: string, help: string, labelNames: reado
   return new Counter({ name, help, labelNames, registers: [registry] });
 }
 
-/** RPT-1: the process's TLS report recorder, when reporting is on (set by outbound_tls). */
-let tlsReportStats: () => RecorderStats | null = () => null;
+/** The recorder's counts, and (RPT-8, RPT-9) what the report limits left out, by kind. */
+export type TlsReportingStats = RecorderStats & { leftOut?: Record<LeftOutKind, number> };
 
-export function setTlsReportStats(source: () => RecorderStats | null): void {
+/** RPT-1: the process's TLS report recorder, when reporting is on (set by outbound_tls). */
+let tlsReportStats: () => TlsReportingStats | null = () => null;
+
+export function setTlsReportStats(source: () => TlsReportingStats | null): void {
   tlsReportStats = source;
 }
 
@@ -78,6 +82,20 @@ export const metrics = {
         this.inc({ result: 'ok' }, Math.max(0, stats.flushes - stats.failedFlushes));
         this.inc({ result: 'failed' }, stats.failedFlushes);
       }
+    },
+  }),
+  tlsrptLeftOut: new Counter({
+    name: 'outbound_tls_tlsrpt_left_out_total',
+    help:
+      'What the TLS report limits left out (RPT-8, RPT-9): policy strings cut, sessions of domains past the daily limit (domains_recorded), ' +
+      'policies left out of reports, reports over max_report_bytes (oversize_reports), report addresses past max_report_addresses, ' +
+      'domains past the daily report limit (domains_reported), https report addresses refused for their address or port',
+    labelNames: ['what'],
+    registers: [registry],
+    collect(this: Counter<string>) {
+      const leftOut = tlsReportStats()?.leftOut;
+      this.reset();
+      if (leftOut) for (const what of LEFT_OUT_KINDS) this.inc({ what }, leftOut[what]);
     },
   }),
   /** POL-1: the table in force; `max` over workers (each reads the same file). */

@@ -175,6 +175,7 @@ export async function runTlsrpt(
       now: Date.now,
       random: Math.random,
       log: (level, message) => output.err(`${level}: ${message}`),
+      limits: config.settings.limits,
     });
     const summary = await scheduler.sendNow(day, command.domains.length > 0 ? command.domains : undefined);
     const { lines, allSent } = formatSendSummary(summary);

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import type { DnsAnswer } from '../mx/dns-client';
 import { deliverDomain, previewReport, type DeliveryDeps } from './deliver';
+import { DEFAULT_REPORT_LIMITS, LeftOutTally, type ReportLimits } from './limits';
 import { MemoryTlsReportStore } from './memory-store';
 import { noPolicyFound, reportedPolicy } from './record';
 import type { TlsReport } from './report';
@@ -240,4 +241,100 @@ test('RPT-3: the scheduler does not ask about a waiting domain again before its 
   h.clock.now = DUE;
   await scheduler.pass();
   assert.equal(h.mails.length, 1);
+});
+
+/** A harness with `limits` over the defaults and a tally of what they leave out. */
+function limited(limits: Partial<ReportLimits>): Harness & { leftOut: LeftOutTally; leftOutLogs: string[] } {
+  const h = harness();
+  const leftOutLogs: string[] = [];
+  const leftOut = new LeftOutTally((message) => leftOutLogs.push(message));
+  h.deps = { ...h.deps, limits: { ...DEFAULT_REPORT_LIMITS, ...limits }, leftOut };
+  h.clock.now = DUE;
+  return { ...h, leftOut, leftOutLogs };
+}
+
+const tlsaOf = (n: number): ReturnType<typeof reportedPolicy> =>
+  reportedPolicy('tlsa', `mx${n}.example.com`, [`3 1 1 ${String(n).padStart(64, '0')}`], [`mx${n}.example.com`]);
+
+test('RPT-8: at most max_policies_per_report policies are reported, the busiest kept; the rest are logged and counted', async () => {
+  const h = limited({ maxPoliciesPerReport: 2 });
+  await h.store.add(
+    [1, 2, 3, 4, 5].map((n) => ({
+      day: DAY,
+      policyDomain: 'example.com',
+      policy: tlsaOf(n),
+      failure: { resultType: 'validation-failure' as const },
+      count: n,
+    })),
+  );
+  const outcome = await deliverDomain(h.deps, DAY, 'example.com');
+  assert.equal(outcome.kind === 'attempted' && outcome.state.finished?.outcome, 'sent');
+  const report = JSON.parse(gunzipSync(h.posts[0]?.body as Buffer).toString('utf8')) as TlsReport;
+  assert.deepEqual(
+    report.policies.map((p) => p.policy['policy-domain']),
+    ['mx5.example.com', 'mx4.example.com'],
+  );
+  assert.equal(h.leftOut.totals().policies, 3);
+  assert.equal(h.leftOutLogs.length, 1, 'one line per report');
+  assert.match(h.leftOutLogs[0] as string, /example\.com \(2025-03-14\).*3 of 5 policies \(6 sessions\).*max_policies_per_report=2/);
+});
+
+test('RPT-8: a report over max_report_bytes (gzip) goes neither by mail nor by https; logged and counted', async () => {
+  const h = limited({ maxReportBytes: 1024 });
+  await h.store.add(
+    Array.from({ length: 200 }, (_, n) => ({
+      day: DAY,
+      policyDomain: 'example.com',
+      policy: STS,
+      failure: { resultType: 'validation-failure' as const, receivingIp: `192.0.2.${n}`, failureReasonCode: `reason-${n * 7919}` },
+      count: 1,
+    })),
+  );
+  const outcome = await deliverDomain(h.deps, DAY, 'example.com');
+  assert.equal(h.mails.length + h.posts.length, 0);
+  assert.equal(outcome.kind === 'attempted' && outcome.state.finished?.outcome, 'not-sent');
+  assert.equal(h.leftOut.totals().oversize_reports, 1);
+  assert.match(h.leftOutLogs[0] as string, /example\.com \(2025-03-14\).*bytes.*over max_report_bytes=1024/);
+});
+
+test('RPT-8: only max_report_addresses report addresses of a record are used; the rest are logged and counted', async () => {
+  const h = limited({ maxReportAddresses: 2 });
+  h.txt.set('_smtp._tls.example.com', {
+    kind: 'answer',
+    records: ['v=TLSRPTv1; rua=mailto:a@example.com,https://reports.example.com/a,mailto:b@example.com,mailto:c@example.com'],
+  });
+  await countSessions(h.store);
+  await deliverDomain(h.deps, DAY, 'example.com');
+  assert.deepEqual(
+    h.mails.map((m) => m.to),
+    ['a@example.com'],
+  );
+  assert.deepEqual(
+    h.posts.map((p) => p.url),
+    ['https://reports.example.com/a'],
+  );
+  assert.equal(h.leftOut.totals().report_addresses, 2);
+  assert.equal(h.leftOutLogs.length, 1);
+  assert.match(h.leftOutLogs[0] as string, /example\.com \(2025-03-14\).*2 report addresses.*max_report_addresses=2/);
+});
+
+test('RPT-8: at most max_domains_reported_per_day Policy Domains get a report a day (per process); the rest are logged and counted', async () => {
+  const h = limited({ maxDomainsReportedPerDay: 2 });
+  const domains = ['a.wild.example', 'b.wild.example', 'c.wild.example', 'd.wild.example'];
+  for (const domain of domains) {
+    h.txt.set(`_smtp._tls.${domain}`, { kind: 'answer', records: [`v=TLSRPTv1; rua=mailto:tlsrpt@${domain}`] });
+    await h.store.add([{ day: DAY, policyDomain: domain, policy: noPolicyFound(domain), count: 1 }]);
+  }
+  const scheduler = new TlsReportScheduler(h.deps, { concurrency: 1 });
+  h.clock.now = DAY_END + DEFAULT_SCHEDULE.settleMs + DEFAULT_SCHEDULE.delayWindowMs;
+  await scheduler.pass();
+  assert.deepEqual(
+    h.mails.map((m) => m.to),
+    ['tlsrpt@a.wild.example', 'tlsrpt@b.wild.example'],
+  );
+  const c = await h.store.delivery(DAY, 'c.wild.example');
+  assert.equal(c?.finished?.outcome, 'not-sent');
+  assert.equal(h.leftOut.totals().domains_reported, 2);
+  assert.equal(h.leftOutLogs.length, 1, 'one line for the day');
+  assert.match(h.leftOutLogs[0] as string, /2025-03-14.*max_domains_reported_per_day=2/);
 });

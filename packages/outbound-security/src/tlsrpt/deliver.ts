@@ -24,9 +24,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { DnsAnswer } from '../mx/dns-client';
 import { describeFailure } from '../mx/dns-client';
-import type { PostResult } from './https';
+import { endpointPortRefusal, type PostResult } from './https';
+import { DEFAULT_REPORT_LIMITS, LeftOutTally, type DailyQuota, type ReportLimits } from './limits';
 import { reportMessage, type QueueMail } from './mailto';
-import { buildReport, gzipReport, hasFailures, reportFileName, type TlsReport } from './report';
+import { buildReport, gzipReport, hasFailures, limitPolicies, reportFileName, type TlsReport } from './report';
 import {
   afterAttempt,
   afterLookupFailure,
@@ -71,6 +72,12 @@ export interface DeliveryDeps {
   now(): number;
   random(): number;
   log(level: 'info' | 'warn' | 'error', message: string): void;
+  /** RPT-8, RPT-9: the bounds of a report (DEFAULT_REPORT_LIMITS when absent). */
+  limits?: ReportLimits;
+  /** RPT-8: where what the limits leave out is counted and logged. */
+  leftOut?: LeftOutTally;
+  /** RPT-8: the Policy Domains reported per day by this process (the scheduler keeps one); absent: no daily bound. */
+  reportQuota?: DailyQuota;
 }
 
 export type DomainOutcome =
@@ -127,14 +134,17 @@ function finished(state: DeliveryState): DomainOutcome {
   return { kind: 'finished', outcome: done.outcome, reason: done.reason };
 }
 
-/** One attempt under the lock: counts, reporting policy, report, sends. */
+/** One attempt under the lock: counts, reporting policy, bounds (RPT-8, RPT-9), report, sends. */
 async function attempt(deps: DeliveryDeps, day: string, policyDomain: string, state: DeliveryState): Promise<DeliveryState> {
   const { now, random, schedule } = deps;
+  const limits = deps.limits ?? DEFAULT_REPORT_LIMITS;
+  const leftOut = deps.leftOut ?? new LeftOutTally((message) => deps.log('warn', message));
   const where = `TLS report for ${policyDomain} (${day})`;
-  const counts = await deps.store.counts(day, policyDomain);
-  for (const problem of counts.problems) deps.log('warn', `${where}: stored counts skipped: ${problem}`);
-  if (counts.policies.length === 0) return finishWithout(state, 'not-sent', 'no sessions counted', now());
-  if (!schedule.sendDaysWithoutFailures && !hasFailures(counts)) {
+  const once = `${day}\n${policyDomain}`;
+  const stored = await deps.store.counts(day, policyDomain);
+  for (const problem of stored.problems) deps.log('warn', `${where}: stored counts skipped: ${problem}`);
+  if (stored.policies.length === 0) return finishWithout(state, 'not-sent', 'no sessions counted', now());
+  if (!schedule.sendDaysWithoutFailures && !hasFailures(stored)) {
     return finishWithout(state, 'not-sent', 'no failed sessions (send_days_without_failures=false)', now());
   }
   const answer = await deps.txt(`${TXT_PREFIX}${policyDomain}`);
@@ -142,22 +152,65 @@ async function attempt(deps: DeliveryDeps, day: string, policyDomain: string, st
     deps.log('warn', `${where}: TXT lookup of ${TXT_PREFIX}${policyDomain} failed: ${describeFailure(answer)}; retried later`);
     return afterLookupFailure(state, describeFailure(answer), now(), schedule, random);
   }
-  const policy = parseTlsRptRecords(answer.kind === 'answer' ? answer.records : []);
+  const policy = parseTlsRptRecords(answer.kind === 'answer' ? answer.records : [], limits.maxReportAddresses);
   if (policy.kind === 'none') {
     const reason = answer.kind === 'answer' ? policy.reason : `no TXT record (${describeFailure(answer)})`;
     return finishWithout(state, 'no-record', reason, now());
   }
   for (const ignored of policy.ignored) deps.log('info', `${where}: ${ignored}`);
+  if (policy.overLimit.length > 0) {
+    const n = policy.overLimit.length;
+    leftOut.note(
+      'report_addresses',
+      n,
+      once,
+      `${where}: ${n} report addresses left out (${policy.overLimit.join(', ')}) (max_report_addresses=${limits.maxReportAddresses})`,
+    );
+  }
+  const uris = policy.uris.filter((uri) => {
+    const refusal = uri.kind === 'https' ? endpointPortRefusal(uri.url, limits.httpsPorts) : null;
+    if (refusal !== null) leftOut.note('endpoint_ports', 1, `${once}\n${uri.uri}`, `${where}: ${refusal}`);
+    return refusal === null;
+  });
+  if (uris.length === 0) return finishWithout(state, 'not-sent', 'every report address refused (https_ports)', now());
+  if (deps.reportQuota && !deps.reportQuota.take(day, policyDomain, limits.maxDomainsReportedPerDay)) {
+    const max = limits.maxDomainsReportedPerDay;
+    leftOut.note(
+      'domains_reported',
+      1,
+      day,
+      `TLS reports for ${day}: more than ${max} Policy Domains to report to (max_domains_reported_per_day=${max}); ${policyDomain} and further ones get no report that day`,
+    );
+    return finishWithout(state, 'not-sent', `over max_domains_reported_per_day=${max}`, now());
+  }
+  const { counts, omitted } = limitPolicies(stored, limits.maxPoliciesPerReport);
+  if (omitted.policies > 0) {
+    const total = stored.policies.length;
+    leftOut.note(
+      'policies',
+      omitted.policies,
+      once,
+      `${where}: ${omitted.policies} of ${total} policies (${omitted.sessions} sessions) left out of the report (max_policies_per_report=${limits.maxPoliciesPerReport})`,
+    );
+  }
   const report = buildReport(counts, {
     organization: deps.identity.organization,
     contact: deps.identity.contact,
     reportId: state.reportId,
   });
-  const results = await sendAll(deps, counts, report, state, policy.uris);
+  const gzipped = await gzipReport(report);
+  if (gzipped.length > limits.maxReportBytes) {
+    const reason = `the report is ${gzipped.length} bytes gzip-compressed, over max_report_bytes=${limits.maxReportBytes}; not sent`;
+    leftOut.note('oversize_reports', 1, once, `${where}: ${reason}`);
+    return finishWithout(state, 'not-sent', reason, now());
+  }
+  const results = await sendAll(deps, counts, gzipped, state, uris);
+  for (const refused of results.refused)
+    leftOut.note('endpoint_addresses', 1, `${once}\n${refused}\n${state.attempts}`, `${where}: ${refused}: ${results.errors[refused]}`);
   const next = afterAttempt(
     state,
     results,
-    policy.uris.map((u) => u.uri),
+    uris.map((u) => u.uri),
     now(),
     schedule,
     random,
@@ -167,19 +220,19 @@ async function attempt(deps: DeliveryDeps, day: string, policyDomain: string, st
   return next;
 }
 
-/** Sends the report to every URI that does not have it yet; never throws. */
+/** Sends the gzipped report to every URI that does not have it yet; `refused` lists those RPT-9 refused. Never throws. */
 async function sendAll(
   deps: DeliveryDeps,
   counts: DomainCounts,
-  report: TlsReport,
+  gzipped: Buffer,
   state: DeliveryState,
   uris: readonly ReportUri[],
-): Promise<{ sent: Record<string, number>; errors: Record<string, string> }> {
-  const gzipped = await gzipReport(report);
+): Promise<{ sent: Record<string, number>; errors: Record<string, string>; refused: string[] }> {
   const { submitter, sender } = deps.identity;
   const fileName = reportFileName(submitter, counts.policyDomain, counts.day, fileUniqueId(state.reportId));
   const sent: Record<string, number> = {};
   const errors: Record<string, string> = {};
+  const refused: string[] = [];
   for (const uri of uris) {
     if (uri.uri in state.sent) continue;
     try {
@@ -197,6 +250,7 @@ async function sendAll(
         await deps.queueMail(sender, uri.address, message);
       } else {
         const posted = await deps.post(uri.url, gzipped);
+        if (!posted.ok && posted.refused) refused.push(uri.uri);
         if (!posted.ok) throw new Error(posted.error);
       }
       sent[uri.uri] = deps.now();
@@ -204,7 +258,7 @@ async function sendAll(
       errors[uri.uri] = err instanceof Error ? err.message : String(err);
     }
   }
-  return { sent, errors };
+  return { sent, errors, refused };
 }
 
 /** RPT-5: what would be reported for a domain and day, without sending or changing anything. */

@@ -7,11 +7,20 @@
  *
  * The URI comes from the receiving domain's DNS, so the request is held to
  * the same limits as an MTA-STS fetch (STS-2): the certificate must be valid
- * for the URL's host (system roots plus the extra CAs of the settings), the
- * host's addresses pass the address policy (MX-9: no loopback or private
- * ranges unless allowed, so a report URI cannot reach the sender's own
- * services), no proxy, one deadline for DNS + connect + request + answer, a
- * bounded body on both sides (OPS-5).
+ * for the URL's host (system roots plus the extra CAs of the settings), no
+ * proxy, one deadline for DNS + connect + request + answer, a bounded body on
+ * both sides (OPS-5).
+ *
+ * RPT-9, report endpoints are public: the publisher chooses host, port, path
+ * and query, so a report address must not reach the sender's own network.
+ * - Addresses: the MX refusals of the address policy (MX-9) plus
+ *   REPORT_ENDPOINT_REFUSED_RANGES (RFC 1918, CGNAT, unique-local and
+ *   site-local IPv6); the admin's `allow` CIDRs still let an address through.
+ * - Every address of the host is judged, and one refused address refuses the
+ *   host whole: trying its other addresses would tell the publisher, by the
+ *   outcome, whether the internal one speaks TLS. Nothing is connected to.
+ * - Ports: only those the admin allows (`[tlsrpt] https_ports`, default 443),
+ *   checked by the sender before the POST (`endpointPortRefusal`).
  */
 import https from 'node:https';
 import net from 'node:net';
@@ -36,7 +45,13 @@ export interface PostSettings {
   dns: DnsClient;
 }
 
-export type PostResult = { ok: true; status: number } | { ok: false; error: string };
+/** RPT-9: the ranges refused for a report endpoint on top of the address policy's (ipaddr.js range names). */
+export const REPORT_ENDPOINT_REFUSED_RANGES = ['private', 'carrierGradeNat', 'uniqueLocal', 'deprecatedSiteLocal'] as const;
+/** OPS-5: allowed addresses of one endpoint tried in turn. */
+const MAX_ENDPOINT_ADDRESSES = 4;
+
+/** `refused`: RPT-9 refused the endpoint before any connection (an address or the port). */
+export type PostResult = { ok: true; status: number } | { ok: false; error: string; refused?: 'address' | 'port' };
 
 /** POSTs `gzipped` to `url`. Never throws. */
 export async function postReport(url: URL, gzipped: Buffer, settings: PostSettings): Promise<PostResult> {
@@ -53,6 +68,7 @@ export async function postReport(url: URL, gzipped: Buffer, settings: PostSettin
       new Promise<string>((resolve) => controller.signal.addEventListener('abort', () => resolve('address lookup timed out'))),
     ]);
     if (typeof addresses === 'string') return { ok: false, error: `${shown}: ${addresses}` };
+    if ('refused' in addresses) return { ok: false, error: `${shown}: ${addresses.refused}`, refused: 'address' };
     let error = '';
     for (const address of addresses) {
       const result = await postOnce(url, address, gzipped, settings, controller.signal, timeoutMs);
@@ -66,17 +82,42 @@ export async function postReport(url: URL, gzipped: Buffer, settings: PostSettin
   }
 }
 
-/** The allowed addresses of the URL's host (a name, or an address in the URL), or why there are none. */
-async function addressesOf(hostname: string, settings: PostSettings): Promise<string[] | string> {
+const endpointPolicies = new WeakMap<AddressPolicy, AddressPolicy>();
+
+/** RPT-9: the address policy for report endpoints: `policy`'s refusals and allowances, and the private ranges. */
+export function reportEndpointPolicy(policy: AddressPolicy): AddressPolicy {
+  let made = endpointPolicies.get(policy);
+  if (made === undefined) {
+    made = { refusedRanges: new Set([...policy.refusedRanges, ...REPORT_ENDPOINT_REFUSED_RANGES]), allowCidrs: policy.allowCidrs };
+    endpointPolicies.set(policy, made);
+  }
+  return made;
+}
+
+/** RPT-9: why `url`'s port is refused (not in `ports`), or null when it is allowed. */
+export function endpointPortRefusal(url: URL, ports: readonly number[]): string | null {
+  const port = url.port === '' ? 443 : Number(url.port);
+  return ports.includes(port) ? null : `${url.href}: port ${port} is not in https_ports=${ports.join(',')}`;
+}
+
+/**
+ * The addresses to try for the URL's host (a name, or an address in the URL),
+ * `refused` when any address of the host is (RPT-9), or why there are none.
+ */
+async function addressesOf(hostname: string, settings: PostSettings): Promise<string[] | { refused: string } | string> {
+  const policy = reportEndpointPolicy(settings.addressPolicy);
   const literal = hostname.startsWith('[') ? hostname.slice(1, -1) : hostname;
   if (net.isIP(literal)) {
-    const verdict = checkAddress(settings.addressPolicy, literal);
-    return verdict.allowed ? [literal] : verdict.reason;
+    const verdict = checkAddress(policy, literal);
+    return verdict.allowed ? [literal] : { refused: verdict.reason };
   }
-  const resolved = await resolveHost(settings.dns, hostname, settings.addressPolicy);
+  // Every address is judged (a DNS answer holds a bounded number), not only the first few allowed.
+  const resolved = await resolveHost(settings.dns, hostname, policy, Number.POSITIVE_INFINITY);
   if (resolved.kind !== 'ok') return resolved.detail;
-  if (resolved.addresses.length === 0) return `every address refused (${resolved.refused.join('; ')})`;
-  return resolved.addresses;
+  if (resolved.refused.length > 0) {
+    return { refused: `${resolved.refused.join('; ')}: the report host is refused whole (none of its addresses is tried)` };
+  }
+  return resolved.addresses.slice(0, MAX_ENDPOINT_ADDRESSES);
 }
 
 type Attempt = { ok: true; status: number } | { ok: false; error: string; nextAddress: boolean };

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { parsePolicy } from '../mta-sts/policy';
 import {
   MAX_FIELD_LENGTH,
+  MAX_POLICY_STRINGS,
   RESULT_TYPES,
   addDays,
   dayStart,
@@ -104,4 +105,13 @@ test('RPT-1: failure details survive their stored form', () => {
   assert.deepEqual(parseFailureKey(failureKey(failure)), failure);
   assert.equal(parseFailureKey('["not-a-type","","","","","",""]'), null);
   assert.equal(parseFailureKey('{'), null);
+});
+
+test('RPT-8, OPS-8: a policy of 600 TLSA records never throws; it keeps MAX_POLICY_STRINGS strings and says how many it left out', () => {
+  const records = Array.from({ length: 600 }, (_, i) => ({ usage: 3, selector: 1, matchingType: 0, data: Buffer.from([i % 256]) }));
+  const policy = tlsaPolicy('mx.example.com', 'mx.example.com', records);
+  assert.equal(policy.strings.length, MAX_POLICY_STRINGS);
+  assert.equal(policy.omittedStrings, 600 - MAX_POLICY_STRINGS);
+  assert.equal(policy.strings[0], '3 1 0 00');
+  assert.equal(tlsaPolicy('mx.example.com', 'mx.example.com', records.slice(0, 2)).omittedStrings, 0);
 });

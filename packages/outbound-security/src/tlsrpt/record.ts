@@ -55,6 +55,8 @@ export interface ReportedPolicy {
   readonly mxHosts: readonly string[];
   /** Identity of the policy (equal policies, equal ids): the key it is counted under. */
   readonly id: string;
+  /** RPT-8: strings of the policy left out of `strings` (over the limit); 0 for a whole policy. */
+  readonly omittedStrings: number;
 }
 
 /** RFC 8460 §4.4 `failure-details`, without the count. */
@@ -87,7 +89,10 @@ export interface SessionRecord {
 
 /** OPS-5: the longest text kept in a failure detail field. */
 export const MAX_FIELD_LENGTH = 255;
-/** OPS-5: at most this many policy strings (an MTA-STS policy has at most 512 mx lines plus three). */
+/**
+ * OPS-5, RPT-8: the most policy strings kept (an MTA-STS policy has at most 512
+ * mx lines plus three); `[tlsrpt] max_policy_strings` may keep fewer.
+ */
 export const MAX_POLICY_STRINGS = 520;
 
 const DAY = /^(\d{4})-(\d{2})-(\d{2})$/;
@@ -127,12 +132,35 @@ function utcDayUncached(ms: number): string {
   return new Date(ms).toISOString().slice(0, 10);
 }
 
-/** A policy value with its id; strings and hosts are copied and frozen. */
+/**
+ * A policy value with its id; strings and hosts are copied and frozen. Never
+ * throws (OPS-8: it runs in the guard's socket callbacks): strings past
+ * MAX_POLICY_STRINGS are left out and counted in `omittedStrings` (RPT-8).
+ */
 export function reportedPolicy(type: PolicyType, domain: string, strings: readonly string[], mxHosts: readonly string[]): ReportedPolicy {
-  if (strings.length > MAX_POLICY_STRINGS) throw new Error(`tlsrpt: a policy of ${strings.length} strings is over ${MAX_POLICY_STRINGS}`);
-  const body = JSON.stringify([type, domain, strings, mxHosts]);
+  const kept = strings.length > MAX_POLICY_STRINGS ? strings.slice(0, MAX_POLICY_STRINGS) : strings;
+  const omittedStrings = strings.length - kept.length;
+  const body = JSON.stringify([type, domain, kept, mxHosts]);
   const id = type === 'no-policy-found' ? `none-${domain}` : createHash('sha256').update(body).digest('base64url').slice(0, 22);
-  return Object.freeze({ type, domain, strings: Object.freeze([...strings]), mxHosts: Object.freeze([...mxHosts]), id });
+  return Object.freeze({ type, domain, strings: Object.freeze([...kept]), mxHosts: Object.freeze([...mxHosts]), id, omittedStrings });
+}
+
+const bounded = new WeakMap<ReportedPolicy, ReportedPolicy>();
+
+/**
+ * RPT-8: `policy` with at most `maxStrings` strings (itself when it has no
+ * more); `omittedStrings` counts every string left out. Made once per policy
+ * value, so the hot path pays a WeakMap lookup only for an oversized policy.
+ */
+export function boundedPolicy(policy: ReportedPolicy, maxStrings: number): ReportedPolicy {
+  if (policy.strings.length <= maxStrings) return policy;
+  let made = bounded.get(policy);
+  if (made === undefined || made.strings.length !== maxStrings) {
+    const cut = reportedPolicy(policy.type, policy.domain, policy.strings.slice(0, maxStrings), policy.mxHosts);
+    made = Object.freeze({ ...cut, omittedStrings: policy.omittedStrings + policy.strings.length - maxStrings });
+    bounded.set(policy, made);
+  }
+  return made;
 }
 
 const noPolicies = new Map<string, ReportedPolicy>();

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MemoryTlsReportStore } from './memory-store';
 import { noPolicyFound, reportedPolicy, type SessionRecord } from './record';
+import { LeftOutTally } from './limits';
 import { TlsReportRecorder } from './recorder';
 import { PartialAddError, type CountEntry } from './store';
 
@@ -154,4 +155,42 @@ test('RPT-1: close writes what is pending and stops the timer', async () => {
   recorder.record(success());
   await recorder.close();
   assert.equal((await store.counts('2025-03-14', 'example.com')).policies[0]?.successes, 2);
+});
+
+test('RPT-8: a policy with more strings than max_policy_strings is recorded cut to the limit, logged once and counted', async () => {
+  const store = new MemoryTlsReportStore();
+  const logs: string[] = [];
+  const leftOut = new LeftOutTally((message) => logs.push(message));
+  const recorder = new TlsReportRecorder({ write: (e) => store.add(e), now: () => DAY_MS, maxPolicyStrings: 3, leftOut });
+  const strings = Array.from({ length: 8 }, (_, i) => `3 1 1 ${String(i).repeat(4)}`);
+  const tlsa = reportedPolicy('tlsa', 'mx.example.com', strings, ['mx.example.com']);
+  for (let i = 0; i < 4; i++) recorder.record({ policyDomain: 'example.com', policy: tlsa, result: 'success' });
+  await recorder.flush();
+  const counts = await store.counts('2025-03-14', 'example.com');
+  assert.equal(counts.policies.length, 1);
+  assert.deepEqual(counts.policies[0]?.policy.strings, strings.slice(0, 3));
+  assert.equal(counts.policies[0]?.successes, 4, 'every session still counts');
+  assert.equal(leftOut.totals().policy_strings, 5, 'counted once per policy, not per session');
+  assert.equal(logs.length, 1);
+  assert.match(logs[0] as string, /example\.com.*8 strings.*max_policy_strings=3/);
+});
+
+test('RPT-8: past max_domains_recorded_per_day, a new Policy Domain is not recorded that day; logged once and counted', async () => {
+  const store = new MemoryTlsReportStore();
+  const logs: string[] = [];
+  const leftOut = new LeftOutTally((message) => logs.push(message));
+  const recorder = new TlsReportRecorder({ write: (e) => store.add(e), now: () => DAY_MS, maxDomainsPerDay: 3, leftOut });
+  for (let i = 0; i < 10; i++) recorder.record(success(`d${i}.wild.example`));
+  await recorder.flush();
+  for (let i = 0; i < 10; i++) recorder.record(success(`d${i}.wild.example`));
+  recorder.record(success('d0.wild.example'));
+  await recorder.flush();
+  assert.deepEqual(await store.domains('2025-03-14'), ['d0.wild.example', 'd1.wild.example', 'd2.wild.example']);
+  assert.equal((await store.counts('2025-03-14', 'd0.wild.example')).policies[0]?.successes, 3, 'known domains keep counting');
+  assert.equal(leftOut.totals().domains_recorded, 14, 'every session left out is counted');
+  assert.equal(logs.length, 1, 'one line for the day');
+  assert.match(logs[0] as string, /2025-03-14.*max_domains_recorded_per_day=3/);
+  recorder.record({ ...success('d9.wild.example'), day: '2025-03-15' });
+  await recorder.flush();
+  assert.deepEqual(await store.domains('2025-03-15'), ['d9.wild.example'], 'a new day starts again');
 });

@@ -16,12 +16,18 @@
  * - OPS-5: at most `maxEntries` distinct kinds are held. Past that, a new kind
  *   of session is not held but counted in `dropped` (a metric), never grown;
  *   kinds already held keep counting.
+ * - RPT-8: a policy with more than `maxPolicyStrings` strings is counted
+ *   with its strings cut to the limit; at most `maxDomainsPerDay` Policy
+ *   Domains are recorded per UTC day by this recorder (a cluster of P
+ *   processes stores at most P times as many), sessions with a further one
+ *   are not. Both are counted and logged once (`leftOut`).
  * - Invalid keys (a Policy Domain that is not a lowercase A-label, a malformed
  *   day) are counted in `rejected` and never reach the store, where they could
  *   block every later batch.
  */
-import { failureKey, isDay, normaliseFailure, utcDay, type SessionRecord } from './record';
+import { boundedPolicy, failureKey, isDay, normaliseFailure, utcDay, type ReportedPolicy, type SessionRecord } from './record';
 import { PartialAddError, isPolicyDomain, type CountEntry } from './store';
+import { DEFAULT_REPORT_LIMITS, DailyQuota, LeftOutTally } from './limits';
 
 /** How often the counts are written (RPT-1). */
 export const DEFAULT_FLUSH_INTERVAL_MS = 30_000;
@@ -50,6 +56,12 @@ export interface RecorderOptions {
   now?: () => number;
   /** A flush failed (the batch is kept for the next one). */
   onFlushError?(err: Error): void;
+  /** RPT-8: strings kept per policy (DEFAULT_REPORT_LIMITS). */
+  maxPolicyStrings?: number;
+  /** RPT-8: distinct Policy Domains recorded per UTC day by this recorder (DEFAULT_REPORT_LIMITS). */
+  maxDomainsPerDay?: number;
+  /** RPT-8: where what the limits leave out is counted and logged. */
+  leftOut?: LeftOutTally;
 }
 
 export class TlsReportRecorder {
@@ -63,6 +75,13 @@ export class TlsReportRecorder {
   private flushing: Promise<void> | null = null;
   private flushAgain = false;
   private readonly stats_ = { recorded: 0, dropped: 0, rejected: 0, flushes: 0, failedFlushes: 0 };
+  private readonly maxPolicyStrings: number;
+  private readonly maxDomainsPerDay: number;
+  private readonly leftOut: LeftOutTally;
+  /** RPT-8: the Policy Domains recorded per day (today's and yesterday's). */
+  private readonly domainsRecorded = new DailyQuota();
+  /** RPT-8: oversized policies already counted and logged. */
+  private readonly cutPolicies = new WeakSet<ReportedPolicy>();
 
   constructor(options: RecorderOptions) {
     this.write = options.write;
@@ -70,6 +89,9 @@ export class TlsReportRecorder {
     this.flushIntervalMs = options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS;
     this.now = options.now ?? Date.now;
     this.onFlushError = options.onFlushError ?? (() => undefined);
+    this.maxPolicyStrings = options.maxPolicyStrings ?? DEFAULT_REPORT_LIMITS.maxPolicyStrings;
+    this.maxDomainsPerDay = options.maxDomainsPerDay ?? DEFAULT_REPORT_LIMITS.maxDomainsRecordedPerDay;
+    this.leftOut = options.leftOut ?? new LeftOutTally();
   }
 
   /** Starts the periodic flush (the timer does not keep the process alive). */
@@ -83,7 +105,9 @@ export class TlsReportRecorder {
   record(session: SessionRecord): void {
     this.stats_.recorded++;
     const day = session.day ?? utcDay(this.now());
-    const { policyDomain, policy, result } = session;
+    const { policyDomain, result } = session;
+    const policy =
+      session.policy.strings.length > this.maxPolicyStrings || session.policy.omittedStrings > 0 ? this.cut(session, day) : session.policy;
     const failure = result === 'success' ? undefined : normaliseFailure(result);
     const key = failure ? `${day}\n${policyDomain}\n${policy.id}\n${failureKey(failure)}` : `${day}\n${policyDomain}\n${policy.id}`;
     const known = this.pending.get(key);
@@ -95,6 +119,7 @@ export class TlsReportRecorder {
       this.stats_.rejected++;
       return;
     }
+    if (!this.domainRecorded(day, policyDomain)) return;
     if (this.pending.size >= this.maxEntries) {
       this.stats_.dropped++;
       void this.flush();
@@ -102,6 +127,37 @@ export class TlsReportRecorder {
     }
     this.pending.set(key, failure ? { day, policyDomain, policy, failure, count: 1 } : { day, policyDomain, policy, count: 1 });
     if (this.pending.size >= this.maxEntries) void this.flush();
+  }
+
+  /** RPT-8: the session's policy within max_policy_strings; counted once per policy, logged once per domain and day. */
+  private cut(session: SessionRecord, day: string): ReportedPolicy {
+    const { policy } = session;
+    const cut = boundedPolicy(policy, this.maxPolicyStrings);
+    if (!this.cutPolicies.has(policy)) {
+      this.cutPolicies.add(policy);
+      const total = cut.strings.length + cut.omittedStrings;
+      this.leftOut.note(
+        'policy_strings',
+        cut.omittedStrings,
+        `${day}\n${session.policyDomain}`,
+        `TLS reports: the ${policy.type} policy of ${policy.domain} (for ${session.policyDomain}) has ${total} strings; ` +
+          `${cut.strings.length} kept (max_policy_strings=${this.maxPolicyStrings})`,
+      );
+    }
+    return cut;
+  }
+
+  /** RPT-8: whether `policyDomain` is, or may become, one of the day's max_domains_recorded_per_day. */
+  private domainRecorded(day: string, policyDomain: string): boolean {
+    if (this.domainsRecorded.take(day, policyDomain, this.maxDomainsPerDay)) return true;
+    this.leftOut.note(
+      'domains_recorded',
+      1,
+      day,
+      `TLS reports: more than ${this.maxDomainsPerDay} Policy Domains on ${day} (max_domains_recorded_per_day=${this.maxDomainsPerDay}); ` +
+        'sessions with further domains are not recorded that day',
+    );
+    return false;
   }
 
   /** Writes what is pending; resolves when this flush (and one asked for meanwhile) is done. Never rejects. */

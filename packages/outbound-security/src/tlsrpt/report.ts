@@ -123,6 +123,25 @@ function reportFailure({ failure, count }: { failure: FailureDetails; count: num
   };
 }
 
+/**
+ * RPT-8: the counts with at most `maxPolicies` policies, the busiest (most
+ * sessions) first when some are left out; `omitted` says how many policies
+ * and sessions were.
+ */
+export function limitPolicies(
+  counts: DomainCounts,
+  maxPolicies: number,
+): { counts: DomainCounts; omitted: { policies: number; sessions: number } } {
+  if (counts.policies.length <= maxPolicies) return { counts, omitted: { policies: 0, sessions: 0 } };
+  const sessions = (p: PolicyCounts): number => p.successes + p.failures.reduce((sum, f) => sum + f.count, 0);
+  const busiest = counts.policies.map((policy) => ({ policy, sessions: sessions(policy) })).sort((a, b) => b.sessions - a.sessions);
+  const left = busiest.slice(maxPolicies);
+  return {
+    counts: { ...counts, policies: busiest.slice(0, maxPolicies).map((p) => p.policy) },
+    omitted: { policies: left.length, sessions: left.reduce((sum, p) => sum + p.sessions, 0) },
+  };
+}
+
 /** Whether the day had any failed session (RPT-3: days without failures may be left out). */
 export function hasFailures(counts: DomainCounts): boolean {
   return counts.policies.some((p) => p.failures.length > 0);

@@ -17,6 +17,7 @@
 import { addDays, utcDay } from './record';
 import { deliverDomain, type DeliveryDeps, type DomainOutcome } from './deliver';
 import { daysToReport } from './schedule';
+import { DailyQuota } from './limits';
 import { RETENTION_DAYS } from './store';
 
 /** How often the loop looks for reports to send. */
@@ -43,10 +44,11 @@ export class TlsReportScheduler {
   private running: Promise<PassSummary> | null = null;
   private stopped = false;
 
-  constructor(
-    private readonly deps: DeliveryDeps,
-    options: SchedulerOptions = {},
-  ) {
+  private readonly deps: DeliveryDeps;
+
+  constructor(deps: DeliveryDeps, options: SchedulerOptions = {}) {
+    // RPT-8: the Policy Domains this process reports per day are counted here unless the caller keeps the count.
+    this.deps = deps.reportQuota ? deps : { ...deps, reportQuota: new DailyQuota() };
     this.tickMs = options.tickMs ?? DEFAULT_TICK_MS;
     this.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
   }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { test } from 'node:test';
 import { signReport } from './dkim';
+import { DEFAULT_REPORT_LIMITS } from './limits';
 import { MemoryTlsReportStore } from './memory-store';
 import { noPolicyFound } from './record';
 import { TlsReporting } from './service';
@@ -16,6 +17,7 @@ const ON: TlsReportingConfig = {
     delayWindowMs: 0,
     flushIntervalMs: 60_000,
     maxPending: 100,
+    limits: DEFAULT_REPORT_LIMITS,
   },
 };
 const STORE = { dataDir: '/nonexistent' };

@@ -9,11 +9,14 @@
  * - On: one recorder and one scheduler per process; every process of the
  *   cluster runs both, the store's send lock makes one of them send each
  *   report (RPT-3).
+ * - RPT-8, RPT-9: the limits of the settings bound the recorder and the
+ *   scheduler; what they leave out is logged (warn) and counted in `stats`.
  * - A change of the settings or of the store closes what runs (the recorder
  *   writes what it holds first) and starts again with the new ones.
  */
 import { openTlsReportStore, processHolder } from './open';
-import { TlsReportRecorder } from './recorder';
+import { TlsReportRecorder, type RecorderStats } from './recorder';
+import { LeftOutTally, type LeftOutKind } from './limits';
 import { TlsReportScheduler, type SchedulerOptions } from './scheduler';
 import { signingQueueMail } from './dkim';
 import { DEFAULT_SCHEDULE } from './schedule';
@@ -43,8 +46,12 @@ interface Running {
 export class TlsReporting {
   private running: Running | null = null;
   private closing: Promise<void> = Promise.resolve();
+  /** RPT-8, RPT-9: what the limits left out, over restarts of the recorder and scheduler. */
+  private readonly leftOut: LeftOutTally;
 
-  constructor(private readonly io: ReportingIo) {}
+  constructor(private readonly io: ReportingIo) {
+    this.leftOut = new LeftOutTally((message) => io.log('warn', message));
+  }
 
   /** Starts, restarts or stops reporting for these settings; returns what it did, for the log. */
   apply(config: TlsReportingConfig, storeSettings: StoreSettings): 'started' | 'restarted' | 'stopped' | 'unchanged' {
@@ -66,6 +73,9 @@ export class TlsReporting {
       write: (entries) => store.add(entries),
       flushIntervalMs: settings.flushIntervalMs,
       maxEntries: settings.maxPending,
+      maxPolicyStrings: settings.limits.maxPolicyStrings,
+      maxDomainsPerDay: settings.limits.maxDomainsRecordedPerDay,
+      leftOut: this.leftOut,
       now,
       onFlushError: (err) =>
         io.log('warn', `TLS reports: counts not written to ${store.description} (kept for the next flush): ${err.message}`),
@@ -83,6 +93,8 @@ export class TlsReporting {
         now,
         random: io.random ?? Math.random,
         log: io.log,
+        limits: settings.limits,
+        leftOut: this.leftOut,
       },
       io.scheduler,
     );
@@ -118,9 +130,10 @@ export class TlsReporting {
     return this.running?.sender ?? null;
   }
 
-  /** The recorder's counters (metrics), or null when off. */
-  stats(): ReturnType<TlsReportRecorder['stats']> | null {
-    return this.running?.recorder.stats() ?? null;
+  /** The recorder's counters and what the limits left out (metrics), or null when off. */
+  stats(): (RecorderStats & { leftOut: Record<LeftOutKind, number> }) | null {
+    const recorder = this.running?.recorder.stats();
+    return recorder ? { ...recorder, leftOut: this.leftOut.totals() } : null;
   }
 
   /** Writes pending counts now (tests, shutdown). */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { test } from 'node:test';
+import { DEFAULT_REPORT_LIMITS } from './limits';
 import { parseTlsReportingSettings, type TlsReportingConfig } from './settings';
 
 const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
@@ -39,6 +40,7 @@ test('RPT-3: the defaults, with only a sender', () => {
     delayWindowMs: 4 * 3_600_000,
     flushIntervalMs: 30_000,
     maxPending: 10_000,
+    limits: DEFAULT_REPORT_LIMITS,
   });
 });
 
@@ -95,4 +97,49 @@ test('RPT-3: values out of range name the key and value', () => {
   assert.match(reason(parse({ ...base, flush_interval: 'soon' })), /flush_interval=soon: not a whole number/);
   assert.match(reason(parse({ ...base, send_days_without_failures: 'maybe' })), /expected true or false/);
   assert.match(reason(parse({ ...base, organization: 'x'.repeat(300) })), /organization: at most 255/);
+});
+
+test('RPT-8, RPT-9: the report limits, their defaults and every key read', () => {
+  const base = { enabled: 'yes', sender: 'tlsrpt@sender.example' };
+  const defaults = parse(base);
+  assert.deepEqual(defaults.kind === 'on' && defaults.settings.limits, {
+    maxPolicyStrings: 100,
+    maxDomainsRecordedPerDay: 50_000,
+    maxPoliciesPerReport: 100,
+    maxReportBytes: 1_048_576,
+    maxReportAddresses: 2,
+    maxDomainsReportedPerDay: 1000,
+    httpsPorts: [443],
+  });
+  const set = parse({
+    ...base,
+    max_policy_strings: '10',
+    max_domains_recorded_per_day: '500',
+    max_policies_per_report: '20',
+    max_report_bytes: '65536',
+    max_report_addresses: '1',
+    max_domains_reported_per_day: '50',
+    https_ports: '443, 8443',
+  });
+  assert.deepEqual(set.kind === 'on' && set.settings.limits, {
+    maxPolicyStrings: 10,
+    maxDomainsRecordedPerDay: 500,
+    maxPoliciesPerReport: 20,
+    maxReportBytes: 65_536,
+    maxReportAddresses: 1,
+    maxDomainsReportedPerDay: 50,
+    httpsPorts: [443, 8443],
+  });
+});
+
+test('RPT-8, RPT-9: a report limit out of range names the key and value', () => {
+  const base = { enabled: 'yes', sender: 'tlsrpt@sender.example' };
+  assert.match(reason(parse({ ...base, max_policy_strings: '600' })), /\[tlsrpt\] max_policy_strings=600: must be between 1 and 520/);
+  assert.match(reason(parse({ ...base, max_report_bytes: '20000000' })), /\[tlsrpt\] max_report_bytes=20000000: must be between/);
+  assert.match(reason(parse({ ...base, max_report_addresses: '0' })), /\[tlsrpt\] max_report_addresses=0: must be between 1 and 10/);
+  assert.match(reason(parse({ ...base, max_policies_per_report: 'many' })), /max_policies_per_report=many: not a whole number/);
+  assert.match(reason(parse({ ...base, max_domains_recorded_per_day: '0' })), /max_domains_recorded_per_day=0/);
+  assert.match(reason(parse({ ...base, max_domains_reported_per_day: '-1' })), /max_domains_reported_per_day=-1/);
+  assert.match(reason(parse({ ...base, https_ports: '443,https' })), /\[tlsrpt\] https_ports=443,https: "https" is not a port/);
+  assert.match(reason(parse({ ...base, https_ports: '70000' })), /\[tlsrpt\] https_ports=70000: "70000" is not a port/);
 });

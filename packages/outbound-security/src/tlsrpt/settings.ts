@@ -14,6 +14,13 @@
  * | `delay_window` | `14400` (4 h) | seconds: reports go out after a random delay of up to this much after the day ends |
  * | `flush_interval` | `30` | seconds between two writes of the counts to the store |
  * | `max_pending` | `10000` | kinds of sessions held in memory between two writes (OPS-5) |
+ * | `max_policy_strings` | `100` | RPT-8: strings kept per policy (1-520) |
+ * | `max_domains_recorded_per_day` | `50000` | RPT-8: Policy Domains one process records a UTC day |
+ * | `max_policies_per_report` | `100` | RPT-8: policies in one report, the busiest kept |
+ * | `max_report_bytes` | `1048576` | RPT-8: the largest gzip-compressed report sent, by mail or https (1024-10485760) |
+ * | `max_report_addresses` | `2` | RPT-8: report addresses (rua URIs) used per record (1-10) |
+ * | `max_domains_reported_per_day` | `1000` | RPT-8: Policy Domains one process sends a report for, per day |
+ * | `https_ports` | `443` | RPT-9: ports an `https:` report address may use |
  *
  * Misconfiguration never half-enables reporting: a missing or bad sender, an
  * unreadable or invalid key, a bad value → `misconfigured` with the reason,
@@ -22,11 +29,14 @@
 import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { booleanValue, integerValue, type IniSection } from '../config/ini';
+import { booleanValue, integerValue, listValue, type IniSection } from '../config/ini';
 import type { ReportIdentity } from './deliver';
+import { DEFAULT_REPORT_LIMITS, type ReportLimits } from './limits';
 import { DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_MAX_ENTRIES } from './recorder';
 import { DEFAULT_DELAY_WINDOW_MS } from './schedule';
-import { parseMailAddress } from './txt';
+import { MAX_REPORT_URIS, parseMailAddress } from './txt';
+import { MAX_REPORT_BYTES } from './https';
+import { MAX_POLICY_STRINGS } from './record';
 
 export const TLSRPT_KEYS = [
   'enabled',
@@ -39,6 +49,13 @@ export const TLSRPT_KEYS = [
   'delay_window',
   'flush_interval',
   'max_pending',
+  'max_policy_strings',
+  'max_domains_recorded_per_day',
+  'max_policies_per_report',
+  'max_report_bytes',
+  'max_report_addresses',
+  'max_domains_reported_per_day',
+  'https_ports',
 ] as const;
 
 export interface DkimSettings {
@@ -58,6 +75,8 @@ export interface TlsReportingSettings {
   delayWindowMs: number;
   flushIntervalMs: number;
   maxPending: number;
+  /** RPT-8, RPT-9: the bounds of what is recorded and reported. */
+  limits: ReportLimits;
 }
 
 export type TlsReportingConfig =
@@ -114,7 +133,33 @@ function parseEnabled(section: string, ini: IniSection, options: ParseOptions): 
     delayWindowMs: integerValue(section, 'delay_window', ini.delay_window, DEFAULT_DELAY_WINDOW_MS / 1000, 0, 86_400) * 1000,
     flushIntervalMs: integerValue(section, 'flush_interval', ini.flush_interval, DEFAULT_FLUSH_INTERVAL_MS / 1000, 1, 300) * 1000,
     maxPending: integerValue(section, 'max_pending', ini.max_pending, DEFAULT_MAX_ENTRIES, 100, 1_000_000),
+    limits: parseLimits(section, ini),
   };
+}
+
+/** RPT-8, RPT-9: `[tlsrpt]`'s bounds, each within its hard ceiling. */
+function parseLimits(section: string, ini: IniSection): ReportLimits {
+  const d = DEFAULT_REPORT_LIMITS;
+  const int = (key: string, fallback: number, min: number, max: number): number => integerValue(section, key, ini[key], fallback, min, max);
+  return {
+    maxPolicyStrings: int('max_policy_strings', d.maxPolicyStrings, 1, MAX_POLICY_STRINGS),
+    maxDomainsRecordedPerDay: int('max_domains_recorded_per_day', d.maxDomainsRecordedPerDay, 1, 10_000_000),
+    maxPoliciesPerReport: int('max_policies_per_report', d.maxPoliciesPerReport, 1, 10_000),
+    maxReportBytes: int('max_report_bytes', d.maxReportBytes, 1024, MAX_REPORT_BYTES),
+    maxReportAddresses: int('max_report_addresses', d.maxReportAddresses, 1, MAX_REPORT_URIS),
+    maxDomainsReportedPerDay: int('max_domains_reported_per_day', d.maxDomainsReportedPerDay, 1, 10_000_000),
+    httpsPorts: portsValue(section, 'https_ports', ini.https_ports, d.httpsPorts),
+  };
+}
+
+function portsValue(section: string, key: string, value: unknown, fallback: readonly number[]): readonly number[] {
+  const ports = listValue(value);
+  if (ports.length === 0) return fallback;
+  return ports.map((port) => {
+    const n = /^\d{1,5}$/.test(port) ? Number(port) : 0;
+    if (n < 1 || n > 65_535) throw new Error(`[${section}] ${key}=${String(value).trim()}: "${port}" is not a port (1-65535)`);
+    return n;
+  });
 }
 
 function parseDkim(section: string, ini: IniSection, domain: string, options: ParseOptions): DkimSettings | null {

@@ -75,5 +75,9 @@ test('OPS-5: at most MAX_REPORT_URIS report URIs are used; duplicates once', () 
   const list = Array.from({ length: MAX_REPORT_URIS + 3 }, (_, i) => `mailto:r${i}@example.com`);
   const policy = parseTlsRptRecords([`v=TLSRPTv1; rua=mailto:r0@example.com,${list.join(',')}`]);
   assert.equal(uris(policy).length, MAX_REPORT_URIS);
-  assert.equal(policy.kind === 'record' && policy.ignored.length, 4);
+  assert.equal(policy.kind === 'record' && policy.ignored.length, 1, 'the duplicate');
+  assert.equal(policy.kind === 'record' && policy.overLimit.length, 3);
+  const two = parseTlsRptRecords([`v=TLSRPTv1; rua=${list.join(',')}`], 2);
+  assert.deepEqual(uris(two), ['mailto r0@example.com', 'mailto r1@example.com'], 'the first ones, in the record order');
+  assert.equal(two.kind === 'record' && two.overLimit.length, MAX_REPORT_URIS + 1);
 });

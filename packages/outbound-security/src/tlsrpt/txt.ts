@@ -16,7 +16,9 @@
  *   percent-encoded in the record) and `https:` are used; any other URI is
  *   ignored with a reason. A repeated `rua` field: the first counts.
  * - No usable URI → no reporting for the domain, with the reasons.
- * - OPS-5: at most MAX_REPORT_URIS URIs are used; the rest are ignored with a reason.
+ * - OPS-5, RPT-8: at most `maxUris` URIs are used (`[tlsrpt]
+ *   max_report_addresses`, never more than MAX_REPORT_URIS), in the record's
+ *   order; the rest are listed in `overLimit`.
  */
 import { printable, toALabel } from '../domain';
 
@@ -34,12 +36,14 @@ const WSP = /^[ \t]*|[ \t]*$/g;
 
 export type ReportUri = { kind: 'mailto'; uri: string; address: string } | { kind: 'https'; uri: string; url: URL };
 
-export type ReportingPolicy = { kind: 'record'; uris: ReportUri[]; ignored: string[] } | { kind: 'none'; reason: string };
+export type ReportingPolicy =
+  { kind: 'record'; uris: ReportUri[]; ignored: string[]; overLimit: string[] } | { kind: 'none'; reason: string };
 
 const trimWsp = (text: string): string => text.replace(WSP, '');
 
 /** RFC 8460 §3: the report URIs a domain publishes, or why it does not take reports. */
-export function parseTlsRptRecords(records: readonly string[]): ReportingPolicy {
+export function parseTlsRptRecords(records: readonly string[], maxUris: number = MAX_REPORT_URIS): ReportingPolicy {
+  const limit = Math.min(maxUris, MAX_REPORT_URIS);
   const candidates = records.filter(isTlsRptRecord);
   if (candidates.length === 0) return { kind: 'none', reason: `no TXT record starts with "${VERSION}"` };
   if (candidates.length > 1)
@@ -67,15 +71,16 @@ export function parseTlsRptRecords(records: readonly string[]): ReportingPolicy 
   }
   if (rua === undefined) return { kind: 'none', reason: 'the record has no rua field' };
   const uris: ReportUri[] = [];
+  const overLimit: string[] = [];
   for (const text of rua.split(',').map(trimWsp)) {
     const parsed = parseReportUri(text);
     if (typeof parsed === 'string') ignored.push(parsed);
     else if (uris.some((u) => u.uri === parsed.uri)) ignored.push(`${printable(text)}: listed twice`);
-    else if (uris.length >= MAX_REPORT_URIS) ignored.push(`${printable(text)}: more than ${MAX_REPORT_URIS} report URIs`);
+    else if (uris.length >= limit) overLimit.push(printable(text));
     else uris.push(parsed);
   }
   if (uris.length === 0) return { kind: 'none', reason: `no usable report URI (${ignored.join('; ')})` };
-  return { kind: 'record', uris, ignored };
+  return { kind: 'record', uris, ignored, overLimit };
 }
 
 function isTlsRptRecord(record: string): boolean {
