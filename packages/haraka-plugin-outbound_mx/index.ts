@@ -4,8 +4,9 @@
  */
 import path from 'node:path';
 import { publishPluginDocs } from 'haraka-outbound-security/haraka/plugin-docs';
-import { createCachedTransport, createDnsClient, type DnsClient } from 'haraka-outbound-security/mx/dns-client';
-import type { DnsTransport } from 'haraka-outbound-security/dns/wire';
+import { createCachedTransport, createDnsClient, effectiveServers, type DnsClient } from 'haraka-outbound-security/mx/dns-client';
+import { createDnsTransport, type DnsTransport } from 'haraka-outbound-security/dns/wire';
+import { DECLARE_RESOLVER_HINT } from 'haraka-outbound-security/dns/resolver-trust';
 import { daneDeps } from 'haraka-outbound-security/dane/deps';
 import type { DaneDeps } from 'haraka-outbound-security/dane/plan-step';
 import { DaneStatus, type DaneStatusState } from 'haraka-outbound-security/dane/resolver-status';
@@ -36,7 +37,7 @@ interface OutboundMxPlugin extends HarakaPlugin {
   dnsClient: DnsClient;
   /** The cached DNS transport the client and the TLSA lookups share. */
   dnsTransport: DnsTransport;
-  /** DANE-1: whether the resolver validates, checked at startup and every check_interval. */
+  /** DANE-1, DANE-8: whether the resolver validates, checked at startup and every check_interval (sooner while unknown). */
   daneStatus: DaneStatus;
   mtaSts: MtaStsResolver;
   stsSettings: MtaStsSettings;
@@ -112,29 +113,56 @@ function scheduleRefresh(plugin: OutboundMxPlugin): void {
   plugin.refreshTimer.unref();
 }
 
-/** DANE-1: every change of whether DANE is in effect is logged and exported. */
+/**
+ * DANE-1, DANE-8: every change of whether DANE is in effect is logged once and
+ * exported. No declared resolver is the default of a fresh installation, not a
+ * fault: one INFO line per start saying how to turn DANE on, from Haraka's
+ * main process only (with nodes=N every worker loads the plugin too).
+ */
 function reportDane(plugin: OutboundMxPlugin, state: DaneStatusState): void {
   metrics.daneInEffect.set(state.kind === 'in-effect' ? 1 : 0);
-  if (state.kind === 'off') plugin.loginfo('outbound_mx: DANE off ([dane] mode=off)');
-  else if (state.kind === 'in-effect')
-    plugin.loginfo(`outbound_mx: DANE in effect (mode=${plugin.mxConfig.dane.mode}): the DNS resolver validates DNSSEC`);
-  else if (state.kind === 'not-in-effect') {
-    plugin.logwarn(`outbound_mx: DANE not in effect: ${state.reason}; TLSA records are not checked until the resolver validates`);
+  const mode = plugin.mxConfig.dane.mode;
+  switch (state.kind) {
+    case 'off':
+      plugin.loginfo('outbound_mx: DANE off ([dane] mode=off)');
+      return;
+    case 'in-effect':
+      plugin.loginfo(`outbound_mx: DANE in effect (mode=${mode}): the declared DNS resolver validates DNSSEC`);
+      return;
+    case 'unknown':
+      plugin.logwarn(
+        `outbound_mx: DANE status unknown: ${state.reason}; hosts of DNSSEC-validated MX answers are skipped (deferred, never used without DANE) until a resolver check succeeds`,
+      );
+      return;
+    case 'not-in-effect':
+      if (state.cause === 'undeclared') {
+        if (cluster.isPrimary) plugin.loginfo(`outbound_mx: DANE not in effect: ${state.reason}; ${DECLARE_RESOLVER_HINT}`);
+      } else {
+        plugin.logwarn(`outbound_mx: DANE not in effect: ${state.reason}; TLSA records are not checked until the resolver validates`);
+      }
+      return;
+    case 'checking':
+      return;
   }
 }
 
-/** DANE-1: the plan's DANE dependency while DANE is in effect, else undefined. */
+/** DANE-1, DANE-8: the plan's DANE dependency while DANE is in effect or its status unknown, else undefined. */
 function planDaneDeps(plugin: OutboundMxPlugin): DaneDeps | undefined {
   const mode = plugin.mxConfig.dane.mode;
   return daneDeps({
     mode,
-    inEffect: plugin.daneStatus.inEffect,
+    status: plugin.daneStatus.current,
     transport: plugin.dnsTransport,
     port: plugin.mxConfig.mxPort,
     onLookup: (_host, found) => {
       if (found.kind === 'failed' && mode !== 'off') metrics.daneSkippedHosts.inc({ mode });
     },
   });
+}
+
+/** DANE-8: the resolver check asks the resolver itself each time: a cached answer would say nothing about it now. */
+function resolverCheckTransport(mx: OutboundMxConfig): DnsTransport {
+  return createDnsTransport({ servers: effectiveServers(mx.dns), timeoutMs: mx.dns.timeoutMs, tries: mx.dns.tries });
 }
 
 export function shutdown(this: OutboundMxPlugin): void {
@@ -165,7 +193,9 @@ export function load_outbound_mx_ini(this: OutboundMxPlugin): void {
     this.dnsTransport = createCachedTransport(mx.dns);
     this.dnsClient = createDnsClient(mx.dns, this.dnsTransport);
     this.daneStatus?.stop();
-    this.daneStatus = new DaneStatus(this.dnsTransport, mx.dane, mx.dns.trustAd === true, (state) => reportDane(this, state));
+    this.daneStatus = new DaneStatus(resolverCheckTransport(mx), mx.dane, (state) => reportDane(this, state), {
+      onCheck: (result) => metrics.daneResolverChecks.inc({ result: result.replace('-', '_') }),
+    });
     void this.daneStatus.start();
     this.stsSettings = {
       recheckMs: sts.recheckMs,

@@ -127,9 +127,15 @@ before(async () => {
     mxPort: port,
     extraCa: ca.caCertPath,
     // The lab's trust anchor is test., not the root: the resolver check asks for a name under it.
-    mxIniExtra: [`[dane]`, `mode=${mode}`, 'probe=test.', '[mta_sts]', `https_port=${policies.port}`, `ca_file=${ca.caCertPath}`].join(
-      '\n',
-    ),
+    mxIniExtra: [
+      `[dane]`,
+      `mode=${mode}`,
+      `trusted_resolvers=${lab.resolver}`,
+      'probe=test.',
+      '[mta_sts]',
+      `https_port=${policies.port}`,
+      `ca_file=${ca.caCertPath}`,
+    ].join('\n'),
     config: { outbound_tls_policy: 'exempt.dane.test  may  exempt=dane\n' },
   });
   [haraka, observing] = await Promise.all([HarakaInstance.start(options('on')), HarakaInstance.start(options('observe'))]);

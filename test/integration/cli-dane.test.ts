@@ -72,6 +72,8 @@ function writeConfig(name: string, dnsServer: string): string {
       '[mta_sts]',
       'enabled=false',
       '[dane]',
+      // DANE-8: the resolver is declared validating (the plain server too: its answers lack AD).
+      `trusted_resolvers=${dnsServer}`,
       // The lab's trust anchor is test., not the root.
       'probe=test.',
       '',

@@ -52,6 +52,11 @@ export const metrics = {
     'MX hosts skipped because their TLSA lookup failed (bogus, SERVFAIL, timeout)',
     ['mode'],
   ),
+  daneResolverChecks: counter(
+    'outbound_mx_dane_resolver_checks_total',
+    'Resolver checks (DANE-8): validating (AD), not_validating (an answer without AD), unknown (timeout, network error, SERVFAIL)',
+    ['result'],
+  ),
   /** DANE-1: 1 when the resolver validates (DANE in effect), 0 when not or when dane=off; `min` over workers. */
   daneInEffect: new Gauge({
     name: 'outbound_mx_dane_in_effect',
@@ -120,6 +125,7 @@ for (const level of [SecLevel.PLAIN, SecLevel.TLS_INSECURE, SecLevel.TLS_SECURE]
 for (const result of ['pass', 'raise', 'fail', 'store_error']) metrics.ratchet.inc({ result }, 0);
 for (const exemption of ['ratchet', 'mta-sts', 'dane']) metrics.exemptions.inc({ exemption }, 0);
 for (const result of ['match', 'mismatch']) metrics.dane.inc({ result, mode: 'on' }, 0);
+for (const result of ['validating', 'not_validating', 'unknown']) metrics.daneResolverChecks.inc({ result }, 0);
 
 AggregatorRegistry.setRegistries([registry]);
 // Constructing it installs the IPC listeners (primary: collect; worker: answer).

@@ -12,16 +12,18 @@
  */
 import type { OutboundMxConfig } from '../config/outbound-mx';
 import { daneDeps } from '../dane/deps';
+import { DECLARE_RESOLVER_HINT } from '../dns/resolver-trust';
+import { createDnsTransport } from '../dns/wire';
 import type { TlsaLookup } from '../dane/lookup';
 import type { DaneDeps } from '../dane/plan-step';
 import { DaneStatus, type DaneStatusState } from '../dane/resolver-status';
 import { describeTlsaParameters, formatTlsa } from '../dane/tlsa';
 import { loadMxSettings } from './config';
-import { createCachedTransport, createDnsClient, type DnsAnswer, type DnsClient } from '../mx/dns-client';
+import { createCachedTransport, createDnsClient, effectiveServers, type DnsAnswer, type DnsClient } from '../mx/dns-client';
 import type { DeliveryPlan, PolicyInEffect } from '../mx/plan';
 import type { PolicyRule } from '../policy-table/rule';
 
-/** Exit status of `dane status` when DANE is on or observed but not in effect. */
+/** Exit status of `dane status` when DANE is on or observed but not in effect (or its status unknown). */
 export const EXIT_DANE_NOT_IN_EFFECT = 6;
 
 export type DaneCommand = { kind: 'dane-status' };
@@ -48,9 +50,14 @@ export interface DaneSetup {
 
 const key = (type: string, name: string): string => `${type} ${name.replace(/\.$/, '').toLowerCase()}`;
 
-/** DANE-1: the resolver check, once, as the plugin makes it at startup. */
-export async function checkDaneStatus(mx: OutboundMxConfig, transport = createCachedTransport(mx.dns)): Promise<DaneStatusState> {
-  const status = new DaneStatus(transport, mx.dane, mx.dns.trustAd === true, () => undefined);
+/**
+ * DANE-1, DANE-8: the resolver check, once, as the plugin makes it at startup
+ * (straight to the resolver). One answer without AD is reported as "not in
+ * effect" at once: the plugin waits for three in a row before it says so.
+ */
+export async function checkDaneStatus(mx: OutboundMxConfig): Promise<DaneStatusState> {
+  const transport = createDnsTransport({ servers: effectiveServers(mx.dns), timeoutMs: mx.dns.timeoutMs, tries: mx.dns.tries });
+  const status = new DaneStatus(transport, mx.dane, () => undefined, { notValidatingAfter: 1 });
   await status.check();
   status.stop();
   return status.current;
@@ -59,7 +66,7 @@ export async function checkDaneStatus(mx: OutboundMxConfig, transport = createCa
 /** The DNS client and DANE dependency outbound_mx would plan with, from outbound_mx.ini. */
 export async function setUpDane(mx: OutboundMxConfig): Promise<DaneSetup> {
   const transport = createCachedTransport(mx.dns);
-  const status = await checkDaneStatus(mx, transport);
+  const status = await checkDaneStatus(mx);
   const view: DaneView = { mode: mx.dane.mode, probe: mx.dane.probe, status, secure: new Map(), tlsa: new Map() };
   const inner = createDnsClient(mx.dns, transport);
   const watch =
@@ -77,7 +84,7 @@ export async function setUpDane(mx: OutboundMxConfig): Promise<DaneSetup> {
   };
   const dane = daneDeps({
     mode: mx.dane.mode,
-    inEffect: status.kind === 'in-effect',
+    status,
     transport,
     port: mx.mxPort,
     onLookup: (host, found) => view.tlsa.set(host.replace(/\.$/, '').toLowerCase(), found),
@@ -93,7 +100,11 @@ export function describeDaneStatus(view: Pick<DaneView, 'mode' | 'probe' | 'stat
     case 'in-effect':
       return `in effect (mode=${view.mode}): the DNS resolver validates DNSSEC (SOA ${view.probe} answered with AD)`;
     case 'not-in-effect':
-      return `not in effect: ${view.status.reason}; TLSA records are not checked and nothing is deferred because of DANE`;
+      return view.status.cause === 'undeclared'
+        ? `not in effect: ${view.status.reason}; ${DECLARE_RESOLVER_HINT}`
+        : `not in effect: ${view.status.reason}; TLSA records are not checked and nothing is deferred because of DANE`;
+    case 'unknown':
+      return `status unknown: ${view.status.reason}; outbound_mx skips the hosts of DNSSEC-validated MX answers (deferred, never used without DANE) until a check succeeds`;
     case 'checking':
       return 'not checked yet';
   }
@@ -111,6 +122,7 @@ function addressesSecure(view: DaneView, host: string): boolean | undefined {
 function tlsaLines(view: DaneView, host: string, mxSecure: boolean, exempt: boolean): string[] {
   const found = view.tlsa.get(host);
   if (found === undefined) {
+    if (view.status.kind === 'unknown') return ['TLSA not looked up (DANE status unknown)'];
     if (view.status.kind !== 'in-effect') return ['TLSA not looked up (DANE not in effect)'];
     if (exempt) return ['TLSA not looked up (exempt=dane)'];
     if (!mxSecure) return ['TLSA not looked up (the MX answer is insecure)'];
@@ -165,7 +177,7 @@ export function formatDaneLines(
     const addresses = secure === undefined ? '' : secure ? ' (addresses secure)' : ' (addresses insecure)';
     for (const line of tlsaLines(view, host, mxSecure === true, exempt)) lines.push(row('tlsa', `${host}${addresses}: ${line}`));
   }
-  if (view.status.kind !== 'in-effect') return lines;
+  if (view.status.kind !== 'in-effect' && view.status.kind !== 'unknown') return lines;
   lines.push(row('dane', daneVerdict(view, plan, mxSecure === true, exempt, rule)));
   return lines;
 }
@@ -178,6 +190,11 @@ function daneVerdict(
   rule: PolicyRule | null,
 ): string {
   if (exempt) return `not used for this domain: exempt=dane of policy table rule ${rule?.label ?? ''} (POL-2)`;
+  if (view.status.kind === 'unknown') {
+    if (!mxSecure) return 'does not apply: the MX answer is not DNSSEC-validated';
+    if (plan.kind === 'transient' && plan.cause === 'dane') return `status unknown, every MX host is skipped: ${plan.reason}`;
+    return 'status unknown: the hosts with DNSSEC-validated addresses are skipped (DANE-8), the others used without DANE';
+  }
   if (plan.kind === 'deliver' && plan.state.dane) {
     const hosts = Object.keys(plan.state.dane.hosts);
     const sts = plan.policy?.kind === 'policy' ? '; MTA-STS is not used (DANE-5)' : '';
@@ -196,5 +213,5 @@ export async function runDaneStatus(configDir: string, output: { out(line: strin
   const mx = loadMxSettings(configDir);
   const status = await checkDaneStatus(mx);
   output.out(`DANE ${describeDaneStatus({ mode: mx.dane.mode, probe: mx.dane.probe, status })}`);
-  return status.kind === 'not-in-effect' ? EXIT_DANE_NOT_IN_EFFECT : 0;
+  return status.kind === 'not-in-effect' || status.kind === 'unknown' ? EXIT_DANE_NOT_IN_EFFECT : 0;
 }

@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { getServers } from 'node:dns';
-import { adTrusted } from '../mx/dns-client';
 import { parseOutboundMxConfig } from './outbound-mx';
 
 test('OPS-1: defaults apply when the ini is empty', () => {
@@ -10,20 +8,31 @@ test('OPS-1: defaults apply when the ini is empty', () => {
   assert.equal(cfg.mxPort, 25);
   const { trustAd, ...dns } = cfg.dns;
   assert.deepEqual(dns, { servers: [], timeoutMs: 5000, tries: 2, cacheBytes: 16 * 1024 * 1024, cacheMaxTtlS: 3600, dnssec: true });
-  // The system's resolvers: their AD bit is believed only when every one is on loopback (DANE-1).
-  assert.equal(trustAd, adTrusted(getServers()));
-  assert.deepEqual(cfg.dane, { mode: 'on', trustedResolvers: [], probe: '.', checkIntervalMs: 600_000 });
+  // The system's resolvers: none is declared, so their AD bit is not believed (DANE-8).
+  assert.equal(trustAd, false);
+  const { resolvers, ...dane } = cfg.dane;
+  assert.deepEqual(dane, { mode: 'on', trustedResolvers: [], probe: '.', checkIntervalMs: 600_000 });
+  assert.match(resolvers.kind === 'undeclared' ? resolvers.reason : '', /no validating resolver is declared/);
   assert.ok(cfg.refusedRanges.includes('loopback'));
 });
 
-test('DANE-1/DANE-6: [dane] mode, trusted resolvers and the AD trust they give', () => {
+test('DANE-8: the AD bit is believed only from declared resolvers: loopback is not enough, and the port counts', () => {
   const loopback = parseOutboundMxConfig({ dns: { servers: '127.0.0.1:5353' } });
-  assert.equal(loopback.dns.trustAd, true);
+  assert.equal(loopback.dns.trustAd, false, 'an undeclared stub on loopback (systemd-resolved, dnsmasq proxy-dnssec) is not believed');
   const remote = parseOutboundMxConfig({ dns: { servers: '192.0.2.53' } });
   assert.equal(remote.dns.trustAd, false);
   const listed = parseOutboundMxConfig({ dns: { servers: '192.0.2.53' }, dane: { trusted_resolvers: '192.0.2.53', probe: 'example.', check_interval: '60' } });
   assert.equal(listed.dns.trustAd, true);
-  assert.deepEqual(listed.dane, { mode: 'on', trustedResolvers: ['192.0.2.53'], probe: 'example.', checkIntervalMs: 60_000 });
+  const { resolvers, ...dane } = listed.dane;
+  assert.deepEqual(dane, { mode: 'on', trustedResolvers: ['192.0.2.53'], probe: 'example.', checkIntervalMs: 60_000 });
+  assert.deepEqual(resolvers, { kind: 'declared' });
+  const declaredLoopback = parseOutboundMxConfig({ dns: { servers: '127.0.0.1' }, dane: { trusted_resolvers: '127.0.0.1:53' } });
+  assert.equal(declaredLoopback.dns.trustAd, true);
+  const otherPort = parseOutboundMxConfig({ dns: { servers: '127.0.0.1:5353' }, dane: { trusted_resolvers: '127.0.0.1' } });
+  assert.equal(otherPort.dns.trustAd, false, 'a validating unbound on port 53 does not vouch for a stub on 5353');
+  assert.match(otherPort.dane.resolvers.kind === 'undeclared' ? otherPort.dane.resolvers.reason : '', /127\.0\.0\.1:5353.*not declared/);
+  const partly = parseOutboundMxConfig({ dns: { servers: '127.0.0.1, 192.0.2.53' }, dane: { trusted_resolvers: '127.0.0.1' } });
+  assert.equal(partly.dns.trustAd, false, 'every server asked must be declared');
   const off = parseOutboundMxConfig({ dns: { servers: '127.0.0.1' }, dane: { mode: 'off' } });
   assert.deepEqual([off.dns.dnssec, off.dns.trustAd], [false, false]);
   assert.equal(parseOutboundMxConfig({ dane: { mode: 'Observe' } }).dane.mode, 'observe');
@@ -44,7 +53,7 @@ test('OPS-1: values are read and bad ones named', () => {
     cacheBytes: 0,
     cacheMaxTtlS: 60,
     dnssec: true,
-    trustAd: true,
+    trustAd: false,
   });
   assert.throws(() => parseOutboundMxConfig({ dns: { cache_mb: '-1' } }), /cache_mb=-1/);
   assert.throws(() => parseOutboundMxConfig({ dns: { servers: '127.0.0.1, resolver.example' } }), /\[dns\] servers=.*"resolver.example": not an IP address/);

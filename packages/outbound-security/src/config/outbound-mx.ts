@@ -9,7 +9,8 @@ import { DEFAULT_REFUSED_RANGES, makeAddressPolicy, type AddressPolicy } from '.
 import { DEFAULT_CACHE_MAX_TTL_S, DEFAULT_CACHE_MB } from '../dns/answer-cache';
 import { parseServer } from '../dns/wire';
 import { getServers } from 'node:dns';
-import { adTrusted, type DnsSettings } from '../mx/dns-client';
+import { resolverTrust, type ResolverTrust } from '../dns/resolver-trust';
+import type { DnsSettings } from '../mx/dns-client';
 import { DEFAULT_MEMORY_BUDGET_MB } from '../mta-sts/resolver';
 import { DEFAULT_MAX_ADDRESSES_PER_MX } from '../mx/lookup';
 import { DEFAULT_MAX_MX_RECORDS } from '../mx/selection';
@@ -38,11 +39,13 @@ export interface MtaStsConfig {
   memoryBudgetBytes: number;
 }
 
-/** DANE-1, DANE-6: `[dane]` of outbound_mx.ini. */
+/** DANE-1, DANE-6, DANE-8: `[dane]` of outbound_mx.ini. */
 export interface DaneConfig {
   mode: 'on' | 'observe' | 'off';
-  /** Resolvers off loopback whose AD bit is believed (the path to them must be trusted, e.g. IPsec or a private network). */
+  /** DANE-8: the resolvers the admin declares validating: the only ones whose AD bit is believed. */
   trustedResolvers: string[];
+  /** DANE-8: whether every server asked (`[dns] servers`, else the system's) is declared, and if not why. */
+  resolvers: ResolverTrust;
   /** The signed name the resolver check asks for (SOA, DO): the root by default. */
   probe: string;
   checkIntervalMs: number;
@@ -139,6 +142,7 @@ export function parseOutboundMxConfig(ini: IniFile): OutboundMxConfig {
   if (daneMode !== 'on' && daneMode !== 'observe' && daneMode !== 'off') throw new Error(`[dane] mode=${daneMode}: expected on, observe or off`);
   const trustedResolvers = serverList('dane', 'trusted_resolvers', daneSection.trusted_resolvers);
   const probe = String(daneSection.probe ?? '.').trim() || '.';
+  const resolvers = resolverTrust(servers.length > 0 ? servers : getServers(), trustedResolvers);
   return {
     maxMx: integerValue('main', 'max_mx', main.max_mx, DEFAULT_MAX_MX, 1, 100),
     maxMxRecords: integerValue('main', 'max_mx_records', main.max_mx_records, DEFAULT_MAX_MX_RECORDS, 1, 1000),
@@ -150,13 +154,14 @@ export function parseOutboundMxConfig(ini: IniFile): OutboundMxConfig {
       tries: integerValue('dns', 'tries', dnsSection.tries, DEFAULT_DNS_TRIES, 1, 10),
       cacheBytes: integerValue('dns', 'cache_mb', dnsSection.cache_mb, DEFAULT_CACHE_MB, 0, 4096) * 1024 * 1024,
       cacheMaxTtlS: integerValue('dns', 'cache_max_ttl', dnsSection.cache_max_ttl, DEFAULT_CACHE_MAX_TTL_S, 1, 604800),
-      // DANE-1: DO and AD on every query while DANE is on or observed; AD believed only from trusted resolvers.
+      // DANE-1: DO and AD on every query while DANE is on or observed; DANE-8: AD believed only from declared resolvers.
       dnssec: daneMode !== 'off',
-      trustAd: daneMode !== 'off' && adTrusted(servers.length > 0 ? servers : getServers(), trustedResolvers),
+      trustAd: daneMode !== 'off' && resolvers.kind === 'declared',
     },
     dane: {
       mode: daneMode,
       trustedResolvers,
+      resolvers,
       probe,
       checkIntervalMs: integerValue('dane', 'check_interval', daneSection.check_interval, DEFAULT_DANE_CHECK_INTERVAL_S, 10, 86400) * 1000,
     },

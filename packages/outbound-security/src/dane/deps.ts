@@ -1,17 +1,20 @@
 /**
- * DANE-1, DANE-6: the plan's DANE dependency (`PlanDeps.dane`) from the
- * `[dane]` mode and the resolver check: present only while DANE is on or
- * observed and the resolver validates. One function, so outbound_mx and the
- * CLI's `mx show` and `probe` plan with the same DANE lookups.
+ * DANE-1, DANE-6, DANE-8: the plan's DANE dependency (`PlanDeps.dane`) from
+ * the `[dane]` mode and the resolver status: present while DANE is on or
+ * observed and the resolver validates (TLSA lookups, DANE-11 CNAMEs
+ * followed), or while that is unknown (DANE candidates skipped). One
+ * function, so outbound_mx and the CLI's `mx show` and `probe` plan with the
+ * same DANE lookups.
  */
 import type { DnsTransport } from '../dns/wire';
-import { lookupTlsa, type TlsaLookup } from './lookup';
+import { lookupHostTlsa, type TlsaLookup } from './lookup';
 import type { DaneDeps } from './plan-step';
+import type { DaneStatusState } from './resolver-status';
 
 export interface DaneDepsOptions {
   mode: 'on' | 'observe' | 'off';
-  /** DANE-1: the last resolver check found a validating resolver whose AD bit is believed. */
-  inEffect: boolean;
+  /** DANE-1, DANE-8: the resolver status in this process. */
+  status: DaneStatusState;
   /** The transport (with its cache) the MX and address lookups use. */
   transport: DnsTransport;
   /** The port the MXs are reached on: the TLSA name is `_<port>._tcp.<host>`. */
@@ -21,14 +24,15 @@ export interface DaneDepsOptions {
 }
 
 export function daneDeps(options: DaneDepsOptions): DaneDeps | undefined {
-  const { mode, inEffect, transport, port, onLookup } = options;
-  if (mode === 'off' || !inEffect) return undefined;
+  const { mode, status, transport, port, onLookup } = options;
+  if (mode === 'off' || (status.kind !== 'in-effect' && status.kind !== 'unknown')) return undefined;
   return {
     mode,
     lookupTlsa: async (host) => {
-      const found = await lookupTlsa(transport, host, port);
+      const found = await lookupHostTlsa(transport, host, port);
       onLookup?.(host, found);
       return found;
     },
+    ...(status.kind === 'unknown' ? { unknown: status.reason } : {}),
   };
 }

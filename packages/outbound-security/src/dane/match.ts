@@ -31,6 +31,8 @@ export interface DaneContext {
   mxHost: string;
   /** Where the TLSA RRset was found, without `_25._tcp.`: the MX host, or the name its CNAMEs lead to. */
   tlsaBaseDomain: string;
+  /** DANE-11: more names the leaf may carry (a CNAME'd MX host's expanded and original names). */
+  names?: readonly string[];
   now: Date;
   /** Facts about certificates kept between connections; without one, nothing is kept. */
   cache?: CertificateCache;
@@ -159,9 +161,11 @@ function anchorFromRecord(record: TlsaRecord): TrustAnchor[] | string {
   }
 }
 
-/** The names the leaf may carry under DANE-TA: the TLSA base domain and the MX host (RFC 7672 §3.2.2). */
+/** The names the leaf may carry under DANE-TA: the TLSA base domain, a CNAME'd host's names (DANE-11) and the MX host (RFC 7672 §3.2.2). */
 function referenceNames(context: DaneContext): string[] {
-  const names = [context.tlsaBaseDomain, context.mxHost].map((n) => n.trim().toLowerCase().replace(/\.$/, '')).filter((n) => n !== '');
+  const names = [context.tlsaBaseDomain, ...(context.names ?? []), context.mxHost]
+    .map((n) => n.trim().toLowerCase().replace(/\.$/, ''))
+    .filter((n) => n !== '');
   return [...new Set(names)];
 }
 

@@ -100,3 +100,55 @@ test('DANE-2: a host of a secure MX RRset whose AAAA (or A) lookup failed is ski
   const alone = await daneStep([partial], true, deps('on', {}));
   assert.equal(alone.kind, 'none-left');
 });
+
+test('DANE-8: while the resolver status is unknown, hosts of a DNSSEC-validated MX answer are skipped with the reason, never used without DANE', async () => {
+  const unknown = 'SOA test.: ETIMEOUT (no answer)';
+  const mixed = { ...deps('on', { 'a.test': 'none' }), unknown };
+  const step = await daneStep([mx('a.test'), mx('b.test', false)], true, mixed);
+  assert.equal(step.kind, 'applies');
+  if (step.kind !== 'applies') return;
+  assert.deepEqual(
+    step.mxs.map((m) => m.host),
+    ['b.test'],
+    'the host with insecure addresses is no DANE candidate: it stays',
+  );
+  assert.deepEqual(step.hosts, {});
+  assert.match(step.notes.join('\n'), /MX a\.test skipped: DANE status unknown \(SOA test\.: ETIMEOUT/);
+  assert.deepEqual(mixed.asked, [], 'no TLSA question while the status is unknown');
+
+  const only = await daneStep([mx('a.test'), mx('c.test')], true, { ...deps('on', {}), unknown });
+  assert.equal(only.kind, 'none-left');
+  assert.match(only.kind === 'none-left' ? only.reason : '', /DANE status unknown/);
+
+  const observed = await daneStep([mx('a.test')], true, { ...deps('observe', {}), unknown });
+  assert.equal(observed.kind, 'applies');
+  if (observed.kind === 'applies') {
+    assert.deepEqual(
+      observed.mxs.map((m) => m.host),
+      ['a.test'],
+    );
+    assert.match(observed.notes.join('\n'), /DANE \(observe\): a\.test would be skipped: DANE status unknown/);
+  }
+  assert.equal((await daneStep([mx('a.test')], false, { ...deps('on', {}), unknown })).kind, 'not-applicable');
+});
+
+test('DANE-11: the names of a host reached through a secure CNAME ride along in its requirement, expanded first', async () => {
+  const d = {
+    mode: 'on' as const,
+    lookupTlsa: async (host: string): Promise<TlsaLookup> => ({
+      kind: 'dane',
+      name: '_25._tcp.mail.target.test',
+      rrset: { kind: 'usable', usable: [RECORD], unusable: [] },
+      malformed: [],
+      names: ['mail.target.test', host],
+    }),
+  };
+  const step = await daneStep([mx('mx.alias.test')], true, d);
+  assert.equal(step.kind, 'applies');
+  if (step.kind !== 'applies') return;
+  assert.deepEqual(step.hosts['mx.alias.test'], {
+    tlsaName: '_25._tcp.mail.target.test',
+    usable: [RECORD],
+    names: ['mail.target.test', 'mx.alias.test'],
+  });
+});

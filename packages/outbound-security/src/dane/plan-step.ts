@@ -1,5 +1,6 @@
 /**
- * The DANE step of the per-message plan (DANE-2, DANE-3, DANE-5, DANE-6):
+ * The DANE step of the per-message plan (DANE-2, DANE-3, DANE-5, DANE-6,
+ * DANE-8, DANE-11):
  * given the MX hosts the lookup found, which ones have DANE, which ones must
  * be skipped, and whether DANE applies to the delivery at all.
  *
@@ -10,6 +11,10 @@
  *   (DANE-3, DANE-6). With every host dropped the message waits (transient).
  * - DANE applies when at least one host has TLSA records; then MTA-STS is not
  *   used for this delivery (DANE-5, RFC 8461 §2).
+ * - While the resolver check is unknown (DANE-8), the DANE candidates (hosts of
+ *   a secure MX RRset whose addresses are secure, or whose address lookup
+ *   failed) are skipped without a TLSA question: never used without DANE.
+ * - A host reached through a secure CNAME carries both its names (DANE-11).
  */
 import type { ResolvedMx } from '../mx/lookup';
 import type { TlsaLookup } from './lookup';
@@ -22,11 +27,15 @@ export interface DaneHostRequirement {
   tlsaName: string;
   /** Usable records (DANE-4); empty: only unusable ones were published, TLS is still required (DANE-3). */
   usable: TlsaRecord[];
+  /** DANE-11: the host name is a secure CNAME: the expanded name, then the original; the certificate may carry either. */
+  names?: string[];
 }
 
 export interface DaneDeps {
   mode: DaneMode;
   lookupTlsa(host: string): Promise<TlsaLookup>;
+  /** DANE-8: the resolver check is unknown (why): DANE candidates are skipped, no TLSA question is asked. */
+  unknown?: string;
 }
 
 export type DaneStep =
@@ -52,6 +61,7 @@ export async function daneStep(mxs: readonly ResolvedMx[], mxSecure: boolean, de
   const candidates = mxs.filter((mx) => mx.secure === true);
   if (candidates.length === 0 && unknown.length === 0)
     return { kind: 'not-applicable', reason: 'no MX host has DNSSEC-validated addresses' };
+  if (deps.unknown !== undefined) return skipCandidates(mxs, new Set([...candidates, ...unknown]), deps.mode, deps.unknown);
   const lookups = await Promise.all(candidates.map((mx) => deps.lookupTlsa(mx.host)));
   const byHost = new Map<string, TlsaLookup>(candidates.map((mx, i) => [mx.host, lookups[i] as TlsaLookup]));
   for (const mx of unknown) {
@@ -69,7 +79,11 @@ export async function daneStep(mxs: readonly ResolvedMx[], mxSecure: boolean, de
   for (const mx of mxs) {
     const found = byHost.get(mx.host);
     if (found?.kind === 'dane') {
-      hosts[mx.host] = { tlsaName: found.name, usable: found.rrset.kind === 'usable' ? found.rrset.usable : [] };
+      hosts[mx.host] = {
+        tlsaName: found.name,
+        usable: found.rrset.kind === 'usable' ? found.rrset.usable : [],
+        ...(found.names ? { names: found.names } : {}),
+      };
       kept.push(mx);
     } else if (found?.kind === 'failed') {
       failed.push(found.reason);
@@ -88,4 +102,15 @@ export async function daneStep(mxs: readonly ResolvedMx[], mxSecure: boolean, de
   }
   if (kept.length === 0) return { kind: 'none-left', reason: `every MX host failed its TLSA lookup: ${failed.join('; ')}` };
   return { kind: 'applies', mxs: kept, hosts, notes };
+}
+
+/** DANE-8: while the resolver check is unknown, every DANE candidate is skipped (kept in observe), the others stay. */
+function skipCandidates(mxs: readonly ResolvedMx[], candidates: ReadonlySet<ResolvedMx>, mode: DaneMode, unknown: string): DaneStep {
+  const why = `DANE status unknown (${unknown}): hosts of a DNSSEC-validated MX answer wait until the resolver check succeeds`;
+  const notes = [...candidates].map((mx) =>
+    mode === 'observe' ? `DANE (observe): ${mx.host} would be skipped: ${why}` : `MX ${mx.host} skipped: ${why}`,
+  );
+  const kept = mode === 'observe' ? [...mxs] : mxs.filter((mx) => !candidates.has(mx));
+  if (kept.length === 0) return { kind: 'none-left', reason: why };
+  return { kind: 'applies', mxs: kept, hosts: {}, notes };
 }

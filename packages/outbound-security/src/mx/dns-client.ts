@@ -7,8 +7,7 @@
  */
 import { getServers } from 'node:dns';
 import { CachingTransport, DEFAULT_CACHE_MAX_TTL_S, DEFAULT_CACHE_MB } from '../dns/answer-cache';
-import ipaddr from 'ipaddr.js';
-import { createDnsTransport, parseServer, type DnsTransport, type QueryOutcome, type RecordType } from '../dns/wire';
+import { createDnsTransport, type DnsTransport, type QueryOutcome, type RecordType } from '../dns/wire';
 
 export interface DnsSettings {
   /** `host` or `host:port` entries; empty = the system's resolvers. */
@@ -23,7 +22,7 @@ export interface DnsSettings {
   /**
    * DANE-1: ask for DNSSEC (DO and AD set) and report `secure` on answers the
    * resolver validated. The AD bit is believed only when `trustAd` says so
-   * (see {@link adTrusted}).
+   * (DANE-8: every server asked is declared validating, see dns/resolver-trust).
    */
   dnssec?: boolean;
   trustAd?: boolean;
@@ -107,24 +106,6 @@ export function dnsClientOver(transport: DnsTransport, dnssec = false, trustAd =
     aaaa: (name) => ask(name, 'AAAA', asAddress),
     txt: (name) => ask(name, 'TXT', asTxt),
   };
-}
-
-/**
- * DANE-1: the AD bit is believed only from resolvers on loopback (the path
- * from them cannot be tampered with) or named in `trusted` by the admin.
- */
-export function adTrusted(servers: readonly string[], trusted: readonly string[] = []): boolean {
-  if (servers.length === 0) return false;
-  const trustedHosts = new Set(trusted.map((entry) => parseServer(entry).host));
-  return servers.every((entry) => {
-    const { host } = parseServer(entry);
-    return trustedHosts.has(host) || isLoopbackAddress(host);
-  });
-}
-
-function isLoopbackAddress(host: string): boolean {
-  const parsed = ipaddr.process(host);
-  return parsed.range() === 'loopback';
 }
 
 /** The servers the client asks: the ini's, else the system's. */

@@ -64,7 +64,10 @@ export interface PlanDeps<P extends PolicyInEffect> {
   policyTable?: PolicyTableLookup;
   /** Tie shuffling (MX-7); tests fix it. */
   random?: () => number;
-  /** DANE-1: present when DANE is in effect (`dane` on or observe, and the resolver validates). */
+  /**
+   * DANE-1: present when DANE is in effect (`dane` on or observe, and the declared resolver validates),
+   * or when that is unknown (DANE-8: a failed resolver check; its candidate hosts are then skipped).
+   */
   dane?: DaneDeps;
 }
 

@@ -56,6 +56,7 @@ export function checkDane(
   const match = matchDane(requirement.usable, chain.certificates, {
     mxHost,
     tlsaBaseDomain: requirement.tlsaName.replace(/^_\d+\._tcp\./, ''),
+    ...(requirement.names ? { names: requirement.names } : {}),
     now,
     cache,
   });
