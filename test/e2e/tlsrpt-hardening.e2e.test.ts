@@ -115,7 +115,6 @@ before(async () => {
       },
     ],
   });
-  const resolverHost = lab.resolver.replace(/:\d+$/, '');
   [relayHaraka, daneHaraka] = await Promise.all([
     HarakaInstance.start({
       dnsServer: dns.address,
@@ -130,7 +129,7 @@ before(async () => {
       mxPort: port,
       plugins: ['outbound_tls', 'outbound_mx'],
       extraCa: ca.caCertPath,
-      mxIniExtra: ['[dane]', 'mode=on', 'probe=test.', `trusted_resolvers=${resolverHost}`].join('\n'),
+      mxIniExtra: ['[dane]', 'mode=on', 'probe=test.', `trusted_resolvers=${lab.resolver}`].join('\n'),
       config: { 'outbound_tls.ini': tlsrptIni() },
     }),
   ]);
