@@ -274,7 +274,7 @@ describe('haraka-outbound mx show, run as a process', () => {
     assert.equal(fs.readFileSync(path.join(dataDir, 'mta-sts', 'cached.test.json'), 'utf8'), before, 'mx show writes nothing');
   });
 
-  test('OPS-4: a bad DOMAIN is bad usage (status 2), a missing config directory an error (status 1)', async () => {
+  test('OPS-4: a bad DOMAIN is bad usage (status 2), and so is a missing config directory', async () => {
     const bad = await cli('mx', 'show', 'a..b');
     assert.equal(bad.code, EXIT.USAGE);
     assert.match(bad.stderr, /^haraka-outbound: bad DOMAIN: "a\.\.b": empty label\n/);
@@ -282,8 +282,8 @@ describe('haraka-outbound mx show, run as a process', () => {
     assert.equal(badProbe.code, EXIT.USAGE);
     assert.match(badProbe.stderr, /^haraka-outbound: bad DOMAIN: "\[not an address\]" is not an address literal\n/);
     const noConfig = await cli('--config', path.join(tmp, 'missing'), 'probe', 'order.test');
-    assert.equal(noConfig.code, EXIT.ERROR);
-    assert.match(noConfig.stderr, /config directory .*missing not found/);
+    assert.equal(noConfig.code, EXIT.USAGE);
+    assert.match(noConfig.stderr, /--config .*missing: not found/);
   });
 });
 
