@@ -15,7 +15,7 @@ import { describeFailure } from '../mx/dns-client';
 import { fetchPolicyText, type FetchSettings } from './fetch';
 import { parsePolicy, parseStsTxtRecords, type MtaStsPolicy } from './policy';
 import { BoundedMap, DEFAULT_MEMORY_BUDGET_MB, MEMORY_LIMIT, noteBytes, POLICY_SHARE, policyBytes } from './memory';
-import type { CachedPolicy, PolicyStore } from './store';
+import type { CachedPolicy, PolicyRead, PolicyStore } from './store';
 
 export { DEFAULT_MEMORY_BUDGET_MB, MEMORY_LIMIT };
 
@@ -153,13 +153,9 @@ export class MtaStsResolver {
   private async load(domain: string): Promise<CacheRead> {
     const read = await this.store.get(domain);
     if (read.kind === 'none') return { kind: 'none' };
-    let why: string;
-    if (read.kind === 'unreadable') why = `unreadable: ${read.reason}`;
-    else {
-      const parsed = parsePolicy(read.entry.text);
-      if (parsed.ok) return { kind: 'loaded', loaded: { entry: read.entry, policy: parsed.policy } };
-      why = `holds an invalid policy: ${parsed.error}`;
-    }
+    const usable = usableEntry(read);
+    if (usable.ok) return { kind: 'loaded', loaded: { entry: usable.entry, policy: usable.policy } };
+    const why = usable.why;
     this.hooks.event('store_error');
     this.hooks.log('error', `MTA-STS cache entry for ${domain} ${why}`);
     return { kind: 'corrupt', why };
@@ -332,8 +328,21 @@ export class MtaStsResolver {
 
 type CacheRead = { kind: 'none' } | { kind: 'loaded'; loaded: Loaded } | { kind: 'corrupt'; why: string };
 
+/**
+ * ST-5: a cached entry with its parsed policy, or why it cannot be used: it is
+ * unreadable, or holds a policy that does not parse (`why`, as the log says it).
+ */
+export function usableEntry(
+  read: Exclude<PolicyRead, { kind: 'none' }>,
+): { ok: true; entry: CachedPolicy; policy: MtaStsPolicy } | { ok: false; problem: 'unreadable' | 'invalid'; why: string } {
+  if (read.kind === 'unreadable') return { ok: false, problem: 'unreadable', why: `unreadable: ${read.reason}` };
+  const parsed = parsePolicy(read.entry.text);
+  if (!parsed.ok) return { ok: false, problem: 'invalid', why: `holds an invalid policy: ${parsed.error}` };
+  return { ok: true, entry: read.entry, policy: parsed.policy };
+}
+
 /** ST-5: why a delivery waits, and how it stops waiting. */
-function hiddenPolicyReason(domain: string, why: string): string {
+export function hiddenPolicyReason(domain: string, why: string): string {
   return (
     `MTA-STS cache entry for ${domain} ${why}: it may hide an enforce policy, so delivery waits until a fresh policy ` +
     `is fetched or the entry is purged (haraka-outbound policy purge ${domain})`
