@@ -10,6 +10,7 @@
  * or the operator purges it. OPS-5: what the process remembers is bounded in
  * entries and bytes (mta-sts-memory).
  */
+import { toALabel } from '../domain';
 import type { DnsClient } from '../mx/dns-client';
 import { describeFailure } from '../mx/dns-client';
 import { fetchPolicyText, type FetchSettings } from './fetch';
@@ -281,7 +282,9 @@ export class MtaStsResolver {
   /**
    * STS-6: one background pass over the cache. Drops entries unused for longer
    * than their max_age; re-checks the id of the others and refetches when the
-   * id changed or expiry is near. `concurrency` bounds parallel domains.
+   * id changed or expiry is near. ST-5: an entry that is unreadable or holds an
+   * invalid policy is refetched and replaced (never dropped: it may hide an
+   * enforce policy). `concurrency` bounds parallel domains.
    */
   async refreshAll(concurrency = 4): Promise<{ checked: number; refreshed: number; dropped: number }> {
     const settings = this.settings();
@@ -292,17 +295,30 @@ export class MtaStsResolver {
       for (;;) {
         const item = entries[index++];
         if (!item) return;
-        if (item.read.kind !== 'entry') continue;
-        const entry = item.read.entry;
+        if (item.read.kind === 'none') continue;
         const now = this.now();
-        const maxAgeMs = entry.expiresAt - entry.fetchedAt;
-        if (now - entry.usedAt > maxAgeMs || entry.expiresAt <= now) {
-          await this.store.delete(item.domain).catch(() => undefined);
-          this.memory.delete(item.domain);
-          this.hooks.event('dropped');
-          stats.dropped++;
+        const usable = usableEntry(item.read);
+        if (item.read.kind === 'entry') {
+          const entry = item.read.entry;
+          const maxAgeMs = entry.expiresAt - entry.fetchedAt;
+          if (now - entry.usedAt > maxAgeMs || entry.expiresAt <= now) {
+            await this.store.delete(item.domain).catch(() => undefined);
+            this.memory.delete(item.domain);
+            this.hooks.event('dropped');
+            stats.dropped++;
+            continue;
+          }
+        }
+        if (!usable.ok) {
+          stats.checked++;
+          if (await this.repair(item.domain, usable.why, now, settings)) {
+            stats.refreshed++;
+            this.hooks.event('refresh');
+          }
           continue;
         }
+        const entry = usable.entry;
+        const maxAgeMs = entry.expiresAt - entry.fetchedAt;
         // Near expiry: within refresh_before, or past half the lifetime of a short-lived policy.
         const nearExpiry = entry.expiresAt - now <= Math.min(settings.refreshBeforeMs, maxAgeMs / 2);
         if (!nearExpiry && now - entry.checkedAt < settings.recheckMs) continue;
@@ -323,6 +339,24 @@ export class MtaStsResolver {
     };
     await Promise.all(Array.from({ length: Math.max(1, concurrency) }, () => work()));
     return stats;
+  }
+
+  /**
+   * ST-5 in the background: fetches a fresh policy for a domain whose cached
+   * entry cannot be used (`why`), so the entry is replaced before a delivery
+   * has to wait for it. True when it was replaced. A file name that is not a
+   * domain is never fetched; a recent failure is not retried before its time.
+   */
+  private async repair(domain: string, why: string, now: number, settings: MtaStsSettings): Promise<boolean> {
+    const name = toALabel(domain);
+    if (!name.ok || name.aLabel !== domain) return false;
+    const failed = this.negative.get(domain);
+    if (failed && failed.until > now) return false;
+    const remembered = this.memory.get(domain);
+    const live = remembered && remembered.entry.expiresAt > now ? remembered : null;
+    const hidden = live ? null : hiddenPolicyReason(domain, why);
+    const decided = await this.discover(domain, live, now, settings, { forceFetch: true }, hidden);
+    return decided.kind === 'policy' && decided.source === 'fetched';
   }
 }
 
