@@ -135,6 +135,15 @@ test('PKG-1/PKG-3: `npm install haraka-plugin-outbound_tls haraka-plugin-outboun
     );
     assert.equal(show.status, 0, show.stderr);
     assert.match(show.stdout, /packaged\.test TLS_SECURE/);
+    // OPS-4: the Haraka directory itself (as `haraka -c` takes it) reads the same store.
+    const fromHarakaDir = spawnSync('npx', ['--no-install', 'haraka-outbound', '--config', dir, 'ratchet', 'show', 'packaged.test'], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
+    assert.equal(fromHarakaDir.status, 0, fromHarakaDir.stderr);
+    assert.match(fromHarakaDir.stdout, /packaged\.test TLS_SECURE/);
+    const version = spawnSync('npx', ['--no-install', 'haraka-outbound', '--version'], { cwd: dir, encoding: 'utf8' });
+    assert.equal(version.stdout, 'haraka-outbound 0.2.0\n', version.stderr);
   } finally {
     await haraka.stop();
   }
