@@ -86,6 +86,7 @@ test('PKG-2: only what runs ships: compiled code, type declarations of the libra
   const library = listings['haraka-outbound-security-0.2.0.tgz'] ?? [];
   assert.ok(library.includes('package/dist/index.js') && library.includes('package/dist/index.d.ts'));
   assert.ok(library.includes('package/dist/cli/cli.js'));
+  assert.ok(library.includes('package/bin/haraka-outbound.js'), 'the bin npm links (PKG-2) ships');
   assert.ok((listings['haraka-plugin-outbound_tls-0.2.0.tgz'] ?? []).includes('package/config/outbound_tls.ini'));
   assert.ok((listings['haraka-plugin-outbound_mx-0.2.0.tgz'] ?? []).includes('package/config/outbound_mx.ini'));
 });
@@ -102,6 +103,9 @@ test('PKG-1/PKG-3: `npm install haraka-plugin-outbound_tls haraka-plugin-outboun
   assert.equal(fs.existsSync(path.join(modules, 'Haraka')), false, 'Haraka is a peer: the admin’s Haraka runs the plugins, no second copy');
 
   // PKG-2: the CLI is on the directory's PATH, never fetched by name.
+  const bin = fs.realpathSync(path.join(modules, '.bin', 'haraka-outbound'));
+  assert.equal(bin, fs.realpathSync(path.join(modules, 'haraka-outbound-security', 'bin', 'haraka-outbound.js')));
+  assert.ok((fs.statSync(bin).mode & 0o111) !== 0, 'the linked bin is executable');
   const help = spawnSync('npx', ['--no-install', 'haraka-outbound', '--help'], { cwd: dir, encoding: 'utf8' });
   assert.equal(help.status, 0, `${help.stdout}${help.stderr}`);
   assert.match(help.stdout, /ratchet show/);
@@ -131,6 +135,15 @@ test('PKG-1/PKG-3: `npm install haraka-plugin-outbound_tls haraka-plugin-outboun
     );
     assert.equal(show.status, 0, show.stderr);
     assert.match(show.stdout, /packaged\.test TLS_SECURE/);
+    // OPS-4: the Haraka directory itself (as `haraka -c` takes it) reads the same store.
+    const fromHarakaDir = spawnSync('npx', ['--no-install', 'haraka-outbound', '--config', dir, 'ratchet', 'show', 'packaged.test'], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
+    assert.equal(fromHarakaDir.status, 0, fromHarakaDir.stderr);
+    assert.match(fromHarakaDir.stdout, /packaged\.test TLS_SECURE/);
+    const version = spawnSync('npx', ['--no-install', 'haraka-outbound', '--version'], { cwd: dir, encoding: 'utf8' });
+    assert.equal(version.stdout, 'haraka-outbound 0.2.0\n', version.stderr);
   } finally {
     await haraka.stop();
   }

@@ -274,7 +274,63 @@ describe('haraka-outbound mx show, run as a process', () => {
     assert.equal(fs.readFileSync(path.join(dataDir, 'mta-sts', 'cached.test.json'), 'utf8'), before, 'mx show writes nothing');
   });
 
-  test('OPS-4: a bad DOMAIN is bad usage (status 2), a missing config directory an error (status 1)', async () => {
+  test('ST-5: mx show says an unreadable cached policy defers the mail until a fresh policy is fetched or the entry is purged, as outbound_mx does', async () => {
+    const cacheDir = path.join(dataDir, 'mta-sts');
+    fs.mkdirSync(cacheDir, { recursive: true });
+    // No policy record to fetch a fresh one from: the plugin defers (on_store_error=defer, the default).
+    fs.writeFileSync(path.join(cacheDir, 'broken.test.json'), '{"domain":"broken.test","id":');
+    mx('broken.test', [10, 'mx1.good.test']);
+    const broken = await cli('mx', 'show', 'broken.test');
+    assert.equal(broken.code, EXIT.UNREADABLE, broken.stderr);
+    assert.match(broken.stdout, /^cached {3}UNREADABLE: /m);
+    assert.match(
+      broken.stdout,
+      /^policy {3}none usable: the cached entry is unreadable and may hide an enforce policy: outbound_mx defers mail to broken\.test until a fresh policy is fetched or the entry is purged \(haraka-outbound policy purge broken\.test\) \(ST-5\)$/m,
+    );
+    // The reason the plugin gives when it defers (mta-sts/resolver), with why no fresh policy could be had.
+    assert.match(
+      mxLines(broken.stdout)[0] ?? '',
+      /^TEMPORARY FAILURE \(deferred\): MTA-STS cache entry for broken\.test unreadable: \S+broken\.test\.json: .*: it may hide an enforce policy, so delivery waits until a fresh policy is fetched or the entry is purged \(haraka-outbound policy purge broken\.test\); no policy record \(no TXT record\)$/,
+    );
+    assert.equal(mxLines(broken.stdout).length, 1, 'no MX host listed');
+    assert.doesNotMatch(broken.stdout, /^policy {3}none in effect/m, 'not shown as a domain without a policy');
+
+    // An entry that is valid JSON but holds an invalid policy is the same to the plugin.
+    fs.writeFileSync(
+      path.join(cacheDir, 'invalid.test.json'),
+      JSON.stringify({
+        domain: 'invalid.test',
+        id: 'x1',
+        text: 'version: STSv1\nmode: sometimes\n',
+        fetchedAt: 1,
+        expiresAt: Date.now() + 86_400_000,
+        checkedAt: 1,
+        usedAt: 1,
+      }),
+    );
+    mx('invalid.test', [10, 'mx1.good.test']);
+    const invalid = await cli('mx', 'show', 'invalid.test');
+    assert.match(invalid.stdout, /^policy {3}none usable: the cached entry holds an invalid policy/m);
+    assert.match(
+      mxLines(invalid.stdout)[0] ?? '',
+      /^TEMPORARY FAILURE \(deferred\): MTA-STS cache entry for invalid\.test holds an invalid policy/,
+    );
+
+    // A fresh policy can be fetched: the plugin fetches it at the next delivery and replaces the entry.
+    dns.set('_mta-sts.broken.test', [{ type: 'TXT', data: 'v=STSv1; id=fresh1' }]);
+    dns.set('mta-sts.broken.test', [{ type: 'A', address: POLICY_HOST }]);
+    await policies.set('broken.test', { kind: 'serve', body: policyText({ mode: 'enforce', maxAge: 86400, mx: ['mx1.good.test'] }) });
+    const fresh = await cli('mx', 'show', 'broken.test');
+    assert.equal(fresh.code, EXIT.UNREADABLE, fresh.stderr);
+    assert.match(
+      fresh.stdout,
+      /^policy {3}enforce, id fresh1, live, not cached by this command: .*; the cached entry is unreadable: outbound_mx replaces it with this policy at the next delivery \(ST-5\)$/m,
+    );
+    assert.deepEqual(mxLines(fresh.stdout), ['10 mx1.good.test [127.0.6.11]']);
+    assert.match(fresh.stdout, /^cached {3}UNREADABLE: /m, 'mx show writes nothing: the entry is still there');
+  });
+
+  test('OPS-4: a bad DOMAIN is bad usage (status 2), and so is a missing config directory', async () => {
     const bad = await cli('mx', 'show', 'a..b');
     assert.equal(bad.code, EXIT.USAGE);
     assert.match(bad.stderr, /^haraka-outbound: bad DOMAIN: "a\.\.b": empty label\n/);
@@ -282,8 +338,8 @@ describe('haraka-outbound mx show, run as a process', () => {
     assert.equal(badProbe.code, EXIT.USAGE);
     assert.match(badProbe.stderr, /^haraka-outbound: bad DOMAIN: "\[not an address\]" is not an address literal\n/);
     const noConfig = await cli('--config', path.join(tmp, 'missing'), 'probe', 'order.test');
-    assert.equal(noConfig.code, EXIT.ERROR);
-    assert.match(noConfig.stderr, /config directory .*missing not found/);
+    assert.equal(noConfig.code, EXIT.USAGE);
+    assert.match(noConfig.stderr, /--config .*missing: not found/);
   });
 });
 

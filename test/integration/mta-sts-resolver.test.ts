@@ -222,6 +222,51 @@ test('ST-5: an unreadable or corrupt cached policy defers (store-unavailable) un
   assert.equal((await resolver().policyFor('corrupt.test')).kind, 'policy');
 });
 
+test('ST-5/STS-6: the background refresh refetches a domain whose cached entry is unreadable or invalid and replaces it; without a fresh policy the entry stays', async () => {
+  await publish('repair.test', '1', ['mx.repair.test']);
+  await publish('invalid.test', '1', ['mx.invalid.test']);
+  await resolver().policyFor('repair.test');
+  await resolver().policyFor('invalid.test');
+  const repairFile = path.join(dir, 'repair.test.json');
+  const invalidFile = path.join(dir, 'invalid.test.json');
+  fs.writeFileSync(repairFile, '{"domain":"repair.test"');
+  fs.writeFileSync(invalidFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(invalidFile, 'utf8')), text: 'garbage' }));
+  fs.writeFileSync(path.join(dir, 'not a domain.json'), '');
+  // The policy hosts are down: the refresh tries, fails, and leaves the entries (they may hide an enforce policy).
+  txt.set('_mta-sts.repair.test', { kind: 'failure', code: 'ESERVFAIL', message: 'servfail' });
+  await server.set('invalid.test', { kind: 'status', status: 500 });
+  clock += 1000;
+  const failed = await resolver().refreshAll(2);
+  assert.equal(failed.refreshed, 0, JSON.stringify(failed));
+  assert.equal(failed.dropped, 0, JSON.stringify(failed));
+  assert.equal(
+    (await new FilePolicyStore(dir).get('repair.test')).kind,
+    'unreadable',
+    'an unreadable entry is never dropped by the refresh',
+  );
+  assert.ok(fs.existsSync(invalidFile));
+
+  // Back: one refresh pass of a restarted process (nothing in memory) replaces both entries.
+  await publish('repair.test', '2', ['mx.repair.test']);
+  await publish('invalid.test', '2', ['mx.invalid.test']);
+  clock += 1000;
+  events = [];
+  const r = resolver();
+  const repaired = await r.refreshAll(2);
+  assert.equal(repaired.refreshed, 2, JSON.stringify(repaired));
+  assert.ok(events.includes('refresh'), events.join(','));
+  for (const domain of ['repair.test', 'invalid.test']) {
+    const stored = await new FilePolicyStore(dir).get(domain);
+    assert.equal(stored.kind === 'entry' && stored.entry.id, '2', `${domain}: ${JSON.stringify(stored)}`);
+  }
+  // The next delivery uses the repaired entry from memory, without the network.
+  const requests = server.requests().length;
+  const used = await r.policyFor('repair.test');
+  assert.equal(used.kind === 'policy' && used.source, 'cache');
+  assert.equal(server.requests().length, requests);
+  assert.equal(server.requests().filter((req) => /not a domain/.test(JSON.stringify(req))).length, 0, 'a bad file name is never fetched');
+});
+
 test('OPS-5: the policies a process remembers are bounded in bytes as well as in entries', async () => {
   const budget = 32 * 1024 * 1024;
   // The largest policies there are: 500 patterns and unknown fields up to about 64 KiB, cached for 300 domains.

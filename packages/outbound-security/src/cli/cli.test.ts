@@ -8,6 +8,9 @@ import { openRatchetStore } from '../store/open';
 import type { RatchetStore } from '../ratchet/store';
 import { SecLevel } from '../tls/sec-level';
 import { EXIT, USAGE, domainKey, formatRead, formatReset, main, parseArgs, readToJson, type Output } from './cli';
+import { loadSettings, readIni, resolveConfigDir } from './config';
+import { SHARED_SETTINGS } from '../config/settings';
+import type { HarakaConfig } from '../haraka/api';
 
 const CLI = path.join(__dirname, 'cli.js');
 const RAISED_AT = Date.UTC(2026, 10, 24, 14, 0, 0);
@@ -158,6 +161,16 @@ describe('haraka-outbound command line (parsing and formatting)', () => {
     });
   });
 
+  test('OPS-4: --version (and -V, -v) prints the version of the package, status 0', async () => {
+    const { version } = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V', '-v']) {
+      const lines = { out: [] as string[], err: [] as string[] };
+      const output: Output = { out: (l) => lines.out.push(l), err: (l) => lines.err.push(l) };
+      assert.equal(await main([flag], output), EXIT.OK, flag);
+      assert.deepEqual(lines, { out: [`haraka-outbound ${version}`], err: [] }, flag);
+    }
+  });
+
   test('OPS-4: usage errors go to stderr with status 2, help to stdout with status 0', async () => {
     const lines = { out: [] as string[], err: [] as string[] };
     const output: Output = { out: (l) => lines.out.push(l), err: (l) => lines.err.push(l) };
@@ -263,12 +276,68 @@ describe('haraka-outbound ratchet, run as a process against a temporary Haraka d
     assert.equal(endOfOptions.code, EXIT.OK, `OPS-4: -- ends the options: ${endOfOptions.stderr}`);
     assert.match(endOfOptions.stdout, /^example\.com TLS_SECURE \(raised \S+ by mx1\.example\.com\)\n$/);
     const noConfig = await cli(['--config', path.join(tmp, 'missing'), 'ratchet', 'list'], tmp);
-    assert.equal(noConfig.code, EXIT.ERROR);
-    assert.match(noConfig.stderr, /config directory .*missing not found/);
+    assert.equal(noConfig.code, EXIT.USAGE);
+    assert.match(noConfig.stderr, /--config .*missing: not found/);
     // Default --config is ./config, from the current directory.
     const fromHaraka = await cli(['ratchet', 'show', 'example.com'], harakaDir);
     assert.equal(fromHaraka.code, 0, fromHaraka.stderr);
     assert.match(fromHaraka.stdout, /^example\.com TLS_SECURE/);
+  });
+
+  test('OPS-4: --config takes the Haraka directory as well as its config/: the same stored levels, the same reset', async () => {
+    await store.raise('both.example', SecLevel.TLS_SECURE, 'mx.both.example');
+    const viaConfig = await cli(['--config', configDir, 'ratchet', 'list'], tmp);
+    const viaHaraka = await cli(['--config', harakaDir, 'ratchet', 'list'], tmp);
+    assert.equal(viaHaraka.code, viaConfig.code, viaHaraka.stderr);
+    assert.equal(viaHaraka.stdout, viaConfig.stdout, 'the Haraka directory reads the same store as its config/');
+    assert.match(viaHaraka.stdout, /^both\.example TLS_SECURE/m);
+    const relative = await cli(['--config', 'haraka', 'ratchet', 'show', 'both.example'], tmp);
+    assert.match(relative.stdout, /^both\.example TLS_SECURE/, `a relative Haraka directory: ${relative.stderr}`);
+    const reset = await cli([`--config=${harakaDir}`, 'ratchet', 'reset', 'both.example'], tmp);
+    assert.deepEqual([reset.code, reset.stdout], [EXIT.OK, 'both.example: reset (was TLS_SECURE)\n']);
+    assert.deepEqual(await store.get('both.example'), { kind: 'none' }, 'the reset reached the store the plugins use');
+  });
+
+  test('OPS-4: a relative data_dir resolves as the plugins resolve it (at HARAKA, the Haraka directory), whichever form --config takes', () => {
+    const savedHaraka = process.env.HARAKA;
+    process.env.HARAKA = harakaDir;
+    try {
+      const config: HarakaConfig = { get: (name) => readIni(configDir, name) };
+      const plugins = SHARED_SETTINGS.read(config, () => undefined).value.tls.dataDir;
+      assert.equal(plugins, path.join(harakaDir, 'state'));
+      for (const given of [harakaDir, configDir, path.relative(process.cwd(), harakaDir), `${configDir}${path.sep}`]) {
+        const resolved = resolveConfigDir(given);
+        assert.ok(resolved.ok, given);
+        if (resolved.ok) {
+          assert.deepEqual([resolved.configDir, resolved.harakaDir], [configDir, harakaDir], given);
+          assert.equal(loadSettings(resolved.configDir).dataDir, plugins, given);
+        }
+      }
+    } finally {
+      if (savedHaraka === undefined) delete process.env.HARAKA;
+      else process.env.HARAKA = savedHaraka;
+    }
+  });
+
+  test('OPS-4: --config with a directory holding neither config/ nor a plugin file is bad usage (status 2) saying what was expected', async () => {
+    const empty = path.join(tmp, 'empty');
+    fs.mkdirSync(empty, { recursive: true });
+    fs.writeFileSync(path.join(empty, 'notes.txt'), 'not Haraka\n');
+    for (const args of [
+      ['ratchet', 'list'],
+      ['ratchet', 'reset', 'example.com'],
+      ['table', 'list'],
+    ]) {
+      const run = await cli(['--config', empty, ...args], tmp);
+      assert.equal(run.code, EXIT.USAGE, args.join(' '));
+      assert.equal(run.stdout, '');
+      assert.match(run.stderr, /--config .*empty: neither a Haraka directory \(holding config\/\) nor a Haraka config directory/);
+      assert.match(run.stderr, /outbound_tls\.ini/);
+    }
+    assert.equal((await store.get('example.com')).kind, 'level', 'nothing was reset');
+    const file = await cli(['--config', path.join(empty, 'notes.txt'), 'ratchet', 'list'], tmp);
+    assert.equal(file.code, EXIT.USAGE);
+    assert.match(file.stderr, /notes\.txt: not a directory/);
   });
 
   test('TLS-8/OPS-4: a relay host’s own level (relay:<host>) can be shown and reset, in any spelling; other commands refuse it', async () => {

@@ -12,7 +12,9 @@ import { literalKey, parseLiteralKey, printable, toALabel } from '../domain';
 import { openRatchetStore } from '../store/open';
 import { RELAY_KEY_PREFIX, relayKey, type RatchetRead } from '../ratchet/store';
 import { levelName } from '../tls/sec-level';
-import { loadRedisIni, loadSettings, waitUntilConnected } from './config';
+import fs from 'node:fs';
+import path from 'node:path';
+import { loadRedisIni, loadSettings, resolveConfigDir, waitUntilConnected } from './config';
 import { migrate, type MigrateDirection } from './migrate';
 import { parseMxCommand, runMx, type MxCommand } from './mx';
 import { runProbe } from './probe';
@@ -55,10 +57,11 @@ export const USAGE = `usage:
                                                    domain with counts unless named), as the automatic sending does;
                                                    mailto: reports go to Haraka through <data_dir>/tlsrpt-outbox
                                                    (waits S seconds, default 15, until Haraka took them)
+  ${PROGRAM} --version | --help                    this command's version (also -V, -v), or this text (-h)
 
   DOMAIN of ratchet show/reset and explain may be relay:<host>: a smart host (TLS-8, POL-4).
-  --config DIR  the Haraka config directory holding outbound_tls.ini (default ${DEFAULT_CONFIG_DIR});
-                a relative data_dir there is relative to DIR's parent, the Haraka directory
+  --config DIR  the Haraka directory (holding config/, as haraka -c takes it) or its config/ directory
+                (default ${DEFAULT_CONFIG_DIR}); a relative data_dir is relative to the Haraka directory
   DOMAIN        a domain in Unicode or A-label form, or an address literal such as [192.0.2.1]
   --            ends the options: what follows are words, even when they start with -
 
@@ -82,6 +85,7 @@ export const EXIT = {
 
 export type Command =
   | { kind: 'help' }
+  | { kind: 'version' }
   | { kind: 'ratchet-show'; domain: string }
   | { kind: 'ratchet-list'; json: boolean }
   | { kind: 'ratchet-reset'; domain: string }
@@ -116,6 +120,8 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
       flags.add('--timeout');
     } else if (arg === '-h' || arg === '--help') {
       return { ok: true, configDir, command: { kind: 'help' } };
+    } else if (arg === '--version' || arg === '-V' || arg === '-v') {
+      return { ok: true, configDir, command: { kind: 'version' } };
     } else if (arg === '--') {
       // End of options (POSIX): the rest are words, even a DOMAIN that starts with "-".
       words.push(...argv.slice(i + 1));
@@ -277,15 +283,30 @@ export async function main(argv: readonly string[], output: Output = processOutp
     output.out(USAGE);
     return EXIT.OK;
   }
+  if (parsed.command.kind === 'version') {
+    output.out(`${PROGRAM} ${packageVersion()}`);
+    return EXIT.OK;
+  }
+  const config = resolveConfigDir(parsed.configDir);
+  if (!config.ok) {
+    output.err(`${PROGRAM}: ${config.error}`);
+    return EXIT.USAGE;
+  }
   try {
-    return await run(parsed.configDir, parsed.command, output);
+    return await run(config.configDir, parsed.command, output);
   } catch (err) {
     output.err(`${PROGRAM}: ${err instanceof Error ? err.message : String(err)}`);
     return EXIT.ERROR;
   }
 }
 
-async function run(configDir: string, command: Exclude<Command, { kind: 'help' }>, output: Output): Promise<number> {
+/** The version of this package (dist/cli/cli.js → package.json), as npm installed it. */
+function packageVersion(): string {
+  const manifest = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version?: unknown };
+  return String(manifest.version);
+}
+
+async function run(configDir: string, command: Exclude<Command, { kind: 'help' | 'version' }>, output: Output): Promise<number> {
   if (command.kind === 'table-list') return runTable(command, configDir, output);
   const settings = loadSettings(configDir);
   const redisIni = loadRedisIni(configDir);

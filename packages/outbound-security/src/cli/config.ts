@@ -44,11 +44,41 @@ function warnOnStderr(line: string): void {
   process.stderr.write(`haraka-outbound: ${line}\n`);
 }
 
-/** outbound_tls.ini, parsed as the plugin parses it (a relative data_dir is relative to DIR's parent). */
+/** Files that make a directory a Haraka config directory for the CLI: the plugins' own and Haraka's plugin list. */
+export const CONFIG_DIR_FILES = ['outbound_tls.ini', 'outbound_mx.ini', POLICY_TABLE_FILE, 'plugins'] as const;
+
+export type ConfigDirResult = { ok: true; configDir: string; harakaDir: string } | { ok: false; error: string };
+
+/**
+ * OPS-4: what `--config DIR` names. Either the Haraka directory (the one
+ * holding config/, as `haraka -c DIR` takes it) or that config/ directory
+ * itself; the Haraka directory anchors a relative data_dir in both forms, as
+ * the plugins anchor it at HARAKA. A directory that is neither is an error
+ * (never an empty store: a reset there would reset nothing while the real
+ * level stays).
+ */
+export function resolveConfigDir(given: string): ConfigDirResult {
+  const dir = path.resolve(given);
+  const stat = fs.statSync(dir, { throwIfNoEntry: false });
+  if (!stat) return { ok: false, error: `--config ${given}: not found (${dir}); give the Haraka directory or its config/` };
+  if (!stat.isDirectory()) return { ok: false, error: `--config ${given}: not a directory; give the Haraka directory or its config/` };
+  const isFile = (file: string): boolean => fs.statSync(file, { throwIfNoEntry: false })?.isFile() === true;
+  if (CONFIG_DIR_FILES.some((file) => isFile(path.join(dir, file)))) return { ok: true, configDir: dir, harakaDir: path.dirname(dir) };
+  const sub = path.join(dir, 'config');
+  if (fs.statSync(sub, { throwIfNoEntry: false })?.isDirectory()) return { ok: true, configDir: sub, harakaDir: dir };
+  return {
+    ok: false,
+    error:
+      `--config ${given}: neither a Haraka directory (holding config/) nor a Haraka config directory ` +
+      `(holding ${CONFIG_DIR_FILES.join(', ')}); nothing was read or changed`,
+  };
+}
+
+/** outbound_tls.ini, parsed as the plugin parses it (a relative data_dir is relative to DIR's parent, the Haraka directory). */
 export function loadSettings(configDir: string): OutboundTlsConfig {
   const dir = path.resolve(configDir);
   if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
-    throw new Error(`config directory ${dir} not found (give the Haraka config directory with --config DIR)`);
+    throw new Error(`config directory ${dir} not found (give the Haraka directory or its config/ with --config DIR)`);
   }
   try {
     return parseOutboundTlsConfig(readIni(dir, 'outbound_tls.ini'), path.dirname(dir));

@@ -63,10 +63,19 @@ function tablePart(requirement: Requirement, rule: PolicyRule | null): string {
   return `${rule.level}: ${levelName(minimum.level)}${names}`;
 }
 
-function exemptionLines(rule: PolicyRule | null): string[] {
+/** What exempt=dane does (mx/plan: no DANE step for the domain), and that a relay hop never has DANE to exempt. */
+export const DANE_EXEMPTION_NOTE = {
+  domain:
+    "exempt=dane: this destination's TLSA records are not looked up and its connections are judged as without DANE " +
+    '(MTA-STS and the ratchet apply as they would without DANE)',
+  relay: "exempt=dane: nothing to exempt on a relay hop: DANE applies to a recipient domain's MX hosts, never to a relay (POL-4)",
+} as const;
+
+/** The exempt line of a rule, and a note on exempt=dane for the kind of hop (`domain` or `relay`). */
+export function exemptionLines(rule: PolicyRule | null, hop: 'domain' | 'relay'): string[] {
   if (!rule || rule.exempt.length === 0) return [];
   const lines = [row('exempt', `${rule.exempt.join(', ')}, by ${ruleLabel(rule)}; ${EXEMPTION_NOTE}`)];
-  if (rule.exempt.includes('dane')) lines.push(row('note', 'exempt=dane has no effect yet: this version does not use DANE'));
+  if (rule.exempt.includes('dane')) lines.push(row('note', DANE_EXEMPTION_NOTE[hop]));
   return lines;
 }
 
@@ -86,7 +95,7 @@ export function formatDomainExplanation(report: MxReport): string[] {
   } else {
     lines.push(row('mta-sts', 'does not apply (address literal)'));
   }
-  lines.push(row('table', tablePart(requirement, rule)), ...exemptionLines(rule));
+  lines.push(row('table', tablePart(requirement, rule)), ...exemptionLines(rule, 'domain'));
   lines.push(row('required', describeRequired(report)));
   return lines;
 }
@@ -101,7 +110,7 @@ export function formatRelayExplanation(explanation: RelayExplanation): string[] 
   for (const problem of ignoredLines(table, key)) lines.push(row('ignored', formatProblem(problem)));
   lines.push(row('ratchet', ratchetPart(explanation.ratchet, requirement.ratchetExempt?.relay, "the relay's own level, TLS-8")));
   lines.push(row('mta-sts', 'never applies to a relay hop (POL-4)'));
-  lines.push(row('table', tablePart(requirement, rule)), ...exemptionLines(rule));
+  lines.push(row('table', tablePart(requirement, rule)), ...exemptionLines(rule, 'relay'));
   const auth = requirement.authMinLevel ?? explanation.settings.authMinLevel;
   const from = rule?.authMinLevel ? `auth_min_level=${rule.authMinLevel} of the rule` : 'auth_min_level of outbound_tls.ini';
   lines.push(row('auth', `AUTH credentials only at ${levelName(auth)} or better (${from}); never a plain retry`));

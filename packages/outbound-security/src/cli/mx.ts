@@ -14,7 +14,8 @@
  */
 import { parseLiteralKey, toULabel } from '../domain';
 import { MTA_STS_DISABLED, planDelivery, planSettings, type DeliveryPlan } from '../mx/plan';
-import { parsePolicy, type MtaStsPolicy } from '../mta-sts/policy';
+import type { MtaStsPolicy } from '../mta-sts/policy';
+import { hiddenPolicyReason, usableEntry } from '../mta-sts/resolver';
 import { openPolicyStore, openRatchetStore } from '../store/open';
 import type { IniFile } from '../config/ini';
 import type { OutboundMxConfig } from '../config/outbound-mx';
@@ -68,9 +69,19 @@ export function parseMxCommand(group: 'mx' | 'probe', words: string[], flags: Re
 // ---------------------------------------------------------------------------
 // What the plugins would do (mx show)
 
-/** The MTA-STS policy outbound_mx would apply now, as the CLI sees it (read-only). */
+/** Why a cached entry cannot be used (ST-5): `unreadable`, or it holds an `invalid` policy. */
+export type UnusableEntry = 'unreadable' | 'invalid';
+
+/**
+ * The MTA-STS policy outbound_mx would apply now, as the CLI sees it
+ * (read-only). `replaces`: the live policy is the one the plugin fetches to
+ * replace an unusable cached entry. `store-unavailable`: an unusable entry and
+ * no fresh policy to replace it: the plugin defers under on_store_error=defer.
+ */
 export type EffectivePolicy =
-  { kind: 'policy'; source: 'cache' | 'live'; id: string; policy: MtaStsPolicy; expiresAt?: number } | { kind: 'none'; reason: string };
+  | { kind: 'policy'; source: 'cache' | 'live'; id: string; policy: MtaStsPolicy; expiresAt?: number; replaces?: UnusableEntry }
+  | { kind: 'none'; reason: string }
+  | { kind: 'store-unavailable'; reason: string; domain: string; entry: UnusableEntry; onStoreError: 'defer' | 'send' };
 
 export interface MxReport {
   /** The store key: lowercase A-label, or the address literal. */
@@ -95,15 +106,32 @@ export interface MxReport {
   dane: DaneView;
 }
 
-/** STS-5: an unexpired cached policy that still parses wins; else the live one (null: MTA-STS disabled). */
-export function effectivePolicy(cached: PolicyRead, live: LivePolicy | null, now = Date.now()): EffectivePolicy {
-  if (cached.kind === 'entry' && cached.entry.expiresAt > now) {
-    const parsed = parsePolicy(cached.entry.text);
-    if (parsed.ok)
-      return { kind: 'policy', source: 'cache', id: cached.entry.id, policy: parsed.policy, expiresAt: cached.entry.expiresAt };
+/**
+ * STS-5: an unexpired cached policy that still parses wins; else the live one
+ * (null: MTA-STS disabled). ST-5, as the plugin's resolver does it: a cached
+ * entry that is unreadable or holds an invalid policy is replaced by a fresh
+ * live policy; without one, it may hide an enforce policy (`store-unavailable`).
+ */
+export function effectivePolicy(
+  domain: string,
+  cached: PolicyRead,
+  live: LivePolicy | null,
+  onStoreError: 'defer' | 'send',
+  now = Date.now(),
+): EffectivePolicy {
+  const usable = cached.kind === 'none' ? null : usableEntry(cached);
+  if (usable?.ok && usable.entry.expiresAt > now) {
+    return { kind: 'policy', source: 'cache', id: usable.entry.id, policy: usable.policy, expiresAt: usable.entry.expiresAt };
   }
   if (live === null) return MTA_STS_DISABLED;
-  if (live.kind === 'policy') return { kind: 'policy', source: 'live', id: live.id, policy: live.policy };
+  const unusable = usable && !usable.ok ? usable : null;
+  if (live.kind === 'policy') {
+    return { kind: 'policy', source: 'live', id: live.id, policy: live.policy, ...(unusable ? { replaces: unusable.problem } : {}) };
+  }
+  if (unusable) {
+    const reason = `${hiddenPolicyReason(domain, unusable.why)}; ${live.reason}`;
+    return { kind: 'store-unavailable', reason, domain, entry: unusable.problem, onStoreError };
+  }
   return { kind: 'none', reason: live.reason };
 }
 
@@ -134,7 +162,8 @@ export async function gatherMxReport(
     if (!literal) {
       const cached = await policyStore.get(domain);
       const live = mx.mtaSts.enabled ? await fetchLivePolicy(domain, mx, dns) : null;
-      sts = { enabled: mx.mtaSts.enabled, cached, live, effective: mx.mtaSts.enabled ? effectivePolicy(cached, live) : MTA_STS_DISABLED };
+      const effective = mx.mtaSts.enabled ? effectivePolicy(domain, cached, live, tlsSettings.onStoreError) : MTA_STS_DISABLED;
+      sts = { enabled: mx.mtaSts.enabled, cached, live, effective };
     }
     const effective = sts?.effective ?? MTA_STS_DISABLED;
     const recipientDomain = literal?.family === 6 ? `[IPv6:${literal.address}]` : domain;
@@ -200,8 +229,24 @@ export function row(label: string, value: string): string {
   return `${label.padEnd(9)}${value}`;
 }
 
+/** How an unusable cached entry is named: `the cached entry is unreadable`. */
+const ENTRY_PROBLEM: Readonly<Record<UnusableEntry, string>> = {
+  unreadable: 'the cached entry is unreadable',
+  invalid: 'the cached entry holds an invalid policy',
+};
+
 export function describeEffective(effective: EffectivePolicy): string {
   if (effective.kind === 'none') return `none in effect: ${effective.reason}`;
+  if (effective.kind === 'store-unavailable') {
+    const problem = `${ENTRY_PROBLEM[effective.entry]} and may hide an enforce policy`;
+    if (effective.onStoreError === 'send') {
+      return `none usable: ${problem}; on_store_error=send: outbound_mx sends as if no policy were cached (ST-5)`;
+    }
+    return (
+      `none usable: ${problem}: outbound_mx defers mail to ${effective.domain} until a fresh policy is fetched or the entry ` +
+      `is purged (haraka-outbound policy purge ${effective.domain}) (ST-5)`
+    );
+  }
   const { policy, id, source } = effective;
   const from = source === 'cache' ? `cached, expires ${iso(effective.expiresAt ?? 0)}` : 'live, not cached by this command';
   const what =
@@ -210,7 +255,10 @@ export function describeEffective(effective: EffectivePolicy): string {
       : policy.mode === 'testing'
         ? 'nothing enforced, what enforce would refuse is logged'
         : 'nothing enforced';
-  return `${policy.mode}, id ${id}, ${from}: ${what}`;
+  const replaces = effective.replaces
+    ? `; ${ENTRY_PROBLEM[effective.replaces]}: outbound_mx replaces it with this policy at the next delivery (ST-5)`
+    : '';
+  return `${policy.mode}, id ${id}, ${from}: ${what}${replaces}`;
 }
 
 export function describeRatchet(read: RatchetRead): string {

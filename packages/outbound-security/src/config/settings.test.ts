@@ -213,7 +213,7 @@ test('RPT-3, PKG-4: [tlsrpt] is parsed with outbound_tls.ini; a misconfigured se
     tls.lines.some((l) => /^ERROR \[outbound_tls\] outbound_tls\.ini: \[tlsrpt\] sender is required.*TLS reporting stays off$/.test(l)),
     tls.lines.join('\n'),
   );
-  assert.ok(tls.lines.some((l) => /^INFO \[outbound_tls\] outbound_tls\.ini, redis\.ini: .* tlsrpt=misconfigured$/.test(l)));
+  assert.ok(tls.lines.some((l) => /^INFO \[outbound_tls\] outbound_tls\.ini: .* tlsrpt=misconfigured$/.test(l)));
 
   let seen: SharedSettings | undefined;
   settings.subscribe((next) => (seen = next));
@@ -222,4 +222,28 @@ test('RPT-3, PKG-4: [tlsrpt] is parsed with outbound_tls.ini; a misconfigured se
   assert.equal(seen?.tls.tlsrpt.kind === 'on' && seen.tls.tlsrpt.settings.delayWindowMs, 60_000);
   tls.config.change('outbound_tls.ini', { tlsrpt: {} });
   assert.equal(seen?.tls.tlsrpt.kind, 'off', 'off unless enabled');
+});
+
+test('PKG-4/OPS-2: the startup line names redis.ini only when the Haraka config directory holds it, and says when Redis runs on the defaults', () => {
+  const redisIni = path.join(dir, 'config', 'redis.ini');
+  fs.rmSync(redisIni, { force: true });
+  const startupLine = (ini: IniFile): string => {
+    const tls = host('outbound_tls');
+    tls.config.files.set('outbound_tls.ini', ini);
+    new WatchedSettings(SHARED_SETTINGS).load(tls);
+    const line = tls.lines.find((l) => /^INFO \[outbound_tls\] outbound_tls\.ini/.test(l));
+    assert.ok(line, tls.lines.join('\n'));
+    return line;
+  };
+  const withoutFile = startupLine({ main: { store: 'file' } });
+  assert.match(withoutFile, /^INFO \[outbound_tls\] outbound_tls\.ini: data_dir=/);
+  assert.doesNotMatch(withoutFile, /redis\.ini/);
+  assert.match(startupLine({ main: { store: 'redis' } }), /store=redis \(no redis\.ini: haraka-plugin-redis defaults/);
+
+  fs.writeFileSync(redisIni, '[server]\nhost=127.0.0.1\n');
+  try {
+    assert.match(startupLine({ main: { store: 'redis' } }), /^INFO \[outbound_tls\] outbound_tls\.ini, redis\.ini: data_dir=.* store=redis /);
+  } finally {
+    fs.rmSync(redisIni);
+  }
 });

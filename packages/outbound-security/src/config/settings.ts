@@ -91,6 +91,14 @@ export function iniWarnings(file: string, ini: IniFile, configDir: string): IniW
   return checkIni(file, ini, schema, text);
 }
 
+/** Whether the Haraka config directory holds `file`. */
+function inConfigDir(file: string): boolean {
+  return fs.existsSync(path.join(harakaDir(), 'config', file));
+}
+
+/** What the Redis store connects to when there is no redis.ini (haraka-plugin-redis's own defaults). */
+const REDIS_DEFAULTS = ' (no redis.ini: haraka-plugin-redis defaults, 127.0.0.1:6379, under [redis] of outbound_tls.ini)';
+
 /** Runs `parse`, naming `file` in what it throws. */
 function inFile<T>(file: string, parse: () => T): T {
   try {
@@ -118,6 +126,8 @@ export interface Notice {
 
 export interface SettingsSpec<T> {
   files: readonly string[];
+  /** Files read when present (redis.ini): the log names them only when the Haraka config directory holds them. */
+  optionalFiles?: readonly string[];
   /** The plugin whose log carries this file's messages when it is loaded (else the first host). */
   owner: string;
   /**
@@ -169,8 +179,13 @@ export class WatchedSettings<T> implements Settings<T> {
     const { value, notices } = this.read();
     this.report(notices);
     this.value = value;
-    this.log().loginfo(`${this.spec.files.join(', ')}: ${this.spec.describe(value)}`);
+    this.log().loginfo(`${this.presentFiles().join(', ')}: ${this.spec.describe(value)}`);
     return this;
+  }
+
+  /** The files of the spec as the log names them: an optional one only when it exists. */
+  private presentFiles(): string[] {
+    return this.spec.files.filter((file) => !this.spec.optionalFiles?.includes(file) || inConfigDir(file));
   }
 
   private log(): SettingsHost {
@@ -243,13 +258,15 @@ export const MX_SETTINGS: SettingsSpec<MxSettings> = iniSpec({
 
 const sharedIni = iniSpec<SharedSettings>({
   files: [OUTBOUND_TLS_INI, REDIS_INI],
+  optionalFiles: [REDIS_INI],
   owner: 'outbound_tls',
   parse: (ini, haraka) => ({
     tls: inFile(OUTBOUND_TLS_INI, () => parseOutboundTlsConfig(ini[OUTBOUND_TLS_INI] ?? {}, haraka)),
     redisIni: ini[REDIS_INI] ?? {},
   }),
   describe: ({ tls }) =>
-    `data_dir=${tls.dataDir} store=${tls.store.backend} on_store_error=${tls.onStoreError} plain_retry=${tls.plainRetry} ` +
+    `data_dir=${tls.dataDir} store=${tls.store.backend}${tls.store.backend === 'redis' && !inConfigDir(REDIS_INI) ? REDIS_DEFAULTS : ''} ` +
+    `on_store_error=${tls.onStoreError} plain_retry=${tls.plainRetry} ` +
     `smart_host_ratchet=${tls.smartHostRatchet} metrics listen=${tls.metricsListen ?? '-'} tlsrpt=${tls.tlsrpt.kind}`,
 });
 

@@ -10,12 +10,13 @@
  * or the operator purges it. OPS-5: what the process remembers is bounded in
  * entries and bytes (mta-sts-memory).
  */
+import { toALabel } from '../domain';
 import type { DnsClient } from '../mx/dns-client';
 import { describeFailure } from '../mx/dns-client';
 import { fetchPolicyText, type FetchSettings } from './fetch';
 import { parsePolicy, parseStsTxtRecords, type MtaStsPolicy } from './policy';
 import { BoundedMap, DEFAULT_MEMORY_BUDGET_MB, MEMORY_LIMIT, noteBytes, POLICY_SHARE, policyBytes } from './memory';
-import type { CachedPolicy, PolicyStore } from './store';
+import type { CachedPolicy, PolicyRead, PolicyStore } from './store';
 
 export { DEFAULT_MEMORY_BUDGET_MB, MEMORY_LIMIT };
 
@@ -153,13 +154,9 @@ export class MtaStsResolver {
   private async load(domain: string): Promise<CacheRead> {
     const read = await this.store.get(domain);
     if (read.kind === 'none') return { kind: 'none' };
-    let why: string;
-    if (read.kind === 'unreadable') why = `unreadable: ${read.reason}`;
-    else {
-      const parsed = parsePolicy(read.entry.text);
-      if (parsed.ok) return { kind: 'loaded', loaded: { entry: read.entry, policy: parsed.policy } };
-      why = `holds an invalid policy: ${parsed.error}`;
-    }
+    const usable = usableEntry(read);
+    if (usable.ok) return { kind: 'loaded', loaded: { entry: usable.entry, policy: usable.policy } };
+    const why = usable.why;
     this.hooks.event('store_error');
     this.hooks.log('error', `MTA-STS cache entry for ${domain} ${why}`);
     return { kind: 'corrupt', why };
@@ -285,7 +282,9 @@ export class MtaStsResolver {
   /**
    * STS-6: one background pass over the cache. Drops entries unused for longer
    * than their max_age; re-checks the id of the others and refetches when the
-   * id changed or expiry is near. `concurrency` bounds parallel domains.
+   * id changed or expiry is near. ST-5: an entry that is unreadable or holds an
+   * invalid policy is refetched and replaced (never dropped: it may hide an
+   * enforce policy). `concurrency` bounds parallel domains.
    */
   async refreshAll(concurrency = 4): Promise<{ checked: number; refreshed: number; dropped: number }> {
     const settings = this.settings();
@@ -296,17 +295,30 @@ export class MtaStsResolver {
       for (;;) {
         const item = entries[index++];
         if (!item) return;
-        if (item.read.kind !== 'entry') continue;
-        const entry = item.read.entry;
+        if (item.read.kind === 'none') continue;
         const now = this.now();
-        const maxAgeMs = entry.expiresAt - entry.fetchedAt;
-        if (now - entry.usedAt > maxAgeMs || entry.expiresAt <= now) {
-          await this.store.delete(item.domain).catch(() => undefined);
-          this.memory.delete(item.domain);
-          this.hooks.event('dropped');
-          stats.dropped++;
+        const usable = usableEntry(item.read);
+        if (item.read.kind === 'entry') {
+          const entry = item.read.entry;
+          const maxAgeMs = entry.expiresAt - entry.fetchedAt;
+          if (now - entry.usedAt > maxAgeMs || entry.expiresAt <= now) {
+            await this.store.delete(item.domain).catch(() => undefined);
+            this.memory.delete(item.domain);
+            this.hooks.event('dropped');
+            stats.dropped++;
+            continue;
+          }
+        }
+        if (!usable.ok) {
+          stats.checked++;
+          if (await this.repair(item.domain, usable.why, now, settings)) {
+            stats.refreshed++;
+            this.hooks.event('refresh');
+          }
           continue;
         }
+        const entry = usable.entry;
+        const maxAgeMs = entry.expiresAt - entry.fetchedAt;
         // Near expiry: within refresh_before, or past half the lifetime of a short-lived policy.
         const nearExpiry = entry.expiresAt - now <= Math.min(settings.refreshBeforeMs, maxAgeMs / 2);
         if (!nearExpiry && now - entry.checkedAt < settings.recheckMs) continue;
@@ -328,12 +340,43 @@ export class MtaStsResolver {
     await Promise.all(Array.from({ length: Math.max(1, concurrency) }, () => work()));
     return stats;
   }
+
+  /**
+   * ST-5 in the background: fetches a fresh policy for a domain whose cached
+   * entry cannot be used (`why`), so the entry is replaced before a delivery
+   * has to wait for it. True when it was replaced. A file name that is not a
+   * domain is never fetched; a recent failure is not retried before its time.
+   */
+  private async repair(domain: string, why: string, now: number, settings: MtaStsSettings): Promise<boolean> {
+    const name = toALabel(domain);
+    if (!name.ok || name.aLabel !== domain) return false;
+    const failed = this.negative.get(domain);
+    if (failed && failed.until > now) return false;
+    const remembered = this.memory.get(domain);
+    const live = remembered && remembered.entry.expiresAt > now ? remembered : null;
+    const hidden = live ? null : hiddenPolicyReason(domain, why);
+    const decided = await this.discover(domain, live, now, settings, { forceFetch: true }, hidden);
+    return decided.kind === 'policy' && decided.source === 'fetched';
+  }
 }
 
 type CacheRead = { kind: 'none' } | { kind: 'loaded'; loaded: Loaded } | { kind: 'corrupt'; why: string };
 
+/**
+ * ST-5: a cached entry with its parsed policy, or why it cannot be used: it is
+ * unreadable, or holds a policy that does not parse (`why`, as the log says it).
+ */
+export function usableEntry(
+  read: Exclude<PolicyRead, { kind: 'none' }>,
+): { ok: true; entry: CachedPolicy; policy: MtaStsPolicy } | { ok: false; problem: 'unreadable' | 'invalid'; why: string } {
+  if (read.kind === 'unreadable') return { ok: false, problem: 'unreadable', why: `unreadable: ${read.reason}` };
+  const parsed = parsePolicy(read.entry.text);
+  if (!parsed.ok) return { ok: false, problem: 'invalid', why: `holds an invalid policy: ${parsed.error}` };
+  return { ok: true, entry: read.entry, policy: parsed.policy };
+}
+
 /** ST-5: why a delivery waits, and how it stops waiting. */
-function hiddenPolicyReason(domain: string, why: string): string {
+export function hiddenPolicyReason(domain: string, why: string): string {
   return (
     `MTA-STS cache entry for ${domain} ${why}: it may hide an enforce policy, so delivery waits until a fresh policy ` +
     `is fetched or the entry is purged (haraka-outbound policy purge ${domain})`

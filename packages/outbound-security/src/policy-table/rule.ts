@@ -28,7 +28,7 @@ export const TABLE_LEVELS: Readonly<Record<TableLevel, SecLevel>> = {
   verify: SecLevel.TLS_SECURE,
 };
 
-/** Parts of the automatic requirement a rule may waive (POL-2). `dane` is accepted ahead of DANE itself. */
+/** Parts of the automatic requirement a rule may waive (POL-2). `dane`: no TLSA lookup, no DANE check for the domain (mx/plan). */
 export type Exemption = 'ratchet' | 'mta-sts' | 'dane';
 export const EXEMPTIONS: readonly Exemption[] = ['ratchet', 'mta-sts', 'dane'];
 
@@ -218,6 +218,8 @@ export function parseRuleLine(text: string, file: string, line: number): LineRes
     rule.exempt = parts;
     if (key.kind === 'relay' && parts.includes('mta-sts'))
       warnings.push('exempt=mta-sts has no effect on a relay hop: MTA-STS never applies there (POL-4)');
+    if (key.kind === 'relay' && parts.includes('dane'))
+      warnings.push("exempt=dane has no effect on a relay hop: DANE covers a recipient domain's MX hosts, never a relay (POL-4)");
   }
   const auth = options.auth_min_level;
   if (auth !== undefined) {

@@ -89,6 +89,16 @@ test('POL-1: risky or useless options are kept and warned about', () => {
   assert.equal(table.errors, 0);
 });
 
+test('POL-4/DANE: exempt=dane on a relay rule is a warning (DANE covers a domain’s MX hosts, never a relay hop); the rule stays in force', () => {
+  const table = parsePolicyTable('relay:smtp.isp.example verify exempt=dane\n.partner.example may exempt=dane\n', 'outbound_tls_policy');
+  assert.equal(table.rules.length, 2);
+  assert.deepEqual(
+    table.problems.map((p) => [p.severity, p.line]),
+    [['warning', 1]],
+  );
+  assert.match(formatProblem(table.problems[0] as never), /exempt=dane has no effect on a relay hop.*\(rule in force\)$/);
+});
+
 test('POL-1: a bad line is reported with file and line and left out; the rest of the table stays in force; a duplicate keeps the first', () => {
   const text = [
     '# partners',
