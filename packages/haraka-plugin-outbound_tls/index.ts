@@ -21,6 +21,7 @@ import {
 import { getDeliveryState } from 'haraka-outbound-security/haraka/delivery-state';
 import { capturingIdentity } from 'haraka-outbound-security/haraka/identity-capture';
 import { setGuardProblem } from 'haraka-outbound-security/haraka/guard-status';
+import { RUNTIME_STATUS_FILE, writeRuntimeStatus } from 'haraka-outbound-security/haraka/runtime-status';
 import { failClosedReason, recipientKey } from 'haraka-outbound-security/haraka/fail-closed';
 import type { Requirement } from 'haraka-outbound-security/tls/decision';
 import { connectionRequirement } from 'haraka-outbound-security/tls/requirement';
@@ -60,6 +61,7 @@ export function register(this: OutboundTlsPlugin): void {
   this.guardProblem = checkHarakaInternals(hmail);
   setGuardProblem(this.guardProblem);
   metrics.guardInstalled.set(this.guardProblem ? 0 : 1);
+  if (cluster.isPrimary) recordRuntimeStatus(this);
   if (this.guardProblem || !hmail) {
     this.logcrit(
       `outbound_tls: cannot guard outbound connections: ${this.guardProblem}. Failing closed: mail for domains with a ` +
@@ -81,6 +83,14 @@ export function register(this: OutboundTlsPlugin): void {
     );
     void this.metricsListener.apply(this.tlsConfig.metricsListen);
   }
+}
+
+/** TLS-9: the CLI's health view (`haraka-outbound check`) learns from this file whether this Haraka's guard is in place. */
+function recordRuntimeStatus(plugin: OutboundTlsPlugin): void {
+  const status = { pid: process.pid, startedAt: new Date().toISOString(), guardProblem: plugin.guardProblem };
+  writeRuntimeStatus(plugin.tlsConfig.dataDir, status).catch((err: Error) =>
+    plugin.logwarn(`outbound_tls: cannot write ${RUNTIME_STATUS_FILE} in ${plugin.tlsConfig.dataDir}: ${err.message}`),
+  );
 }
 
 /**

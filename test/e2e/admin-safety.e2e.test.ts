@@ -12,7 +12,9 @@ import { after, before, test } from 'node:test';
 import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
 import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
-import { HarakaInstance, describeOutcome, firstOutcome, freePort, type HarakaOptions } from '../fixtures/haraka-instance';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { CLI_PATH, HarakaInstance, describeOutcome, firstOutcome, freePort, type HarakaOptions } from '../fixtures/haraka-instance';
 import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';
 import { TestCa } from '../fixtures/test-ca';
 
@@ -39,6 +41,19 @@ async function withHaraka(o: HarakaOptions, body: (instance: HarakaInstance) => 
     await body(instance);
   } finally {
     await instance.stop();
+  }
+}
+
+const cliRun = promisify(execFile);
+
+/** `haraka-outbound check` on an instance, with the Haraka directory as --config: status and output. */
+async function check(instance: HarakaInstance): Promise<{ code: number; out: string }> {
+  try {
+    const { stdout } = await cliRun(process.execPath, [CLI_PATH, '--config', instance.dir, 'check'], { timeout: 30000 });
+    return { code: 0, out: stdout };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: e.code ?? -1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` };
   }
 }
 
@@ -93,6 +108,9 @@ test('TLS-9: outbound_tls left out of config/plugins: mail to a domain stored at
     );
     assert.equal(instance.logLines.filter((l) => /outbound connections are not guarded: /.test(l)).length, 1, 'said once');
     await assertFailsClosed(instance, /not guarded \(outbound_tls is not listed in config\/plugins/);
+    const health = await check(instance);
+    assert.equal(health.code, 8, health.out);
+    assert.match(health.out, /^FAIL plugins: outbound_tls is not listed in config\/plugins: mail with a requirement is deferred/m);
   });
 });
 
@@ -115,6 +133,13 @@ test('TLS-9: control: with outbound_tls listed first, the self-signed MX is refu
     assert.ok(!instance.logLines.some((l) => /outbound connections are not guarded/.test(l)));
     await instance.send({ to: 'user@open.test' });
     assert.equal((await firstOutcome(instance, 'open.test', since)).event, 'delivered');
+    const health = await check(instance);
+    assert.equal(health.code, 0, health.out);
+    assert.match(health.out, /^ok {3}plugins: outbound_tls, then outbound_mx$/m);
+    assert.match(health.out, /^ok {3}guard: installed \(Haraka pid \d+/m);
+    assert.match(health.out, /^ok {3}ratchet store: .* readable$/m);
+    assert.match(health.out, /^warn DANE: /m);
+    assert.match(health.out, /^ok {3}TLS reporting: off/m);
   });
 });
 
@@ -144,6 +169,12 @@ test('POL-5: a tightening rule with a typo (secure.test verfy) makes secure.test
     assert.equal(selfSink.count('mailfrom'), mailFromBefore, 'nothing reached the self-signed MX');
     await instance.send({ to: 'user@open.test' });
     assert.equal((await firstOutcome(instance, 'open.test', since)).event, 'delivered', 'the rest of the table applies');
+    const health = await check(instance);
+    assert.equal(health.code, 8, health.out);
+    assert.match(
+      health.out,
+      /^FAIL policy table: line 2: secure\.test: expected a level .*: mail to secure\.test waits until it is fixed$/m,
+    );
   });
 });
 

@@ -22,6 +22,7 @@ import { parsePolicyCommand, runPolicy, type PolicyCommand } from './policy';
 import { EXIT_TABLE_PROBLEMS, parseTableCommand, runTable, type TableCommand } from './table';
 import { runExplain, type ExplainCommand } from './explain';
 import { EXIT_DANE_NOT_IN_EFFECT, runDaneStatus, type DaneCommand } from './dane';
+import { EXIT_CHECK_FAILED, runCheck, type CheckCommand } from './check';
 import { EXIT_TLSRPT_NOT_SENT, parseTlsrptCommand, runTlsrpt, type TlsrptCommand } from './tlsrpt';
 
 export const PROGRAM = 'haraka-outbound';
@@ -45,6 +46,9 @@ export const USAGE = `usage:
                                                    requirement and its TLSA records; S seconds per connection
                                                    (default 10)
   ${PROGRAM} [--config DIR] dane status            whether DANE is in effect: the resolver check of outbound_mx
+  ${PROGRAM} [--config DIR] check                  health view: plugins and their order, the running Haraka's guard,
+                                                   stores readable, DANE in effect, table lines not in force,
+                                                   TLS reporting on or off (exit 8 when a line says FAIL)
   ${PROGRAM} [--config DIR] table list [--json]     the policy table (config/outbound_tls_policy): each rule in force
                                                    with its line, each line not in force with the reason
   ${PROGRAM} [--config DIR] explain DOMAIN         the requirement of DOMAIN's connections part by part: ratchet,
@@ -70,7 +74,8 @@ exit status: 0 done, 1 error, 2 bad usage, 3 a stored entry is unreadable,
              5 table list: a line of the policy table is not in force,
              6 dane status: [dane] mode is on or observe but DANE is not in effect,
              7 tlsrpt send: a report did not reach every address (retried by the automatic sending),
-               or Haraka did not take the mailto: reports from the outbox in time`;
+               or Haraka did not take the mailto: reports from the outbox in time,
+             8 check: a line says FAIL (mail is deferred, or protection is missing)`;
 
 export const EXIT = {
   OK: 0,
@@ -81,6 +86,7 @@ export const EXIT = {
   TABLE_PROBLEMS: EXIT_TABLE_PROBLEMS,
   DANE_NOT_IN_EFFECT: EXIT_DANE_NOT_IN_EFFECT,
   TLSRPT_NOT_SENT: EXIT_TLSRPT_NOT_SENT,
+  CHECK_FAILED: EXIT_CHECK_FAILED,
 } as const;
 
 export type Command =
@@ -95,6 +101,7 @@ export type Command =
   | ExplainCommand
   | DaneCommand
   | TlsrptCommand
+  | CheckCommand
   | { kind: 'migrate'; direction: MigrateDirection };
 
 export type ParsedArgs = { ok: true; configDir: string; command: Command } | { ok: false; error: string };
@@ -148,6 +155,8 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
           ? { kind: 'dane-status' }
           : 'dane needs status';
   else if (group === 'tlsrpt') command = parseTlsrptCommand(rest, flags);
+  else if (group === 'check')
+    command = flags.size > 0 ? `unknown option ${[...flags][0]}` : rest.length > 0 ? 'check takes no argument' : { kind: 'check' };
   else if (group === 'migrate')
     command =
       rest.length === 1 && (rest[0] === 'file-to-redis' || rest[0] === 'redis-to-file')
@@ -317,6 +326,7 @@ async function run(configDir: string, command: Exclude<Command, { kind: 'help' |
   if (command.kind === 'probe') return runProbe(command, configDir, settings, redisIni, requireKey, output);
   if (command.kind === 'explain') return runExplain(command, configDir, settings, redisIni, requireKey, output);
   if (command.kind === 'dane-status') return runDaneStatus(configDir, output);
+  if (command.kind === 'check') return runCheck(configDir, settings, redisIni, output);
   if (command.kind === 'tlsrpt-show' || command.kind === 'tlsrpt-send') return runTlsrpt(command, configDir, settings, redisIni, output);
   if (command.kind === 'migrate') {
     const report = await migrate(command.direction, settings, redisIni);

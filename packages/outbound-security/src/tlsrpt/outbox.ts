@@ -25,6 +25,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { QueueMail } from './mailto';
 import { errorCode, errorText, makeDirectory, syncDirectory } from './durable-file';
+import { processRuns } from '../store/process';
 
 /** The outbox under a data directory. */
 export const OUTBOX_DIR = 'tlsrpt-outbox';
@@ -120,16 +121,6 @@ export function parseOutboxFile(text: string): OutboxMessage | string {
   if (typeof to !== 'string' || !ADDRESS.test(to)) return `bad recipient ${JSON.stringify(to)}`;
   if (typeof message !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(message)) return 'the message is not base64';
   return { from, to, message: Buffer.from(message, 'base64') };
-}
-
-/** Whether a process with this pid runs (a claim of a dead one goes back). */
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errorCode(err) === 'EPERM';
-  }
 }
 
 export interface OutboxPickupOptions {
@@ -261,7 +252,7 @@ export class OutboxPickup {
     const file = path.join(this.options.dir, name);
     const stat = await fsp.stat(file).catch(() => null);
     if (!stat) return;
-    if (pid === process.pid || (processAlive(pid) && Date.now() - stat.mtimeMs < STALE_CLAIM_MS)) return;
+    if (pid === process.pid || (processRuns(pid) && Date.now() - stat.mtimeMs < STALE_CLAIM_MS)) return;
     await fsp.rename(file, path.join(this.options.dir, match[2] as string)).catch(() => undefined);
   }
 }
