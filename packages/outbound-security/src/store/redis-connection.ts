@@ -54,6 +54,31 @@ export interface RedisLog {
 
 export class RedisUnavailable extends Error {}
 
+function harakaPluginRedis(): HarakaPluginRedis {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('haraka-plugin-redis') as HarakaPluginRedis;
+}
+
+/** The client options haraka-plugin-redis makes of the settings: redis.ini [server] and [opts], the plugin's [redis] over them. */
+function clientOptions(settings: Pick<RedisSettings, 'server' | 'opts' | 'plugin'>): ReturnType<HarakaPluginRedis['normalize_endpoint']> {
+  return harakaPluginRedis().normalize_endpoint({ ...settings.server, ...settings.plugin }, settings.opts);
+}
+
+/** Where the settings connect: host, port and database (ST-7 names a store by it). */
+export function redisEndpoint(settings: Pick<RedisSettings, 'server' | 'opts' | 'plugin'>): {
+  host: string;
+  port: number;
+  database?: string;
+} {
+  const options = clientOptions(settings);
+  const database = options.database ?? options.db;
+  return {
+    host: String(options.socket.host),
+    port: Number(options.socket.port),
+    ...(database !== undefined && database !== '' && String(database) !== '0' ? { database: String(database) } : {}),
+  };
+}
+
 export class RedisConnection {
   private client: RedisClient | null = null;
   private closed = false;
@@ -64,9 +89,8 @@ export class RedisConnection {
     private readonly settings: RedisSettings,
     private readonly log: RedisLog,
   ) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const hpr = require('haraka-plugin-redis') as HarakaPluginRedis;
-    const options = hpr.normalize_endpoint({ ...settings.server, ...settings.plugin }, settings.opts);
+    const hpr = harakaPluginRedis();
+    const options = clientOptions(settings);
     options.disableOfflineQueue = true;
     options.socket = {
       ...options.socket,
