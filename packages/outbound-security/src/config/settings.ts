@@ -29,6 +29,7 @@ import { checkIni, formatWarning, type IniFile, type IniSchema, type IniWarning 
 import { OUTBOUND_MX_SCHEMA, parseOutboundMxConfig, type OutboundMxConfig } from './outbound-mx';
 import { SharedStores, type StoreSettings } from '../store/open';
 import { STORE_RECORD_FILE } from '../store/in-use';
+import { setStoreUp } from '../metrics';
 import { OUTBOUND_TLS_SCHEMA, parseOutboundTlsConfig, type OutboundTlsConfig } from './outbound-tls';
 import { POLICY_TABLE_FILE, readPolicyTable } from '../policy-table/file';
 import { formatProblem, type PolicyTable } from '../policy-table/table';
@@ -321,6 +322,9 @@ export function outboundTlsSettings(host: SettingsHost): Settings<SharedSettings
       redisIni: s.redisIni,
       log,
       recordFile,
+      onStoreError: s.tls.onStoreError,
+      // OPS-7: outbound_security_store_up{store="redis",address}.
+      onAvailability: (address, up) => setStoreUp('redis', address, up),
     });
     const created = new SharedStores(storeSettings(settings.current));
     stores = created;

@@ -107,7 +107,10 @@ export class RedisRatchetStore implements RatchetStore {
     if (!Number.isInteger(level) || level < SecLevel.PLAIN || level > SecLevel.TLS_SECURE)
       throw new Error(`invalid level ${String(level)}`);
     const result = await this.connection.run(`raise ${key}`, (c) =>
-      c.eval(RAISE_SCRIPT, { keys: [key], arguments: [String(level), String(Math.round(raisedAt)), host ?? '', this.changes.channel, domain] }),
+      c.eval(RAISE_SCRIPT, {
+        keys: [key],
+        arguments: [String(level), String(Math.round(raisedAt)), host ?? '', this.changes.channel, domain],
+      }),
     );
     this.memory.forget(domain); // this process's next read sees its own raise, before the message arrives
     const stored = Number(result);

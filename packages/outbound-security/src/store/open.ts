@@ -42,6 +42,10 @@ export interface StoreSettings {
    * carried over at the next start. None: only switches by `update` are.
    */
   recordFile?: string;
+  /** OPS-7: what mail meets while a store is unavailable (outbound_tls.ini on_store_error), for the outage line. */
+  onStoreError?: 'defer' | 'send';
+  /** OPS-7: a Redis address's availability (true up, false down, null unused), for the metric. */
+  onAvailability?: (address: string, up: boolean | null) => void;
 }
 
 const quiet: StoreLog = { info: () => undefined, error: () => undefined };
@@ -53,6 +57,11 @@ function redisConnection(settings: StoreSettings, backend: RedisBackend): RedisC
       opts: settings.redisIni?.opts ?? {},
       plugin: backend.plugin,
       commandTimeoutMs: backend.commandTimeoutMs,
+      consequence:
+        settings.onStoreError === 'send'
+          ? 'mail is sent without its stored levels and policies (on_store_error=send)'
+          : 'mail that needs stored state is deferred (on_store_error=defer)',
+      ...(settings.onAvailability ? { onAvailability: settings.onAvailability } : {}),
     },
     settings.log ?? quiet,
   );
