@@ -118,7 +118,21 @@ export const metrics = {
     registers: [registry],
     aggregator: 'max',
   }),
+  /** OPS-7: 1 while a store answers, 0 during an outage; `min` over workers (one worker cut off counts). */
+  storeUp: new Gauge({
+    name: 'outbound_security_store_up',
+    help: 'Availability of a store the plugins use (Redis): 1 connected, 0 unavailable (OPS-7)',
+    labelNames: ['store', 'address'],
+    registers: [registry],
+    aggregator: 'min',
+  }),
 };
+
+/** OPS-7: a store's availability; null: no longer used (the series goes away). */
+export function setStoreUp(store: string, address: string, up: boolean | null): void {
+  if (up === null) metrics.storeUp.remove({ store, address });
+  else metrics.storeUp.set({ store, address }, up ? 1 : 0);
+}
 
 // Zero-initialise the label values admins alert on, so they appear before the first event.
 for (const level of [SecLevel.PLAIN, SecLevel.TLS_INSECURE, SecLevel.TLS_SECURE]) metrics.connections.inc({ level: levelName(level) }, 0);

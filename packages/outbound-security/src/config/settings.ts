@@ -28,6 +28,8 @@ import type { HarakaConfig, HarakaLogger } from '../haraka/api';
 import { checkIni, formatWarning, type IniFile, type IniSchema, type IniWarning } from './ini';
 import { OUTBOUND_MX_SCHEMA, parseOutboundMxConfig, type OutboundMxConfig } from './outbound-mx';
 import { SharedStores, type StoreSettings } from '../store/open';
+import { STORE_RECORD_FILE } from '../store/in-use';
+import { setStoreUp } from '../metrics';
 import { OUTBOUND_TLS_SCHEMA, parseOutboundTlsConfig, type OutboundTlsConfig } from './outbound-tls';
 import { POLICY_TABLE_FILE, readPolicyTable } from '../policy-table/file';
 import { formatProblem, type PolicyTable } from '../policy-table/table';
@@ -328,8 +330,19 @@ export function outboundTlsSettings(host: SettingsHost): Settings<SharedSettings
   const settings = sharedSettings.load(host);
   if (!stores) {
     // Subscribed before any plugin: a plugin hearing of a change already finds the stores moved.
-    const log = { info: (m: string) => host.loginfo(m), error: (m: string) => host.logerror(m) };
-    const storeSettings = (s: SharedSettings): StoreSettings => ({ dataDir: s.tls.dataDir, store: s.tls.store, redisIni: s.redisIni, log });
+    const log = { info: (m: string) => host.loginfo(m), warn: (m: string) => host.logwarn(m), error: (m: string) => host.logerror(m) };
+    // ST-7: the record of the store in use lives in the Haraka directory, which a change of data_dir does not move.
+    const recordFile = path.join(harakaDir(), STORE_RECORD_FILE);
+    const storeSettings = (s: SharedSettings): StoreSettings => ({
+      dataDir: s.tls.dataDir,
+      store: s.tls.store,
+      redisIni: s.redisIni,
+      log,
+      recordFile,
+      onStoreError: s.tls.onStoreError,
+      // OPS-7: outbound_security_store_up{store="redis",address}.
+      onAvailability: (address, up) => setStoreUp('redis', address, up),
+    });
     const created = new SharedStores(storeSettings(settings.current));
     stores = created;
     settings.subscribe((next) => {

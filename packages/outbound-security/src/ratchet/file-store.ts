@@ -106,7 +106,7 @@ export class FileRatchetStore implements RatchetStore {
     return read;
   }
 
-  async raise(domain: string, level: SecLevel, host?: string): Promise<SecLevel> {
+  async raise(domain: string, level: SecLevel, host?: string, raisedAt: number = Date.now()): Promise<SecLevel> {
     checkKey(domain);
     if (!SEC_LEVELS.includes(level)) throw new Error(`ratchet: cannot raise ${domain}: ${String(level)} is not a security level`);
     const domainDir = this.domainDir(domain);
@@ -122,7 +122,7 @@ export class FileRatchetStore implements RatchetStore {
       try {
         await this.announce(domain, true); // intent: see change-marker.ts
         let announcedAt = Date.now();
-        await this.createLevelFile(domainDir, level, host, async () => {
+        await this.createLevelFile(domainDir, level, { raisedAt, host }, async () => {
           // The link must land within settleMs of an intent line: announce again after a slow write.
           if (Date.now() - announcedAt > this.settleMs / 3) {
             await this.announce(domain, true);
@@ -281,11 +281,11 @@ export class FileRatchetStore implements RatchetStore {
   private async createLevelFile(
     domainDir: string,
     level: SecLevel,
-    host: string | undefined,
+    { raisedAt, host }: { raisedAt: number; host: string | undefined },
     beforeLink: () => Promise<void>,
   ): Promise<void> {
     const created = await fsp.mkdir(domainDir, { recursive: true });
-    const content: LevelFileContent = { raisedAt: Date.now() };
+    const content: LevelFileContent = { raisedAt };
     if (host !== undefined) content.host = host;
     const temp = path.join(domainDir, `${TEMP_PREFIX}${uniqueSuffix()}`);
     const final = path.join(domainDir, levelName(level));

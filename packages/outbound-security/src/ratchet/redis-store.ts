@@ -102,12 +102,15 @@ export class RedisRatchetStore implements RatchetStore {
     return readFields(domain, key, fields);
   }
 
-  async raise(domain: string, level: SecLevel, host?: string): Promise<SecLevel> {
+  async raise(domain: string, level: SecLevel, host?: string, raisedAt: number = Date.now()): Promise<SecLevel> {
     const key = this.key(domain);
     if (!Number.isInteger(level) || level < SecLevel.PLAIN || level > SecLevel.TLS_SECURE)
       throw new Error(`invalid level ${String(level)}`);
     const result = await this.connection.run(`raise ${key}`, (c) =>
-      c.eval(RAISE_SCRIPT, { keys: [key], arguments: [String(level), String(Date.now()), host ?? '', this.changes.channel, domain] }),
+      c.eval(RAISE_SCRIPT, {
+        keys: [key],
+        arguments: [String(level), String(Math.round(raisedAt)), host ?? '', this.changes.channel, domain],
+      }),
     );
     this.memory.forget(domain); // this process's next read sees its own raise, before the message arrives
     const stored = Number(result);

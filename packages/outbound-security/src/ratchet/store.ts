@@ -30,8 +30,10 @@ export interface RatchetStore {
    * Records that `level` was seen for `domain`. Atomic and monotonic: the stored
    * level afterwards is max(stored, level), whatever other writers do at once.
    * Resolves with the level now stored; rejects when it could not be persisted.
+   * `raisedAt` (ms since epoch, default now): when the level was reached, for a
+   * level carried from another store (ST-7, `migrate`).
    */
-  raise(domain: string, level: SecLevel, host?: string): Promise<SecLevel>;
+  raise(domain: string, level: SecLevel, host?: string, raisedAt?: number): Promise<SecLevel>;
   /** Forgets a domain (operator action). Resolves true when there was an entry. */
   reset(domain: string): Promise<boolean>;
   /** Every entry; unreadable ones are reported, not thrown. */

@@ -4,20 +4,29 @@
  * store: the embedded file store (ST-2) or Redis (ST-3). `SharedStores` keeps
  * one ratchet store and one policy store per process for the settings in
  * force, and reopens them when data_dir, store or the Redis settings change
- * (PKG-4).
+ * (PKG-4), carrying what the previous ones hold into them (ST-7).
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { FileRatchetStore } from '../ratchet/file-store';
 import { FilePolicyStore, type PolicyStore } from '../mta-sts/store';
 import type { IniFile } from '../config/ini';
 import type { RedisBackend, StoreBackend } from '../config/outbound-tls';
 import type { RatchetStore } from '../ratchet/store';
-import { RedisConnection, type RedisLog } from './redis-connection';
+import { RedisConnection, redisEndpoint, type RedisLog } from './redis-connection';
+import { CarryingPolicyStore, CarryingRatchetStore } from './carrying';
+import type { StoreInUse } from './in-use';
+import { StoreSwitch, type OpenedStores } from './switch';
 import { RedisPolicyStore } from '../mta-sts/redis-store';
 import { RedisRatchetStore } from '../ratchet/redis-store';
 
 /** The ratchet's directory under `data_dir`. */
 export const RATCHET_SUBDIR = 'ratchet';
+
+export interface StoreLog extends RedisLog {
+  /** Defaults to `error`. */
+  warn?(message: string): void;
+}
 
 export interface StoreSettings {
   /** Absolute `data_dir` (see parseOutboundTlsConfig). */
@@ -26,10 +35,20 @@ export interface StoreSettings {
   store?: StoreBackend;
   /** config/redis.ini (its [server] and [opts]), for the Redis store. */
   redisIni?: IniFile;
-  log?: RedisLog;
+  log?: StoreLog;
+  /**
+   * ST-7: the record of the store in use (the plugins: STORE_RECORD_FILE in the
+   * Haraka directory), so that a switch made while Haraka was stopped is
+   * carried over at the next start. None: only switches by `update` are.
+   */
+  recordFile?: string;
+  /** OPS-7: what mail meets while a store is unavailable (outbound_tls.ini on_store_error), for the outage line. */
+  onStoreError?: 'defer' | 'send';
+  /** OPS-7: a Redis address's availability (true up, false down, null unused), for the metric. */
+  onAvailability?: (address: string, up: boolean | null) => void;
 }
 
-const quiet: RedisLog = { info: () => undefined, error: () => undefined };
+const quiet: StoreLog = { info: () => undefined, error: () => undefined };
 
 function redisConnection(settings: StoreSettings, backend: RedisBackend): RedisConnection {
   return new RedisConnection(
@@ -38,6 +57,11 @@ function redisConnection(settings: StoreSettings, backend: RedisBackend): RedisC
       opts: settings.redisIni?.opts ?? {},
       plugin: backend.plugin,
       commandTimeoutMs: backend.commandTimeoutMs,
+      consequence:
+        settings.onStoreError === 'send'
+          ? 'mail is sent without its stored levels and policies (on_store_error=send)'
+          : 'mail that needs stored state is deferred (on_store_error=defer)',
+      ...(settings.onAvailability ? { onAvailability: settings.onAvailability } : {}),
     },
     settings.log ?? quiet,
   );
@@ -87,47 +111,78 @@ function storeKey(settings: StoreSettings): string {
   return JSON.stringify(['redis', backend, settings.redisIni?.server ?? {}, settings.redisIni?.opts ?? {}]);
 }
 
+/** ST-7: which store the settings name (what the record of the store in use holds). */
+export function storeInUse(settings: StoreSettings): StoreInUse {
+  const backend = settings.store ?? { backend: 'file' };
+  if (backend.backend === 'file') return { backend: 'file', dataDir: path.resolve(settings.dataDir) };
+  const endpoint = redisEndpoint({ server: settings.redisIni?.server ?? {}, opts: settings.redisIni?.opts ?? {}, plugin: backend.plugin });
+  return { backend: 'redis', ...endpoint, prefix: backend.prefix };
+}
+
+/** The settings that open `inUse` (a store named by the record), the rest (redis.ini [opts], the log) from `current`. */
+function settingsFor(inUse: StoreInUse, current: StoreSettings): StoreSettings {
+  if (inUse.backend === 'file') return { ...current, dataDir: inUse.dataDir, store: { backend: 'file' } };
+  const timeout = current.store?.backend === 'redis' ? current.store.commandTimeoutMs : DEFAULT_REDIS_TIMEOUT_MS;
+  const plugin = { host: inUse.host, port: String(inUse.port), ...(inUse.database ? { database: inUse.database } : {}) };
+  return { ...current, store: { backend: 'redis', prefix: inUse.prefix, commandTimeoutMs: timeout, plugin } };
+}
+
+const DEFAULT_REDIS_TIMEOUT_MS = 1000;
+const NONE: readonly never[] = [];
+
 /**
  * The ratchet and policy stores of this process, shared by both plugins,
  * opened on first use for the settings in force (a plugin asks for the ones
  * it uses when it loads, so a Redis connection is made before the first
- * delivery). `update` with new settings replaces the open stores they no
- * longer describe and closes the old ones.
+ * delivery). `update` with new settings opens the stores they describe; ST-7:
+ * the previous ones are carried into them and closed (store/switch.ts), and
+ * meanwhile `ratchet()` and `policy()` read both (store/carrying.ts).
  */
 export class SharedStores {
-  private ratchetStore: RatchetStore | undefined;
-  private policyStore: PolicyStore | undefined;
+  private opened: OpenedStores | undefined;
   private key: string;
+  private readonly switcher: StoreSwitch;
+  private readonly ratchetView: CarryingRatchetStore;
+  private readonly policyView: CarryingPolicyStore;
   /** Counts the moves: a cache of what a store held (MTA-STS policies in memory) is stale when it changed. */
   generation = 0;
 
   constructor(private settings: StoreSettings) {
     this.key = storeKey(settings);
+    const log = settings.log ?? quiet;
+    this.switcher = new StoreSwitch(
+      () => this.target(),
+      { info: (m) => log.info(m), warn: (m) => (log.warn ?? log.error).call(log, m), error: (m) => log.error(m) },
+      settings.recordFile,
+    );
+    this.ratchetView = new CarryingRatchetStore(() => ({ target: this.target().ratchet, previous: this.previous('ratchet') }));
+    this.policyView = new CarryingPolicyStore(() => ({ target: this.target().policy, previous: this.previous('policy') }));
+    if (settings.recordFile) this.switcher.start((inUse) => this.open(settingsFor(inUse, this.settings)), unrecordedStore(settings));
   }
 
-  /** New settings; true when the stores moved (the old ones are closed). */
+  /** New settings; true when the stores moved (the previous ones are carried into the new ones, then closed). */
   update(settings: StoreSettings): boolean {
     const key = storeKey(settings);
+    const before = this.settings;
     this.settings = settings;
     if (key === this.key) return false;
     this.key = key;
     this.generation += 1;
-    const previous = [this.ratchetStore, this.policyStore];
-    // The stores in use are reopened at once: a Redis connection is up before the next delivery needs it.
-    this.ratchetStore = previous[0] && openRatchetStore(settings);
-    this.policyStore = previous[1] && openPolicyStore(settings);
-    for (const store of previous) store?.close().catch(() => undefined);
+    const previous = this.opened ?? this.open(before);
+    // The new stores are opened at once: a Redis connection is up before the next delivery needs it.
+    this.opened = this.open(settings);
+    this.switcher.add(previous);
     return true;
   }
 
   ratchet(): RatchetStore {
-    this.ratchetStore ??= openRatchetStore(this.settings);
-    return this.ratchetStore;
+    this.target();
+    return this.ratchetView;
   }
 
   policy(): PolicyStore {
-    this.policyStore ??= openPolicyStore(this.settings);
-    return this.policyStore;
+    this.target();
+    return this.policyView;
   }
 
   /** Where the stores are, for the log (`file:<data_dir>` or `redis`). */
@@ -137,9 +192,35 @@ export class SharedStores {
   }
 
   async close(): Promise<void> {
-    const stores = [this.ratchetStore, this.policyStore];
-    this.ratchetStore = undefined;
-    this.policyStore = undefined;
-    await Promise.all(stores.map((store) => store?.close().catch(() => undefined)));
+    const opened = this.opened;
+    this.opened = undefined;
+    await this.switcher.close();
+    if (opened) await Promise.all([opened.ratchet.close().catch(() => undefined), opened.policy.close().catch(() => undefined)]);
   }
+
+  private target(): OpenedStores {
+    this.opened ??= this.open(this.settings);
+    return this.opened;
+  }
+
+  private previous<K extends 'ratchet' | 'policy'>(kind: K): ReadonlyArray<OpenedStores[K]> {
+    const pending = this.switcher.pending;
+    return pending.length === 0 ? NONE : pending.map((p) => p[kind]);
+  }
+
+  private open(settings: StoreSettings): OpenedStores {
+    return { inUse: storeInUse(settings), ratchet: openRatchetStore(settings), policy: openPolicyStore(settings) };
+  }
+}
+
+/**
+ * With no record of the store in use (the first start with one): the file
+ * store under data_dir, when Redis is in force and that directory holds a
+ * ratchet or a policy cache (it may have been in use until now).
+ */
+function unrecordedStore(settings: StoreSettings): StoreInUse | undefined {
+  if ((settings.store ?? { backend: 'file' }).backend !== 'redis') return undefined;
+  const dataDir = path.resolve(settings.dataDir);
+  const used = [RATCHET_SUBDIR, POLICY_SUBDIR].some((sub) => fs.existsSync(path.join(dataDir, sub)));
+  return used ? { backend: 'file', dataDir } : undefined;
 }
