@@ -180,14 +180,14 @@ test('POL-1: the file: none is an empty table, an unreadable file or one that is
 test('POL-5: a line naming a destination that cannot be read makes that destination wait (file and line in the reason); the rest applies', () => {
   const table = parsePolicyTable(
     [
-      'good.test verfy', // line 1: a tightening rule with a typo
-      '.test encrypt', // line 2: a valid parent rule: it must not take over good.test
+      'good.corp.test verfy', // line 1: a tightening rule with a typo
+      '.corp.test encrypt', // line 2: a valid parent rule: it must not take over good.corp.test
       'loose.test may exempt=ratchet,mta-stss', // line 3: an unknown exemption
       'relay:smtp.isp.test verify auth_min_level=encrypted', // line 4
       'ok.test verify', // line 5
       '.broken.test verifyy', // line 6: a broken parent
       'exact.broken.test may', // line 7: an exact rule beats the broken parent
-      'good.test verify', // line 8: a duplicate key after a broken line: in force (the first readable one)
+      'good.corp.test verify', // line 8: a duplicate key after a broken line: in force (the first readable one)
     ].join('\n'),
     FILE,
   );
@@ -195,8 +195,8 @@ test('POL-5: a line naming a destination that cannot be read makes that destinat
     const problem = table.brokenForDomain(domain);
     return problem ? brokenLineReason(problem) : 'none';
   };
-  assert.equal(table.forDomain('good.test')?.line, 8, 'the readable line of good.test is in force');
-  assert.equal(broken('good.test'), 'none');
+  assert.equal(table.forDomain('good.corp.test')?.line, 8, 'the readable line of good.test is in force');
+  assert.equal(broken('good.corp.test'), 'none');
   assert.match(
     broken('loose.test'),
     /^policy table config\/outbound_tls_policy line 3 cannot be read \(loose\.test: exempt=: unknown exemption "mta-stss".*mail to loose\.test waits until the line is fixed \(POL-5\)$/,
@@ -206,8 +206,8 @@ test('POL-5: a line naming a destination that cannot be read makes that destinat
   assert.equal(table.forDomain('a.broken.test'), null, 'the broken parent shadows .test');
   assert.equal(broken('exact.broken.test'), 'none');
   assert.equal(table.forDomain('exact.broken.test')?.line, 7);
-  assert.equal(broken('other.test'), 'none');
-  assert.equal(table.forDomain('other.test')?.line, 2);
+  assert.equal(broken('other.corp.test'), 'none');
+  assert.equal(table.forDomain('other.corp.test')?.line, 2);
   assert.match(String(table.brokenForRelay('relay:smtp.isp.test')?.message), /auth_min_level=encrypted/);
   assert.equal(table.brokenForRelay('relay:other.isp.test'), null);
   assert.equal(table.forDomain('ok.test')?.level, 'verify');
