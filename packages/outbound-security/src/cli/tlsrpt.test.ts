@@ -62,15 +62,25 @@ test('RPT-5: tlsrpt show prints the counts as they would be reported; send refus
       0,
       shown.err.join('\n'),
     );
-    assert.match(shown.out[0] ?? '', /^example\.com 2025-03-14: report /);
-    assert.equal(shown.out[1], '  policy no-policy-found example.com: 3 successful, 2 failed');
+    // OPS-4: reporting is off here: said first, and no report id of a report that will not be sent.
+    assert.match(shown.out[0] ?? '', /^TLS reporting is off \(\[tlsrpt\] enabled=false in outbound_tls\.ini\): nothing is counted or sent/);
+    assert.equal(shown.out[1], 'example.com 2025-03-14:');
+    assert.equal(shown.out[2], '  policy no-policy-found example.com: 3 successful, 2 failed');
     assert.match(
-      shown.out[2] ?? '',
+      shown.out[3] ?? '',
       /^ {4}2 × starttls-not-supported \(.*receiving-ip=192\.0\.2\.1.*failure-reason-code=starttls-not-offered/,
     );
     const sent = output();
     assert.equal(await main(['--config', path.join(dir, 'config'), 'tlsrpt', 'send', '2025-03-14'], sent.io), 1);
     assert.match(sent.err.join('\n'), /TLS reporting is off/);
+
+    // Misconfigured (enabled without a sender): said, and status 1.
+    // (another config directory: haraka-config keeps what it read of a file for the life of the process)
+    fs.mkdirSync(path.join(dir, 'broken'));
+    fs.writeFileSync(path.join(dir, 'broken', 'outbound_tls.ini'), `[main]\ndata_dir=${path.join(dir, 'data')}\n[tlsrpt]\nenabled=true\n`);
+    const broken = output();
+    assert.equal(await main(['--config', path.join(dir, 'broken'), 'tlsrpt', 'show', 'example.com', '2025-03-14'], broken.io), 1);
+    assert.match(broken.out[0] ?? '', /^TLS reporting is misconfigured, so off: .*sender/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

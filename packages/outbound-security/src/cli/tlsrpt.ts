@@ -148,10 +148,20 @@ export async function runTlsrpt(
       if (!key.ok) throw new Error(`bad DOMAIN: ${key.error}`);
       const identity = config.kind === 'on' ? config.settings.identity : PLACEHOLDER;
       const { counts, report, state } = await previewReport(store, identity, day, key.key);
-      for (const line of formatPreview(counts, report)) output.out(line);
+      const lines = formatPreview(counts, report);
+      if (config.kind !== 'on') {
+        // OPS-4: no report id of a report that will not be sent; say why first.
+        output.out(
+          config.kind === 'off'
+            ? 'TLS reporting is off ([tlsrpt] enabled=false in outbound_tls.ini): nothing is counted or sent; the store holds:'
+            : `TLS reporting is misconfigured, so off: ${config.reason}; the store holds:`,
+        );
+        lines[0] = `${counts.policyDomain} ${counts.day}:`;
+      }
+      for (const line of lines) output.out(line);
       if (state?.finished) output.out(`  delivery: ${state.finished.outcome} (${state.finished.reason})`);
       else if (state) output.out(`  delivery: due ${new Date(state.dueAt).toISOString()}, ${state.attempts} attempt(s)`);
-      return 0;
+      return config.kind === 'misconfigured' ? 1 : 0;
     }
     if (config.kind !== 'on') return 1;
     const mx = loadMxSettings(configDir);
