@@ -6,6 +6,7 @@ import path from 'node:path';
 import { publishPluginDocs } from 'haraka-outbound-security/haraka/plugin-docs';
 import { createCachedTransport, createDnsClient, effectiveServers, type DnsClient } from 'haraka-outbound-security/mx/dns-client';
 import { createDnsTransport, type DnsTransport } from 'haraka-outbound-security/dns/wire';
+import { ResolverHealth } from 'haraka-outbound-security/dns/resolver-health';
 import { DECLARE_RESOLVER_HINT } from 'haraka-outbound-security/dns/resolver-trust';
 import { daneDeps } from 'haraka-outbound-security/dane/deps';
 import type { DaneDeps } from 'haraka-outbound-security/dane/plan-step';
@@ -187,10 +188,17 @@ export function load_outbound_mx_ini(this: OutboundMxPlugin): void {
   const mxSettings = outboundMxSettings(this);
   const shared = outboundTlsSettings(this);
   const stores = sharedStores(this);
+  // OPS-7: a resolver that stops answering is told once, reminded, told when back; one follower across reloads.
+  const resolvers = new ResolverHealth(
+    { info: (m) => this.loginfo(`outbound_mx: ${m}`), error: (m) => this.logerror(`outbound_mx: ${m}`) },
+    (server, up) => metrics.dnsResolverUp.set({ server }, up ? 1 : 0),
+  );
   const applyMx = ({ mx, extraCa }: MxSettings): void => {
     const sts = mx.mtaSts;
     this.mxConfig = mx;
-    this.dnsTransport = createCachedTransport(mx.dns);
+    this.dnsTransport = createCachedTransport(mx.dns, (server, answered, reason, name) =>
+      resolvers.observe(server, answered, reason, name),
+    );
     this.dnsClient = createDnsClient(mx.dns, this.dnsTransport);
     this.daneStatus?.stop();
     this.daneStatus = new DaneStatus(resolverCheckTransport(mx), mx.dane, (state) => reportDane(this, state), {

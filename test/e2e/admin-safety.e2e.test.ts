@@ -191,3 +191,41 @@ test('POL-5: a parent rule on a public suffix (.test may exempt=ratchet) is refu
     assert.ok(!instance.logLines.some((l) => /passed only by exempt=ratchet/.test(l)), 'no exemption used');
   });
 });
+
+test('OPS-7: a DNS resolver that stops answering is told once, naming it, while mail waits; once when it answers again, and the mail goes', async () => {
+  const own = await TestDnsServer.start();
+  const port = own.port;
+  await own.stop();
+  const domains = ['dns1.test', 'dns2.test', 'dns3.test', 'dns4.test'];
+  let restarted: TestDnsServer | undefined;
+  try {
+    await withHaraka({ ...options({ plugins: ['outbound_tls', 'outbound_mx'] }), dnsServer: own.address }, async (instance) => {
+      const since = Date.now();
+      for (const domain of domains) await instance.send({ to: `user@${domain}` });
+      for (const domain of domains) assert.equal((await firstOutcome(instance, domain, since)).event, 'deferred');
+      // Retried every second: lookups go on failing for a while.
+      await new Promise((resolve) => setTimeout(resolve, 4000));
+      const down = instance.logLines.filter((l) => /DNS resolver 127\.0\.0\.1:\d+ unavailable: /.test(l));
+      assert.equal(down.length, 1, down.join('\n'));
+      assert.match(
+        down[0] ?? '',
+        new RegExp(`DNS resolver 127\\.0\\.0\\.1:${port} unavailable: .*mail is deferred until a resolver answers`),
+      );
+
+      restarted = await TestDnsServer.start({ port });
+      for (const domain of domains) pointMxOn(restarted, domain, OPEN);
+      await instance.waitForLog(new RegExp(`DNS resolver 127\\.0\\.0\\.1:${port} is back after`), 20000);
+      for (const domain of domains) {
+        await instance.waitForEvent((e) => e.domain === domain && e.event === 'delivered', 20000, `${domain} delivered`);
+      }
+      assert.equal(instance.logLines.filter((l) => /DNS resolver .* unavailable: /.test(l)).length, 1);
+    });
+  } finally {
+    await restarted?.stop();
+  }
+});
+
+function pointMxOn(server: TestDnsServer, domain: string, target: { address: string; host: string }): void {
+  server.set(domain, [{ type: 'MX', preference: 10, exchange: target.host }]);
+  server.set(target.host, [{ type: 'A', address: target.address }]);
+}

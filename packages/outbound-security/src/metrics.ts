@@ -104,6 +104,14 @@ export const metrics = {
     },
   }),
   /** POL-1: the table in force; `max` over workers (each reads the same file). */
+  /** OPS-7: 1 while a DNS resolver answers, 0 during an outage (3 failed attempts in a row). */
+  dnsResolverUp: new Gauge({
+    name: 'outbound_mx_dns_resolver_up',
+    help: 'A DNS resolver of outbound_mx.ini answers (1), or stopped answering: 3 attempts in a row without an answer (0)',
+    labelNames: ['server'],
+    registers: [registry],
+    aggregator: 'min',
+  }),
   /** TLS-6, TLS-9: 1 when outbound_tls's connection guard is installed in the process, 0 when mail fails closed for want of it. */
   guardInstalled: new Gauge({
     name: 'outbound_tls_guard_installed',

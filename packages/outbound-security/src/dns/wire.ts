@@ -53,6 +53,12 @@ export interface WireSettings {
   servers: readonly string[];
   timeoutMs: number;
   tries: number;
+  /**
+   * OPS-7: told of every attempt's outcome per server (`server` as configured):
+   * an answer of any kind (SERVFAIL included: the resolver is there), or a
+   * failure to get one (timeout, refused, reset) with its reason.
+   */
+  health?: (server: string, answered: boolean, reason: string | undefined, name: string) => void;
 }
 
 export interface DnsTransport {
@@ -220,7 +226,8 @@ function overTcp(server: Server, query: Buffer, id: number, name: string, type: 
 
 export function createDnsTransport(settings: WireSettings): DnsTransport {
   if (settings.servers.length === 0) throw new Error('no DNS servers configured');
-  const servers = settings.servers.map(parseServer);
+  const servers = settings.servers.map((text) => ({ ...parseServer(text), text }));
+  const health = settings.health;
   return {
     async query(name, type, options = {}) {
       const absolute = name.endsWith('.') ? name.slice(0, -1) : name;
@@ -235,6 +242,7 @@ export function createDnsTransport(settings: WireSettings): DnsTransport {
           if (attempt.kind === 'reply' && attempt.truncated) {
             attempt = await overTcp(server, query, id, absolute, type, settings.timeoutMs);
           }
+          health?.(server.text, attempt.kind === 'reply', attempt.kind === 'failure' ? attempt.message : undefined, absolute);
           if (attempt.kind === 'failure') {
             failure = attempt;
             continue;

@@ -7,7 +7,7 @@
  */
 import { getServers } from 'node:dns';
 import { CachingTransport, DEFAULT_CACHE_MAX_TTL_S, DEFAULT_CACHE_MB } from '../dns/answer-cache';
-import { createDnsTransport, type DnsTransport, type QueryOutcome, type RecordType } from '../dns/wire';
+import { createDnsTransport, type DnsTransport, type QueryOutcome, type RecordType, type WireSettings } from '../dns/wire';
 
 export interface DnsSettings {
   /** `host` or `host:port` entries; empty = the system's resolvers. */
@@ -114,8 +114,13 @@ export function effectiveServers(settings: DnsSettings): readonly string[] {
 }
 
 /** The transport (with the answer cache) the client and DANE lookups share. */
-export function createCachedTransport(settings: DnsSettings): DnsTransport {
-  const wire = createDnsTransport({ servers: effectiveServers(settings), timeoutMs: settings.timeoutMs, tries: settings.tries });
+export function createCachedTransport(settings: DnsSettings, health?: WireSettings['health']): DnsTransport {
+  const wire = createDnsTransport({
+    servers: effectiveServers(settings),
+    timeoutMs: settings.timeoutMs,
+    tries: settings.tries,
+    ...(health ? { health } : {}),
+  });
   return new CachingTransport(wire, {
     maxBytes: settings.cacheBytes ?? DEFAULT_CACHE_MB * 1024 * 1024,
     maxTtlS: settings.cacheMaxTtlS ?? DEFAULT_CACHE_MAX_TTL_S,
