@@ -36,6 +36,10 @@ import type { RatchetStore } from 'haraka-outbound-security/ratchet/store';
 import { levelName } from 'haraka-outbound-security/tls/sec-level';
 import { sessionOfConnection } from 'haraka-outbound-security/tlsrpt/session';
 import { startTlsReporting, type ReportingPlugin } from './tlsrpt';
+import { registerRequireTls } from './requiretls';
+
+// RT-1, RT-5: RFC 8689 on receipt (requiretls.ts); Haraka calls hooks by the names exported here.
+export { requiretls_advertise, requiretls_data_post, requiretls_mail } from './requiretls';
 
 interface OutboundTlsPlugin extends HarakaPlugin, ReportingPlugin {
   tlsConfig: OutboundTlsConfig;
@@ -75,6 +79,8 @@ export function register(this: OutboundTlsPlugin): void {
   }
   // RPT-1 … RPT-4, RPT-7: TLS reporting ([tlsrpt], off by default), following outbound_tls.ini reloads.
   startTlsReporting(this);
+  // RT-1, RT-5: REQUIRETLS and TLS-Required on receipt ([requiretls]).
+  registerRequireTls(this);
 
   // OPS-3: the listener runs in Haraka's main process and follows [metrics] listen (load_outbound_tls_ini).
   if (cluster.isPrimary) {

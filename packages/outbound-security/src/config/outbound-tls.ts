@@ -7,6 +7,7 @@ import path from 'node:path';
 import { SecLevel, parseLevel } from '../tls/sec-level';
 import { booleanValue, integerValue, type IniFile, type IniSchema, type IniSection } from './ini';
 import { TLSRPT_KEYS, parseTlsReportingSettings, type TlsReportingConfig } from '../tlsrpt/settings';
+import type { TlsRequiredHeaderSetting } from '../requiretls/tls-required-header';
 
 /** The sections and keys outbound_tls.ini may hold (PKG-4); [redis] is passed to haraka-plugin-redis as is. */
 export const OUTBOUND_TLS_SCHEMA: IniSchema = {
@@ -23,6 +24,7 @@ export const OUTBOUND_TLS_SCHEMA: IniSchema = {
   redis: '*',
   metrics: ['listen'],
   tlsrpt: TLSRPT_KEYS,
+  requiretls: ['enabled', 'tls_required_header'],
 };
 
 export interface RedisBackend {
@@ -56,6 +58,16 @@ export interface OutboundTlsConfig {
    * load and reload) and reporting stays off.
    */
   tlsrpt: TlsReportingConfig;
+  /** RT-1, RT-5: RFC 8689 on receipt ([requiretls]). */
+  requiretls: RequireTlsSettings;
+}
+
+/** `[requiretls]`: RFC 8689 on receipt (RT-1, RT-5). */
+export interface RequireTlsSettings {
+  /** RT-1: advertise REQUIRETLS after STARTTLS and accept it on MAIL FROM (default off). */
+  enabled: boolean;
+  /** RT-5: whether `TLS-Required: No` marks a message (default honour). */
+  tlsRequiredHeader: TlsRequiredHeaderSetting;
 }
 
 /** `harakaDir` anchors a relative data_dir (the directory holding config/). */
@@ -92,5 +104,18 @@ export function parseOutboundTlsConfig(ini: IniFile, harakaDir: string): Outboun
     authMinLevel,
     metricsListen: listen === '' ? null : listen,
     tlsrpt: parseTlsReportingSettings(ini.tlsrpt, { baseDir: harakaDir }),
+    requiretls: parseRequireTlsSettings(ini.requiretls ?? {}),
+  };
+}
+
+function parseRequireTlsSettings(section: IniSection): RequireTlsSettings {
+  const header = String(section.tls_required_header ?? 'honour').trim().toLowerCase() || 'honour';
+  // "honor" too: the admin's spelling is not the point.
+  if (header !== 'honour' && header !== 'honor' && header !== 'ignore') {
+    throw new Error(`[requiretls] tls_required_header=${header}: expected honour or ignore`);
+  }
+  return {
+    enabled: booleanValue('requiretls', 'enabled', section.enabled, false),
+    tlsRequiredHeader: header === 'ignore' ? 'ignore' : 'honour',
   };
 }

@@ -1,0 +1,112 @@
+/**
+ * RFC 8689 on receipt (RT-1, RT-5): outbound_tls's inbound hooks.
+ *
+ * - `capabilities`: REQUIRETLS is advertised after STARTTLS (Haraka's
+ *   `connection.tls.enabled`), when `[requiretls] enabled=true`.
+ * - `mail`: MAIL FROM with REQUIRETLS is accepted only where it was
+ *   advertised, refused otherwise (requiretls/mail-parameter.ts says with which
+ *   code), and recorded in `transaction.notes`: Haraka writes those notes into
+ *   the queue file, so the request survives a restart and applies to every
+ *   recipient (requiretls/notes.ts). Authenticated clients (submission) ask
+ *   the same way.
+ * - `data_post`: `TLS-Required: No` (without REQUIRETLS) is recorded the same
+ *   way, unless `tls_required_header=ignore`.
+ *
+ * This release records the request; delivery honours it from RT-2 on.
+ */
+import type { OutboundTlsConfig } from 'haraka-outbound-security/config/outbound-tls';
+import { CONT, DENY, type HarakaPlugin, type Next } from 'haraka-outbound-security/haraka/api';
+import { harakaReply } from 'haraka-outbound-security/haraka/smtp-reply';
+import { REQUIRETLS, receiveVerdict, type MailParameters } from 'haraka-outbound-security/requiretls/mail-parameter';
+import {
+  REQUIRETLS_NOTE,
+  TLS_REQUIRED_NO_NOTE,
+  type RequireTlsNote,
+  type TlsRequiredNoNote,
+} from 'haraka-outbound-security/requiretls/notes';
+import { TLS_REQUIRED_HEADER, tlsRequiredVerdict } from 'haraka-outbound-security/requiretls/tls-required-header';
+
+export interface RequireTlsPlugin extends HarakaPlugin {
+  tlsConfig: OutboundTlsConfig;
+}
+
+/** The part of Haraka's inbound Connection these hooks read and write. */
+interface InboundConnection {
+  tls: { enabled: boolean };
+  capabilities: string[] | null;
+  notes: { auth_user?: unknown };
+  transaction?: {
+    notes: Record<string, unknown>;
+    header: { get_all(name: string): string[] };
+  } | null;
+}
+
+/** Connections whose current EHLO reply offered REQUIRETLS (a reload between EHLO and MAIL changes nothing for them). */
+const advertisedOn = new WeakSet<object>();
+
+export function registerRequireTls(plugin: RequireTlsPlugin): void {
+  plugin.register_hook('capabilities', 'requiretls_advertise');
+  // Early, so the refusal comes before other plugins act on a MAIL FROM that will not stand.
+  plugin.register_hook('mail', 'requiretls_mail', -50);
+  plugin.register_hook('data_post', 'requiretls_data_post');
+  if (plugin.tlsConfig.requiretls.enabled) {
+    plugin.lognotice(
+      'outbound_tls: REQUIRETLS is advertised after STARTTLS and recorded with each message that asks for it (RT-1); ' +
+        'this release does not yet enforce it on delivery',
+    );
+  }
+}
+
+/** RT-1: REQUIRETLS in the EHLO reply on a TLS session only. */
+export function requiretls_advertise(this: RequireTlsPlugin, next: Next, connection: InboundConnection): void {
+  advertisedOn.delete(connection);
+  if (this.tlsConfig.requiretls.enabled && connection.tls.enabled && connection.capabilities) {
+    connection.capabilities.push(REQUIRETLS);
+    advertisedOn.add(connection);
+  }
+  next(CONT);
+}
+
+/** RT-1: accept or refuse MAIL FROM … REQUIRETLS, and record the request with the message. */
+export function requiretls_mail(
+  this: RequireTlsPlugin,
+  next: Next,
+  connection: InboundConnection,
+  [, params]: [unknown, MailParameters | undefined],
+): void {
+  const verdict = receiveVerdict(params ?? {}, { tls: connection.tls.enabled, advertised: advertisedOn.has(connection) });
+  if (verdict.kind === 'absent') return next(CONT);
+  if (verdict.kind === 'refused') {
+    this.lognotice(
+      `outbound_tls: MAIL FROM with REQUIRETLS refused: ${verdict.code} ${verdict.status.join('.')} ${verdict.text}`,
+      connection,
+    );
+    return next(DENY, harakaReply(verdict));
+  }
+  const authenticated = typeof connection.notes.auth_user === 'string' && connection.notes.auth_user !== '';
+  const note: RequireTlsNote = { requested: true, at: new Date().toISOString(), authenticated };
+  if (connection.transaction) connection.transaction.notes[REQUIRETLS_NOTE] = note;
+  this.loginfo(
+    `outbound_tls: REQUIRETLS requested${authenticated ? ' (authenticated submission)' : ''}: recorded with the message (RT-1)`,
+    connection,
+  );
+  next(CONT);
+}
+
+/** RT-5: mark a message carrying `TLS-Required: No` (not with REQUIRETLS; not with tls_required_header=ignore). */
+export function requiretls_data_post(this: RequireTlsPlugin, next: Next, connection: InboundConnection): void {
+  const transaction = connection.transaction;
+  if (!transaction) return next(CONT);
+  const verdict = tlsRequiredVerdict(transaction.header.get_all(TLS_REQUIRED_HEADER), {
+    requireTls: transaction.notes[REQUIRETLS_NOTE] !== undefined,
+    setting: this.tlsConfig.requiretls.tlsRequiredHeader,
+  });
+  if (verdict.kind === 'waive') {
+    const note: TlsRequiredNoNote = { waive: true, at: new Date().toISOString() };
+    transaction.notes[TLS_REQUIRED_NO_NOTE] = note;
+    this.loginfo(`outbound_tls: ${TLS_REQUIRED_HEADER}: No: recorded with the message (RT-5)`, connection);
+  } else if (verdict.why) {
+    this.loginfo(`outbound_tls: ${TLS_REQUIRED_HEADER} header ${verdict.why}`, connection);
+  }
+  next(CONT);
+}
