@@ -22,7 +22,7 @@ test('PKG-4: an unknown section is reported with file and section; [redis] of ou
   const warnings = unknownKeys('outbound_tls.ini', parse('[metric]\nlisten=127.0.0.1:9465\n[redis]\nhost=x\nport=1\n'), OUTBOUND_TLS_SCHEMA);
   assert.deepEqual(
     warnings.map((w) => formatWarning(w)),
-    ['outbound_tls.ini [metric]: unknown section (known: main, redis, metrics, tlsrpt), ignored'],
+    ['outbound_tls.ini [metric]: unknown section (known: main, redis, metrics, tlsrpt, requiretls), ignored'],
   );
   assert.deepEqual(unknownKeys('outbound_mx.ini', parse('; only comments\n'), OUTBOUND_MX_SCHEMA), [], 'the [main] haraka-config adds is not reported');
 });
