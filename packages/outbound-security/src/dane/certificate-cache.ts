@@ -35,6 +35,11 @@ export class CertificateCache {
     return this.lookup(this.pairs, `${child.fingerprint256} ${parent.fingerprint256}`, key, compute);
   }
 
+  /** The same for a certificate and something else named by `parentId` (a bare public key's fingerprint). */
+  rememberLink<T>(child: X509Certificate, parentId: string, key: string, compute: () => T): T {
+    return this.lookup(this.pairs, `${child.fingerprint256} ${parentId}`, key, compute);
+  }
+
   /** How many certificates and pairs are remembered. */
   get size(): { certificates: number; pairs: number } {
     return { certificates: this.certificates.size, pairs: this.pairs.size };
