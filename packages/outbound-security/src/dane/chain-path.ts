@@ -88,7 +88,7 @@ export function pathToAnchor(chain: readonly X509Certificate[], anchor: TrustAnc
       const issuers = namedIssuers(chain, i, search.cache).filter((j) => j !== anchor.index);
       if (signedByAnchor(child, anchor, issuers.length === 0, search, problems)) {
         const path = pathFrom(chain, below, i);
-        const found = pathProblems(path, search.now, search.cache);
+        const found = pathProblems(path, anchor.cert, search.now, search.cache);
         if (found.length === 0) return { kind: 'path', depth: path.length };
         for (const p of found) problems.add(p);
       }

@@ -457,7 +457,10 @@ test('DANE-9: a sub-CA below an intermediate with pathlen:0 is refused (RFC 5280
   const chain = certs(f.leafUnderSubCa, f.subCa, f.pathlen0Int, f.root);
   const reasons = mismatch(matchDane([tlsa(2, 1, 1, f.root.cert)], chain, context()));
   assert.match(reasons, /CN=Sub CA: the path length constraint of CN=Pathlen 0 Intermediate \(pathlen 0\) allows no CA below it/);
-  // The same leaf with the sub-CA as anchor: nothing above it constrains the path.
+  // The anchor's own certificate constrains the path below it too (as OpenSSL; RFC 5937 §2)…
+  const anchored = mismatch(matchDane([tlsa(2, 1, 1, f.pathlen0Int.cert)], chain, context()));
+  assert.match(anchored, /CN=Sub CA: the path length constraint of CN=Pathlen 0 Intermediate \(pathlen 0\) allows no CA below it/);
+  // …and with the sub-CA as anchor nothing above it constrains the path.
   assertMatch(matchDane([tlsa(2, 1, 1, f.subCa.cert)], chain, context()), 'dane-ta', 1);
 });
 

@@ -14,9 +14,15 @@
  *   does an intermediate's (as OpenSSL checks the chain for TLS servers); the
  *   leaf's key usage, when present, allows a TLS key exchange or signature.
  *
- * The trust anchor is an input of the validation, not a certificate of the
- * path (RFC 5280 §6.1.1(d)): its own dates and constraints are not checked.
- * The leaf's dates and names are DANE-4's (`match.ts`).
+ * A trust anchor that is a certificate (sent by the server, or the data of a
+ * `2 0 0` record) brings its constraints with it, as OpenSSL applies them:
+ * its critical extensions, CA flag, key usage, extended key usage, path length
+ * and name constraints count like an intermediate's (RFC 5937 §2: constraints
+ * in a trust anchor's certificate may be enforced; the differential test
+ * against OpenSSL showed all six). Its dates do not: the anchor is the TLSA
+ * record's to vouch for (RFC 5280 §6.1.1(d); OpenSSL agrees). A bare key
+ * (`2 1 0`) has no constraints. The leaf's dates and names are DANE-4's
+ * (`match.ts`).
  */
 import type { X509Certificate } from 'node:crypto';
 import type { CertificateCache } from './certificate-cache';
@@ -55,10 +61,17 @@ export function factsOf(cert: X509Certificate, cache: CertificateCache): Certifi
 }
 
 /**
- * Problems of the path `path` (leaf first; the last one issued by the trust
- * anchor); none means it validates.
+ * Problems of the path `below` (leaf first; the last one issued by the trust
+ * anchor) under `anchor`, the anchor's certificate when it has one; none
+ * means it validates.
  */
-export function pathProblems(path: readonly X509Certificate[], now: Date, cache: CertificateCache): string[] {
+export function pathProblems(
+  below: readonly X509Certificate[],
+  anchor: X509Certificate | undefined,
+  now: Date,
+  cache: CertificateCache,
+): string[] {
+  const path = anchor ? [...below, anchor] : below;
   const problems: string[] = [];
   const facts: CertificateFacts[] = [];
   for (const cert of path) {
@@ -81,7 +94,7 @@ export function pathProblems(path: readonly X509Certificate[], now: Date, cache:
     if (!f.ca || !cert.ca) problems.push(`${label} is not a CA certificate`);
     else if (f.keyUsage !== undefined && (f.keyUsage & KeyUsageBit.keyCertSign) === 0)
       problems.push(`${label}: its key usage lacks keyCertSign`);
-    const dates = validityProblem(cert, now, cache);
+    const dates = cert === anchor ? undefined : validityProblem(cert, now, cache);
     if (dates) problems.push(dates);
   });
   problems.push(...pathLengthProblems(path, facts), ...nameProblems(path, facts));
