@@ -50,7 +50,7 @@ export const metrics = {
   ),
   daneSignatureChecks: counter(
     'outbound_tls_dane_signature_checks_total',
-    'Certificate signatures checked for DANE-TA matching; results are remembered, at most 8 a connection (DANE-10)',
+    'Certificate signatures checked for DANE-TA matching; results are remembered, within a budget per connection (DANE-10)',
     [],
   ),
   daneSkippedHosts: counter(

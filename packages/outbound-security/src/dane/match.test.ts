@@ -534,11 +534,14 @@ test('DANE-10: signature checks per connection are bounded, and a certificate/ke
   const cache = new CertificateCache();
   const fresh = (): X509Certificate[] => [f.leafUnderSubCa, f.subCa, f.pathlen0Int].map((m) => new X509Certificate(m.cert.raw));
   let total = 0;
-  for (let connection = 0; connection < 6; connection++) {
+  // Each connection goes on from the checks the earlier ones made, until one has nothing left to check.
+  for (let connection = 0, checks = -1; checks !== 0; connection++) {
+    assert.ok(connection < 30, 'the checks never end');
     const result = matchDane(records, fresh(), context({ cache }));
     mismatch(result);
-    assert.ok((result.signatureChecks ?? Infinity) <= 8, `connection ${connection}: ${result.signatureChecks} signature checks`);
-    total += result.signatureChecks ?? 0;
+    checks = result.signatureChecks;
+    assert.ok(checks <= 8, `connection ${connection}: ${checks} signature checks`);
+    total += checks;
   }
   // The two links of the chain, then 16 records used against one top certificate (the chain's last): 18 pairs, each checked once.
   assert.equal(total, 18);
