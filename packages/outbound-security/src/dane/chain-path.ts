@@ -82,10 +82,13 @@ export class BudgetSpent extends Error {
   }
 }
 
+/** One connection's search: the same chain for every anchor tried. */
 export interface PathSearch {
   now: Date;
   cache: CertificateCache;
   budget: SignatureBudget;
+  /** Per certificate of the chain, the others whose names say they issued it; filled as the search goes. */
+  issuers: Map<number, number[]>;
 }
 
 /** `depth`: links from the leaf to the trust anchor (1 when the anchor issued the leaf). */
@@ -99,7 +102,7 @@ export function pathToAnchor(chain: readonly X509Certificate[], anchor: TrustAnc
     const queue = [0];
     for (let i = queue.shift(); i !== undefined; i = queue.shift()) {
       const child = chain[i] as X509Certificate;
-      const issuers = namedIssuers(chain, i, search.cache).filter((j) => j !== anchor.index);
+      const issuers = namedIssuers(chain, i, search).filter((j) => j !== anchor.index);
       if (signedByAnchor(child, anchor, issuers.length === 0, search, problems)) {
         const path = pathFrom(chain, below, i);
         const found = pathProblems(path, anchor.cert, search.now, search.cache);
@@ -135,9 +138,14 @@ function pathFrom(chain: readonly X509Certificate[], below: ReadonlyMap<number, 
 }
 
 /** The certificates of the chain whose names (and key identifiers) say they issued certificate `i`. */
-function namedIssuers(chain: readonly X509Certificate[], i: number, cache: CertificateCache): number[] {
-  const child = chain[i] as X509Certificate;
-  return chain.flatMap((issuer, j) => (j !== i && named(child, issuer, cache) ? [j] : []));
+function namedIssuers(chain: readonly X509Certificate[], i: number, search: PathSearch): number[] {
+  let found = search.issuers.get(i);
+  if (!found) {
+    const child = chain[i] as X509Certificate;
+    found = chain.flatMap((issuer, j) => (j !== i && named(child, issuer, search.cache) ? [j] : []));
+    search.issuers.set(i, found);
+  }
+  return found;
 }
 
 function named(child: X509Certificate, issuer: X509Certificate, cache: CertificateCache): boolean {

@@ -119,7 +119,7 @@ function matchRrset(
   reasons.push(...ignored.map((r) => `${formatTlsa(r)}: ignored: more than ${MAX_USABLE_TLSA_RECORDS} usable TLSA records (DANE-10)`));
   const cache = context.cache ?? new CertificateCache();
   const ordered = [...used.filter((r) => r.usage === TlsaUsage.DANE_EE), ...used.filter((r) => r.usage === TlsaUsage.DANE_TA)];
-  const ta = new TaChecks(peer, context, { now: context.now, cache, budget: context.budget });
+  const ta = new TaChecks(peer, context, { now: context.now, cache, budget: context.budget, issuers: new Map() });
   for (const record of ordered) {
     const result = record.usage === TlsaUsage.DANE_EE ? matchEe(record, leaf, cache) : ta.match(record);
     if (typeof result !== 'string') return result;
