@@ -169,7 +169,20 @@ class TaChecks {
       if (typeof actual === 'string') unreadable.push(actual);
       return typeof actual !== 'string' && actual.equals(record.data);
     };
-    const anchors = this.chain.flatMap((cert, index) => (index > 0 && matches(cert) ? [{ label: certLabel(cert), cert, index }] : []));
+    const anchors = this.chain.flatMap((cert, index): TrustAnchor[] =>
+      // The label is for messages only: Node builds the subject string at each read.
+      index > 0 && matches(cert)
+        ? [
+            {
+              get label() {
+                return certLabel(cert);
+              },
+              cert,
+              index,
+            },
+          ]
+        : [],
+    );
     if (anchors.length > 0) return anchors;
     const leaf = this.chain[0] as X509Certificate;
     if (matches(leaf)) return 'matches the leaf, not an issuer: a DANE-TA record names a trust anchor (publish 3 x x for the leaf)';

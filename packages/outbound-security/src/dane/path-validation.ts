@@ -63,7 +63,8 @@ export function factsOf(cert: X509Certificate, cache: CertificateCache): Certifi
 /**
  * Problems of the path `below` (leaf first; the last one issued by the trust
  * anchor) under `anchor`, the anchor's certificate when it has one; none
- * means it validates.
+ * means it validates. All but the dates is worked out once per path and
+ * anchor while the cache remembers the leaf.
  */
 export function pathProblems(
   below: readonly X509Certificate[],
@@ -72,6 +73,17 @@ export function pathProblems(
   cache: CertificateCache,
 ): string[] {
   const path = anchor ? [...below, anchor] : below;
+  const id = path.map((cert) => cache.fingerprint(cert)).join(' ');
+  const problems = [...cache.rememberLink(below[0] as X509Certificate, id, 'rfc5280', () => constraintProblems(path, cache))];
+  for (const cert of below.slice(1)) {
+    const dates = validityProblem(cert, now, cache);
+    if (dates) problems.push(dates);
+  }
+  return problems;
+}
+
+/** What path validation finds besides the dates (which change with the time of the check). */
+function constraintProblems(path: readonly X509Certificate[], cache: CertificateCache): string[] {
   const problems: string[] = [];
   const facts: CertificateFacts[] = [];
   for (const cert of path) {
@@ -91,11 +103,10 @@ export function pathProblems(
         problems.push(`${label}: its key usage allows neither digitalSignature, keyEncipherment nor keyAgreement`);
       return;
     }
-    if (!f.ca || !cert.ca) problems.push(`${label} is not a CA certificate`);
+    // Node's `ca` is OpenSSL's X509_check_ca (basicConstraints cA, or a v1 self-signed root).
+    if (!cert.ca) problems.push(`${label} is not a CA certificate`);
     else if (f.keyUsage !== undefined && (f.keyUsage & KeyUsageBit.keyCertSign) === 0)
       problems.push(`${label}: its key usage lacks keyCertSign`);
-    const dates = cert === anchor ? undefined : validityProblem(cert, now, cache);
-    if (dates) problems.push(dates);
   });
   problems.push(...pathLengthProblems(path, facts), ...nameProblems(path, facts));
   return problems;
