@@ -98,6 +98,7 @@ async function makeChains(): Promise<void> {
     ['ca_critical_unknown', 'unknown critical extension in the intermediate'],
     ['ca_eku_client', 'intermediate EKU clientAuth only'],
     ['not_ca', 'intermediate not a CA'],
+    ['ca_bad_constraints', 'intermediate with malformed basicConstraints'],
   ] as const) {
     const i = await ca(label, profile, root);
     chains.set(profile, [await leafUnder(i), i, root]);

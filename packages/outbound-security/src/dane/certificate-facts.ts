@@ -40,8 +40,7 @@ export type CertName =
 export interface CertificateFacts {
   /** OIDs of critical extensions not in KNOWN_EXTENSIONS (RFC 5280 §4.2: the certificate must be rejected). */
   unknownCritical: string[];
-  /** basicConstraints cA. */
-  ca: boolean;
+  /** basicConstraints' pathLenConstraint (the cA flag is Node's `ca`, OpenSSL's reading of it). */
   pathLen?: number;
   /** keyUsage's first octet, when the extension is there. */
   keyUsage?: number;
@@ -70,7 +69,6 @@ export function certificateFacts(der: Buffer): CertificateFacts {
   const subject = new pkijs.RelativeDistinguishedNames({ schema: subjectField });
   const facts: CertificateFacts = {
     unknownCritical: [],
-    ca: false,
     altNames: [],
     subject,
     commonNames: attributes(subject, OID_CN),
@@ -89,9 +87,7 @@ function addExtension(facts: CertificateFacts, extension: pkijs.Extension): void
   if (value === undefined) return;
   switch (extension.extnID) {
     case '2.5.29.19': {
-      const bc = value as pkijs.BasicConstraints;
-      facts.ca = bc.cA === true;
-      const pathLen = bc.pathLenConstraint;
+      const pathLen = (value as pkijs.BasicConstraints).pathLenConstraint;
       if (typeof pathLen === 'number') facts.pathLen = pathLen;
       else if (pathLen instanceof asn1js.Integer) facts.pathLen = pathLen.valueBlock.valueDec;
       break;
