@@ -6,8 +6,9 @@
  *
  * - row 1: a TLSA RRset of 40 `2 1 0` records against a chain of 10 linked
  *   P-521 certificates: at most 16 records used (the rest counted in
- *   `outbound_tls_dane_ignored_records_total`), at most 8 signature checks a
- *   connection (`outbound_tls_dane_signature_checks_total`);
+ *   `outbound_tls_dane_ignored_records_total`), a budget of signature checks
+ *   a connection (8 units: 2 checks with P-521 keys;
+ *   `outbound_tls_dane_signature_checks_total`);
  * - row 2: a sub-CA below a `pathlen:0` intermediate is refused under 2 1 1;
  * - row 3: a lone `2 1 0` whose data is not DER is unusable: the delivery
  *   goes through with TLS, unauthenticated;
