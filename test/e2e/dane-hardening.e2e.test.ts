@@ -148,7 +148,7 @@ before(async () => {
     plugins: ['outbound_tls', 'outbound_mx'],
     dnsServer: lab.resolver,
     mxPort: port,
-    mxIniExtra: ['[dane]', 'mode=on', 'probe=test.'].join('\n'),
+    mxIniExtra: ['[dane]', 'mode=on', 'probe=test.', `trusted_resolvers=${lab.resolver}`].join('\n'),
     config: { 'outbound_tls.ini': ['[metrics]', `listen=127.0.0.1:${metricsPort}`].join('\n') },
   });
   await haraka.waitForLog(/DANE in effect \(mode=on\)/);
