@@ -8,9 +8,9 @@
  * `main` does the I/O. A new command group (`policy show|purge`) is one more
  * case in `parseArgs` and `run`.
  */
-import { literalKey, parseLiteralKey, printable, toALabel } from '../domain';
+import { printable } from '../domain';
 import { openRatchetStore } from '../store/open';
-import { RELAY_KEY_PREFIX, relayKey, type RatchetRead } from '../ratchet/store';
+import { RELAY_KEY_PREFIX, type RatchetRead } from '../ratchet/store';
 import { levelName } from '../tls/sec-level';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -24,6 +24,10 @@ import { runExplain, type ExplainCommand } from './explain';
 import { EXIT_DANE_NOT_IN_EFFECT, runDaneStatus, type DaneCommand } from './dane';
 import { EXIT_CHECK_FAILED, runCheck, type CheckCommand } from './check';
 import { EXIT_TLSRPT_NOT_SENT, parseTlsrptCommand, runTlsrpt, type TlsrptCommand } from './tlsrpt';
+import type { Output } from './context';
+import { domainKey, requireKey } from './keys';
+
+export { domainKey } from './keys';
 
 export const PROGRAM = 'haraka-outbound';
 export const DEFAULT_CONFIG_DIR = './config';
@@ -209,24 +213,6 @@ function parseRatchetCommand(words: string[], flags: Set<string>): Command | str
   }
 }
 
-/**
- * The store key for what the admin typed: the lowercase A-label, the address
- * literal in canonical form (ST-6), or a relay host's own key `relay:<host>` (TLS-8).
- */
-export function domainKey(input: string): { ok: true; key: string } | { ok: false; error: string } {
-  const text = input.trim();
-  if (text.startsWith(RELAY_KEY_PREFIX)) {
-    const key = relayKey(text.slice(RELAY_KEY_PREFIX.length));
-    return key ? { ok: true, key } : { ok: false, error: `"${printable(text)}" is not relay:<host name or address>` };
-  }
-  if (text.startsWith('[')) {
-    const literal = parseLiteralKey(text);
-    return literal ? { ok: true, key: literalKey(literal) } : { ok: false, error: `"${text}" is not an address literal` };
-  }
-  const result = toALabel(text);
-  return result.ok ? { ok: true, key: result.aLabel } : { ok: false, error: result.reason };
-}
-
 /** `2026-11-24T14:00:00Z`: ISO 8601 in UTC, to the second. */
 export function formatTime(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -271,10 +257,7 @@ export function formatReset(domain: string, before: RatchetRead, existed: boolea
 
 export { loadRedisIni, loadSettings, waitUntilConnected } from './config';
 
-export interface Output {
-  out(line: string): void;
-  err(line: string): void;
-}
+export type { Output } from './context';
 
 const processOutput: Output = {
   out: (line) => process.stdout.write(`${line}\n`),
@@ -368,13 +351,6 @@ async function run(configDir: string, command: Exclude<Command, { kind: 'help' |
   } finally {
     await store.close();
   }
-}
-
-/** The store key of a DOMAIN that parseArgs accepted (checkDomain). */
-function requireKey(input: string): string {
-  const key = domainKey(input);
-  if (!key.ok) throw new Error(`bad DOMAIN: ${key.error}`);
-  return key.key;
 }
 
 if (require.main === module) {

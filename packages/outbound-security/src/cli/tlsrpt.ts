@@ -29,7 +29,8 @@ import { TlsReportScheduler, type PassSummary } from '../tlsrpt/scheduler';
 import type { TlsReport } from '../tlsrpt/report';
 import type { DomainCounts } from '../tlsrpt/store';
 import { loadMxSettings, waitUntilConnected } from './config';
-import { domainKey, type Output } from './cli';
+import type { Output } from './context';
+import { domainKey } from './keys';
 
 export type TlsrptCommand =
   | { kind: 'tlsrpt-show'; domain: string; day: string | null }
