@@ -24,6 +24,28 @@ export function domainKey(input: string): DomainKey {
   return result.ok ? { ok: true, key: result.aLabel } : { ok: false, error: result.reason };
 }
 
+/** What a command's DOMAIN may be besides a domain: `relay:<host>` (ratchet show/reset, explain), an address literal (not for MTA-STS). */
+export interface DomainAccepts {
+  relay: boolean;
+  literal: boolean;
+}
+
+/**
+ * The usage error for a DOMAIN argument, or undefined when it is one the
+ * command takes: `bad DOMAIN: "a..b": empty label`.
+ */
+export function badDomain(input: string, accepts: DomainAccepts): string | undefined {
+  const key = domainKey(input);
+  if (!key.ok) return `bad DOMAIN: ${key.error}`;
+  if (key.key.startsWith(RELAY_KEY_PREFIX) && !accepts.relay) {
+    return `bad DOMAIN: "${printable(input)}" is a relay's key, only for ratchet show, ratchet reset and explain`;
+  }
+  if (key.key.startsWith('[') && !accepts.literal) {
+    return `bad DOMAIN: "${printable(input)}" is an address literal, which has no MTA-STS policy`;
+  }
+  return undefined;
+}
+
 /** The store key of a DOMAIN that the command's parse accepted. */
 export function requireKey(input: string): string {
   const key = domainKey(input);
