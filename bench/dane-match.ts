@@ -21,35 +21,53 @@
  * time (which on a busy machine also counts time spent waiting for a CPU); the
  * limit applies to both. A full garbage collection runs before each batch.
  *
- *   node dist/bench/dane-match.js [--calls N] [--batches B]
+ * Hostile case (issue 19 row 1; DANE-10, OPS-5: no synchronous step over
+ * 10 ms): 370 `2 1 0` records, each a P-521 public key, against a chain of 10
+ * linked P-521 certificates whose top none of the keys signed. Each step is
+ * one synchronous call, timed alone (`--hostile-batches` of them, median):
+ * the lookup's sorting of the RRset (`classifyTlsaRrset`, which reads Full(0)
+ * data) on records it has not seen, and the match on a new cache (the first
+ * connection) and on the cache the earlier connections left (each connection
+ * spends its own budget of signature checks).
+ *
+ *   node dist/bench/dane-match.js [--calls N] [--batches B] [--hostile-batches H]
  */
 import { createHash, X509Certificate } from 'node:crypto';
 import os from 'node:os';
+import { generateKeyPairSync } from 'node:crypto';
 import { CertificateCache } from 'haraka-outbound-security/dane/certificate-cache';
 import { matchDane, type DaneContext } from 'haraka-outbound-security/dane/match';
 import { chainFromDetailed } from 'haraka-outbound-security/dane/peer-chain';
-import type { TlsaRecord } from 'haraka-outbound-security/dane/tlsa';
+import { classifyTlsaRrset, type TlsaRecord } from 'haraka-outbound-security/dane/tlsa';
+import { ChainLab, type Made } from '../test/fixtures/dane-chains';
 import { TestCa } from '../test/fixtures/test-ca';
 import { Cleanup, fmt, lpad, positiveOption, readOptions, runBenchmark, timeBatches, verdict, type PerCall } from './common';
 
 /** Issue 12 item 6. */
 const MAX_MATCH_US = 100;
+/** OPS-5, DANE-10: the longest synchronous step allowed. */
+const MAX_STEP_US = 10_000;
+/** Issue 19 row 1. */
+const HOSTILE_RECORDS = 370;
+const HOSTILE_CHAIN = 10;
 const MX_HOST = 'mx.dane-bench.test';
 
 interface Options {
   calls: number;
   batches: number;
+  hostileBatches: number;
 }
 
 function usage(): string {
-  return 'usage: node dist/bench/dane-match.js [--calls N] [--batches B]';
+  return 'usage: node dist/bench/dane-match.js [--calls N] [--batches B] [--hostile-batches H]';
 }
 
 function options(argv: string[]): Options {
-  const values = readOptions(argv, ['calls', 'batches'], usage());
+  const values = readOptions(argv, ['calls', 'batches', 'hostile-batches'], usage());
   return {
     calls: positiveOption('calls', values.calls, 2000, 1_000_000, usage()),
     batches: positiveOption('batches', values.batches, 5, 1000, usage()),
+    hostileBatches: positiveOption('hostile-batches', values['hostile-batches'], 3, 100, usage()),
   };
 }
 
@@ -113,9 +131,76 @@ async function main(cleanup: Cleanup): Promise<void> {
   });
   rows.push(['chainFromDetailed, 2 certificates (chainFromX509 parses none)', show(parse), 'info']);
 
-  console.log('\nsummary (DANE-4, median µs per call; the limit applies to both figures)');
+  rows.push(...(await hostileRows(o, cleanup)));
+
+  console.log('\nsummary (DANE-4, DANE-10; median µs per call; the limit applies to both figures)');
   const width = Math.max(...rows.map(([what]) => what.length));
   for (const [what, value, note] of rows) console.log(`  ${what.padEnd(width)}  ${lpad(value, 28)}  ${note}`);
+}
+
+/** Issue 19 row 1: the hostile RRset and chain, one synchronous call at a time. */
+async function hostileRows(o: Options, cleanup: Cleanup): Promise<Array<[string, string, string]>> {
+  const lab = await ChainLab.create();
+  cleanup.add('remove the hostile chain', () => lab.cleanup());
+  let issuer: Made = await lab.make({ cn: 'Hostile Root', profile: 'ca', key: 'p521', days: 3650 });
+  const linked: Made[] = [];
+  for (let i = 1; i < HOSTILE_CHAIN; i++) {
+    issuer = await lab.make({ cn: `Hostile ${i}`, profile: 'ca', key: 'p521', issuer, days: 3650 });
+    linked.unshift(issuer);
+  }
+  linked.unshift(await lab.make({ cn: MX_HOST, dnsNames: [MX_HOST], key: 'p521', issuer }));
+  const ders = linked.map((m) => m.cert.raw);
+  const fresh = (): X509Certificate[] => ders.map((der) => new X509Certificate(der));
+  /** New keys for each batch: the lookup keeps what it read, and a first sight is what is timed. */
+  const records = (): TlsaRecord[] =>
+    Array.from({ length: HOSTILE_RECORDS }, () => ({
+      usage: 2,
+      selector: 1,
+      matchingType: 0,
+      data: generateKeyPairSync('ec', { namedCurve: 'P-521' }).publicKey.export({ type: 'spki', format: 'der' }),
+    }));
+  const context: DaneContext = { mxHost: MX_HOST, tlsaBaseDomain: MX_HOST, now: new Date() };
+  const batches = o.hostileBatches;
+  const classify = await timeBatches(batches, 1, records, (rrset) => {
+    classifyTlsaRrset(rrset);
+  });
+  const firstMatch = await timeBatches(
+    batches,
+    1,
+    () => {
+      // The lookup has sorted (and read) the records before a connection is made.
+      const rrset = records();
+      classifyTlsaRrset(rrset);
+      return { rrset, chain: fresh() };
+    },
+    ({ rrset, chain }) => {
+      if (matchDane(rrset, chain, { ...context, cache: new CertificateCache() }).kind === 'match') throw new Error('hostile chain matched');
+    },
+  );
+  const shared = { rrset: records(), cache: new CertificateCache() };
+  classifyTlsaRrset(shared.rrset);
+  const laterMatch = await timeBatches(
+    batches,
+    1,
+    () => fresh(),
+    (chain) => {
+      if (matchDane(shared.rrset, chain, { ...context, cache: shared.cache }).kind === 'match') throw new Error('hostile chain matched');
+    },
+  );
+  const label = `hostile: ${HOSTILE_RECORDS} × 2 1 0 (P-521) vs ${HOSTILE_CHAIN} linked P-521 certificates`;
+  const ms = (t: PerCall): string => `${fmt(t.cpu / 1000, 1)} ms CPU (${fmt(t.wall / 1000, 1)} wall)`;
+  const within = (t: PerCall): string => verdict(Math.max(t.cpu, t.wall) <= MAX_STEP_US);
+  for (const [what, t] of [
+    ['lookup sort', classify],
+    ['first match', firstMatch],
+    ['later match', laterMatch],
+  ] as const)
+    console.log(`  ${label}, ${what}: ${ms(t)}`);
+  return [
+    [`${label}: lookup sort, first sight (≤ 10 ms)`, ms(classify), within(classify)],
+    [`${label}: match, new cache (≤ 10 ms)`, ms(firstMatch), within(firstMatch)],
+    [`${label}: match, later connections (≤ 10 ms)`, ms(laterMatch), within(laterMatch)],
+  ];
 }
 
 runBenchmark('dane-match', 2, main);

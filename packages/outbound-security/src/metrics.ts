@@ -47,6 +47,16 @@ export const metrics = {
     'Connections to MX hosts with TLSA records: match, tls_only (only unusable records), no_tls, mismatch; mode on or observe (DANE-3, DANE-4)',
     ['result', 'mode'],
   ),
+  daneIgnoredRecords: counter(
+    'outbound_tls_dane_ignored_records_total',
+    'Usable TLSA records beyond the first 16 of an RRset, ignored at a connection (DANE-10)',
+    [],
+  ),
+  daneSignatureChecks: counter(
+    'outbound_tls_dane_signature_checks_total',
+    'Certificate signatures checked for DANE-TA matching; results are remembered, within a budget per connection (DANE-10)',
+    [],
+  ),
   daneSkippedHosts: counter(
     'outbound_mx_dane_skipped_hosts_total',
     'MX hosts skipped because their TLSA lookup failed (bogus, SERVFAIL, timeout)',

@@ -18,6 +18,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { OutboundTlsConfig } from '../config/outbound-tls';
 import type { IniFile } from '../config/ini';
+import { unknownOption, type CliCommand, type CommandLine } from './command';
+import type { CliContext } from './context';
 import { pluginListProblem, PLUGINS_FIX } from '../haraka/guard-status';
 import { processRuns, readRuntimeStatus } from '../haraka/runtime-status';
 import { readPolicyTable } from '../policy-table/file';
@@ -155,12 +157,12 @@ async function checkReporting(settings: OutboundTlsConfig): Promise<Finding[]> {
   return findings;
 }
 
-export async function runCheck(
-  configDir: string,
-  settings: OutboundTlsConfig,
-  redisIni: IniFile,
-  output: { out(line: string): void },
-): Promise<number> {
+/** `check` takes no argument; a string is a usage error. */
+export function parseCheckCommand(line: CommandLine): CheckCommand | string {
+  return unknownOption(line) ?? (line.words.length > 0 ? 'check takes no argument' : { kind: 'check' });
+}
+
+export async function runCheck(_command: CheckCommand, { configDir, settings, redisIni, output }: CliContext): Promise<number> {
   const findings: Finding[] = [
     ...checkPlugins(configDir),
     await checkGuard(settings.dataDir),
@@ -174,3 +176,5 @@ export async function runCheck(
   output.out(failed === 0 ? 'no problem found' : `${failed} problem(s): see the FAIL lines`);
   return failed === 0 ? 0 : EXIT_CHECK_FAILED;
 }
+
+export const checkCommand: CliCommand<CheckCommand> = { options: {}, parse: parseCheckCommand, run: runCheck };

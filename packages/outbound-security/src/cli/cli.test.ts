@@ -7,7 +7,9 @@ import { after, before, describe, test } from 'node:test';
 import { openRatchetStore } from '../store/open';
 import type { RatchetStore } from '../ratchet/store';
 import { SecLevel } from '../tls/sec-level';
-import { EXIT, USAGE, domainKey, formatRead, formatReset, main, parseArgs, readToJson, type Output } from './cli';
+import { EXIT, USAGE, main, parseArgs, type Output } from './cli';
+import { domainKey } from './keys';
+import { formatRead, formatReset, readToJson } from './ratchet';
 import { loadSettings, readIni, resolveConfigDir } from './config';
 import { SHARED_SETTINGS } from '../config/settings';
 import type { HarakaConfig } from '../haraka/api';
@@ -97,6 +99,81 @@ describe('haraka-outbound command line (parsing and formatting)', () => {
     assert.equal(parseArgs(['ratchet', 'show', '--', 'a.example', 'b.example']).ok, false);
   });
 
+  test('OPS-4: an unknown option is bad usage naming it as typed, wherever it stands; migrate no longer ignores one', () => {
+    for (const [args, error] of [
+      [['--verbose', 'ratchet', 'list'], 'unknown option --verbose'],
+      [['ratchet', 'list', '--yaml'], 'unknown option --yaml'],
+      [['ratchet', 'show', '--json', 'a.example'], 'unknown option --json'],
+      [['ratchet', 'list', '--json=yes'], 'unknown option --json=yes'],
+      [['table', 'list', '-x'], 'unknown option -x'],
+      [['--timeout=3', 'mx', 'show', 'a.example'], 'unknown option --timeout=3'],
+      [['migrate', 'file-to-redis', '--json'], 'unknown option --json'],
+      [['--v', 'check'], 'unknown option --v'],
+    ] as const) {
+      assert.deepEqual(parseArgs(args), { ok: false, error }, args.join(' '));
+    }
+    for (const name of ['constructor', '__proto__', 'toString']) {
+      assert.deepEqual(parseArgs([name]), { ok: false, error: `unknown command "${name}"` }, name);
+    }
+  });
+
+  test('OPS-4: an option given twice keeps its last value, as util.parseArgs does; a flag given twice is the flag', () => {
+    assert.deepEqual(parseArgs(['--config', '/a/config', 'ratchet', 'list', '--config=/b/config']), {
+      ok: true,
+      configDir: '/b/config',
+      command: { kind: 'ratchet-list', json: false },
+    });
+    assert.deepEqual(parseArgs(['probe', '--timeout', '1', '--timeout=2', 'a.example']), {
+      ok: true,
+      configDir: './config',
+      command: { kind: 'probe', domain: 'a.example', timeoutMs: 2000 },
+    });
+    assert.deepEqual(parseArgs(['tlsrpt', 'send', '--wait=1', '--wait=2']), {
+      ok: true,
+      configDir: './config',
+      command: { kind: 'tlsrpt-send', day: null, domains: [], waitSeconds: 2 },
+    });
+    assert.deepEqual(parseArgs(['--json', 'ratchet', 'list', '--json']), {
+      ok: true,
+      configDir: './config',
+      command: { kind: 'ratchet-list', json: true },
+    });
+    assert.deepEqual(parseArgs(['probe', '--timeout', '1', '--timeout', 'soon', 'a.example']), {
+      ok: false,
+      error: '--timeout soon: expected seconds between 0.1 and 300',
+    });
+  });
+
+  test('OPS-4: --config (and every option that takes a value) without one is bad usage saying what it needs', () => {
+    for (const args of [['--config'], ['ratchet', 'list', '--config'], ['--config=', 'ratchet', 'list']]) {
+      assert.deepEqual(parseArgs(args), { ok: false, error: '--config needs a directory' }, args.join(' '));
+    }
+    assert.deepEqual(parseArgs(['probe', 'a.example', '--timeout']), { ok: false, error: '--timeout needs a number of seconds' });
+    assert.deepEqual(parseArgs(['tlsrpt', 'send', '--wait=']), { ok: false, error: '--wait needs a number of seconds' });
+    // The word after --config is its value, even one that starts with "-" (as before util.parseArgs).
+    assert.deepEqual(parseArgs(['--config', '-h', 'ratchet', 'list']), {
+      ok: true,
+      configDir: '-h',
+      command: { kind: 'ratchet-list', json: false },
+    });
+  });
+
+  test('OPS-4: -- ends the options: -h, --json and --config after it are words; before it they are options', () => {
+    assert.deepEqual(parseArgs(['--', 'ratchet', 'list']), {
+      ok: true,
+      configDir: './config',
+      command: { kind: 'ratchet-list', json: false },
+    });
+    assert.deepEqual(parseArgs(['ratchet', 'list', '--', '--json']), { ok: false, error: 'ratchet list takes no DOMAIN' });
+    assert.deepEqual(parseArgs(['ratchet', 'show', '--', '-h']), {
+      ok: false,
+      error: 'bad DOMAIN: "-h": label "-h" is not letters, digits and inner hyphens',
+    });
+    assert.deepEqual(parseArgs(['ratchet', 'show', '--', '--config', 'x']), { ok: false, error: 'ratchet show needs exactly one DOMAIN' });
+    assert.deepEqual(parseArgs(['ratchet', '-h', '--', 'show']), { ok: true, configDir: './config', command: { kind: 'help' } });
+    assert.deepEqual(parseArgs(['-hV']), { ok: true, configDir: './config', command: { kind: 'help' } });
+  });
+
   test('OPS-4: a bad DOMAIN is bad usage (status 2), found before any store is opened', () => {
     for (const args of [
       ['ratchet', 'show', 'a..b'],
@@ -179,6 +256,9 @@ describe('haraka-outbound command line (parsing and formatting)', () => {
     assert.match(lines.err.join('\n'), /ratchet show needs exactly one DOMAIN/);
     assert.equal(await main(['-h'], output), EXIT.OK);
     assert.deepEqual(lines.out, [USAGE]);
+    lines.err.length = 0;
+    assert.equal(await main(['ratchet', 'list', '--yaml'], output), EXIT.USAGE);
+    assert.deepEqual(lines.err, [`haraka-outbound: unknown option --yaml\n${USAGE}`]);
   });
 });
 
@@ -282,6 +362,26 @@ describe('haraka-outbound ratchet, run as a process against a temporary Haraka d
     const fromHaraka = await cli(['ratchet', 'show', 'example.com'], harakaDir);
     assert.equal(fromHaraka.code, 0, fromHaraka.stderr);
     assert.match(fromHaraka.stdout, /^example\.com TLS_SECURE/);
+  });
+
+  test('OPS-4/POL-3: an unusable outbound_tls.ini fails a command before it starts (status 1); table list checks a table without it', async () => {
+    const dir = path.join(tmp, 'broken-ini', 'config');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'outbound_tls.ini'), '[main]\nstore=floppy\n');
+    fs.writeFileSync(path.join(dir, 'outbound_tls_policy'), 'a.example verify\n');
+    const run = async (args: string[]): Promise<{ code: number; out: string[]; err: string[] }> => {
+      const lines = { out: [] as string[], err: [] as string[] };
+      const code = await main(['--config', dir, ...args], { out: (l) => lines.out.push(l), err: (l) => lines.err.push(l) });
+      return { code, ...lines };
+    };
+    const table = await run(['table', 'list']);
+    assert.deepEqual([table.code, table.out[1]], [EXIT.OK, 'line 1     a.example verify'], table.err.join('\n'));
+    for (const args of [['ratchet', 'list'], ['dane', 'status'], ['check']]) {
+      const failed = await run(args);
+      assert.equal(failed.code, EXIT.ERROR, args.join(' '));
+      assert.deepEqual(failed.out, [], args.join(' '));
+      assert.match(failed.err.join('\n'), /outbound_tls\.ini: \[main\] store=floppy: expected file or redis/, args.join(' '));
+    }
   });
 
   test('OPS-4: --config takes the Haraka directory as well as its config/: the same stored levels, the same reset', async () => {

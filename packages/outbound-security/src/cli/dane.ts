@@ -18,7 +18,9 @@ import type { TlsaLookup } from '../dane/lookup';
 import type { DaneDeps } from '../dane/plan-step';
 import { DaneStatus, type DaneStatusState } from '../dane/resolver-status';
 import { describeTlsaParameters, formatTlsa } from '../dane/tlsa';
+import { unknownOption, type CliCommand, type CommandLine } from './command';
 import { loadMxSettings } from './config';
+import type { CliContext } from './context';
 import { createCachedTransport, createDnsClient, effectiveServers, type DnsAnswer, type DnsClient } from '../mx/dns-client';
 import type { DeliveryPlan, PolicyInEffect } from '../mx/plan';
 import type { PolicyRule } from '../policy-table/rule';
@@ -208,10 +210,19 @@ function daneVerdict(
   return 'does not apply: no MX host publishes TLSA records';
 }
 
+/** `dane status`; a string is a usage error. */
+export function parseDaneCommand(line: CommandLine): DaneCommand | string {
+  const unknown = unknownOption(line);
+  if (unknown !== undefined) return unknown;
+  return line.words.length === 1 && line.words[0] === 'status' ? { kind: 'dane-status' } : 'dane needs status';
+}
+
 /** `dane status`: the resolver check of outbound_mx, once; exit 6 when DANE is on or observed but not in effect. */
-export async function runDaneStatus(configDir: string, output: { out(line: string): void }): Promise<number> {
+export async function runDaneStatus(_command: DaneCommand, { configDir, output }: CliContext): Promise<number> {
   const mx = loadMxSettings(configDir);
   const status = await checkDaneStatus(mx);
   output.out(`DANE ${describeDaneStatus({ mode: mx.dane.mode, probe: mx.dane.probe, status })}`);
   return status.kind === 'not-in-effect' || status.kind === 'unknown' ? EXIT_DANE_NOT_IN_EFFECT : 0;
 }
+
+export const daneCommand: CliCommand<DaneCommand> = { options: {}, parse: parseDaneCommand, run: runDaneStatus };

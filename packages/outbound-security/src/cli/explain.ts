@@ -9,6 +9,9 @@
  */
 import type { IniFile } from '../config/ini';
 import type { OutboundTlsConfig } from '../config/outbound-tls';
+import { unknownOption, type CliCommand, type CommandLine } from './command';
+import type { CliContext } from './context';
+import { badDomain, requireKey } from './keys';
 import { RELAY_KEY_PREFIX, type RatchetRead } from '../ratchet/store';
 import { openRatchetStore } from '../store/open';
 import { ruleLabel, type PolicyRule } from '../policy-table/rule';
@@ -21,9 +24,13 @@ import { describeEffective, describeRatchet, describeRequired, describeRule, gat
 
 export type ExplainCommand = { kind: 'explain'; domain: string };
 
-export interface ExplainOutput {
-  out(line: string): void;
-  err(line: string): void;
+/** `explain DOMAIN|relay:<host>`; a string is a usage error. */
+export function parseExplainCommand(line: CommandLine): ExplainCommand | string {
+  const unknown = unknownOption(line);
+  if (unknown !== undefined) return unknown;
+  const [domain, ...rest] = line.words;
+  if (domain === undefined || rest.length > 0) return 'explain needs exactly one DOMAIN (or relay:<host>)';
+  return badDomain(domain, { relay: true, literal: true }) ?? { kind: 'explain', domain };
 }
 
 export const EXEMPTION_NOTE =
@@ -144,17 +151,10 @@ async function explainRelay(key: string, settings: OutboundTlsConfig, redisIni: 
   }
 }
 
-/** `explain DOMAIN|relay:<host>`: `key` turns what the admin typed into the store key. Status 3 when a stored entry is unreadable. */
-export async function runExplain(
-  command: ExplainCommand,
-  configDir: string,
-  settings: OutboundTlsConfig,
-  redisIni: IniFile,
-  key: (input: string) => string,
-  output: ExplainOutput,
-): Promise<number> {
+/** `explain DOMAIN|relay:<host>`. Status 3 when a stored entry is unreadable. */
+export async function runExplain(command: ExplainCommand, { configDir, settings, redisIni, output }: CliContext): Promise<number> {
   const table = loadPolicyTable(configDir);
-  const destination = key(command.domain);
+  const destination = requireKey(command.domain);
   if (destination.startsWith(RELAY_KEY_PREFIX)) {
     const explanation = await explainRelay(destination, settings, redisIni, table);
     for (const line of formatRelayExplanation(explanation)) output.out(line);
@@ -164,3 +164,5 @@ export async function runExplain(
   for (const line of formatDomainExplanation(report)) output.out(line);
   return report.ratchet.kind === 'unreadable' ? 3 : 0;
 }
+
+export const explainCommand: CliCommand<ExplainCommand> = { options: {}, parse: parseExplainCommand, run: runExplain };

@@ -11,9 +11,23 @@ import type { IniFile } from '../config/ini';
 import type { PolicyStore } from '../mta-sts/store';
 import type { RatchetStore } from '../ratchet/store';
 import { carryStores } from '../store/carry';
+import { unknownOption, type CliCommand, type CommandLine } from './command';
 import { waitUntilConnected } from './config';
+import type { CliContext } from './context';
 
 export type MigrateDirection = 'file-to-redis' | 'redis-to-file';
+
+export type MigrateCommand = { kind: 'migrate'; direction: MigrateDirection };
+
+/** `migrate file-to-redis|redis-to-file`; a string is a usage error. */
+export function parseMigrateCommand(line: CommandLine): MigrateCommand | string {
+  const unknown = unknownOption(line);
+  if (unknown !== undefined) return unknown;
+  const [direction, ...rest] = line.words;
+  return rest.length === 0 && (direction === 'file-to-redis' || direction === 'redis-to-file')
+    ? { kind: 'migrate', direction }
+    : 'migrate needs file-to-redis or redis-to-file';
+}
 
 export interface MigrateReport {
   levels: number;
@@ -49,3 +63,12 @@ async function waitForRedis(stores: Array<RatchetStore | PolicyStore>): Promise<
     await waitUntilConnected(store);
   }
 }
+
+export async function runMigrate(command: MigrateCommand, { settings, redisIni, output }: CliContext): Promise<number> {
+  const report = await migrate(command.direction, settings, redisIni);
+  output.out(`${command.direction}: ${report.levels} ratchet levels and ${report.policies} policies copied`);
+  for (const line of report.skipped) output.err(`skipped ${line}`);
+  return 0;
+}
+
+export const migrateCommand: CliCommand<MigrateCommand> = { options: {}, parse: parseMigrateCommand, run: runMigrate };

@@ -30,40 +30,21 @@ import type { PolicyTable } from '../policy-table/table';
 import { loadMxSettings, loadPolicyTable, waitUntilConnected } from './config';
 import { fetchLivePolicy, formatCached, formatLivePolicy, type LivePolicy } from './policy';
 import { formatDaneLines, setUpDane, type DaneView } from './dane';
+import { unknownOption, type CliCommand, type CommandLine } from './command';
+import type { CliContext } from './context';
+import { badDomain, requireKey } from './keys';
 
-export const DEFAULT_PROBE_TIMEOUT_S = 10;
-/** Exit status of `probe` when no MX meets the requirement (or there is no MX to probe). */
-export const EXIT_NONE_MEETS = 4;
+export type MxCommand = { kind: 'mx-show'; domain: string };
 
-export type MxCommand = { kind: 'mx-show'; domain: string } | { kind: 'probe'; domain: string; timeoutMs: number };
-
-export interface MxOutput {
-  out(line: string): void;
-  err(line: string): void;
-}
-
-/**
- * `mx show DOMAIN` and `probe [--timeout SECONDS] DOMAIN`; `flags` are the
- * options given, `timeout` the value of `--timeout`. A string is a usage error.
- */
-export function parseMxCommand(group: 'mx' | 'probe', words: string[], flags: ReadonlySet<string>, timeout?: string): MxCommand | string {
-  const allowed = group === 'probe' ? ['--timeout'] : [];
-  const unknownFlag = [...flags].find((flag) => !allowed.includes(flag));
-  if (unknownFlag !== undefined) return `unknown option ${unknownFlag}`;
-  if (group === 'mx') {
-    const [action, ...args] = words;
-    if (action === undefined) return 'mx needs show';
-    if (action !== 'show') return `unknown mx command "${action}"`;
-    if (args.length !== 1 || args[0] === undefined) return 'mx show needs exactly one DOMAIN';
-    return { kind: 'mx-show', domain: args[0] };
-  }
-  if (words.length !== 1 || words[0] === undefined) return 'probe needs exactly one DOMAIN';
-  let seconds = DEFAULT_PROBE_TIMEOUT_S;
-  if (timeout !== undefined) {
-    seconds = /^\d+(?:\.\d+)?$/.test(timeout.trim()) ? Number(timeout) : NaN;
-    if (!(seconds >= 0.1 && seconds <= 300)) return `--timeout ${timeout}: expected seconds between 0.1 and 300`;
-  }
-  return { kind: 'probe', domain: words[0], timeoutMs: Math.round(seconds * 1000) };
+/** `mx show DOMAIN`; a string is a usage error. */
+export function parseMxCommand(line: CommandLine): MxCommand | string {
+  const unknown = unknownOption(line);
+  if (unknown !== undefined) return unknown;
+  const [action, ...args] = line.words;
+  if (action === undefined) return 'mx needs show';
+  if (action !== 'show') return `unknown mx command "${action}"`;
+  if (args.length !== 1 || args[0] === undefined) return 'mx show needs exactly one DOMAIN';
+  return badDomain(args[0], { relay: false, literal: true }) ?? { kind: 'mx-show', domain: args[0] };
 }
 
 // ---------------------------------------------------------------------------
@@ -358,16 +339,17 @@ export function hasUnreadable(report: MxReport): boolean {
   return report.ratchet.kind === 'unreadable' || report.sts?.cached.kind === 'unreadable';
 }
 
-/** `mx show DOMAIN`: `key` turns what the admin typed into the store key. */
-export async function runMx(
-  command: Extract<MxCommand, { kind: 'mx-show' }>,
-  configDir: string,
-  tlsSettings: OutboundTlsConfig,
-  redisIni: IniFile,
-  key: (input: string) => string,
-  output: MxOutput,
-): Promise<number> {
-  const report = await gatherMxReport(key(command.domain), tlsSettings, loadMxSettings(configDir), redisIni, loadPolicyTable(configDir));
+/** `mx show DOMAIN`. */
+export async function runMx(command: MxCommand, { configDir, settings: tlsSettings, redisIni, output }: CliContext): Promise<number> {
+  const report = await gatherMxReport(
+    requireKey(command.domain),
+    tlsSettings,
+    loadMxSettings(configDir),
+    redisIni,
+    loadPolicyTable(configDir),
+  );
   for (const line of formatMxReport(report)) output.out(line);
   return hasUnreadable(report) ? 3 : 0;
 }
+
+export const mxCommand: CliCommand<MxCommand> = { options: {}, parse: parseMxCommand, run: runMx };

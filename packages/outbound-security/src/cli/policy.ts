@@ -10,29 +10,33 @@ import { fetchPolicyText } from '../mta-sts/fetch';
 import { parsePolicy, parseStsTxtRecords, type MtaStsPolicy } from '../mta-sts/policy';
 import { openPolicyStore } from '../store/open';
 import { loadMxSettings, waitUntilConnected } from './config';
-import type { IniFile } from '../config/ini';
 import type { OutboundMxConfig } from '../config/outbound-mx';
-import type { OutboundTlsConfig } from '../config/outbound-tls';
 import type { CachedPolicy, PolicyRead } from '../mta-sts/store';
+import { unknownOption, type CliCommand, type CommandLine } from './command';
+import type { CliContext } from './context';
+import { badDomain, requireKey } from './keys';
 
 export type PolicyCommand = { kind: 'policy-show'; domain: string } | { kind: 'policy-list' } | { kind: 'policy-purge'; domain: string };
-
-export interface PolicyOutput {
-  out(line: string): void;
-  err(line: string): void;
-}
 
 function iso(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-export function parsePolicyCommand(words: string[]): PolicyCommand | string {
-  const [action, ...args] = words;
+/** `policy show|purge DOMAIN`, `policy list`; a string is a usage error. */
+export function parsePolicyCommand(line: CommandLine): PolicyCommand | string {
+  const unknown = unknownOption(line);
+  if (unknown !== undefined) return unknown;
+  const [action, ...args] = line.words;
   switch (action) {
     case 'show':
     case 'purge':
       if (args.length !== 1 || args[0] === undefined) return `policy ${action} needs exactly one DOMAIN`;
-      return { kind: action === 'show' ? 'policy-show' : 'policy-purge', domain: args[0] };
+      return (
+        badDomain(args[0], { relay: false, literal: false }) ?? {
+          kind: action === 'show' ? 'policy-show' : 'policy-purge',
+          domain: args[0],
+        }
+      );
     case 'list':
       return args.length > 0 ? 'policy list takes no DOMAIN' : { kind: 'policy-list' };
     case undefined:
@@ -56,15 +60,8 @@ export function formatCached(domain: string, read: PolicyRead, now = Date.now())
   return `${domain}: id ${e.id}, ${summary}; fetched ${iso(e.fetchedAt)}, ${state}, id checked ${iso(e.checkedAt)}`;
 }
 
-export async function runPolicy(
-  command: PolicyCommand,
-  configDir: string,
-  tls: OutboundTlsConfig,
-  redisIni: IniFile,
-  key: (input: string) => string,
-  output: PolicyOutput,
-): Promise<number> {
-  const store = openPolicyStore({ dataDir: tls.dataDir, store: tls.store, redisIni });
+export async function runPolicy(command: PolicyCommand, { configDir, settings, redisIni, output }: CliContext): Promise<number> {
+  const store = openPolicyStore({ dataDir: settings.dataDir, store: settings.store, redisIni });
   await waitUntilConnected(store);
   try {
     switch (command.kind) {
@@ -75,12 +72,12 @@ export async function runPolicy(
         return entries.some((e) => e.read.kind === 'unreadable') ? 3 : 0;
       }
       case 'policy-purge': {
-        const domain = key(command.domain);
+        const domain = requireKey(command.domain);
         output.out((await store.delete(domain)) ? `${domain}: cached policy purged` : `${domain}: no cached policy`);
         return 0;
       }
       case 'policy-show': {
-        const domain = key(command.domain);
+        const domain = requireKey(command.domain);
         const read = await store.get(domain);
         output.out(`cached: ${formatCached(domain, read)}`);
         output.out(`live:   ${formatLivePolicy(await fetchLivePolicy(domain, loadMxSettings(configDir)))}`);
@@ -126,3 +123,5 @@ export function formatLivePolicy(live: LivePolicy): string {
   const p = live.policy;
   return `record id ${live.id}; mode ${p.mode}, max_age ${p.maxAge}, mx ${p.mx.map((m) => m.text).join(' ')} (from ${live.address})`;
 }
+
+export const policyCommand: CliCommand<PolicyCommand> = { options: {}, parse: parsePolicyCommand, run: runPolicy };

@@ -12,8 +12,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { IniFile } from '../config/ini';
-import type { OutboundTlsConfig } from '../config/outbound-tls';
 import type { PlannedMx } from '../mx/plan';
 import type { Classification, TlsObservation } from '../tls/classify';
 import { judgeDane } from '../tls/dane-check';
@@ -21,8 +19,34 @@ import { decide } from '../tls/decision';
 import { plannedRequirement } from '../tls/requirement';
 import { SecLevel, levelName } from '../tls/sec-level';
 import { loadMxSettings, loadPolicyTable } from './config';
-import { EXIT_NONE_MEETS, formatMxReport, gatherMxReport, mxName, planLines, type MxCommand, type MxOutput, type MxReport } from './mx';
+import { formatMxReport, gatherMxReport, mxName, planLines, type MxReport } from './mx';
 import { probeAddress, type ProbeOutcome } from './smtp-probe';
+import { optionValue, unknownOption, type CliCommand, type CommandLine } from './command';
+import type { CliContext } from './context';
+import { badDomain, requireKey } from './keys';
+
+export const DEFAULT_PROBE_TIMEOUT_S = 10;
+/** Exit status of `probe` when no MX meets the requirement (or there is no MX to probe). */
+export const EXIT_NONE_MEETS = 4;
+
+export type ProbeCommand = { kind: 'probe'; domain: string; timeoutMs: number };
+
+const PROBE_OPTIONS = { timeout: { type: 'string', value: 'a number of seconds' } } as const;
+
+/** `probe [--timeout SECONDS] DOMAIN`; a string is a usage error. */
+export function parseProbeCommand(line: CommandLine): ProbeCommand | string {
+  const unknown = unknownOption(line, PROBE_OPTIONS);
+  if (unknown !== undefined) return unknown;
+  const [domain, ...rest] = line.words;
+  if (domain === undefined || rest.length > 0) return 'probe needs exactly one DOMAIN';
+  const timeout = optionValue(line, 'timeout');
+  let seconds = DEFAULT_PROBE_TIMEOUT_S;
+  if (timeout !== undefined) {
+    seconds = /^\d+(?:\.\d+)?$/.test(timeout.trim()) ? Number(timeout) : NaN;
+    if (!(seconds >= 0.1 && seconds <= 300)) return `--timeout ${timeout}: expected seconds between 0.1 and 300`;
+  }
+  return badDomain(domain, { relay: false, literal: true }) ?? { kind: 'probe', domain, timeoutMs: Math.round(seconds * 1000) };
+}
 
 /** The EHLO name: Haraka's `config/me`, else this machine's host name. */
 export function ehloNameFor(configDir: string): string {
@@ -125,16 +149,9 @@ export function formatProbeLine(line: ProbeLine): string {
 }
 
 /** `probe [--timeout S] DOMAIN`: the requirement first, then one line per MX address, then the count. */
-export async function runProbe(
-  command: Extract<MxCommand, { kind: 'probe' }>,
-  configDir: string,
-  tlsSettings: OutboundTlsConfig,
-  redisIni: IniFile,
-  key: (input: string) => string,
-  output: MxOutput,
-): Promise<number> {
+export async function runProbe(command: ProbeCommand, { configDir, settings: tlsSettings, redisIni, output }: CliContext): Promise<number> {
   const mxSettings = loadMxSettings(configDir);
-  const report = await gatherMxReport(key(command.domain), tlsSettings, mxSettings, redisIni, loadPolicyTable(configDir));
+  const report = await gatherMxReport(requireKey(command.domain), tlsSettings, mxSettings, redisIni, loadPolicyTable(configDir));
   const header = formatMxReport(report).filter((line) => /^(domain|policy|note|dane|dnssec|tlsa|ratchet|rule|required) /.test(line));
   for (const line of header) output.out(line);
   const plan = report.plan;
@@ -159,3 +176,5 @@ export async function runProbe(
   output.out(`${meeting.length} of ${plan.mxs.length} MX hosts meet the requirement (${required})`);
   return meeting.length > 0 ? 0 : EXIT_NONE_MEETS;
 }
+
+export const probeCommand: CliCommand<ProbeCommand> = { options: PROBE_OPTIONS, parse: parseProbeCommand, run: runProbe };

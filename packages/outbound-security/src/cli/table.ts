@@ -9,26 +9,25 @@ import path from 'node:path';
 import { POLICY_TABLE_FILE, readPolicyTable } from '../policy-table/file';
 import { ruleText, type PolicyRule } from '../policy-table/rule';
 import { formatProblem, type PolicyTable, type TableProblem } from '../policy-table/table';
+import { hasFlag, unknownOption, type CliCommand, type CommandLine } from './command';
+import type { CliContext } from './context';
 
 export type TableCommand = { kind: 'table-list'; json: boolean };
 
 /** Exit status of `table list` when some lines of the table are not in force. */
 export const EXIT_TABLE_PROBLEMS = 5;
 
-export interface TableOutput {
-  out(line: string): void;
-  err(line: string): void;
-}
+const TABLE_OPTIONS = { json: { type: 'boolean' } } as const;
 
 /** `table list [--json]`; a string is a usage error. */
-export function parseTableCommand(words: string[], flags: ReadonlySet<string>): TableCommand | string {
-  const [action, ...args] = words;
-  const unknownFlag = [...flags].find((flag) => flag !== '--json');
-  if (unknownFlag !== undefined) return `unknown option ${unknownFlag}`;
+export function parseTableCommand(line: CommandLine): TableCommand | string {
+  const [action, ...args] = line.words;
+  const unknown = unknownOption(line, TABLE_OPTIONS);
+  if (unknown !== undefined) return unknown;
   if (action === undefined) return 'table needs list';
   if (action !== 'list') return `unknown table command "${action}"`;
   if (args.length > 0) return 'table list takes no DOMAIN';
-  return { kind: 'table-list', json: flags.has('--json') };
+  return { kind: 'table-list', json: hasFlag(line, 'json') };
 }
 
 /** The lines of `table list`: a summary, one line per rule, one per problem. */
@@ -73,10 +72,18 @@ export function tableToJson(
 }
 
 /** `table list`: reads the table (a file that cannot be read throws: status 1). */
-export function runTable(command: TableCommand, configDir: string, output: TableOutput): number {
+export function runTable(command: TableCommand, { configDir, output }: CliContext): number {
   const { table, exists } = readPolicyTable(path.resolve(configDir));
   if (command.json) output.out(JSON.stringify(tableToJson(table, exists), null, 2));
   else for (const line of formatTable(table, exists)) output.out(line);
   if (table.errors > 0) output.err(`${table.errors} line(s) of ${path.join(path.resolve(configDir), POLICY_TABLE_FILE)} not in force`);
   return table.errors > 0 ? EXIT_TABLE_PROBLEMS : 0;
 }
+
+/** Reads only the table, not outbound_tls.ini: a table can be checked in a directory of its own. */
+export const tableCommand: CliCommand<TableCommand> = {
+  options: TABLE_OPTIONS,
+  parse: parseTableCommand,
+  readsSettings: false,
+  run: runTable,
+};

@@ -15,8 +15,6 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { OutboundTlsConfig } from '../config/outbound-tls';
-import type { IniFile } from '../config/ini';
 import { createDnsClient } from '../mx/dns-client';
 import { signingQueueMail } from '../tlsrpt/dkim';
 import { DEFAULT_LOCK_TTL_MS, previewReport, type ReportIdentity } from '../tlsrpt/deliver';
@@ -28,8 +26,10 @@ import { DEFAULT_SCHEDULE } from '../tlsrpt/schedule';
 import { TlsReportScheduler, type PassSummary } from '../tlsrpt/scheduler';
 import type { TlsReport } from '../tlsrpt/report';
 import type { DomainCounts } from '../tlsrpt/store';
+import { optionValue, unknownOption, type CliCommand, type CommandLine } from './command';
 import { loadMxSettings, waitUntilConnected } from './config';
-import { domainKey, type Output } from './cli';
+import type { CliContext } from './context';
+import { badDomain, domainKey } from './keys';
 
 export type TlsrptCommand =
   | { kind: 'tlsrpt-show'; domain: string; day: string | null }
@@ -41,27 +41,30 @@ export const DEFAULT_OUTBOX_WAIT_SECONDS = 15;
 /** Exit status of `tlsrpt send` when a report could not be sent to every address. */
 export const EXIT_TLSRPT_NOT_SENT = 7;
 
-export function parseTlsrptCommand(words: readonly string[], flags: ReadonlySet<string>): TlsrptCommand | string {
-  const [action, ...args] = words;
-  const waitFlag = [...flags].find((f) => f.startsWith('--wait='));
-  if ([...flags].some((f) => f.startsWith('--smtp'))) {
+const TLSRPT_OPTIONS = { wait: { type: 'string', value: 'a number of seconds' } } as const;
+
+/** `tlsrpt show DOMAIN [DAY]`, `tlsrpt send [--wait=S] [DAY] [DOMAIN...]`; a string is a usage error. */
+export function parseTlsrptCommand(line: CommandLine): TlsrptCommand | string {
+  const [action, ...args] = line.words;
+  if (line.options.some((option) => option.typed.startsWith('--smtp'))) {
     return '--smtp is gone: tlsrpt send hands mailto: reports to Haraka through <data_dir>/tlsrpt-outbox (RPT-7), not over SMTP';
   }
-  const unknown = [...flags].find((f) => f !== waitFlag);
-  if (unknown !== undefined) return `unknown option ${unknown}`;
+  const unknown = unknownOption(line, TLSRPT_OPTIONS);
+  if (unknown !== undefined) return unknown;
+  const waitOption = optionValue(line, 'wait');
   const day = args[0] !== undefined && /^\d{4}-/.test(args[0]) ? args[0] : null;
   if (day !== null && !isDay(day)) return `bad DAY: "${day}" is not a day (YYYY-MM-DD)`;
   const rest = day === null ? args : args.slice(1);
   if (action === 'show') {
-    if (waitFlag) return 'tlsrpt show takes no --wait';
+    if (waitOption !== undefined) return 'tlsrpt show takes no --wait';
     const [first, second] = args;
     // show DOMAIN [DAY]
     if (first === undefined || args.length > 2) return 'tlsrpt show needs DOMAIN and an optional DAY';
     if (second !== undefined && !isDay(second)) return `bad DAY: "${second}" is not a day (YYYY-MM-DD)`;
-    return { kind: 'tlsrpt-show', domain: first, day: second ?? null };
+    return badDomain(first, { relay: false, literal: true }) ?? { kind: 'tlsrpt-show', domain: first, day: second ?? null };
   }
   if (action === 'send') {
-    const wait = waitFlag ? waitFlag.slice('--wait='.length) : String(DEFAULT_OUTBOX_WAIT_SECONDS);
+    const wait = waitOption ?? String(DEFAULT_OUTBOX_WAIT_SECONDS);
     if (!/^\d{1,4}$/.test(wait)) return `bad --wait: "${wait}" is not a number of seconds`;
     for (const domain of rest) {
       const key = domainKey(domain);
@@ -128,13 +131,7 @@ async function waitForPickup(dir: string, names: readonly string[], seconds: num
 
 const PLACEHOLDER: ReportIdentity = { organization: '(tlsrpt not enabled)', contact: '-', sender: '-', submitter: 'localhost' };
 
-export async function runTlsrpt(
-  command: TlsrptCommand,
-  configDir: string,
-  settings: OutboundTlsConfig,
-  redisIni: IniFile,
-  output: Output,
-): Promise<number> {
+export async function runTlsrpt(command: TlsrptCommand, { configDir, settings, redisIni, output }: CliContext): Promise<number> {
   const config = settings.tlsrpt;
   if (command.kind === 'tlsrpt-send' && config.kind !== 'on') {
     throw new Error(config.kind === 'off' ? 'TLS reporting is off ([tlsrpt] enabled=false)' : config.reason);
@@ -203,3 +200,5 @@ export async function runTlsrpt(
     await store.close();
   }
 }
+
+export const tlsrptCommand: CliCommand<TlsrptCommand> = { options: TLSRPT_OPTIONS, parse: parseTlsrptCommand, run: runTlsrpt };

@@ -23,16 +23,34 @@ export class CertificateCache {
   /** `child fingerprint parent fingerprint` → fact key → value */
   private readonly pairs = new Map<string, Map<string, unknown>>();
 
+  /** Fingerprints by certificate object: Node computes `fingerprint256` again at each read (a native call). */
+  private readonly fingerprints = new WeakMap<X509Certificate, string>();
+
   constructor(readonly maxEntries: number = DEFAULT_CACHED_CERTIFICATES) {}
+
+  /** The certificate's SHA-256 fingerprint, read once per certificate object. */
+  fingerprint(cert: X509Certificate): string {
+    let known = this.fingerprints.get(cert);
+    if (known === undefined) {
+      known = cert.fingerprint256;
+      this.fingerprints.set(cert, known);
+    }
+    return known;
+  }
 
   /** The value of `compute` for this certificate; `key` names one fact, always of the same type. */
   remember<T>(cert: X509Certificate, key: string, compute: () => T): T {
-    return this.lookup(this.certificates, cert.fingerprint256, key, compute);
+    return this.lookup(this.certificates, this.fingerprint(cert), key, compute);
   }
 
   /** The same for a pair of certificates (a child and a possible issuer). */
   rememberPair<T>(child: X509Certificate, parent: X509Certificate, key: string, compute: () => T): T {
-    return this.lookup(this.pairs, `${child.fingerprint256} ${parent.fingerprint256}`, key, compute);
+    return this.lookup(this.pairs, `${this.fingerprint(child)} ${this.fingerprint(parent)}`, key, compute);
+  }
+
+  /** The same for a certificate and something else named by `parentId` (a bare public key's fingerprint). */
+  rememberLink<T>(child: X509Certificate, parentId: string, key: string, compute: () => T): T {
+    return this.lookup(this.pairs, `${this.fingerprint(child)} ${parentId}`, key, compute);
   }
 
   /** How many certificates and pairs are remembered. */

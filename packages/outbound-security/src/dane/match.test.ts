@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -41,6 +41,36 @@ authorityKeyIdentifier = none
 basicConstraints = critical,CA:FALSE
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
+[ ca_pathlen0 ]
+basicConstraints = critical,CA:TRUE,pathlen:0
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[ ca_excludes_mx ]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+nameConstraints = critical,excluded;DNS:example.test
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[ ca_critical_unknown ]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+1.3.6.1.4.1.55555.1 = critical,ASN1:NULL
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[ leaf_critical_unknown ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+1.3.6.1.4.1.55555.1 = critical,ASN1:NULL
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[ leaf_client_auth ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
 `;
 
 interface Made {
@@ -56,7 +86,16 @@ interface MakeOptions {
   dnsNames?: string[];
   /** signed by this one; self-signed without */
   issuer?: Made;
-  profile?: 'ca' | 'leaf' | 'leaf_no_akid' | 'not_ca';
+  profile?:
+    | 'ca'
+    | 'leaf'
+    | 'leaf_no_akid'
+    | 'not_ca'
+    | 'ca_pathlen0'
+    | 'ca_excludes_mx'
+    | 'ca_critical_unknown'
+    | 'leaf_critical_unknown'
+    | 'leaf_client_auth';
   days?: number;
 }
 
@@ -127,7 +166,16 @@ const f = {} as Record<
   | 'cnAndOtherSan'
   | 'notCa'
   | 'leafUnderNotCa'
-  | 'baseOnly',
+  | 'baseOnly'
+  | 'pathlen0Int'
+  | 'subCa'
+  | 'leafUnderSubCa'
+  | 'excludingInt'
+  | 'leafUnderExcludingInt'
+  | 'criticalInt'
+  | 'leafUnderCriticalInt'
+  | 'criticalLeaf'
+  | 'clientAuthLeaf',
   Made
 >;
 
@@ -159,6 +207,20 @@ before(async () => {
     make({ cn: 'Not a CA', issuer: f.int, profile: 'not_ca' }),
   ]);
   f.leafUnderNotCa = await leaf(MX, { issuer: f.notCa });
+  // DANE-9: what RFC 5280 path validation refuses and signatures alone do not.
+  [f.pathlen0Int, f.excludingInt, f.criticalInt, f.criticalLeaf, f.clientAuthLeaf] = await Promise.all([
+    make({ cn: 'Pathlen 0 Intermediate', profile: 'ca_pathlen0', issuer: f.root, days: 3650 }),
+    make({ cn: 'Excluding Intermediate', profile: 'ca_excludes_mx', issuer: f.root, days: 3650 }),
+    make({ cn: 'Critical Intermediate', profile: 'ca_critical_unknown', issuer: f.root, days: 3650 }),
+    leaf(MX, { profile: 'leaf_critical_unknown' }),
+    leaf(MX, { profile: 'leaf_client_auth' }),
+  ]);
+  [f.subCa, f.leafUnderExcludingInt, f.leafUnderCriticalInt] = await Promise.all([
+    make({ cn: 'Sub CA', profile: 'ca', issuer: f.pathlen0Int, days: 3650 }),
+    leaf(MX, { issuer: f.excludingInt }),
+    leaf(MX, { issuer: f.criticalInt }),
+  ]);
+  f.leafUnderSubCa = await leaf(MX, { issuer: f.subCa });
 });
 
 after(async () => {
@@ -296,7 +358,7 @@ test('DANE-4: DANE-TA 2 0 0 and 2 1 0 name a trust anchor the server did not sen
     reasons,
     /trust anchor the public key in the TLSA record: CN=mx\.example\.test is not signed by the public key in the TLSA record/,
   );
-  assert.match(reasons, /^2 0 0 3003020100: matches no certificate sent, and its data is not a certificate/m);
+  assert.match(reasons, /^2 0 0 3003020100: malformed: the data is not a DER certificate/m);
 });
 
 test('DANE-4: a DANE-TA digest of a trust anchor the server did not send does not match (RFC 7672 §3.1.2)', () => {
@@ -304,10 +366,12 @@ test('DANE-4: a DANE-TA digest of a trust anchor the server did not send does no
   assert.match(reasons, /matches none of the 2 certificates the server sent \(CN=mx\.example\.test \| CN=Example Intermediate\)/);
 });
 
-test('DANE-4: malformed and unusable records are a mismatch with their reasons; a usable one still matches', () => {
+test('DANE-4: malformed and unusable records are named; with none usable, TLS is required without authentication; a usable one still matches', () => {
   const short = record(`3 1 1 ${tlsa(3, 1, 1, f.leaf.cert).data.toString('hex').slice(2)}`);
   const pkix = tlsa(1, 1, 1, f.leaf.cert);
-  const reasons = mismatch(matchDane([short, pkix, record(`3 1 7 ${'00'.repeat(32)}`)], certs(f.leaf), context()));
+  const result = matchDane([short, pkix, record(`3 1 7 ${'00'.repeat(32)}`)], certs(f.leaf), context());
+  assert.equal(result.kind, 'unusable-only');
+  const reasons = result.kind === 'unusable-only' ? result.reasons.join('\n') : '';
   assert.match(reasons, /^3 1 1 .*malformed: SHA2-256 data is 31 bytes, not 32$/m);
   assert.match(reasons, /^1 1 1 .*usage 1 \(PKIX-EE\) is not usable for SMTP/m);
   assert.match(reasons, /^3 1 7 .*unknown matching type 7$/m);
@@ -385,4 +449,102 @@ test('DANE-4: a chain sent out of order (root before intermediate) still verifie
   );
   assertMatch(matchDane([tlsa(2, 0, 1, f.root.cert)], sent, context()), 'dane-ta', 2);
   assertMatch(matchDane([tlsa(2, 1, 1, f.int.cert)], sent, context()), 'dane-ta', 1);
+});
+
+// DANE-9: DANE-TA is RFC 5280 path validation from the trust anchor to the leaf (RFC 6698 §2.1.1).
+
+test('DANE-9: a sub-CA below an intermediate with pathlen:0 is refused (RFC 5280 §6.1.4(l), (m))', () => {
+  const chain = certs(f.leafUnderSubCa, f.subCa, f.pathlen0Int, f.root);
+  const reasons = mismatch(matchDane([tlsa(2, 1, 1, f.root.cert)], chain, context()));
+  assert.match(reasons, /CN=Sub CA: the path length constraint of CN=Pathlen 0 Intermediate \(pathlen 0\) allows no CA below it/);
+  // The anchor's own certificate constrains the path below it too (as OpenSSL; RFC 5937 §2)…
+  const anchored = mismatch(matchDane([tlsa(2, 1, 1, f.pathlen0Int.cert)], chain, context()));
+  assert.match(anchored, /CN=Sub CA: the path length constraint of CN=Pathlen 0 Intermediate \(pathlen 0\) allows no CA below it/);
+  // …and with the sub-CA as anchor nothing above it constrains the path.
+  assertMatch(matchDane([tlsa(2, 1, 1, f.subCa.cert)], chain, context()), 'dane-ta', 1);
+});
+
+test('DANE-9: an intermediate whose name constraints exclude the MX host is refused (RFC 5280 §6.1.3(b))', () => {
+  const chain = certs(f.leafUnderExcludingInt, f.excludingInt, f.root);
+  const reasons = mismatch(matchDane([tlsa(2, 1, 1, f.root.cert)], chain, context()));
+  assert.match(reasons, /DNS:mx\.example\.test is excluded by the name constraints of CN=Excluding Intermediate/);
+});
+
+test('DANE-9: an unknown critical extension is refused, in an intermediate and in the leaf (RFC 5280 §4.2, §6.1.4(o), §6.1.5(f))', () => {
+  const inIntermediate = mismatch(matchDane([tlsa(2, 1, 1, f.root.cert)], certs(f.leafUnderCriticalInt, f.criticalInt, f.root), context()));
+  assert.match(inIntermediate, /CN=Critical Intermediate has an unknown critical extension 1\.3\.6\.1\.4\.1\.55555\.1/);
+  const inLeaf = mismatch(matchDane([tlsa(2, 1, 1, f.int.cert)], certs(f.criticalLeaf, f.int), context()));
+  assert.match(inLeaf, /CN=mx\.example\.test has an unknown critical extension 1\.3\.6\.1\.4\.1\.55555\.1/);
+});
+
+test('DANE-9: a leaf whose extended key usage excludes serverAuth is refused (RFC 5280 §4.2.1.12)', () => {
+  const reasons = mismatch(matchDane([tlsa(2, 1, 1, f.int.cert)], certs(f.clientAuthLeaf, f.int), context()));
+  assert.match(reasons, /CN=mx\.example\.test: its extended key usage \(1\.3\.6\.1\.5\.5\.7\.3\.2\) does not include serverAuth/);
+});
+
+test('DANE-9: the DANE-TA name check takes a list of acceptable names (extra TLSA base domains)', () => {
+  const records = [tlsa(2, 1, 1, f.int.cert)];
+  const result = matchDane(records, certs(f.baseOnly, f.int), context({ extraNames: ['tlsa.example.test'] }));
+  assertMatch(result, 'dane-ta', 1);
+  if (result.kind === 'match' && result.via === 'dane-ta') assert.equal(result.name, 'tlsa.example.test');
+});
+
+// DANE-10: bounded and robust.
+
+test('DANE-10: at most 16 usable records of an RRset are used; the rest are ignored and counted', () => {
+  const decoys = Array.from({ length: 16 }, (_, i): TlsaRecord => ({
+    usage: 3,
+    selector: 1,
+    matchingType: 1,
+    data: Buffer.alloc(32, i + 1),
+  }));
+  const late = matchDane([...decoys, tlsa(3, 1, 1, f.leaf.cert)], certs(f.leaf), context());
+  assert.match(mismatch(late), /^3 1 1 .*: ignored: more than 16 usable TLSA records \(DANE-10\)$/m);
+  assert.equal(late.ignoredRecords, 1);
+  const inTime = matchDane([...decoys.slice(1), tlsa(3, 1, 1, f.leaf.cert)], certs(f.leaf), context());
+  assertMatch(inTime, 'dane-ee', 0);
+  assert.equal(inTime.ignoredRecords, 0);
+});
+
+test('DANE-10: Full(0) data that is not DER (3 0 0, 3 1 0, 2 0 0, 2 1 0) makes the record unusable (RFC 6698 §4.1)', () => {
+  for (const text of [
+    '3 0 0 3003020100',
+    '3 1 0 0102',
+    '2 0 0 3003020100',
+    '2 1 0 deadbeef',
+    `2 1 0 ${tlsa(2, 1, 0, f.int.cert).data.toString('hex')}00`,
+  ]) {
+    const result = matchDane([record(text)], certs(f.leaf, f.int), context());
+    assert.equal(result.kind, 'unusable-only', `${text}: ${JSON.stringify(result)}`);
+  }
+  // Beside a usable record the malformed one is only named.
+  const mixed = matchDane([record('2 1 0 deadbeef'), tlsa(2, 1, 0, f.int.cert)], certs(f.leaf), context());
+  assertMatch(mixed, 'dane-ta', 1);
+});
+
+test('DANE-10: signature checks per connection are bounded, and a certificate/key pair is never verified twice', () => {
+  // Each `2 1 0` record is a bare key that may have signed the top of the chain: only a signature check tells.
+  const keys = Array.from({ length: 40 }, () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey);
+  const records = keys.map((key): TlsaRecord => ({
+    usage: 2,
+    selector: 1,
+    matchingType: 0,
+    data: key.export({ type: 'spki', format: 'der' }),
+  }));
+  const cache = new CertificateCache();
+  const fresh = (): X509Certificate[] => [f.leafUnderSubCa, f.subCa, f.pathlen0Int].map((m) => new X509Certificate(m.cert.raw));
+  let total = 0;
+  // Each connection goes on from the checks the earlier ones made, until one has nothing left to check.
+  for (let connection = 0, checks = -1; checks !== 0; connection++) {
+    assert.ok(connection < 30, 'the checks never end');
+    const result = matchDane(records, fresh(), context({ cache }));
+    mismatch(result);
+    checks = result.signatureChecks;
+    assert.ok(checks <= 8, `connection ${connection}: ${checks} signature checks`);
+    total += checks;
+  }
+  // The two links of the chain, then 16 records used against one top certificate (the chain's last): 18 pairs, each checked once.
+  assert.equal(total, 18);
+  const again = matchDane(records, fresh(), context({ cache }));
+  assert.equal(again.signatureChecks, 0);
 });

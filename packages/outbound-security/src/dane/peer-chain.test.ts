@@ -79,3 +79,15 @@ test('DANE-4: an X509Certificate without issuer links is a chain of one; none is
   assert.deepEqual(fingerprints(chainFromX509(certs[0]).certificates), fingerprints(certs.slice(0, 1)));
   assert.deepEqual(chainFromX509(undefined), { certificates: [] });
 });
+
+test('DANE-10: chains of at least 16 certificates are read, whichever way they are read', () => {
+  assert.ok(MAX_PEER_CHAIN >= 17, `MAX_PEER_CHAIN is ${MAX_PEER_CHAIN}`);
+  const seventeen = chainFromDetailed(detailed(17, true));
+  assert.deepEqual([seventeen.certificates.length, seventeen.problem], [17, undefined]);
+  const linked = certs.slice(0, 17).map((c) => new X509Certificate(c.raw));
+  const leaf = linked.reduceRight<X509Certificate | undefined>((issuer, cert) => {
+    if (issuer) Object.defineProperty(cert, 'issuerCertificate', { value: issuer });
+    return cert;
+  }, undefined);
+  assert.equal(chainFromX509(leaf).certificates.length, 17);
+});

@@ -23,8 +23,8 @@
  */
 import { X509Certificate } from 'node:crypto';
 
-/** Certificates read from a peer chain, duplicates included; a longer chain is cut (real ones have 2–4). */
-export const MAX_PEER_CHAIN = 10;
+/** Certificates read from a peer chain, duplicates included; a longer chain is cut (real ones have 2–4; DANE-10: at least 16 are read, as OpenSSL reads them). */
+export const MAX_PEER_CHAIN = 20;
 
 export interface PeerChain {
   /** Leaf first. */

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { test } from 'node:test';
+import { rootCertificates } from 'node:tls';
 import {
   associationName,
   classifyTlsaRrset,
@@ -14,6 +16,9 @@ import {
 
 const SHA256 = 'ab'.repeat(32);
 const SHA512 = 'cd'.repeat(64);
+/** Real DER for Full(0) records: a public key made here, and a root certificate bundled with Node. */
+const SPKI = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'der' }).toString('hex');
+const CERT = new X509Certificate(rootCertificates[0] ?? '').raw.toString('hex');
 
 function record(text: string): TlsaRecord {
   const parsed = parseTlsaText(text);
@@ -76,10 +81,10 @@ test('DANE-3: usages 2 and 3 with known selectors and matching types are usable'
     `3 1 1 ${SHA256}`,
     `3 0 1 ${SHA256}`,
     `3 1 2 ${SHA512}`,
-    '3 1 0 3059',
+    `3 1 0 ${SPKI}`,
     `2 1 1 ${SHA256}`,
     `2 0 2 ${SHA512}`,
-    '2 0 0 30',
+    `2 0 0 ${CERT}`,
   ]) {
     assert.equal(unusableReason(record(text)), undefined, text);
   }
@@ -124,7 +129,7 @@ test('DANE-4: digest agility (RFC 7671 §9): SHA2-512 records set aside SHA2-256
   const ee512 = record(`3 1 2 ${SHA512}`);
   const eeCert256 = record(`3 0 1 ${SHA256}`);
   const ta256 = record(`2 1 1 ${SHA256}`);
-  const eeFull = record('3 1 0 3059');
+  const eeFull = record(`3 1 0 ${SPKI}`);
   const rrset = classifyTlsaRrset([ee256, ee512, eeCert256, ta256, eeFull]);
   assert.equal(rrset.kind, 'usable');
   if (rrset.kind !== 'usable') return;
@@ -139,4 +144,22 @@ test('DANE-4: a malformed SHA2-512 record does not set aside a good SHA2-256 one
   const rrset = classifyTlsaRrset([ee256, record(`3 1 2 ${SHA256}`)]);
   assert.equal(rrset.kind, 'usable');
   if (rrset.kind === 'usable') assert.deepEqual(rrset.usable, [ee256]);
+});
+
+test('DANE-10: Full(0) data that is not a DER certificate (selector 0) or public key (selector 1) is unusable (RFC 6698 §4.1)', () => {
+  const cases: Array<[string, RegExp]> = [
+    ['3 0 0 3003020100', /malformed: the data is not a DER certificate \(.*\) \(RFC 6698 §4\.1\)/],
+    ['3 1 0 0102', /malformed: the data is not a DER public key \(SubjectPublicKeyInfo\) \(it does not start with a DER SEQUENCE\)/],
+    ['2 0 0 3059', /malformed: the data is not a DER certificate/],
+    ['2 1 0 deadbeef', /malformed: the data is not a DER public key/],
+    [`2 1 0 ${SPKI}00`, /its DER SEQUENCE is \d+ bytes of \d+/],
+    [`2 0 0 ${CERT}00`, /its DER SEQUENCE is \d+ bytes of \d+/],
+    [`3 0 0 ${Buffer.from(`-----BEGIN CERTIFICATE-----`).toString('hex')}`, /not a DER certificate/],
+  ];
+  for (const [text, reason] of cases) assert.match(unusableReason(record(text)) ?? 'usable', reason, text);
+  const rrset = classifyTlsaRrset(cases.map(([text]) => record(text)));
+  assert.equal(rrset.kind, 'unusable-only');
+  // A cert where a key is expected (and the reverse) is malformed too.
+  assert.match(unusableReason(record(`2 1 0 ${CERT}`)) ?? 'usable', /not a DER public key/);
+  assert.match(unusableReason(record(`2 0 0 ${SPKI}`)) ?? 'usable', /not a DER certificate/);
 });

@@ -6,7 +6,12 @@
  *   PKIX-EE(1) are not (RFC 7672 §3.1.3). Unknown usages, selectors (other than
  *   Cert(0) and SPKI(1)) and matching types (other than Full(0), SHA2-256(1) and
  *   SHA2-512(2)) are unusable (RFC 6698 §4.1), and so is malformed data: a digest
- *   of the wrong length, or no data at all.
+ *   of the wrong length, no data at all, or (DANE-10) Full(0) data that is not a
+ *   DER certificate (selector 0) or SubjectPublicKeyInfo (selector 1), read as
+ *   OpenSSL reads it (`association-data.ts`).
+ * - DANE-10, bounded cost: at most `MAX_FULL_DATA_READS` Full(0) records of an
+ *   RRset are read (the rest are unusable, "not read"), and the match uses at
+ *   most `MAX_USABLE_TLSA_RECORDS` usable ones (`match.ts`).
  * - Digest algorithm agility (RFC 7671 §9): for one usage and selector, when
  *   SHA2-512 records are published, the SHA2-256 ones are ignored; Full(0)
  *   records always count.
@@ -16,6 +21,13 @@
  * Records come from dns-packet's decoded TLSA data or from presentation text
  * (`3 1 1 8f2a…`, as `dig` prints it), for the CLI and tests.
  */
+
+import { readFullData } from './association-data';
+
+/** DANE-10: usable records of one RRset a match uses; the rest are ignored, logged and counted. */
+export const MAX_USABLE_TLSA_RECORDS = 16;
+/** DANE-10: Full(0) records of one RRset whose data is read (100–300 µs each the first time). */
+export const MAX_FULL_DATA_READS = 32;
 
 export const TlsaUsage = { PKIX_TA: 0, PKIX_EE: 1, DANE_TA: 2, DANE_EE: 3 } as const;
 export const TlsaSelector = { CERT: 0, SPKI: 1 } as const;
@@ -143,6 +155,10 @@ export function unusableReason(record: TlsaRecord): string | undefined {
   if (digestBytes !== undefined && data.length !== digestBytes) {
     return `malformed: ${MATCHING_NAMES[matchingType]} data is ${data.length} bytes, not ${digestBytes}`;
   }
+  if (matchingType === TlsaMatching.FULL) {
+    const full = readFullData(selector, data);
+    if (full.kind === 'malformed') return full.reason;
+  }
   return undefined;
 }
 
@@ -151,7 +167,13 @@ export function classifyTlsaRrset(records: readonly TlsaRecord[]): TlsaRrset {
   if (records.length === 0) return { kind: 'empty' };
   const usable: TlsaRecord[] = [];
   const unusable: UnusableTlsa[] = [];
+  let fullReads = 0;
   for (const record of records) {
+    const full = record.matchingType === TlsaMatching.FULL && (record.usage === TlsaUsage.DANE_TA || record.usage === TlsaUsage.DANE_EE);
+    if (full && ++fullReads > MAX_FULL_DATA_READS) {
+      unusable.push({ record, reason: `ignored: more than ${MAX_FULL_DATA_READS} Full(0) records in the RRset, not read (DANE-10)` });
+      continue;
+    }
     const reason = unusableReason(record);
     if (reason === undefined) usable.push(record);
     else unusable.push({ record, reason });

@@ -4,7 +4,12 @@
  * the handshake showed.
  *
  * - No TLS: refused (TLSA records mean the host offers TLS; RFC 7672 §2.2).
- * - Only unusable records: TLS is enough (RFC 7672 §3.1.3).
+ * - Only unusable records: TLS is enough (RFC 7672 §3.1.3); so too when the
+ *   records the lookup kept turn out unusable at the match (DANE-10).
+ * - DANE-10: records beyond the 16 a match uses, and the signatures checked,
+ *   are counted (`outbound_tls_dane_ignored_records_total`,
+ *   `outbound_tls_dane_signature_checks_total`) and the ignored ones named in
+ *   the reason the guard logs.
  * - Usable records: the chain the server sent must match one (DANE-4); a
  *   match makes the connection TLS_SECURE whatever the WebPKI thinks (a
  *   self-signed certificate under DANE-EE included), a mismatch refuses it.
@@ -14,6 +19,7 @@ import { matchDane } from '../dane/match';
 import { chainFromX509 } from '../dane/peer-chain';
 import type { DaneHostRequirement } from '../dane/plan-step';
 import { formatTlsa } from '../dane/tlsa';
+import { metrics } from '../metrics';
 import type { Classification, TlsObservation } from './classify';
 import { SecLevel } from './sec-level';
 
@@ -56,20 +62,29 @@ export function checkDane(
   const match = matchDane(requirement.usable, chain.certificates, {
     mxHost,
     tlsaBaseDomain: requirement.tlsaName.replace(/^_\d+\._tcp\./, ''),
-    ...(requirement.names ? { names: requirement.names } : {}),
+    ...(requirement.names ? { extraNames: requirement.names } : {}),
     now,
     cache,
   });
+  if (match.signatureChecks > 0) metrics.daneSignatureChecks.inc(match.signatureChecks);
+  if (match.ignoredRecords > 0) metrics.daneIgnoredRecords.inc(match.ignoredRecords);
+  const ignored = match.ignoredRecords > 0 ? ` (${match.ignoredRecords} usable TLSA records beyond the first 16 ignored (DANE-10))` : '';
   if (match.kind === 'match') {
     return {
       kind: 'authenticated',
-      reason: `DANE: ${formatTlsa(match.record).slice(0, 24)}… matched (${match.via}) at ${requirement.tlsaName}`,
+      reason: `DANE: ${formatTlsa(match.record).slice(0, 24)}… matched (${match.via}) at ${requirement.tlsaName}${ignored}`,
+    };
+  }
+  if (match.kind === 'unusable-only') {
+    return {
+      kind: 'encrypted',
+      reason: `${requirement.tlsaName}: only unusable TLSA records, TLS required without authentication: ${match.reasons.join('; ')}`,
     };
   }
   return {
     kind: 'refused',
     result: 'mismatch',
-    reason: `DANE: no TLSA record of ${requirement.tlsaName} matches: ${match.reasons.join('; ')}`,
+    reason: `DANE: no TLSA record of ${requirement.tlsaName} matches${ignored}: ${match.reasons.join('; ')}`,
   };
 }
 

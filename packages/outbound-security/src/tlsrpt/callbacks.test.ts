@@ -19,14 +19,18 @@ import { TlsReportRecorder } from './recorder';
 import { TlsReportScheduler } from './scheduler';
 import type { TlsReportStore } from './store';
 
-/** Runs `body`, then waits `ms`; resolves with the unhandled rejections and uncaught exceptions seen meanwhile. */
-async function escaped(body: () => Promise<void> | void, ms: number): Promise<unknown[]> {
+/**
+ * Runs `body`, then waits until `done()` (at most 10 s: a loaded machine runs timers late) and `ms`
+ * more; resolves with the unhandled rejections and uncaught exceptions seen meanwhile.
+ */
+async function escaped(body: () => Promise<void> | void, ms: number, done: () => boolean = () => true): Promise<unknown[]> {
   const seen: unknown[] = [];
   const onRejection = (reason: unknown): void => void seen.push(reason);
   process.on('unhandledRejection', onRejection);
   process.on('uncaughtException', onRejection);
   try {
     await body();
+    for (const deadline = Date.now() + 10_000; !done() && Date.now() < deadline;) await new Promise((resolve) => setTimeout(resolve, 10));
     await new Promise((resolve) => setTimeout(resolve, ms));
   } finally {
     process.off('unhandledRejection', onRejection);
@@ -60,7 +64,11 @@ test('OPS-8: the scheduler’s loop survives a store that answers nonsense (a pa
     },
     { tickMs: 20 },
   );
-  const seen = await escaped(() => scheduler.start(), 150);
+  const seen = await escaped(
+    () => scheduler.start(),
+    50,
+    () => passes >= 2,
+  );
   await scheduler.stop();
   assert.deepEqual(seen, []);
   assert.ok(passes >= 2, `the loop went on (${passes} passes)`);
@@ -79,16 +87,20 @@ test('OPS-8: the recorder’s flush timer survives a store whose write throws at
     },
     flushIntervalMs: 10,
   });
-  const seen = await escaped(() => {
-    recorder.start();
-    for (const domain of ['__proto__', 'constructor', 'example.com']) {
-      recorder.record({
-        policyDomain: domain,
-        policy: noPolicyFound('example.com'),
-        result: { resultType: 'starttls-not-supported', receivingIp: '192.0.2.1', receivingMxHostname: '__proto__' },
-      });
-    }
-  }, 80);
+  const seen = await escaped(
+    () => {
+      recorder.start();
+      for (const domain of ['__proto__', 'constructor', 'example.com']) {
+        recorder.record({
+          policyDomain: domain,
+          policy: noPolicyFound('example.com'),
+          result: { resultType: 'starttls-not-supported', receivingIp: '192.0.2.1', receivingMxHostname: '__proto__' },
+        });
+      }
+    },
+    30,
+    () => calls >= 2,
+  );
   await recorder.close();
   assert.deepEqual(seen, []);
   assert.ok(calls >= 2, 'flushed again and again');
@@ -102,7 +114,11 @@ test('OPS-8: the outbox look survives a directory that cannot be read (a file wh
   const logs: string[] = [];
   const pickup = new OutboxPickup({ dir: file, queue: async () => undefined, log: (l, m) => logs.push(`${l} ${m}`), intervalMs: 10 });
   try {
-    const seen = await escaped(() => pickup.start(), 60);
+    const seen = await escaped(
+      () => pickup.start(),
+      60,
+      () => logs.length > 0,
+    );
     assert.deepEqual(seen, []);
     assert.equal(logs.filter((l) => /not a directory/.test(l)).length, 1, 'said once');
   } finally {
