@@ -7,9 +7,9 @@
  * store in force holds everything carried into it. It names the store, never
  * a password: a previous Redis is reopened with redis.ini's other settings.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { replaceFile } from './durable-file';
 
 /** The record's name in the Haraka directory. */
 export const STORE_RECORD_FILE = 'outbound_tls-store.json';
@@ -69,20 +69,7 @@ export function readStoreRecord(file: string): StoreRecord {
   return store ? { kind: 'store', store } : { kind: 'unreadable', reason: `${file}: not a store record` };
 }
 
-/** Writes the record atomically (temporary file, fsync, rename). */
+/** Writes the record atomically and durably (store/durable-file.ts). */
 export async function writeStoreRecord(file: string, store: StoreInUse): Promise<void> {
-  const temp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
-  try {
-    const handle = await fs.promises.open(temp, 'wx', 0o644);
-    try {
-      await handle.writeFile(`${JSON.stringify({ ...store, recordedAt: new Date().toISOString() })}\n`);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fs.promises.rename(temp, file);
-  } catch (err) {
-    await fs.promises.rm(temp, { force: true });
-    throw err;
-  }
+  await replaceFile(file, `${JSON.stringify({ ...store, recordedAt: new Date().toISOString() })}\n`);
 }
