@@ -8,10 +8,11 @@
  * `main` does the I/O. A new command group (`policy show|purge`) is one more
  * case in `parseArgs` and `run`.
  */
-import { literalKey, parseLiteralKey, printable, toALabel } from '../domain';
-import { openRatchetStore } from '../store/open';
-import { RELAY_KEY_PREFIX, relayKey, type RatchetRead } from '../ratchet/store';
-import { levelName } from '../tls/sec-level';
+import { printable } from '../domain';
+import { openRatchetStore } from '../state/open';
+import type { RatchetRead } from '../ratchet/store';
+import { RELAY_KEY_PREFIX, domainKey } from '../store/keys';
+import { levelName } from '../sec-level';
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadRedisIni, loadSettings, resolveConfigDir, waitUntilConnected } from './config';
@@ -207,24 +208,6 @@ function parseRatchetCommand(words: string[], flags: Set<string>): Command | str
     default:
       return `unknown ratchet command "${action}"`;
   }
-}
-
-/**
- * The store key for what the admin typed: the lowercase A-label, the address
- * literal in canonical form (ST-6), or a relay host's own key `relay:<host>` (TLS-8).
- */
-export function domainKey(input: string): { ok: true; key: string } | { ok: false; error: string } {
-  const text = input.trim();
-  if (text.startsWith(RELAY_KEY_PREFIX)) {
-    const key = relayKey(text.slice(RELAY_KEY_PREFIX.length));
-    return key ? { ok: true, key } : { ok: false, error: `"${printable(text)}" is not relay:<host name or address>` };
-  }
-  if (text.startsWith('[')) {
-    const literal = parseLiteralKey(text);
-    return literal ? { ok: true, key: literalKey(literal) } : { ok: false, error: `"${text}" is not an address literal` };
-  }
-  const result = toALabel(text);
-  return result.ok ? { ok: true, key: result.aLabel } : { ok: false, error: result.reason };
 }
 
 /** `2026-11-24T14:00:00Z`: ISO 8601 in UTC, to the second. */

@@ -20,7 +20,7 @@ import { DaneStatus, type DaneStatusState } from '../dane/resolver-status';
 import { describeTlsaParameters, formatTlsa } from '../dane/tlsa';
 import { loadMxSettings } from './config';
 import { createCachedTransport, createDnsClient, effectiveServers, type DnsAnswer, type DnsClient } from '../mx/dns-client';
-import type { DeliveryPlan, PolicyInEffect } from '../mx/plan';
+import type { DeliveryPlan, PolicyInEffect } from '../delivery/plan';
 import type { PolicyRule } from '../policy-table/rule';
 
 /** Exit status of `dane status` when DANE is on or observed but not in effect (or its status unknown). */

@@ -16,7 +16,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { OutboundTlsConfig } from '../config/outbound-tls';
-import type { IniFile } from '../config/ini';
+import type { IniFile } from '../ini';
 import { createDnsClient } from '../mx/dns-client';
 import { signingQueueMail } from '../tlsrpt/dkim';
 import { DEFAULT_LOCK_TTL_MS, previewReport, type ReportIdentity } from '../tlsrpt/deliver';
@@ -29,7 +29,8 @@ import { TlsReportScheduler, type PassSummary } from '../tlsrpt/scheduler';
 import type { TlsReport } from '../tlsrpt/report';
 import type { DomainCounts } from '../tlsrpt/store';
 import { loadMxSettings, waitUntilConnected } from './config';
-import { domainKey, type Output } from './cli';
+import { domainKey } from '../store/keys';
+import type { Output } from './cli';
 
 export type TlsrptCommand =
   | { kind: 'tlsrpt-show'; domain: string; day: string | null }

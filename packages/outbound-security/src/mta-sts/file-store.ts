@@ -11,7 +11,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { isValidRatchetKey } from '../ratchet/store';
+import { isValidStoreKey } from '../store/keys';
 import type { CachedPolicy, PolicyRead, PolicyStore } from './store';
 import { WatchedStat } from '../store/watched-stat';
 import { replaceFile } from '../store/durable-file';
@@ -39,7 +39,7 @@ export class FilePolicyStore implements PolicyStore {
   }
 
   private file(domain: string): string {
-    if (!isValidRatchetKey(domain) || domain.startsWith('[')) throw new Error(`invalid policy cache key "${domain}"`);
+    if (!isValidStoreKey(domain) || domain.startsWith('[')) throw new Error(`invalid policy cache key "${domain}"`);
     return path.join(this.dir, `${domain}.json`);
   }
 
@@ -109,7 +109,7 @@ export class FilePolicyStore implements PolicyStore {
     for (const domain of domains.sort()) {
       out.push({
         domain,
-        read: isValidRatchetKey(domain) ? await this.get(domain) : { kind: 'unreadable', reason: `bad file name ${domain}.json` },
+        read: isValidStoreKey(domain) ? await this.get(domain) : { kind: 'unreadable', reason: `bad file name ${domain}.json` },
       });
     }
     return out;

@@ -42,10 +42,11 @@ import path from 'node:path';
 import { printable } from '../domain';
 import { mapBounded } from '../store/bounded-tasks';
 import { TEMP_PREFIX, createFileOnce, errorCode, errorText, makeDirectory, uniqueName } from '../store/durable-file';
-import { isValidRatchetKey, type RatchetEntry, type RatchetRead, type RatchetStore } from './store';
+import { isValidStoreKey } from '../store/keys';
+import { type RatchetEntry, type RatchetRead, type RatchetStore } from './store';
 import { ChangeWatcher, SETTLE_MS, announceChange } from './change-marker';
 import { RatchetMemory, type RatchetMemoryLimits } from './memory';
-import { SEC_LEVELS, SecLevel, levelName } from '../tls/sec-level';
+import { SEC_LEVELS, SecLevel, levelName } from '../sec-level';
 
 /** Prefix of a domain directory being deleted by `reset`. */
 export const RESET_PREFIX = '.reset-';
@@ -183,7 +184,7 @@ export class FileRatchetStore implements RatchetStore {
     const resetLeftovers = names.filter((name) => name.startsWith(RESET_PREFIX)).map((name) => path.join(this.dir, name));
     const tempLeftovers: string[] = [];
     const results = await mapBounded(domains, LIST_CONCURRENCY, async (domain) => {
-      if (!isValidRatchetKey(domain)) {
+      if (!isValidStoreKey(domain)) {
         const read: RatchetRead = unreadable(
           path.join(this.dir, printable(domain)),
           'not a domain key (lowercase A-label or address literal)',
@@ -292,7 +293,7 @@ export class FileRatchetStore implements RatchetStore {
 }
 
 function checkKey(domain: string): string {
-  if (!isValidRatchetKey(domain)) {
+  if (!isValidStoreKey(domain)) {
     throw new Error(`ratchet: "${printable(domain)}" is not a valid domain key (lowercase A-label or address literal)`);
   }
   return domain;

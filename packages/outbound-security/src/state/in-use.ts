@@ -1,7 +1,7 @@
 /**
  * ST-7: the record of the store in use, so that a change of `store` or
  * `data_dir` made while Haraka was stopped is noticed at the next start and
- * what the previous store holds is carried over (store/switch.ts). A small
+ * what the previous store holds is carried over (state/switch.ts). A small
  * JSON file in the Haraka directory (beside config/, not under data_dir: a
  * changed data_dir must not move the record), written atomically once the
  * store in force holds everything carried into it. It names the store, never
@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { replaceFile } from './durable-file';
+import { replaceFile } from '../store/durable-file';
 
 /** The record's name in the Haraka directory. */
 export const STORE_RECORD_FILE = 'outbound_tls-store.json';
