@@ -3,7 +3,7 @@
  * Ctrl-C, and the few statistics and number formats they print.
  */
 import type { RatchetStore } from 'haraka-outbound-security/ratchet/store';
-import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
+import { SecLevel } from 'haraka-outbound-security/sec-level';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';

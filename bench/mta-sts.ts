@@ -32,7 +32,8 @@ import {
   type MtaStsSettings,
   type PolicyDecision,
 } from 'haraka-outbound-security/mta-sts/resolver';
-import { FilePolicyStore, type CachedPolicy } from 'haraka-outbound-security/mta-sts/store';
+import { FilePolicyStore } from 'haraka-outbound-security/mta-sts/file-store';
+import type { CachedPolicy } from 'haraka-outbound-security/mta-sts/store';
 import { TestDnsServer } from '../test/fixtures/dns-server';
 import { PolicyServer, policyText } from '../test/fixtures/policy-server';
 import https from 'node:https';

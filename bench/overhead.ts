@@ -48,7 +48,7 @@ const CLIENT_CPU = 0;
 const MEASURED_CPU = 1;
 import path from 'node:path';
 import nodemailer from 'nodemailer';
-import { openRatchetStoreFromUrl } from 'haraka-outbound-security/store/open';
+import { openRatchetStoreFromUrl } from 'haraka-outbound-security/state/open';
 import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
 import type { RatchetStore } from 'haraka-outbound-security/ratchet/store';
 import { TestDnsServer } from '../test/fixtures/dns-server';

@@ -25,7 +25,7 @@
  */
 import { parsePolicyTable, type PolicyTable } from 'haraka-outbound-security/policy-table/table';
 import { connectionRequirement } from 'haraka-outbound-security/tls/requirement';
-import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
+import { SecLevel } from 'haraka-outbound-security/sec-level';
 import { fmt, lpad, median, positiveOption, readOptions, runBenchmark, verdict } from './common';
 
 /** The share of the 10 µs per-connection decision budget (OPS-6) one lookup may take. */

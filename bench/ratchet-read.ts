@@ -22,7 +22,7 @@ import { RedisRatchetStore } from 'haraka-outbound-security/ratchet/redis-store'
 import { RedisConnection } from 'haraka-outbound-security/store/redis-connection';
 import type { RatchetMemoryLimits } from 'haraka-outbound-security/ratchet/memory';
 import type { RatchetStore } from 'haraka-outbound-security/ratchet/store';
-import { SecLevel, levelName } from 'haraka-outbound-security/tls/sec-level';
+import { SecLevel, levelName } from 'haraka-outbound-security/sec-level';
 import { TestRedis } from '../test/fixtures/redis-server';
 import { Cleanup, fmt, lpad, positiveOption } from './common';
 

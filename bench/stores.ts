@@ -13,9 +13,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
-import { openRatchetStoreFromUrl } from 'haraka-outbound-security/store/open';
+import { openRatchetStoreFromUrl } from 'haraka-outbound-security/state/open';
 import type { RatchetStore } from 'haraka-outbound-security/ratchet/store';
-import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
+import { SecLevel } from 'haraka-outbound-security/sec-level';
 import { TestRedis } from '../test/fixtures/redis-server';
 
 type Operation = 'check' | 'raise (no-op)' | 'raise (new)';

@@ -27,7 +27,7 @@ import os from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
-import { openRatchetStoreFromUrl } from 'haraka-outbound-security/store/open';
+import { openRatchetStoreFromUrl } from 'haraka-outbound-security/state/open';
 import type { RatchetStore } from 'haraka-outbound-security/ratchet/store';
 import { TestRedis } from '../test/fixtures/redis-server';
 import { TestDnsServer } from '../test/fixtures/dns-server';

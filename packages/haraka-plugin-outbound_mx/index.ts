@@ -13,10 +13,10 @@ import type { DaneDeps } from 'haraka-outbound-security/dane/plan-step';
 import { DaneStatus, type DaneStatusState } from 'haraka-outbound-security/dane/resolver-status';
 import { setDeliveryState } from 'haraka-outbound-security/haraka/delivery-state';
 import { guardProblem, guardStatus, pluginListProblem } from 'haraka-outbound-security/haraka/guard-status';
-import { failClosedReason, recipientKey } from 'haraka-outbound-security/haraka/fail-closed';
+import { failClosedReason, recipientKey } from 'haraka-outbound-security/delivery/fail-closed';
 import { printable } from 'haraka-outbound-security/domain';
 import { DENY, DENYSOFT, OK, type HMailItem, type HarakaMxSpec, type HarakaPlugin, type Next } from 'haraka-outbound-security/haraka/api';
-import { destinationName, planDelivery, planSettings, type DeliveryPlan } from 'haraka-outbound-security/mx/plan';
+import { destinationName, planDelivery, planSettings, type DeliveryPlan } from 'haraka-outbound-security/delivery/plan';
 import type { OutboundMxConfig } from 'haraka-outbound-security/config/outbound-mx';
 import cluster from 'node:cluster';
 import { MetricsListener, metrics } from 'haraka-outbound-security/metrics';
@@ -28,7 +28,7 @@ import {
   sharedStores,
   type MxSettings,
   type Settings,
-} from 'haraka-outbound-security/config/settings';
+} from 'haraka-outbound-security/haraka/settings';
 import { ruleLabel, ruleText } from 'haraka-outbound-security/policy-table/rule';
 import type { PolicyTable } from 'haraka-outbound-security/policy-table/table';
 import type { PolicyStore } from 'haraka-outbound-security/mta-sts/store';

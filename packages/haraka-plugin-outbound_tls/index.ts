@@ -22,18 +22,18 @@ import { getDeliveryState } from 'haraka-outbound-security/haraka/delivery-state
 import { capturingIdentity } from 'haraka-outbound-security/haraka/identity-capture';
 import { setGuardProblem } from 'haraka-outbound-security/haraka/guard-status';
 import { RUNTIME_STATUS_FILE, writeRuntimeStatus } from 'haraka-outbound-security/haraka/runtime-status';
-import { failClosedReason, recipientKey } from 'haraka-outbound-security/haraka/fail-closed';
+import { failClosedReason, recipientKey } from 'haraka-outbound-security/delivery/fail-closed';
 import type { Requirement } from 'haraka-outbound-security/tls/decision';
 import { connectionRequirement } from 'haraka-outbound-security/tls/requirement';
 import type { PolicyTable } from 'haraka-outbound-security/policy-table/table';
 import { CONT, DENYSOFT, type HMailItem, type HarakaPlugin, type Next } from 'haraka-outbound-security/haraka/api';
-import { MetricsListener, metrics } from 'haraka-outbound-security/metrics';
-import type { SharedStores } from 'haraka-outbound-security/store/open';
-import type { IniFile } from 'haraka-outbound-security/config/ini';
+import { MetricsListener, countDaneWork, metrics } from 'haraka-outbound-security/metrics';
+import type { SharedStores } from 'haraka-outbound-security/state/open';
+import type { IniFile } from 'haraka-outbound-security/ini';
 import type { OutboundTlsConfig } from 'haraka-outbound-security/config/outbound-tls';
-import { outboundTlsSettings, policyTableSettings, sharedStores, type SharedSettings } from 'haraka-outbound-security/config/settings';
+import { outboundTlsSettings, policyTableSettings, sharedStores, type SharedSettings } from 'haraka-outbound-security/haraka/settings';
 import type { RatchetStore } from 'haraka-outbound-security/ratchet/store';
-import { levelName } from 'haraka-outbound-security/tls/sec-level';
+import { levelName } from 'haraka-outbound-security/sec-level';
 import { sessionOfConnection } from 'haraka-outbound-security/tlsrpt/session';
 import { startTlsReporting, type ReportingPlugin } from './tlsrpt';
 import { registerRequireTls } from './requiretls';
@@ -237,6 +237,7 @@ function guardDeps(plugin: OutboundTlsPlugin): GuardDeps {
       sts: (mode, result) => metrics.stsChecks.inc({ mode, result }),
       exemption: (use) => metrics.exemptions.inc({ exemption: use.exemption }),
       dane: (result, mode) => metrics.dane.inc({ result, mode }),
+      daneWork: countDaneWork,
     },
     recordSession: (hmail, facts, outcome) => {
       if (!plugin.tlsReporting?.enabled) return;

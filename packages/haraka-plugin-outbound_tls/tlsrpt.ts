@@ -16,7 +16,7 @@
  * - in a cluster the workers record and send; the primary does neither.
  */
 import cluster from 'node:cluster';
-import { outboundMxSettings, outboundTlsSettings, sharedStores, type SharedSettings } from 'haraka-outbound-security/config/settings';
+import { outboundMxSettings, outboundTlsSettings, sharedStores, type SharedSettings } from 'haraka-outbound-security/haraka/settings';
 import { OK, type HarakaPlugin } from 'haraka-outbound-security/haraka/api';
 import { createDnsClient } from 'haraka-outbound-security/mx/dns-client';
 import { postReport } from 'haraka-outbound-security/tlsrpt/https';
@@ -25,7 +25,7 @@ import { TlsReporting } from 'haraka-outbound-security/tlsrpt/service';
 import { OutboxPickup, outboxDir } from 'haraka-outbound-security/tlsrpt/outbox';
 import { setTlsReportStats } from 'haraka-outbound-security/metrics';
 import { REPORT_NOTE } from 'haraka-outbound-security/tlsrpt/session';
-import type { StoreSettings } from 'haraka-outbound-security/store/open';
+import type { StoreSettings } from 'haraka-outbound-security/state/open';
 
 export interface ReportingPlugin extends HarakaPlugin {
   tlsReporting?: TlsReporting;

@@ -1,6 +1,6 @@
 /**
  * POL-1: the outbound_tls_policy template shipped in the outbound_tls package
- * documents every exemption as the plan applies it (mx/plan, DANE-5).
+ * documents every exemption as the plan applies it (delivery/plan, DANE-5).
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
-import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
+import { SecLevel } from 'haraka-outbound-security/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';

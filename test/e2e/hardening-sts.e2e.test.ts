@@ -13,7 +13,7 @@ import { after, before, test } from 'node:test';
 import { makeAddressPolicy } from 'haraka-outbound-security/mx/address-policy';
 import { createDnsClient } from 'haraka-outbound-security/mx/dns-client';
 import { MtaStsResolver, type CacheEvent, type MtaStsSettings } from 'haraka-outbound-security/mta-sts/resolver';
-import { openPolicyStore } from 'haraka-outbound-security/store/open';
+import { openPolicyStore } from 'haraka-outbound-security/state/open';
 import { TestDnsServer } from '../fixtures/dns-server';
 import { HarakaInstance } from '../fixtures/haraka-instance';
 import { PolicyServer, policyText } from '../fixtures/policy-server';

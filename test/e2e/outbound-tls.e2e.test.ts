@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
-import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
+import { SecLevel } from 'haraka-outbound-security/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
 import { HarakaInstance, CLI_PATH, sleep, type HarakaOptions } from '../fixtures/haraka-instance';
 import { SmtpSink, startSinksOnCommonPort, type SinkOptions } from '../fixtures/smtp-sink';

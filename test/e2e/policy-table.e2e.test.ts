@@ -19,7 +19,7 @@ import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
 import { parsePolicyTable } from 'haraka-outbound-security/policy-table/table';
-import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
+import { SecLevel } from 'haraka-outbound-security/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
 import {
   CLI_PATH,

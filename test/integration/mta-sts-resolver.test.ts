@@ -10,7 +10,7 @@ import { TestCa } from '../fixtures/test-ca';
 import { makeAddressPolicy } from 'haraka-outbound-security/mx/address-policy';
 import type { DnsAnswer, DnsClient } from 'haraka-outbound-security/mx/dns-client';
 import { MtaStsResolver, type CacheEvent, type MtaStsSettings } from 'haraka-outbound-security/mta-sts/resolver';
-import { FilePolicyStore } from 'haraka-outbound-security/mta-sts/store';
+import { FilePolicyStore } from 'haraka-outbound-security/mta-sts/file-store';
 
 setFlagsFromString('--expose-gc'); // OPS-5 memory test: measure what stays on the heap
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { classifyConnection, type TlsObservation } from 'haraka-outbound-security/tls/classify';
-import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
+import { SecLevel } from 'haraka-outbound-security/sec-level';
 import { TestCa } from '../fixtures/test-ca';
 
 let ca: TestCa;

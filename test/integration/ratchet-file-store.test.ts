@@ -12,7 +12,7 @@ import { FileRatchetStore, STALE_LEFTOVER_MS } from 'haraka-outbound-security/ra
 import { CHANGES_FILE } from 'haraka-outbound-security/ratchet/change-marker';
 import { assertUnreadable, levelOf, ratchetStoreContract, startWorker } from '../support/ratchet-store.contract';
 import type { RatchetRead } from 'haraka-outbound-security/ratchet/store';
-import { SecLevel, levelName } from 'haraka-outbound-security/tls/sec-level';
+import { SecLevel, levelName } from 'haraka-outbound-security/sec-level';
 
 const isRoot = process.getuid?.() === 0;
 

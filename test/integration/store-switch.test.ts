@@ -18,8 +18,8 @@ import { FilePolicyStore } from 'haraka-outbound-security/mta-sts/file-store';
 import type { CachedPolicy, PolicyStore } from 'haraka-outbound-security/mta-sts/store';
 import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
 import type { RatchetRead, RatchetStore } from 'haraka-outbound-security/ratchet/store';
-import { SharedStores, openPolicyStore, openRatchetStore, type StoreSettings } from 'haraka-outbound-security/store/open';
-import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
+import { SharedStores, openPolicyStore, openRatchetStore, type StoreSettings } from 'haraka-outbound-security/state/open';
+import { SecLevel } from 'haraka-outbound-security/sec-level';
 import { TestRedis } from '../fixtures/redis-server';
 import { sleep } from '../fixtures/haraka-instance';
 

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { after, before, test } from 'node:test';
 import { TestCa } from '../fixtures/test-ca';
-import { SecLevel } from 'haraka-outbound-security/tls/sec-level';
+import { SecLevel } from 'haraka-outbound-security/sec-level';
 import { classifyConnection, isModernTls } from 'haraka-outbound-security/tls/classify';
 import { matchDnsSan } from 'haraka-outbound-security/tls/san-match';
 import { capturingIdentity, openIdentitySlot, type IdentitySlot } from 'haraka-outbound-security/haraka/identity-capture';

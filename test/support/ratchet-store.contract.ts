@@ -13,7 +13,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
 import type { RatchetRead, RatchetStore } from 'haraka-outbound-security/ratchet/store';
-import { SecLevel, levelName, parseLevel } from 'haraka-outbound-security/tls/sec-level';
+import { SecLevel, levelName, parseLevel } from 'haraka-outbound-security/sec-level';
 import { withFresh } from './with-fresh';
 
 /** The compiled worker (ratchet-store.worker.ts) that uses a store from another process. */

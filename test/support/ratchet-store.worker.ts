@@ -19,9 +19,9 @@
  */
 import { once } from 'node:events';
 import readline from 'node:readline';
-import { openRatchetStoreFromUrl } from 'haraka-outbound-security/store/open';
+import { openRatchetStoreFromUrl } from 'haraka-outbound-security/state/open';
 import type { RatchetRead, RatchetStore } from 'haraka-outbound-security/ratchet/store';
-import { SEC_LEVELS, SecLevel, levelName, parseLevel } from 'haraka-outbound-security/tls/sec-level';
+import { SEC_LEVELS, SecLevel, levelName, parseLevel } from 'haraka-outbound-security/sec-level';
 
 /** How long a store that connects in the background may take to become usable. */
 const CONNECT_TIMEOUT_MS = 5_000;

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { toASCII, toUnicode } from 'tr46';
 import { literalKey, normaliseHostName, parseDomainLiteral, parseLiteralKey, toALabel, toULabel } from './domain';
-import { isValidRatchetKey } from './ratchet/store';
+import { isValidStoreKey } from './store/keys';
 
 test('MX-1: a Unicode domain becomes its lowercase A-label', () => {
   assert.deepEqual(toALabel('Bücher.Example'), { ok: true, aLabel: 'xn--bcher-kva.example' });
@@ -60,8 +60,8 @@ test('MX-2: address literals have one store key form, which the stores accept', 
   assert.ok(v6 && v4);
   assert.equal(literalKey(v6), '[2001:db8::1]');
   assert.equal(literalKey(v4), '[192.0.2.1]');
-  assert.equal(isValidRatchetKey(literalKey(v6)), true);
-  assert.equal(isValidRatchetKey(literalKey(v4)), true);
+  assert.equal(isValidStoreKey(literalKey(v6)), true);
+  assert.equal(isValidStoreKey(literalKey(v4)), true);
 });
 
 test('MX-1/OPS-5: the plain-ASCII fast path of toALabel accepts and gives exactly what tr46 does', () => {

@@ -14,15 +14,16 @@
  * | policy-table | `policy-table/rule`, `policy-table/table`, `policy-table/file`: the admin policy table (POL-1 … POL-4) |
  * | ratchet  | `ratchet/store`, `ratchet/file-store`, `ratchet/redis-store` (ST-1 … ST-6) |
  * | haraka   | `haraka/api`, `haraka/connection-guard`, `haraka/delivery-state` (Haraka internals, §7) |
- * | config   | the ini files' parsers; `store/open` opens the configured stores; `metrics` |
+ * | config   | the ini files' parsers; `state/open` opens the configured stores; `metrics` |
  * | cli      | `cli/cli`: the `haraka-outbound` admin command (`cli/dane`: DANE in `mx show`, `dane status`) |
  *
  * This entry point re-exports the vocabulary most callers need.
  */
-export { SecLevel, SEC_LEVELS, levelName, maxLevel, parseLevel } from './tls/sec-level';
+export { SecLevel, SEC_LEVELS, levelName, maxLevel, parseLevel } from './sec-level';
 export { classifyConnection, isModernTls, type Classification, type TlsObservation } from './tls/classify';
 export { Conversation, type CommandAction, type ConversationOptions, type ReplyAction } from './tls/conversation';
 export { literalKey, parseDomainLiteral, toALabel, toULabel, type DomainLiteral, type DomainResult } from './domain';
-export { RELAY_KEY_PREFIX, isValidRatchetKey, type RatchetEntry, type RatchetRead, type RatchetStore } from './ratchet/store';
+export { RELAY_KEY_PREFIX, isValidStoreKey } from './store/keys';
+export { type RatchetEntry, type RatchetRead, type RatchetStore } from './ratchet/store';
 export { FileRatchetStore } from './ratchet/file-store';
 export { RedisRatchetStore } from './ratchet/redis-store';

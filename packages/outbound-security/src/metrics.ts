@@ -10,7 +10,7 @@ import http from 'node:http';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import type { RecorderStats } from './tlsrpt/recorder';
 import { LEFT_OUT_KINDS, type LeftOutKind } from './tlsrpt/limits';
-import { SecLevel, levelName } from './tls/sec-level';
+import { SecLevel, levelName } from './sec-level';
 
 export const registry = new Registry();
 
@@ -147,6 +147,12 @@ export const metrics = {
 };
 
 /** OPS-7: a store's availability; null: no longer used (the series goes away). */
+/** DANE-10, OPS-6: what one DANE match did (tls/dane-check.ts hands it over): signatures checked, records ignored. */
+export function countDaneWork(work: { signatureChecks: number; ignoredRecords: number }): void {
+  if (work.signatureChecks > 0) metrics.daneSignatureChecks.inc(work.signatureChecks);
+  if (work.ignoredRecords > 0) metrics.daneIgnoredRecords.inc(work.ignoredRecords);
+}
+
 export function setStoreUp(store: string, address: string, up: boolean | null): void {
   if (up === null) metrics.storeUp.remove({ store, address });
   else metrics.storeUp.set({ store, address }, up ? 1 : 0);

@@ -17,13 +17,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { OutboundTlsConfig } from '../config/outbound-tls';
-import type { IniFile } from '../config/ini';
+import type { IniFile } from '../ini';
 import { unknownOption, type CliCommand, type CommandLine } from './command';
 import type { CliContext } from './context';
 import { pluginListProblem, PLUGINS_FIX } from '../haraka/guard-status';
 import { processRuns, readRuntimeStatus } from '../haraka/runtime-status';
 import { readPolicyTable } from '../policy-table/file';
-import { openPolicyStore, openRatchetStore } from '../store/open';
+import { openPolicyStore, openRatchetStore } from '../state/open';
 import { outboxDir, outboxProblem } from '../tlsrpt/outbox';
 import { loadMxSettings, waitUntilConnected } from './config';
 import { checkDaneStatus, describeDaneStatus } from './dane';

@@ -4,14 +4,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { openRatchetStore } from '../store/open';
+import { openRatchetStore } from '../state/open';
 import type { RatchetStore } from '../ratchet/store';
-import { SecLevel } from '../tls/sec-level';
+import { SecLevel } from '../sec-level';
 import { EXIT, USAGE, main, parseArgs, type Output } from './cli';
 import { domainKey } from './keys';
 import { formatRead, formatReset, readToJson } from './ratchet';
 import { loadSettings, readIni, resolveConfigDir } from './config';
-import { SHARED_SETTINGS } from '../config/settings';
+import { SHARED_SETTINGS } from '../haraka/settings';
 import type { HarakaConfig } from '../haraka/api';
 
 const CLI = path.join(__dirname, 'cli.js');

@@ -9,10 +9,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { HarakaConfig } from '../haraka/api';
-import { formatWarning, type IniFile } from '../config/ini';
+import { formatWarning, type IniFile } from '../ini';
 import { parseOutboundMxConfig, type OutboundMxConfig } from '../config/outbound-mx';
 import { parseOutboundTlsConfig, type OutboundTlsConfig } from '../config/outbound-tls';
-import { iniWarnings } from '../config/settings';
+import { iniWarnings } from '../haraka/settings';
 import { POLICY_TABLE_FILE, readPolicyTable } from '../policy-table/file';
 import { formatProblem, type PolicyTable } from '../policy-table/table';
 

@@ -4,7 +4,7 @@
  * command writes. Built once by the entry (cli.ts) and handed to the command,
  * so no command reads the config directory its own way.
  */
-import type { IniFile } from '../config/ini';
+import type { IniFile } from '../ini';
 import type { OutboundTlsConfig } from '../config/outbound-tls';
 import { loadRedisIni, loadSettings } from './config';
 

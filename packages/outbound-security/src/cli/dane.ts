@@ -22,7 +22,7 @@ import { unknownOption, type CliCommand, type CommandLine } from './command';
 import { loadMxSettings } from './config';
 import type { CliContext } from './context';
 import { createCachedTransport, createDnsClient, effectiveServers, type DnsAnswer, type DnsClient } from '../mx/dns-client';
-import type { DeliveryPlan, PolicyInEffect } from '../mx/plan';
+import type { DeliveryPlan, PolicyInEffect } from '../delivery/plan';
 import type { PolicyRule } from '../policy-table/rule';
 
 /** Exit status of `dane status` when DANE is on or observed but not in effect (or its status unknown). */

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parsePolicyTable } from '../policy-table/table';
-import { SecLevel } from '../tls/sec-level';
+import { SecLevel } from '../sec-level';
 import { exemptionLines, formatRelayExplanation } from './explain';
 
 const table = parsePolicyTable(

@@ -7,18 +7,19 @@
  * through `mx show`'s report (the plugin's own plan); `relay:<host>` is a hop
  * to that relay (its own level, its rule, auth_min_level). Writes nothing.
  */
-import type { IniFile } from '../config/ini';
+import type { IniFile } from '../ini';
 import type { OutboundTlsConfig } from '../config/outbound-tls';
 import { unknownOption, type CliCommand, type CommandLine } from './command';
 import type { CliContext } from './context';
 import { badDomain, requireKey } from './keys';
-import { RELAY_KEY_PREFIX, type RatchetRead } from '../ratchet/store';
-import { openRatchetStore } from '../store/open';
+import type { RatchetRead } from '../ratchet/store';
+import { RELAY_KEY_PREFIX } from '../store/keys';
+import { openRatchetStore } from '../state/open';
 import { ruleLabel, type PolicyRule } from '../policy-table/rule';
 import { formatProblem, type PolicyTable, type TableProblem } from '../policy-table/table';
 import type { Requirement } from '../tls/decision';
 import { connectionRequirement, requiredLevel } from '../tls/requirement';
-import { SecLevel, levelName } from '../tls/sec-level';
+import { SecLevel, levelName } from '../sec-level';
 import { loadMxSettings, loadPolicyTable, waitUntilConnected } from './config';
 import { describeEffective, describeRatchet, describeRequired, describeRule, gatherMxReport, row, type MxReport } from './mx';
 
@@ -70,7 +71,7 @@ function tablePart(requirement: Requirement, rule: PolicyRule | null): string {
   return `${rule.level}: ${levelName(minimum.level)}${names}`;
 }
 
-/** What exempt=dane does (mx/plan: no DANE step for the domain), and that a relay hop never has DANE to exempt. */
+/** What exempt=dane does (delivery/plan: no DANE step for the domain), and that a relay hop never has DANE to exempt. */
 export const DANE_EXEMPTION_NOTE = {
   domain:
     "exempt=dane: this destination's TLSA records are not looked up and its connections are judged as without DANE " +

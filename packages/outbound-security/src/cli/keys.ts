@@ -5,7 +5,7 @@
  * DOMAIN; a bad one is bad usage (status 2), found before any store is opened.
  */
 import { literalKey, parseLiteralKey, printable, toALabel } from '../domain';
-import { RELAY_KEY_PREFIX, relayKey } from '../ratchet/store';
+import { RELAY_KEY_PREFIX, relayKey } from '../store/keys';
 
 export type DomainKey = { ok: true; key: string } | { ok: false; error: string };
 

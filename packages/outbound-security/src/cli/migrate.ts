@@ -1,16 +1,16 @@
 /**
  * `migrate`: copies the ratchet and the MTA-STS policy cache from the file
  * store to Redis or back (ST-1), so a running installation can move. The copy
- * is the store switch's carry (ST-7, store/carry.ts): the target keeps the
+ * is the store switch's carry (ST-7, state/carry.ts): the target keeps the
  * higher of the two levels, a copied level keeps its `raised` time and host,
  * and policies replace the target's entry only when they were fetched later.
  */
-import { openPolicyStore, openRatchetStore, type StoreSettings } from '../store/open';
+import { openPolicyStore, openRatchetStore, type StoreSettings } from '../state/open';
 import type { OutboundTlsConfig } from '../config/outbound-tls';
-import type { IniFile } from '../config/ini';
+import type { IniFile } from '../ini';
 import type { PolicyStore } from '../mta-sts/store';
 import type { RatchetStore } from '../ratchet/store';
-import { carryStores } from '../store/carry';
+import { carryStores } from '../state/carry';
 import { unknownOption, type CliCommand, type CommandLine } from './command';
 import { waitUntilConnected } from './config';
 import type { CliContext } from './context';

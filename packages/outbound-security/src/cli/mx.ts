@@ -2,7 +2,7 @@
  * The `mx show` command of the admin CLI (OPS-4): what outbound_mx would do
  * for a domain right now, without sending or writing anything.
  *
- * It prints the plugin's own plan (`planDelivery`, mx/plan: A-label, MTA-STS
+ * It prints the plugin's own plan (`planDelivery`, delivery/plan: A-label, MTA-STS
  * policy, MX lookup, filter, cap, testing notes: MX-1 … MX-9, STS-7 … STS-9)
  * computed with the plugin's settings, beside what the plugin cannot show: the
  * cached and the live MTA-STS policy (the one in effect is the cached
@@ -13,16 +13,16 @@
  * (./probe) and `explain` (./explain) start from the same report.
  */
 import { parseLiteralKey, toULabel } from '../domain';
-import { MTA_STS_DISABLED, planDelivery, planSettings, type DeliveryPlan } from '../mx/plan';
+import { MTA_STS_DISABLED, planDelivery, planSettings, type DeliveryPlan } from '../delivery/plan';
 import type { MtaStsPolicy } from '../mta-sts/policy';
 import { hiddenPolicyReason, usableEntry } from '../mta-sts/resolver';
-import { openPolicyStore, openRatchetStore } from '../store/open';
-import type { IniFile } from '../config/ini';
+import { openPolicyStore, openRatchetStore } from '../state/open';
+import type { IniFile } from '../ini';
 import type { OutboundMxConfig } from '../config/outbound-mx';
 import type { OutboundTlsConfig } from '../config/outbound-tls';
 import type { PolicyRead } from '../mta-sts/store';
 import type { RatchetRead } from '../ratchet/store';
-import { levelName, type SecLevel } from '../tls/sec-level';
+import { levelName, type SecLevel } from '../sec-level';
 import type { Requirement } from '../tls/decision';
 import { plannedRequirement, requiredLevel, type ConnectionContext } from '../tls/requirement';
 import { ruleText, type PolicyRule } from '../policy-table/rule';
@@ -70,7 +70,7 @@ export interface MxReport {
   literal: boolean;
   /** null when MTA-STS does not apply (address literal). */
   sts: { enabled: boolean; cached: PolicyRead; live: LivePolicy | null; effective: EffectivePolicy } | null;
-  /** outbound_mx's plan for the domain (mx/plan), with the policy in effect. */
+  /** outbound_mx's plan for the domain (delivery/plan), with the policy in effect. */
   plan: DeliveryPlan<EffectivePolicy>;
   ratchet: RatchetRead;
   onStoreError: 'defer' | 'send';

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { createDnsClient, describeFailure, type DnsClient } from '../mx/dns-client';
 import { fetchPolicyText } from '../mta-sts/fetch';
 import { parsePolicy, parseStsTxtRecords, type MtaStsPolicy } from '../mta-sts/policy';
-import { openPolicyStore } from '../store/open';
+import { openPolicyStore } from '../state/open';
 import { loadMxSettings, waitUntilConnected } from './config';
 import type { OutboundMxConfig } from '../config/outbound-mx';
 import type { CachedPolicy, PolicyRead } from '../mta-sts/store';

@@ -12,12 +12,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { PlannedMx } from '../mx/plan';
+import type { PlannedMx } from '../delivery/plan';
 import type { Classification, TlsObservation } from '../tls/classify';
-import { judgeDane } from '../tls/dane-check';
-import { decide } from '../tls/decision';
+import { decideConnection } from '../delivery/connection';
 import { plannedRequirement } from '../tls/requirement';
-import { SecLevel, levelName } from '../tls/sec-level';
+import { SecLevel, levelName } from '../sec-level';
 import { loadMxSettings, loadPolicyTable } from './config';
 import { formatMxReport, gatherMxReport, mxName, planLines, type MxReport } from './mx';
 import { probeAddress, type ProbeOutcome } from './smtp-probe';
@@ -79,12 +78,12 @@ export interface ProbeLine {
  * TLS_SECURE, a mismatch or no TLS abandons under mode=on (observe: noted),
  * and a failed STARTTLS gets no plain retry under mode=on.
  */
-export function judge(
+export async function judge(
   report: MxReport,
   mx: PlannedMx,
   outcome: ProbeOutcome,
   plainRetry: boolean,
-): { meets: boolean; verdict: string; classification?: Classification } {
+): Promise<{ meets: boolean; verdict: string; classification?: Classification }> {
   const host = mxName(mx);
   if (outcome.kind === 'error') return { meets: false, verdict: 'not usable now' };
   // What outbound_tls would require of this connection (the plan's delivery state, this MX host).
@@ -92,37 +91,37 @@ export function judge(
     report.plan.kind === 'deliver'
       ? plannedRequirement({ ...report.connection, mxHost: mx.host, exchange: host }, report.plan.state)
       : report.requirement;
-  const dane = mx.host !== undefined ? requirement.dane : undefined;
   let classification: Classification;
-  let observation: TlsObservation;
+  let observed: TlsObservation;
   if (outcome.kind === 'starttls-failed') {
-    if (dane?.mode === 'on') {
+    if (mx.host !== undefined && requirement.dane?.mode === 'on') {
       return { meets: false, verdict: `not usable: ${outcome.reason}; a host with TLSA records is never retried without TLS (DANE-3)` };
     }
     if (!plainRetry) return { meets: false, verdict: 'not usable: plain_retry=false, Haraka moves to the next MX' };
     classification = { level: SecLevel.PLAIN, reason: `${outcome.reason}; Haraka retries this MX once without STARTTLS (TLS-3)` };
-    observation = { encrypted: false };
+    observed = { encrypted: false };
   } else {
     classification = outcome.classification;
-    observation = outcome.observation;
+    observed = outcome.observation;
   }
-  const daneNotes: string[] = [];
-  if (dane && mx.host !== undefined) {
-    const judged = judgeDane(dane, observation, mx.host, classification);
-    classification = judged.classification;
-    if (judged.refuse !== undefined) {
-      const result = judged.check.kind === 'refused' ? judged.check.result : 'mismatch';
-      return { meets: false, verdict: `DANE ${result}: abandoned before MAIL FROM: ${judged.refuse}`, classification };
-    }
-    if (judged.note) daneNotes.push(judged.note);
+  // The connection path of outbound_tls's guard, over what the report read of the ratchet; nothing is raised.
+  const ratchet = {
+    description: 'the ratchet as read for this report',
+    get: (key: string) => Promise.resolve(key === report.domain ? report.ratchet : ({ kind: 'none' } as const)),
+  };
+  const decision = await decideConnection(
+    { requirement, observed, mxHost: mx.host, where: host, classification },
+    { ratchet, onStoreError: report.onStoreError },
+  );
+  const { verdict, dane } = decision;
+  classification = decision.classification;
+  if (verdict.kind === 'abandon' && verdict.cause === 'dane' && dane?.refuse !== undefined) {
+    const result = dane.check.kind === 'refused' ? dane.check.result : 'mismatch';
+    return { meets: false, verdict: `DANE ${result}: abandoned before MAIL FROM: ${dane.refuse}`, classification };
   }
-  const exemptBy = requirement.ratchetExempt?.domain;
-  const exempt =
-    exemptBy && report.ratchet.kind === 'level' ? { level: report.ratchet.entry.level, key: report.domain, rule: exemptBy } : undefined;
-  const verdict = decide(classification, requirement, exemptBy ? undefined : report.ratchet, report.onStoreError, host, exempt);
   if (verdict.kind === 'abandon') return { meets: false, verdict: `below the requirement: ${verdict.reason}`, classification };
   const extras = [
-    ...daneNotes,
+    dane?.note ?? '',
     verdict.raiseTo !== undefined ? `a delivery would raise the stored level to ${levelName(verdict.raiseTo)}` : '',
     verdict.stsWouldRefuse ? `MTA-STS testing: enforce would refuse (${verdict.stsWouldRefuse})` : '',
     ...(verdict.exemptions ?? []).map(
@@ -167,7 +166,7 @@ export async function runProbe(command: ProbeCommand, { configDir, settings: tls
       const match = report.requirement.minimum?.match;
       const target = { host: mx.host, address, port: mxSettings.mxPort, ...(match ? { match } : {}) };
       const outcome = await probeAddress(target, ehloName, command.timeoutMs);
-      return { mx, address, outcome, ...judge(report, mx, outcome, tlsSettings.plainRetry) };
+      return { mx, address, outcome, ...(await judge(report, mx, outcome, tlsSettings.plainRetry)) };
     }),
   );
   for (const line of lines) output.out(formatProbeLine(line));

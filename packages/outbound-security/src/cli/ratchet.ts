@@ -3,9 +3,9 @@
  * stored for a domain (or a relay host's own, TLS-8), every stored level, and
  * a reset that the next delivery sees at once.
  */
-import { openRatchetStore } from '../store/open';
+import { openRatchetStore } from '../state/open';
 import type { RatchetRead } from '../ratchet/store';
-import { levelName } from '../tls/sec-level';
+import { levelName } from '../sec-level';
 import { hasFlag, unknownOption, type CliCommand, type CommandLine } from './command';
 import { waitUntilConnected } from './config';
 import type { CliContext } from './context';

@@ -9,15 +9,16 @@ import { DEFAULT_REFUSED_RANGES, makeAddressPolicy, type AddressPolicy } from '.
 import { DEFAULT_CACHE_MAX_TTL_S, DEFAULT_CACHE_MB } from '../dns/answer-cache';
 import { parseServer } from '../dns/wire';
 import { getServers } from 'node:dns';
-import { resolverTrust, type ResolverTrust } from '../dns/resolver-trust';
+import { resolverTrust } from '../dns/resolver-trust';
 import type { DnsSettings } from '../mx/dns-client';
 import { DEFAULT_MEMORY_BUDGET_MB } from '../mta-sts/resolver';
 import { DEFAULT_MAX_ADDRESSES_PER_MX } from '../mx/lookup';
 import { DEFAULT_MAX_MX_RECORDS } from '../mx/selection';
-import { integerValue, listValue, numberValue, type IniFile, type IniSchema } from './ini';
+import { integerValue, listValue, numberValue, type IniFile, type IniSchema } from '../ini';
+import type { DaneConfig } from '../dane/resolver-status';
 
 /** The ini helpers moved to ./ini; re-exported for the modules that still import them from here. */
-export { integerValue, listValue, numberValue, type IniFile, type IniSection } from './ini';
+export { integerValue, listValue, numberValue, type IniFile, type IniSection } from '../ini';
 
 export const DEFAULT_MAX_MX = 5;
 export const DEFAULT_MX_PORT = 25;
@@ -39,17 +40,7 @@ export interface MtaStsConfig {
   memoryBudgetBytes: number;
 }
 
-/** DANE-1, DANE-6, DANE-8: `[dane]` of outbound_mx.ini. */
-export interface DaneConfig {
-  mode: 'on' | 'observe' | 'off';
-  /** DANE-8: the resolvers the admin declares validating: the only ones whose AD bit is believed. */
-  trustedResolvers: string[];
-  /** DANE-8: whether every server asked (`[dns] servers`, else the system's) is declared, and if not why. */
-  resolvers: ResolverTrust;
-  /** The signed name the resolver check asks for (SOA, DO): the root by default. */
-  probe: string;
-  checkIntervalMs: number;
-}
+export type { DaneConfig };
 
 export const DEFAULT_DANE_CHECK_INTERVAL_S = 600;
 

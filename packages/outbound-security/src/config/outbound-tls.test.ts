@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { OUTBOUND_TLS_SCHEMA, parseOutboundTlsConfig } from './outbound-tls';
-import { unknownKeys } from './ini';
+import { unknownKeys } from '../ini';
 
 test('RT-1, RT-5: [requiretls] defaults: REQUIRETLS off (Haraka unchanged), TLS-Required honoured', () => {
   assert.deepEqual(parseOutboundTlsConfig({}, '/haraka').requiretls, { enabled: false, tlsRequiredHeader: 'honour' });

@@ -4,8 +4,9 @@
  * same stores.
  */
 import path from 'node:path';
-import { SecLevel, parseLevel } from '../tls/sec-level';
-import { booleanValue, integerValue, type IniFile, type IniSchema, type IniSection } from './ini';
+import { SecLevel, parseLevel } from '../sec-level';
+import { booleanValue, integerValue, type IniFile, type IniSchema, type IniSection } from '../ini';
+import type { RedisBackend, StoreBackend } from '../store/settings';
 import { TLSRPT_KEYS, parseTlsReportingSettings, type TlsReportingConfig } from '../tlsrpt/settings';
 import type { TlsRequiredHeaderSetting } from '../requiretls/tls-required-header';
 
@@ -26,18 +27,6 @@ export const OUTBOUND_TLS_SCHEMA: IniSchema = {
   tlsrpt: TLSRPT_KEYS,
   requiretls: ['enabled', 'tls_required_header'],
 };
-
-export interface RedisBackend {
-  backend: 'redis';
-  /** Prefix of every key the plugins write. */
-  prefix: string;
-  commandTimeoutMs: number;
-  /** outbound_tls.ini [redis]: overrides of config/redis.ini [server] (haraka-plugin-redis convention). */
-  plugin: IniSection;
-}
-
-/** Where the ratchet and the policy cache live (ST-1). */
-export type StoreBackend = { backend: 'file' } | RedisBackend;
 
 export interface OutboundTlsConfig {
   /** Absolute directory of the embedded file store. */

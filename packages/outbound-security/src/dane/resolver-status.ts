@@ -17,9 +17,21 @@
  *   effect", and nothing is deferred because of DANE.
  * Each change of state is reported once (a new reason for "not in effect" too).
  */
-import type { DaneConfig } from '../config/outbound-mx';
+import type { ResolverTrust } from '../dns/resolver-trust';
 import type { DnsTransport } from '../dns/wire';
 import { checkResolverValidates, type ResolverCheck } from './lookup';
+
+/** DANE-1, DANE-6, DANE-8: `[dane]` of outbound_mx.ini. */
+export interface DaneConfig {
+  mode: 'on' | 'observe' | 'off';
+  /** DANE-8: the resolvers the admin declares validating: the only ones whose AD bit is believed. */
+  trustedResolvers: string[];
+  /** DANE-8: whether every server asked (`[dns] servers`, else the system's) is declared, and if not why. */
+  resolvers: ResolverTrust;
+  /** The signed name the resolver check asks for (SOA, DO): the root by default. */
+  probe: string;
+  checkIntervalMs: number;
+}
 
 /** Definite answers without AD in a row that take DANE out of effect. */
 export const NOT_VALIDATING_AFTER = 3;

@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
 import type { RatchetRead, RatchetStore } from '../ratchet/store';
 import type { ExemptionUse, Requirement } from '../tls/decision';
-import { SecLevel } from '../tls/sec-level';
+import { SecLevel } from '../sec-level';
 import { REPORT_NOTE, type ConnectionFacts, type ConnectionOutcome } from '../tlsrpt/session';
 import { installConnectionGuard, type GuardDeps, type GuardedHMail, type HMailPrototype } from './connection-guard';
 import { capturingIdentity } from './identity-capture';

@@ -29,21 +29,11 @@
  * ends only this connection (the next MX is tried; mail is never sent below
  * the requirement because the guard failed).
  */
-import type { RatchetRead, RatchetStore } from '../ratchet/store';
-import {
-  decide,
-  type AbandonCause,
-  type ExemptLevel,
-  type ExemptionUse,
-  type Requirement,
-  type StoreProblem,
-  type Verdict,
-} from '../tls/decision';
+import type { RatchetStore } from '../ratchet/store';
+import type { Requirement, Verdict } from '../tls/decision';
 import { Conversation, type ReplyAction } from '../tls/conversation';
-import { SecLevel, levelName } from '../tls/sec-level';
-import { daneResult, judgeDane, type DaneResult } from '../tls/dane-check';
-import type { DaneMode } from '../dane/plan-step';
-import { classifyConnection, type TlsObservation } from '../tls/classify';
+import type { TlsObservation } from '../tls/classify';
+import { decideConnection, type ConnectionEvents, type ConnectionLog } from '../delivery/connection';
 import { isReportMessage, type ConnectionFacts, type ConnectionOutcome } from '../tlsrpt/session';
 import { waiveRecipientPolicy } from '../tls/requirement';
 import type { X509Certificate } from 'node:crypto';
@@ -86,17 +76,10 @@ export interface GuardedHMail {
   logerror(...args: unknown[]): void;
 }
 
-export interface GuardEvents {
-  connection(level: SecLevel): void;
+/** What the guard counts: the connection path's events (delivery/connection.ts) and the TLS negotiation's. */
+export interface GuardEvents extends ConnectionEvents {
   tlsFailure(kind: 'starttls_refused' | 'handshake'): void;
   plainRetry(): void;
-  ratchet(result: 'pass' | 'raise' | 'fail' | 'store_error'): void;
-  abandoned(cause: AbandonCause | 'tls'): void;
-  sts(mode: string, result: 'pass' | 'fail' | 'would_fail'): void;
-  /** POL-2: a connection passed only because the policy table exempts part of the automatic requirement. */
-  exemption(use: ExemptionUse): void;
-  /** DANE-3/DANE-4: the outcome of a connection to a host with TLSA records (observe: what `on` would do). */
-  dane(result: DaneResult, mode: DaneMode): void;
 }
 
 export interface GuardDeps {
@@ -373,9 +356,19 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
     if (action.kind === 'drop') return false;
     held.push([data, encoding, cb]);
     if (action.decide) {
+      const log: ConnectionLog = {
+        info: (line) => hmail.loginfo(line),
+        warn: (line) => hmail.logwarn(line),
+        error: (line) => hmail.logerror(line),
+      };
       Promise.resolve()
-        .then(() => decideConnection(hmail, observe(socket, identity, mxHost, requirement), requirement, mxHost, where, deps, record))
-        .then(decided)
+        .then(() =>
+          decideConnection(
+            { requirement, observed: observe(socket, identity, mxHost, requirement), mxHost, where },
+            { ratchet: deps.store(), onStoreError: deps.settings().onStoreError, report: { log, events: deps.events, record } },
+          ),
+        )
+        .then(({ verdict }) => decided(verdict))
         .catch((err: unknown) => internalError('the decision', err));
     }
     return true;
@@ -443,134 +436,4 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
 /** TLS-8: Haraka sends AUTH on this connection when the route carries credentials. */
 export function hasCredentials(mx: GuardedMx): boolean {
   return Boolean(mx.auth_user && mx.auth_pass);
-}
-
-/** The ratchet keys of a requirement, enforced and exempted (POL-2: read and raised, not enforced), each exempted one with its rule. */
-function ratchetKeys(requirement: Requirement): { enforced: string[]; exempted: Array<{ key: string; rule: string }> } {
-  const enforced: string[] = [];
-  const exempted: Array<{ key: string; rule: string }> = [];
-  const sort = (key: string, rule: string | undefined): void => void (rule ? exempted.push({ key, rule }) : enforced.push(key));
-  if (requirement.ratchet) sort(requirement.domain, requirement.ratchetExempt?.domain);
-  if (requirement.relayKey) sort(requirement.relayKey, requirement.ratchetExempt?.relay);
-  return { enforced, exempted };
-}
-
-/** Reads ratchet keys: the highest level, or the first problem. */
-async function readStored(store: RatchetStore, keys: readonly string[]): Promise<RatchetRead | StoreProblem | undefined> {
-  let highest: RatchetRead | undefined;
-  for (const key of keys) {
-    let read: RatchetRead;
-    try {
-      read = await store.get(key);
-    } catch (err) {
-      return { kind: 'unreadable', reason: `${store.description}: ${(err as Error).message}` };
-    }
-    if (read.kind === 'unreadable') return { kind: 'unreadable', reason: `${key}: ${read.reason}` };
-    if (read.kind === 'level' && (highest?.kind !== 'level' || read.entry.level > highest.entry.level)) highest = read;
-    if (!highest) highest = read;
-  }
-  return highest;
-}
-
-/** POL-2: the highest level under the exempted keys; an unreadable one is logged and skipped (it is not enforced anyway). */
-async function readExempted(
-  store: RatchetStore,
-  exempted: ReadonlyArray<{ key: string; rule: string }>,
-  hmail: GuardedHMail,
-): Promise<ExemptLevel | undefined> {
-  let highest: ExemptLevel | undefined;
-  for (const { key, rule } of exempted) {
-    const read = await readStored(store, [key]);
-    if (read?.kind === 'unreadable') hmail.logwarn(`outbound_tls: ${key}: stored level unreadable (${read.reason}); exempted by ${rule}`);
-    if (read?.kind === 'level' && read.entry.level > (highest?.level ?? SecLevel.PLAIN)) highest = { level: read.entry.level, key, rule };
-  }
-  return highest;
-}
-
-async function decideConnection(
-  hmail: GuardedHMail,
-  observed: TlsObservation,
-  requirement: Requirement,
-  mxHost: string | undefined,
-  where: string,
-  deps: GuardDeps,
-  record: (outcome: ConnectionOutcome) => void,
-): Promise<Verdict> {
-  let classification = classifyConnection(observed, mxHost, new Date(), requirement.minimum?.match);
-  const { events } = deps;
-  const settings = deps.settings();
-  if (!(requirement.dane && mxHost)) record({ kind: 'decided', classification });
-  if (requirement.dane && mxHost) {
-    const dane = judgeDane(requirement.dane, observed, mxHost, classification);
-    record({ kind: 'decided', classification, dane: dane.check });
-    events.dane(daneResult(dane.check), requirement.dane.mode);
-    classification = dane.classification;
-    if (dane.refuse !== undefined) {
-      events.connection(classification.level);
-      events.abandoned('dane');
-      hmail.logwarn(`outbound_tls: ${where}: abandoned before MAIL FROM: ${dane.refuse}`);
-      return { kind: 'abandon', cause: 'dane', reason: `${requirement.domain}: ${where}: ${dane.refuse}` };
-    }
-    if (dane.check.kind === 'refused' && dane.note) hmail.logwarn(`outbound_tls: ${dane.note}`);
-  }
-  events.connection(classification.level);
-  const store = deps.store();
-  const usesRatchet = requirement.ratchet || requirement.relayKey !== undefined;
-  const keys = ratchetKeys(requirement);
-  const stored = keys.enforced.length > 0 ? await readStored(store, keys.enforced) : undefined;
-  if (stored?.kind === 'unreadable') {
-    events.ratchet('store_error');
-    hmail.logerror(`outbound_tls: ratchet store problem for ${requirement.domain}: ${stored.reason}`);
-  }
-  const exempt = keys.exempted.length > 0 ? await readExempted(store, keys.exempted, hmail) : undefined;
-  const verdict = decide(classification, requirement, stored, settings.onStoreError, where, exempt);
-  const seen = `${levelName(classification.level)} (${classification.reason}${classification.protocol ? `, ${classification.protocol}` : ''})`;
-  if (verdict.raiseTo !== undefined) {
-    try {
-      for (const key of [...keys.enforced, ...keys.exempted.map((e) => e.key)]) {
-        const now = await store.raise(key, verdict.raiseTo, mxHost);
-        hmail.loginfo(`outbound_tls: ${key}: ratchet raised to ${levelName(now)} by ${where}`);
-      }
-      events.ratchet('raise');
-    } catch (err) {
-      events.ratchet('store_error');
-      const reason = `${requirement.domain}: could not record level ${levelName(verdict.raiseTo)} (${(err as Error).message})`;
-      hmail.logerror(`outbound_tls: ${reason}`);
-      if (settings.onStoreError === 'defer' && verdict.kind === 'pass') {
-        events.abandoned('store');
-        hmail.logwarn(`outbound_tls: ${where}: ${seen}: abandoned: ${reason}`);
-        return { kind: 'abandon', cause: 'store', reason };
-      }
-    }
-  } else if (usesRatchet && verdict.kind === 'pass' && !verdict.exemptions?.some((use) => use.exemption === 'ratchet')) {
-    // A pass only by exempt=ratchet is counted as an exemption use, not as a ratchet pass.
-    events.ratchet('pass');
-  }
-  if (verdict.kind === 'abandon') {
-    if (verdict.cause === 'ratchet') events.ratchet('fail');
-    if (verdict.cause === 'mta_sts' && requirement.sts) events.sts(requirement.sts.mode, 'fail');
-    events.abandoned(verdict.cause);
-    hmail.logwarn(`outbound_tls: ${where}: ${seen}: abandoned before MAIL FROM: ${verdict.reason}`);
-    return verdict;
-  }
-  const exempted = verdict.exemptions ?? [];
-  if (requirement.sts && requirement.sts.mode !== 'none' && !exempted.some((use) => use.exemption === 'mta-sts')) {
-    events.sts(requirement.sts.mode, verdict.stsWouldRefuse ? 'would_fail' : 'pass');
-    if (verdict.stsWouldRefuse) hmail.logwarn(`outbound_tls: MTA-STS testing, enforce would refuse: ${verdict.stsWouldRefuse}`);
-  }
-  // POL-2: weakening is always visible: every use of an exemption is logged and counted.
-  for (const use of exempted) {
-    events.exemption(use);
-    hmail.logwarn(
-      `outbound_tls: ${requirement.domain} via ${where}: ${seen}: passed only by exempt=${use.exemption} of policy table rule ` +
-        `${use.rule}: ${use.waived} not required`,
-    );
-  }
-  const table = requirement.minimum ? `; policy table rule ${requirement.minimum.rule}` : '';
-  hmail.loginfo(
-    `outbound_tls: ${requirement.domain} via ${where}: ${seen}; stored ${levelName(verdict.stored)}` +
-      `${requirement.sts ? `; MTA-STS ${requirement.sts.mode}` : ''}${table}` +
-      `${requirement.authMinLevel !== undefined ? '; credentials allowed' : ''}: pass`,
-  );
-  return verdict;
 }

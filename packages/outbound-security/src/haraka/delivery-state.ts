@@ -1,33 +1,13 @@
 /**
  * Per-message delivery state shared by the plugins. Haraka copies a fixed
  * list of properties into its MX objects, so what outbound_mx decides for a
- * message is kept here, keyed on the message (HMailItem) object itself, and
- * read by outbound_tls when a connection for that message is made.
+ * message (tls/delivery-state.ts) is kept here, keyed on the message
+ * (HMailItem) object itself, and read by outbound_tls when a connection for
+ * that message is made.
  */
-import type { MtaStsPolicy, StsMode } from '../mta-sts/policy';
-import type { PolicyRule } from '../policy-table/rule';
-import type { DaneHostRequirement, DaneMode } from '../dane/plan-step';
+import type { DeliveryState } from '../tls/delivery-state';
 
-export interface DeliveryState {
-  /** The ratchet key: the recipient domain in lowercase A-label form, or the address literal's canonical key (ST-6). */
-  domain: string;
-  /** The domain's MTA-STS policy mode and id, when it has a policy (STS-7, STS-8). */
-  sts?: {
-    mode: StsMode;
-    policyId: string;
-    /**
-     * RPT-1: the parsed policy (a reference to the cached object, not a copy),
-     * whose lines the TLS report carries as `policy-string`.
-     */
-    policy?: MtaStsPolicy;
-    /** POL-2: the policy is exempted by the domain's table rule; these planned hosts are ones enforce would not use. */
-    exempted?: { outsidePolicy: readonly string[] };
-  };
-  /** POL-1: the policy table rule of the domain when the plan was made. */
-  rule?: PolicyRule;
-  /** DANE-3/DANE-5: DANE applies to this delivery; per MX host name, what its connections must match. */
-  dane?: { mode: DaneMode; hosts: Record<string, DaneHostRequirement> };
-}
+export type { DeliveryState } from '../tls/delivery-state';
 
 const states = new WeakMap<object, DeliveryState>();
 

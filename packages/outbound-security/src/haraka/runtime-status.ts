@@ -9,6 +9,8 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 
+import { replaceFile } from '../store/durable-file';
+
 export { processRuns } from '../store/process';
 
 export const RUNTIME_STATUS_FILE = 'outbound_tls.status.json';
@@ -21,11 +23,7 @@ export interface RuntimeStatus {
 }
 
 export async function writeRuntimeStatus(dataDir: string, status: RuntimeStatus): Promise<void> {
-  await fsp.mkdir(dataDir, { recursive: true });
-  const file = path.join(dataDir, RUNTIME_STATUS_FILE);
-  const temp = `${file}.${process.pid}.tmp`;
-  await fsp.writeFile(temp, `${JSON.stringify(status)}\n`);
-  await fsp.rename(temp, file);
+  await replaceFile(path.join(dataDir, RUNTIME_STATUS_FILE), `${JSON.stringify(status)}\n`);
 }
 
 /** The status the running Haraka wrote, null when there is none, or why it cannot be read. */

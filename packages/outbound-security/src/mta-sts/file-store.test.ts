@@ -38,3 +38,21 @@ test('OPS-6: every delete changes the purge generation, nothing else does; a pur
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('ST-5: a policy is cached on a file system that refuses a directory fsync (EINVAL): the write is not failed for it', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'policy-store-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // What such a file system answers: fsync of a file works, fsync of a directory is EINVAL.
+  const probe = await fs.promises.open(dir, 'r');
+  const handles = Object.getPrototypeOf(probe) as { sync(): Promise<void>; stat(): Promise<fs.Stats> };
+  await probe.close();
+  const sync = handles.sync;
+  t.mock.method(handles, 'sync', async function (this: typeof handles) {
+    if ((await this.stat()).isDirectory()) throw Object.assign(new Error('EINVAL: invalid argument, fsync'), { code: 'EINVAL' });
+    return sync.call(this);
+  });
+  const store = new FilePolicyStore(dir);
+  const entry = { domain: 'example.com', id: 'a1', text: 'version: STSv1\n', fetchedAt: 1, expiresAt: 2, checkedAt: 1, usedAt: 1 };
+  await store.put(entry);
+  assert.deepEqual(await store.get('example.com'), { kind: 'entry', entry });
+});

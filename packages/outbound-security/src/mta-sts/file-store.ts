@@ -9,12 +9,12 @@
  * resolver compares at every delivery instead of reading the entry (a stat
  * only when the kernel reported a change in the directory: store/watched-stat.ts).
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { isValidRatchetKey } from '../ratchet/store';
+import { isValidStoreKey } from '../store/keys';
 import type { CachedPolicy, PolicyRead, PolicyStore } from './store';
 import { WatchedStat } from '../store/watched-stat';
+import { replaceFile } from '../store/durable-file';
 
 function isCachedPolicy(value: unknown, domain: string): value is CachedPolicy {
   if (!value || typeof value !== 'object') return false;
@@ -30,16 +30,6 @@ function isCachedPolicy(value: unknown, domain: string): value is CachedPolicy {
 /** Grows by one byte per delete: its size is the purge generation (OPS-6). */
 const PURGES_FILE = '.purges';
 
-/** fsync of a directory, so a rename in it is durable. */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await fs.open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 export class FilePolicyStore implements PolicyStore {
   readonly description: string;
   private readonly purges: WatchedStat;
@@ -49,7 +39,7 @@ export class FilePolicyStore implements PolicyStore {
   }
 
   private file(domain: string): string {
-    if (!isValidRatchetKey(domain) || domain.startsWith('[')) throw new Error(`invalid policy cache key "${domain}"`);
+    if (!isValidStoreKey(domain) || domain.startsWith('[')) throw new Error(`invalid policy cache key "${domain}"`);
     return path.join(this.dir, `${domain}.json`);
   }
 
@@ -73,22 +63,11 @@ export class FilePolicyStore implements PolicyStore {
 
   async put(entry: CachedPolicy): Promise<void> {
     const file = this.file(entry.domain);
-    await fs.mkdir(this.dir, { recursive: true });
-    const temp = path.join(this.dir, `.tmp-${process.pid}-${crypto.randomBytes(6).toString('hex')}`);
     try {
       // ST-5: the data reach the disk before the name points at them, and the rename
       // reaches the disk before the entry is relied on (a crash leaves the old or the new entry).
-      const handle = await fs.open(temp, 'wx', 0o644);
-      try {
-        await handle.writeFile(JSON.stringify(entry));
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await fs.rename(temp, file);
-      await syncDirectory(this.dir);
+      await replaceFile(file, JSON.stringify(entry));
     } catch (err) {
-      await fs.rm(temp, { force: true });
       throw new Error(`cannot write ${file}: ${(err as Error).message}`);
     }
   }
@@ -130,7 +109,7 @@ export class FilePolicyStore implements PolicyStore {
     for (const domain of domains.sort()) {
       out.push({
         domain,
-        read: isValidRatchetKey(domain) ? await this.get(domain) : { kind: 'unreadable', reason: `bad file name ${domain}.json` },
+        read: isValidStoreKey(domain) ? await this.get(domain) : { kind: 'unreadable', reason: `bad file name ${domain}.json` },
       });
     }
     return out;

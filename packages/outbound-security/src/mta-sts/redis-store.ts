@@ -10,9 +10,9 @@
  * trusted until the feed is back.
  */
 import type { CachedPolicy, PolicyRead, PolicyStore } from './store';
-import { isValidRatchetKey } from '../ratchet/store';
+import { isValidStoreKey } from '../store/keys';
 import type { RedisConnection } from '../store/redis-connection';
-import { RedisChangeFeed } from '../ratchet/redis-changes';
+import { RedisChangeFeed } from '../store/redis-changes';
 
 /** The channel purges are announced on, after the key prefix. */
 export const PURGES_CHANNEL = 'mta-sts-purges';
@@ -36,7 +36,7 @@ export class RedisPolicyStore implements PolicyStore {
   }
 
   private key(domain: string): string {
-    if (!isValidRatchetKey(domain) || domain.startsWith('[')) throw new Error(`invalid policy cache key "${domain}"`);
+    if (!isValidStoreKey(domain) || domain.startsWith('[')) throw new Error(`invalid policy cache key "${domain}"`);
     return `${this.prefix}mta-sts:${domain}`;
   }
 

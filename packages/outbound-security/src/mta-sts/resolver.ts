@@ -15,7 +15,8 @@ import type { DnsClient } from '../mx/dns-client';
 import { describeFailure } from '../mx/dns-client';
 import { fetchPolicyText, type FetchSettings } from './fetch';
 import { parsePolicy, parseStsTxtRecords, type MtaStsPolicy } from './policy';
-import { BoundedMap, DEFAULT_MEMORY_BUDGET_MB, MEMORY_LIMIT, noteBytes, POLICY_SHARE, policyBytes } from './memory';
+import { BoundedMap } from '../store/bounded-map';
+import { DEFAULT_MEMORY_BUDGET_MB, MEMORY_LIMIT, noteBytes, POLICY_SHARE, policyBytes } from './memory';
 import type { CachedPolicy, PolicyRead, PolicyStore } from './store';
 
 export { DEFAULT_MEMORY_BUDGET_MB, MEMORY_LIMIT };

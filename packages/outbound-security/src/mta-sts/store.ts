@@ -2,7 +2,7 @@
  * The MTA-STS policy cache store (ST-1, STS-5): domain → the policy last
  * fetched, with its id and times. Implementations: `FilePolicyStore`
  * (./file-store, the embedded default) and `RedisPolicyStore` (./redis-store);
- * `store/open` picks one from outbound_tls.ini. An entry that cannot be read or
+ * `state/open` picks one from outbound_tls.ini. An entry that cannot be read or
  * understood is reported as `unreadable`, never skipped silently: it may hide
  * an enforce policy (ST-5).
  */
@@ -42,9 +42,3 @@ export interface PolicyStore {
    */
   purgeGeneration?(): string;
 }
-
-/**
- * Kept for the modules that still import the file store from here (store/open,
- * tests, bench); new code imports it from ./file-store.
- */
-export { FilePolicyStore } from './file-store';

@@ -94,7 +94,27 @@ function answerRecords<T>(answer: DnsAnswer<T>): T[] {
   return answer.kind === 'answer' ? answer.records : [];
 }
 
+/** The MX answer of a domain, ordered (MX-3 … MX-7), before any filter, cap or address lookup. */
+export type MxQueryResult =
+  { kind: 'hosts'; hosts: MxHost[]; implicit: boolean; notes: string[]; secure: boolean } | Exclude<MxLookupResult, { kind: 'deliver' }>;
+
+/**
+ * The MX lookup (MX-3 … MX-9): the MX query, then the hosts' addresses. The
+ * plan (delivery/plan.ts) asks the query once and may resolve its hosts twice
+ * (unfiltered for DANE, then with the MTA-STS filter), so the two halves are
+ * also callable on their own.
+ */
 export async function lookupMx(aLabel: string, dns: DnsClient, options: MxLookupOptions): Promise<MxLookupResult> {
+  const query = await queryMx(aLabel, dns, options);
+  return query.kind === 'hosts' ? resolveMxHosts(aLabel, query, dns, options) : query;
+}
+
+/** The MX query for the absolute A-label name: NODATA is an implicit MX, null MX and NXDOMAIN are permanent. */
+export async function queryMx(
+  aLabel: string,
+  dns: DnsClient,
+  options: Pick<MxLookupOptions, 'maxMxRecords' | 'random'>,
+): Promise<MxQueryResult> {
   const answer = await dns.mx(aLabel);
   const notes: string[] = [];
   let hosts: MxHost[];
@@ -128,7 +148,24 @@ export async function lookupMx(aLabel: string, dns: DnsClient, options: MxLookup
       break;
     }
   }
+  return { kind: 'hosts', hosts, implicit, notes, secure };
+}
 
+/**
+ * The hosts of an MX answer that may be used: the filter (MTA-STS enforce),
+ * the cap, then each host's addresses through the address policy (MX-8, MX-9,
+ * OPS-5). `resolved` memoises the address lookups of one plan: a host asked
+ * twice is resolved once.
+ */
+export async function resolveMxHosts(
+  aLabel: string,
+  query: Extract<MxQueryResult, { kind: 'hosts' }>,
+  dns: DnsClient,
+  options: MxLookupOptions,
+  resolved: Map<string, Promise<HostAddresses>> = new Map(),
+): Promise<MxLookupResult> {
+  const { hosts, implicit, secure } = query;
+  const notes = [...query.notes];
   const filtered = filterAndCap(hosts, options.maxMx, options.filter);
   if (filtered.kind === 'none-left') return { kind: 'transient', reason: filtered.reason };
   if (filtered.filteredOut.length > 0) {
@@ -139,11 +176,19 @@ export async function lookupMx(aLabel: string, dns: DnsClient, options: MxLookup
   }
 
   const maxAddresses = options.maxAddressesPerMx ?? DEFAULT_MAX_ADDRESSES_PER_MX;
-  const resolved = await Promise.all(filtered.hosts.map((mx) => resolveHost(dns, mx.host, options.addressPolicy, maxAddresses)));
+  const resolve = (host: string): Promise<HostAddresses> => {
+    let found = resolved.get(host);
+    if (!found) {
+      found = resolveHost(dns, host, options.addressPolicy, maxAddresses);
+      resolved.set(host, found);
+    }
+    return found;
+  };
+  const addresses = await Promise.all(filtered.hosts.map((mx) => resolve(mx.host)));
   const mxs: ResolvedMx[] = [];
   const problems: string[] = [];
   let anyFailure = false;
-  resolved.forEach((result, i) => {
+  addresses.forEach((result, i) => {
     const mx = filtered.hosts[i] as MxHost;
     if (result.kind === 'ok') {
       problems.push(...result.refused.map((reason) => `${mx.host} → ${reason}`));
@@ -167,7 +212,7 @@ export async function lookupMx(aLabel: string, dns: DnsClient, options: MxLookup
   if (mxs.length > 0) return { kind: 'deliver', mxs, implicit, notes, ...(secure ? { secure: true } : {}) };
 
   const detail = problems.join('; ');
-  if (implicit && !anyFailure && resolved.every((r) => r.kind === 'missing')) {
+  if (implicit && !anyFailure && addresses.every((r) => r.kind === 'missing')) {
     return {
       kind: 'permanent',
       dsn: DSN_BAD_DESTINATION,

@@ -16,8 +16,8 @@
  */
 import net from 'node:net';
 import { isPublicSuffix, printable, toALabel } from '../domain';
-import { RELAY_KEY_PREFIX, relayKey } from '../ratchet/store';
-import { SecLevel } from '../tls/sec-level';
+import { RELAY_KEY_PREFIX, relayKey } from '../store/keys';
+import { SecLevel } from '../sec-level';
 
 /** The table's level words: `may` adds nothing to the automatic requirement. */
 export type TableLevel = 'may' | 'encrypt' | 'verify';
@@ -28,7 +28,7 @@ export const TABLE_LEVELS: Readonly<Record<TableLevel, SecLevel>> = {
   verify: SecLevel.TLS_SECURE,
 };
 
-/** Parts of the automatic requirement a rule may waive (POL-2). `dane`: no TLSA lookup, no DANE check for the domain (mx/plan). */
+/** Parts of the automatic requirement a rule may waive (POL-2). `dane`: no TLSA lookup, no DANE check for the domain (delivery/plan). */
 export type Exemption = 'ratchet' | 'mta-sts' | 'dane';
 export const EXEMPTIONS: readonly Exemption[] = ['ratchet', 'mta-sts', 'dane'];
 

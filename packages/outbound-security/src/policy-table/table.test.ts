@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { SecLevel } from '../tls/sec-level';
+import { SecLevel } from '../sec-level';
 import { POLICY_TABLE_FILE, readPolicyTable } from './file';
 import { parseRuleLine, ruleLabel, ruleText } from './rule';
 import { brokenLineReason, formatProblem, parsePolicyTable, type TableProblem } from './table';

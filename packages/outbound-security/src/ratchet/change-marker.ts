@@ -28,7 +28,7 @@
  */
 import fs, { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { isValidRatchetKey } from './store';
+import { isValidStoreKey } from '../store/keys';
 import type { RatchetMemory } from './memory';
 import { WatchedStat } from '../store/watched-stat';
 
@@ -56,7 +56,7 @@ interface MarkerState {
  * (then nothing is stored in it, and nothing can be remembered of it).
  */
 export async function announceChange(dir: string, key: string): Promise<boolean> {
-  if (!isValidRatchetKey(key)) throw new Error(`ratchet: cannot announce a change of "${key}": not a domain key`);
+  if (!isValidStoreKey(key)) throw new Error(`ratchet: cannot announce a change of "${key}": not a domain key`);
   const file = path.join(dir, CHANGES_FILE);
   let handle: fsp.FileHandle;
   try {
@@ -202,7 +202,7 @@ export class ChangeWatcher {
     const now = this.now();
     const lines = tail.split('\n');
     // The last element is what follows the last newline: empty unless a line is incomplete.
-    if (lines.pop() !== '' || lines.some((key) => !isValidRatchetKey(key))) {
+    if (lines.pop() !== '' || lines.some((key) => !isValidStoreKey(key))) {
       this.forgetAll(target);
       return;
     }

@@ -36,18 +36,18 @@
  * makes readers read the domain once more when that time has passed). `raise`
  * itself never trusts memory: it reads the directory before and after.
  */
-import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import type { Dirent } from 'node:fs';
 import path from 'node:path';
 import { printable } from '../domain';
-import { isValidRatchetKey, type RatchetEntry, type RatchetRead, type RatchetStore } from './store';
+import { mapBounded } from '../store/bounded-tasks';
+import { TEMP_PREFIX, createFileOnce, errorCode, errorText, makeDirectory, uniqueName } from '../store/durable-file';
+import { isValidStoreKey } from '../store/keys';
+import { type RatchetEntry, type RatchetRead, type RatchetStore } from './store';
 import { ChangeWatcher, SETTLE_MS, announceChange } from './change-marker';
 import { RatchetMemory, type RatchetMemoryLimits } from './memory';
-import { SEC_LEVELS, SecLevel, levelName } from '../tls/sec-level';
+import { SEC_LEVELS, SecLevel, levelName } from '../sec-level';
 
-/** Prefix of a level file being written; readers ignore these. */
-export const TEMP_PREFIX = '.tmp-';
 /** Prefix of a domain directory being deleted by `reset`. */
 export const RESET_PREFIX = '.reset-';
 /** `list` removes `.tmp-*` and `.reset-*` leftovers older than this (crashed writers). */
@@ -153,7 +153,7 @@ export class FileRatchetStore implements RatchetStore {
 
   async reset(domain: string): Promise<boolean> {
     const domainDir = this.domainDir(checkKey(domain));
-    const doomed = path.join(this.dir, `${RESET_PREFIX}${uniqueSuffix()}`);
+    const doomed = path.join(this.dir, uniqueName(RESET_PREFIX));
     const announce = (): Promise<unknown> =>
       this.announce(domain, false).catch((err: unknown) => {
         throw new Error(`ratchet: cannot reset ${domain}: ${errorText(err)}`, { cause: err });
@@ -184,7 +184,7 @@ export class FileRatchetStore implements RatchetStore {
     const resetLeftovers = names.filter((name) => name.startsWith(RESET_PREFIX)).map((name) => path.join(this.dir, name));
     const tempLeftovers: string[] = [];
     const results = await mapBounded(domains, LIST_CONCURRENCY, async (domain) => {
-      if (!isValidRatchetKey(domain)) {
+      if (!isValidStoreKey(domain)) {
         const read: RatchetRead = unreadable(
           path.join(this.dir, printable(domain)),
           'not a domain key (lowercase A-label or address literal)',
@@ -214,7 +214,7 @@ export class FileRatchetStore implements RatchetStore {
       return true;
     }
     if (!create) return false;
-    await ensureDir(this.dir);
+    await makeDirectory(this.dir);
     if (await announceChange(this.dir, domain)) {
       this.changes.wrote();
       return true;
@@ -284,36 +284,16 @@ export class FileRatchetStore implements RatchetStore {
     { raisedAt, host }: { raisedAt: number; host: string | undefined },
     beforeLink: () => Promise<void>,
   ): Promise<void> {
-    const created = await fsp.mkdir(domainDir, { recursive: true });
     const content: LevelFileContent = { raisedAt };
     if (host !== undefined) content.host = host;
-    const temp = path.join(domainDir, `${TEMP_PREFIX}${uniqueSuffix()}`);
-    const final = path.join(domainDir, levelName(level));
-    try {
-      const handle = await fsp.open(temp, 'wx');
-      try {
-        await handle.writeFile(`${JSON.stringify(content)}\n`);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await beforeLink();
-      try {
-        await fsp.link(temp, final);
-      } catch (err) {
-        if (errorCode(err) !== 'EEXIST') throw err; // another writer created it first: fine
-      }
-    } finally {
-      await fsp.unlink(temp).catch(() => undefined);
-    }
-    // Make the new name (and any directory mkdir created) durable before MAIL FROM is sent.
-    await syncDir(domainDir);
-    await syncCreated(domainDir, created);
+    // Another writer may have created it first: fine. The new name (and any directory made for it)
+    // is durable before MAIL FROM is sent.
+    await createFileOnce(path.join(domainDir, levelName(level)), `${JSON.stringify(content)}\n`, { beforePlace: beforeLink });
   }
 }
 
 function checkKey(domain: string): string {
-  if (!isValidRatchetKey(domain)) {
+  if (!isValidStoreKey(domain)) {
     throw new Error(`ratchet: "${printable(domain)}" is not a valid domain key (lowercase A-label or address literal)`);
   }
   return domain;
@@ -345,49 +325,6 @@ function unreadable(file: string, problem: string): RatchetRead {
   return { kind: 'unreadable', reason: `${file}: ${problem}` };
 }
 
-function uniqueSuffix(): string {
-  return `${process.pid}-${randomBytes(6).toString('hex')}`;
-}
-
-function errorCode(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** fsync a directory so a name created in it survives a power loss; not every file system allows it. */
-async function syncDir(dir: string): Promise<void> {
-  let handle: fsp.FileHandle | undefined;
-  try {
-    handle = await fsp.open(dir, 'r');
-    await handle.sync();
-  } catch {
-    // best effort: EINVAL/EISDIR on some file systems and platforms
-  } finally {
-    await handle?.close().catch(() => undefined);
-  }
-}
-
-/** fsyncs the parents of the directories `mkdir -p dir` created (`created`: the first of them). */
-async function syncCreated(dir: string, created: string | undefined): Promise<void> {
-  if (created === undefined) return;
-  for (let parent = path.dirname(dir); parent.length >= path.dirname(created).length; parent = path.dirname(parent)) {
-    await syncDir(parent);
-    if (parent === path.dirname(parent)) break;
-  }
-}
-
-/** `mkdir -p dir`, made durable. */
-async function ensureDir(dir: string): Promise<void> {
-  const created = await fsp.mkdir(dir, { recursive: true });
-  if (created !== undefined) {
-    await syncDir(dir);
-    await syncCreated(dir, created);
-  }
-}
-
 /** Removes `.tmp-*` files and `.reset-*` directories left by crashed processes. Never throws. */
 async function removeStale(paths: string[]): Promise<void> {
   const now = Date.now();
@@ -401,17 +338,4 @@ async function removeStale(paths: string[]): Promise<void> {
       // best effort
     }
   });
-}
-
-async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index] as T);
-    }
-  });
-  await Promise.all(workers);
-  return results;
 }

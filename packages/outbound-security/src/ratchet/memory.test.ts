@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RatchetMemory } from './memory';
 import type { RatchetRead } from './store';
-import { SecLevel } from '../tls/sec-level';
+import { SecLevel } from '../sec-level';
 
 const level = (domain: string, l: SecLevel): RatchetRead => ({ kind: 'level', entry: { domain, level: l } });
 

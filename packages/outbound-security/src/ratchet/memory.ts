@@ -15,7 +15,7 @@
  *   can finish in either order, and the lower is the older (levels only go up
  *   until a reset, and a reset is learnt of, which starts a new token).
  */
-import { BoundedMap } from '../mta-sts/memory';
+import { BoundedMap } from '../store/bounded-map';
 import type { RatchetRead } from './store';
 
 /** OPS-5: domains remembered per process by default. */

@@ -12,11 +12,12 @@
  * change feed (redis-changes.ts) forgets it in every process, and while the
  * feed is not subscribed nothing is remembered and every read goes to Redis.
  */
-import { isValidRatchetKey, type RatchetRead, type RatchetStore } from './store';
+import { isValidStoreKey } from '../store/keys';
+import { type RatchetRead, type RatchetStore } from './store';
 import type { RedisConnection } from '../store/redis-connection';
-import { SecLevel } from '../tls/sec-level';
+import { SecLevel } from '../sec-level';
 import { RatchetMemory, type RatchetMemoryLimits } from './memory';
-import { CHANGES_CHANNEL, RedisChangeFeed } from './redis-changes';
+import { CHANGES_CHANNEL, RedisChangeFeed } from '../store/redis-changes';
 
 /**
  * KEYS[1] = the hash; ARGV = level, raisedAt, host, change channel, domain.
@@ -73,7 +74,7 @@ export class RedisRatchetStore implements RatchetStore {
   }
 
   private key(domain: string): string {
-    if (!isValidRatchetKey(domain)) throw new Error(`invalid ratchet key "${domain}"`);
+    if (!isValidStoreKey(domain)) throw new Error(`invalid ratchet key "${domain}"`);
     return `${this.prefix}ratchet:${domain}`;
   }
 
@@ -141,7 +142,7 @@ export class RedisRatchetStore implements RatchetStore {
     for (const domain of domains) {
       out.push({
         domain,
-        read: isValidRatchetKey(domain)
+        read: isValidStoreKey(domain)
           ? await this.read(domain, `${this.prefix}ratchet:${domain}`)
           : { kind: 'unreadable', reason: `bad key ${this.prefix}ratchet:${domain}` },
       });

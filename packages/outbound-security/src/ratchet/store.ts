@@ -3,9 +3,7 @@
  * literal such as `[192.0.2.1]`) → the highest security level seen. Levels only
  * go up through `raise`; only the operator lowers them, with `reset`.
  */
-import net from 'node:net';
-import { literalKey, parseLiteralKey, toALabel } from '../domain';
-import type { SecLevel } from '../tls/sec-level';
+import type { SecLevel } from '../sec-level';
 
 export interface RatchetEntry {
   domain: string;
@@ -41,36 +39,4 @@ export interface RatchetStore {
   close(): Promise<void>;
   /** Stores that connect in the background (Redis): resolves true once usable, false after `timeoutMs`. */
   ready?(timeoutMs: number): Promise<boolean>;
-}
-
-const HOST_KEY = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
-const LITERAL_KEY = /^\[[0-9a-f.:]+\]$/;
-
-/** The prefix of a relay host's own ratchet key (TLS-8): `relay:<host>`. */
-export const RELAY_KEY_PREFIX = 'relay:';
-
-/**
- * A relay host's own ratchet key (TLS-8): `relay:` and the host's A-label, or
- * its address in canonical literal form (`relay:[192.0.2.1]`, ST-6); null when
- * `host` is neither a host name nor an address.
- */
-export function relayKey(host: string): string | null {
-  const text = host.trim();
-  if (net.isIP(text)) {
-    const literal = parseLiteralKey(`[${text}]`);
-    return literal ? `${RELAY_KEY_PREFIX}${literalKey(literal)}` : null;
-  }
-  const literal = text.startsWith('[') ? parseLiteralKey(text) : null;
-  if (literal) return `${RELAY_KEY_PREFIX}${literalKey(literal)}`;
-  const name = toALabel(text);
-  return name.ok ? `${RELAY_KEY_PREFIX}${name.aLabel}` : null;
-}
-
-/**
- * Keys are A-labels, address literals, or `relay:` and either of them (a relay
- * host's own level, TLS-8); anything else is refused before touching a store.
- */
-export function isValidRatchetKey(domain: string): boolean {
-  const key = domain.startsWith(RELAY_KEY_PREFIX) ? domain.slice(RELAY_KEY_PREFIX.length) : domain;
-  return HOST_KEY.test(key) || LITERAL_KEY.test(key);
 }

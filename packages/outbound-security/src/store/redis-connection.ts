@@ -15,7 +15,7 @@
  * tells the outage, the workers only follow it (and the metric).
  */
 import cluster from 'node:cluster';
-import type { IniSection } from '../config/ini';
+import type { IniSection } from '../ini';
 import { Outage, type OutageMember } from './outage';
 
 /** The first pause before reconnecting; each failed attempt doubles it up to RECONNECT_MAX_MS (OPS-7). */

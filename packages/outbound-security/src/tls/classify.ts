@@ -7,7 +7,7 @@
  * one of them, by the same checks.
  */
 import type { X509Certificate } from 'node:crypto';
-import { SecLevel } from './sec-level';
+import { SecLevel } from '../sec-level';
 
 /** What the TLS stack reports about a finished handshake. */
 export interface TlsObservation {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { test } from 'node:test';
 import { rootCertificates } from 'node:tls';
-import { exposition } from '../metrics';
+import { countDaneWork, exposition } from '../metrics';
 import { parseTlsaText } from '../dane/tlsa';
 import type { TlsaRecord } from '../dane/tlsa';
 import { checkDane, daneResult } from './dane-check';
@@ -55,7 +55,14 @@ test('DANE-10: usable records beyond the 16th are ignored, named in the reason a
     Number(/^outbound_tls_dane_ignored_records_total (\d+)$/m.exec(await exposition())?.[1] ?? NaN);
   const before = await count();
   const usable = Array.from({ length: 20 }, (_, i): TlsaRecord => ({ ...RECORD, data: Buffer.alloc(32, i + 2) }));
-  const check = checkDane({ tlsaName: '_25._tcp.mx.test', usable }, { encrypted: true, peerCertificate: SENT }, 'mx.test');
+  const check = checkDane(
+    { tlsaName: '_25._tcp.mx.test', usable },
+    { encrypted: true, peerCertificate: SENT },
+    'mx.test',
+    new Date(),
+    undefined,
+    countDaneWork,
+  );
   assert.equal(check.kind, 'refused');
   assert.match(check.reason, /4 usable TLSA records beyond the first 16 ignored \(DANE-10\)/);
   assert.equal((await count()) - before, 4);

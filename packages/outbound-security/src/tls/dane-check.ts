@@ -19,9 +19,8 @@ import { matchDane } from '../dane/match';
 import { chainFromX509 } from '../dane/peer-chain';
 import type { DaneHostRequirement } from '../dane/plan-step';
 import { formatTlsa } from '../dane/tlsa';
-import { metrics } from '../metrics';
 import type { Classification, TlsObservation } from './classify';
-import { SecLevel } from './sec-level';
+import { SecLevel } from '../sec-level';
 
 export type DaneCheck =
   | { kind: 'authenticated'; reason: string }
@@ -35,6 +34,12 @@ export function daneResult(check: DaneCheck): DaneResult {
   return check.kind === 'authenticated' ? 'match' : check.kind === 'encrypted' ? 'tls_only' : check.result;
 }
 
+/** DANE-10, OPS-6: the work one match did: signatures checked, usable records beyond the limit ignored (for the metrics). */
+export interface DaneWork {
+  signatureChecks: number;
+  ignoredRecords: number;
+}
+
 /** Certificate facts kept between connections of this process (digests, signature checks): DANE checks stay cheap. */
 const sharedCache = new CertificateCache();
 
@@ -44,6 +49,7 @@ export function checkDane(
   mxHost: string,
   now: Date = new Date(),
   cache: CertificateCache = sharedCache,
+  counted?: (work: DaneWork) => void,
 ): DaneCheck {
   if (!observed.encrypted) {
     return { kind: 'refused', result: 'no_tls', reason: `${requirement.tlsaName} has TLSA records, but ${mxHost} offers no TLS` };
@@ -66,8 +72,7 @@ export function checkDane(
     now,
     cache,
   });
-  if (match.signatureChecks > 0) metrics.daneSignatureChecks.inc(match.signatureChecks);
-  if (match.ignoredRecords > 0) metrics.daneIgnoredRecords.inc(match.ignoredRecords);
+  counted?.({ signatureChecks: match.signatureChecks, ignoredRecords: match.ignoredRecords });
   const ignored = match.ignoredRecords > 0 ? ` (${match.ignoredRecords} usable TLSA records beyond the first 16 ignored (DANE-10))` : '';
   if (match.kind === 'match') {
     return {
@@ -106,8 +111,9 @@ export function judgeDane(
   observed: TlsObservation,
   mxHost: string,
   classification: Classification,
+  counted?: (work: DaneWork) => void,
 ): DaneJudgement {
-  const check = checkDane(requirement, observed, mxHost);
+  const check = checkDane(requirement, observed, mxHost, new Date(), sharedCache, counted);
   if (check.kind === 'authenticated') {
     // DANE-4/DANE-5: a DANE match is TLS_SECURE, for the decision and the ratchet.
     return { check, classification: { ...classification, level: SecLevel.TLS_SECURE, reason: check.reason } };

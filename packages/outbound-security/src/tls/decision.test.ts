@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decide, type Requirement } from './decision';
 import type { RatchetRead } from '../ratchet/store';
-import { SecLevel } from './sec-level';
+import { SecLevel } from '../sec-level';
 
 const secure = { level: SecLevel.TLS_SECURE, reason: 'certificate valid', protocol: 'TLSv1.3' };
 const insecure = { level: SecLevel.TLS_INSECURE, reason: 'self-signed', protocol: 'TLSv1.3' };

@@ -8,7 +8,7 @@
  * the count. Pure: the caller reads the store and persists a raise.
  */
 import type { RatchetRead } from '../ratchet/store';
-import { SecLevel, levelName, maxLevel } from './sec-level';
+import { SecLevel, levelName, maxLevel } from '../sec-level';
 import { isModernTls, type Classification } from './classify';
 import type { StsMode } from '../mta-sts/policy';
 import type { DaneHostRequirement, DaneMode } from '../dane/plan-step';

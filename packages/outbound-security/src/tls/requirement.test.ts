@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parsePolicyTable } from '../policy-table/table';
 import { connectionRequirement, waiveRecipientPolicy, type ConnectionContext } from './requirement';
-import { SecLevel } from './sec-level';
+import { SecLevel } from '../sec-level';
 import { decide, type Requirement } from './decision';
 
 const FILE = 'config/outbound_tls_policy';

@@ -13,14 +13,14 @@
  *   domain's minimum and MTA-STS never apply to a relay hop: they name the
  *   recipient's MX hosts, not the relay.
  */
-import type { DeliveryState } from '../haraka/delivery-state';
+import type { DeliveryState } from '../tls/delivery-state';
 import { toALabel } from '../domain';
-import { relayKey } from '../ratchet/store';
+import { relayKey } from '../store/keys';
 import { TABLE_LEVELS, type PolicyRule } from '../policy-table/rule';
 import { brokenLineReason, type PolicyTableLookup } from '../policy-table/table';
 import type { RatchetRead } from '../ratchet/store';
 import type { Requirement, TableMinimum } from './decision';
-import { SecLevel, maxLevel } from './sec-level';
+import { SecLevel, maxLevel } from '../sec-level';
 
 export interface ConnectionContext {
   /** outbound_mx's plan for the message, when it answered get_mx. */

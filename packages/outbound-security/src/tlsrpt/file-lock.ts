@@ -18,7 +18,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { errorCode, replaceFile, uniqueName } from './durable-file';
+import { errorCode, replaceFile, uniqueName } from '../store/durable-file';
 
 interface LockContent {
   holder: string;

@@ -25,7 +25,16 @@ import { hostname } from 'node:os';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { DayReader, encodeBatch } from './counts-log';
-import { errorCode, errorText, makeDirectory, readIfExists, replaceFile, createFileOnce, syncDirectory, uniqueName } from './durable-file';
+import {
+  errorCode,
+  errorText,
+  makeDirectory,
+  readIfExists,
+  replaceFile,
+  createFileOnce,
+  syncDirectory,
+  uniqueName,
+} from '../store/durable-file';
 import { releaseLock, takeLock } from './file-lock';
 import { isDay } from './record';
 import {

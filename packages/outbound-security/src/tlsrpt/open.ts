@@ -1,13 +1,13 @@
 /**
  * The TLS report store for the store settings in force (ST-1, PKG-4): the
- * same settings the ratchet and the MTA-STS cache use (store/open.ts), so
+ * same settings the ratchet and the MTA-STS cache use (state/open.ts), so
  * counts go where every other worker's and machine's go (RPT-1): files under
  * `<data_dir>/tlsrpt`, or Redis under the plugins' key prefix.
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import type { StoreSettings } from '../store/open';
+import type { StoreSettings } from '../store/settings';
 import { RedisConnection } from '../store/redis-connection';
 import { FileTlsReportStore } from './file-store';
 import { RedisTlsReportStore } from './redis-store';

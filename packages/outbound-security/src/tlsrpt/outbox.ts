@@ -24,7 +24,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { QueueMail } from './mailto';
-import { errorCode, errorText, makeDirectory, syncDirectory } from './durable-file';
+import { errorCode, errorText, makeDirectory, replaceFile, syncDirectory } from '../store/durable-file';
 import { processRuns } from '../store/process';
 
 /** The outbox under a data directory. */
@@ -91,17 +91,8 @@ export function submitToOutbox(dir: string, written: string[] = []): QueueMail {
     const problem = await outboxProblem(dir);
     if (problem) throw new Error(`the TLS report outbox cannot be used: ${problem}`);
     const name = fileName();
-    const temp = path.join(dir, `.tmp-${name}`);
     const content = JSON.stringify({ version: 1, from, to, message: message.toString('base64') });
-    const handle = await fsp.open(temp, 'wx', 0o600);
-    try {
-      await handle.writeFile(content);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fsp.rename(temp, path.join(dir, name));
-    await syncDirectory(dir);
+    await replaceFile(path.join(dir, name), content, { mode: 0o600 });
     written.push(name);
   };
 }

@@ -19,6 +19,7 @@ import { deliverDomain, type DeliveryDeps, type DomainOutcome } from './deliver'
 import { daysToReport } from './schedule';
 import { DailyQuota } from './limits';
 import { RETENTION_DAYS } from './store';
+import { mapBounded } from '../store/bounded-tasks';
 
 /** How often the loop looks for reports to send. */
 export const DEFAULT_TICK_MS = 60_000;
@@ -138,12 +139,4 @@ export class TlsReportScheduler {
     clearTimeout(this.timer);
     await this.running?.catch(() => undefined);
   }
-}
-
-async function mapBounded<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++] as T);
-  });
-  await Promise.all(workers);
 }

@@ -24,7 +24,7 @@ import { DEFAULT_LOCK_TTL_MS, type DeliveryDeps } from './deliver';
 import type { SessionRecord } from './record';
 import type { TlsReportStore } from './store';
 import type { TlsReportingConfig, TlsReportingSettings } from './settings';
-import type { StoreSettings } from '../store/open';
+import type { StoreSettings } from '../store/settings';
 
 /** What the process gives reporting: DNS, HTTPS, the MTA's queue, the log. */
 export type ReportingIo = Pick<DeliveryDeps, 'txt' | 'post' | 'queueMail' | 'log'> & {

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { parsePolicy, type MtaStsPolicy } from '../mta-sts/policy';
 import type { Classification } from '../tls/classify';
 import type { Requirement } from '../tls/decision';
-import { SecLevel } from '../tls/sec-level';
+import { SecLevel } from '../sec-level';
 import { isReportMessage, REPORT_NOTE, sessionOfConnection, type ConnectionFacts } from './session';
 
 function policy(mode: 'enforce' | 'testing' | 'none'): MtaStsPolicy {

@@ -28,7 +28,7 @@ import { matchesPolicy, type MtaStsPolicy } from '../mta-sts/policy';
 import { isModernTls, type Classification } from '../tls/classify';
 import type { DaneCheck } from '../tls/dane-check';
 import type { Requirement } from '../tls/decision';
-import { SecLevel } from '../tls/sec-level';
+import { SecLevel } from '../sec-level';
 import { noPolicyFound, stsPolicy, tlsaPolicy, type FailureDetails, type ReportedPolicy, type SessionRecord } from './record';
 import { resultOfConnection, resultOfDaneCheck, type MappedResult } from './result-type';
 

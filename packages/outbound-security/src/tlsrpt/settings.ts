@@ -29,7 +29,7 @@
 import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { booleanValue, integerValue, listValue, type IniSection } from '../config/ini';
+import { booleanValue, integerValue, listValue, type IniSection } from '../ini';
 import type { ReportIdentity } from './deliver';
 import { DEFAULT_REPORT_LIMITS, type ReportLimits } from './limits';
 import { DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_MAX_ENTRIES } from './recorder';

@@ -1,7 +1,15 @@
 /**
- * Files that survive a crash, for the TLS report file store (ST-2, ST-5): a
- * name is relied on only once the data under it and the directory entry are
- * on disk (fsync of the file, then of its directory).
+ * Files that survive a crash (ST-2, ST-5), for every file store (the ratchet,
+ * the MTA-STS policy cache, TLS reports and their outbox): a name is relied on
+ * only once the data under it and the directory entry are on disk. The data
+ * are written and fsynced under a temporary name beside the final one, which
+ * is then given to them atomically (rename: replace; link: create once), and
+ * the directory is fsynced.
+ *
+ * Some file systems refuse an fsync of a directory (EINVAL, ENOTSUP: network
+ * and FUSE file systems, some container overlays): there the rename is as
+ * durable as the file system makes it, and the write does not fail for it.
+ * Any other error of the directory fsync (EIO) fails the write.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
@@ -9,6 +17,9 @@ import path from 'node:path';
 
 /** Prefix of a file being written; readers ignore it. */
 export const TEMP_PREFIX = '.tmp-';
+
+/** What a file system answers when it offers no fsync of a directory (or no opening of one for it). */
+const DIRECTORY_SYNC_REFUSED: ReadonlySet<string> = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EISDIR', 'EBADF', 'EPERM', 'EACCES']);
 
 export function errorCode(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
@@ -23,14 +34,20 @@ export function uniqueName(prefix: string): string {
   return `${prefix}${process.pid}-${randomBytes(6).toString('hex')}`;
 }
 
-/** fsync of a directory, so a name made in it is durable; some file systems refuse, which is not an error here. */
+/** fsync of a directory, so a name made in it is durable; a file system that refuses it is not an error here. */
 export async function syncDirectory(dir: string): Promise<void> {
-  const handle = await fsp.open(dir, 'r').catch(() => null);
-  if (!handle) return;
+  let handle: fsp.FileHandle;
+  try {
+    handle = await fsp.open(dir, 'r');
+  } catch (err) {
+    // ENOENT: the directory was renamed away meanwhile (a ratchet reset): nothing of it is left to make durable.
+    if (errorCode(err) === 'ENOENT' || DIRECTORY_SYNC_REFUSED.has(errorCode(err) ?? '')) return;
+    throw err;
+  }
   try {
     await handle.sync();
-  } catch {
-    // EINVAL and the like: the file system offers no directory fsync
+  } catch (err) {
+    if (!DIRECTORY_SYNC_REFUSED.has(errorCode(err) ?? '')) throw err;
   } finally {
     await handle.close().catch(() => undefined);
   }
@@ -46,43 +63,56 @@ export async function makeDirectory(dir: string): Promise<void> {
   }
 }
 
+export interface DurableWriteOptions {
+  /** The new file's mode (default 0644; the TLS report outbox: 0600). */
+  mode?: number;
+  /** Called after the data are on disk, before the name is given to them (the ratchet announces a raise again). */
+  beforePlace?: () => Promise<void>;
+}
+
 /**
  * Writes `content` fsynced under a temporary name beside `file`, lets `place`
  * give it the final name, removes the temporary name, and makes the directory
- * durable when `place` placed it. Resolves with what `place` said.
+ * durable. Resolves with what `place` said.
  */
-async function placeDurably(file: string, content: string, place: (temp: string) => Promise<boolean>): Promise<boolean> {
+async function placeDurably(
+  file: string,
+  content: string,
+  options: DurableWriteOptions,
+  place: (temp: string) => Promise<boolean>,
+): Promise<boolean> {
   const dir = path.dirname(file);
   await makeDirectory(dir);
   const temp = path.join(dir, uniqueName(TEMP_PREFIX));
-  let placed = false;
+  let placed: boolean;
   try {
-    const handle = await fsp.open(temp, 'wx', 0o644);
+    const handle = await fsp.open(temp, 'wx', options.mode ?? 0o644);
     try {
       await handle.writeFile(content);
       await handle.sync();
     } finally {
       await handle.close();
     }
+    await options.beforePlace?.();
     placed = await place(temp);
   } finally {
     await fsp.unlink(temp).catch(() => undefined); // gone after a rename; a second name after a link
   }
-  if (placed) await syncDirectory(dir);
+  await syncDirectory(dir);
   return placed;
 }
 
 /** Replaces `file` with `content` atomically (readers see the old or the new content, never a mix). */
-export async function replaceFile(file: string, content: string): Promise<void> {
-  await placeDurably(file, content, async (temp) => {
+export async function replaceFile(file: string, content: string, options: DurableWriteOptions = {}): Promise<void> {
+  await placeDurably(file, content, options, async (temp) => {
     await fsp.rename(temp, file);
     return true;
   });
 }
 
 /** Creates `file` with `content` unless it exists (link never replaces); true when this call created it. */
-export function createFileOnce(file: string, content: string): Promise<boolean> {
-  return placeDurably(file, content, async (temp) => {
+export function createFileOnce(file: string, content: string, options: DurableWriteOptions = {}): Promise<boolean> {
+  return placeDurably(file, content, options, async (temp) => {
     try {
       await fsp.link(temp, file);
       return true;

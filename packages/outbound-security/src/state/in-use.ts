@@ -1,15 +1,15 @@
 /**
  * ST-7: the record of the store in use, so that a change of `store` or
  * `data_dir` made while Haraka was stopped is noticed at the next start and
- * what the previous store holds is carried over (store/switch.ts). A small
+ * what the previous store holds is carried over (state/switch.ts). A small
  * JSON file in the Haraka directory (beside config/, not under data_dir: a
  * changed data_dir must not move the record), written atomically once the
  * store in force holds everything carried into it. It names the store, never
  * a password: a previous Redis is reopened with redis.ini's other settings.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { replaceFile } from '../store/durable-file';
 
 /** The record's name in the Haraka directory. */
 export const STORE_RECORD_FILE = 'outbound_tls-store.json';
@@ -69,20 +69,7 @@ export function readStoreRecord(file: string): StoreRecord {
   return store ? { kind: 'store', store } : { kind: 'unreadable', reason: `${file}: not a store record` };
 }
 
-/** Writes the record atomically (temporary file, fsync, rename). */
+/** Writes the record atomically and durably (store/durable-file.ts). */
 export async function writeStoreRecord(file: string, store: StoreInUse): Promise<void> {
-  const temp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
-  try {
-    const handle = await fs.promises.open(temp, 'wx', 0o644);
-    try {
-      await handle.writeFile(`${JSON.stringify({ ...store, recordedAt: new Date().toISOString() })}\n`);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fs.promises.rename(temp, file);
-  } catch (err) {
-    await fs.promises.rm(temp, { force: true });
-    throw err;
-  }
+  await replaceFile(file, `${JSON.stringify({ ...store, recordedAt: new Date().toISOString() })}\n`);
 }

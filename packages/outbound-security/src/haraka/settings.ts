@@ -24,13 +24,13 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { HarakaConfig, HarakaLogger } from '../haraka/api';
-import { checkIni, formatWarning, type IniFile, type IniSchema, type IniWarning } from './ini';
-import { OUTBOUND_MX_SCHEMA, parseOutboundMxConfig, type OutboundMxConfig } from './outbound-mx';
-import { SharedStores, type StoreSettings } from '../store/open';
-import { STORE_RECORD_FILE } from '../store/in-use';
+import type { HarakaConfig, HarakaLogger } from './api';
+import { checkIni, formatWarning, type IniFile, type IniSchema, type IniWarning } from '../ini';
+import { OUTBOUND_MX_SCHEMA, parseOutboundMxConfig, type OutboundMxConfig } from '../config/outbound-mx';
+import { SharedStores, type StoreSettings } from '../state/open';
+import { STORE_RECORD_FILE } from '../state/in-use';
 import { setStoreUp } from '../metrics';
-import { OUTBOUND_TLS_SCHEMA, parseOutboundTlsConfig, type OutboundTlsConfig } from './outbound-tls';
+import { OUTBOUND_TLS_SCHEMA, parseOutboundTlsConfig, type OutboundTlsConfig } from '../config/outbound-tls';
 import { POLICY_TABLE_FILE, readPolicyTable } from '../policy-table/file';
 import { formatProblem, type PolicyTable } from '../policy-table/table';
 

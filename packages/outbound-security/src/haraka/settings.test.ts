@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
-import type { IniFile } from './ini';
+import type { IniFile } from '../ini';
 import { POLICY_TABLE_SETTINGS, SHARED_SETTINGS, WatchedSettings, type SettingsHost, type SharedSettings } from './settings';
 
 /**
@@ -101,7 +101,11 @@ test('PKG-4: a bad value on reload is logged under the file (and its plugin), an
   assert.equal(told, 0);
   assert.equal(settings.current.tls.store.backend, 'file');
   assert.ok(
-    tls.lines.some((l) => l === 'ERROR [outbound_tls] outbound_tls.ini not reloaded, keeping the running settings: [main] store=bogus: expected file or redis'),
+    tls.lines.some(
+      (l) =>
+        l ===
+        'ERROR [outbound_tls] outbound_tls.ini not reloaded, keeping the running settings: [main] store=bogus: expected file or redis',
+    ),
     tls.lines.join('\n'),
   );
   assert.ok(!mx.lines.some((l) => /not reloaded/.test(l)), 'not under outbound_mx');
@@ -113,7 +117,10 @@ test('PKG-4: a bad value on reload is logged under the file (and its plugin), an
 test('PKG-4: at startup a bad value throws naming the file; unknown keys are warnings with file, section and key (also from the raw text)', () => {
   const bad = host('outbound_tls');
   bad.config.files.set('outbound_tls.ini', { main: { on_store_error: 'maybe' } });
-  assert.throws(() => new WatchedSettings(SHARED_SETTINGS).load(bad), /^Error: outbound_tls\.ini: \[main\] on_store_error=maybe: expected defer or send$/);
+  assert.throws(
+    () => new WatchedSettings(SHARED_SETTINGS).load(bad),
+    /^Error: outbound_tls\.ini: \[main\] on_store_error=maybe: expected defer or send$/,
+  );
 
   const text = '[main]\nplain_retyr=false\n[metrics\nlisten=127.0.0.1:9465\n';
   fs.writeFileSync(path.join(dir, 'config', 'outbound_tls.ini'), text);
@@ -165,7 +172,13 @@ test('POL-1/PKG-4: the policy table is read and watched once; bad lines are erro
       ),
       tls.lines.join('\n'),
     );
-    assert.ok(tls.lines.some((l) => /^INFO \[outbound_tls\] outbound_tls_policy: policy table: 1 rules in force \(1 domain, 0 subdomains, 0 relay\), 1 lines ignored$/.test(l)));
+    assert.ok(
+      tls.lines.some((l) =>
+        /^INFO \[outbound_tls\] outbound_tls_policy: policy table: 1 rules in force \(1 domain, 0 subdomains, 0 relay\), 1 lines ignored$/.test(
+          l,
+        ),
+      ),
+    );
 
     let told = 0;
     table.subscribe(() => (told += 1));
@@ -181,7 +194,13 @@ test('POL-1/PKG-4: the policy table is read and watched once; bad lines are erro
     tls.config.callbacks.get('outbound_tls_policy')?.();
     assert.equal(told, 1);
     assert.equal(table.current.forDomain('partner.example')?.level, 'encrypt');
-    assert.ok(tls.lines.some((l) => /^ERROR \[outbound_tls\] outbound_tls_policy not reloaded, keeping the running settings: .*outbound_tls_policy: not valid UTF-8 text$/.test(l)));
+    assert.ok(
+      tls.lines.some((l) =>
+        /^ERROR \[outbound_tls\] outbound_tls_policy not reloaded, keeping the running settings: .*outbound_tls_policy: not valid UTF-8 text$/.test(
+          l,
+        ),
+      ),
+    );
 
     // No file: an empty table.
     fs.rmSync(file);
@@ -197,7 +216,10 @@ test('POL-1: a policy table that cannot be read at startup throws naming the fil
   const file = path.join(dir, 'config', 'outbound_tls_policy');
   fs.mkdirSync(file);
   try {
-    assert.throws(() => new WatchedSettings(POLICY_TABLE_SETTINGS).load(host('outbound_tls')), /^Error: outbound_tls_policy: .*outbound_tls_policy: cannot be read: EISDIR$/);
+    assert.throws(
+      () => new WatchedSettings(POLICY_TABLE_SETTINGS).load(host('outbound_tls')),
+      /^Error: outbound_tls_policy: .*outbound_tls_policy: cannot be read: EISDIR$/,
+    );
   } finally {
     fs.rmSync(file, { recursive: true, force: true });
   }
@@ -242,7 +264,10 @@ test('PKG-4/OPS-2: the startup line names redis.ini only when the Haraka config 
 
   fs.writeFileSync(redisIni, '[server]\nhost=127.0.0.1\n');
   try {
-    assert.match(startupLine({ main: { store: 'redis' } }), /^INFO \[outbound_tls\] outbound_tls\.ini, redis\.ini: data_dir=.* store=redis /);
+    assert.match(
+      startupLine({ main: { store: 'redis' } }),
+      /^INFO \[outbound_tls\] outbound_tls\.ini, redis\.ini: data_dir=.* store=redis /,
+    );
   } finally {
     fs.rmSync(redisIni);
   }

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parsePolicy, type MtaStsPolicy } from '../mta-sts/policy';
-import { makeAddressPolicy, DEFAULT_REFUSED_RANGES } from './address-policy';
-import type { DnsAnswer, DnsClient, MxRecord } from './dns-client';
+import { makeAddressPolicy, DEFAULT_REFUSED_RANGES } from '../mx/address-policy';
+import type { DnsAnswer, DnsClient, MxRecord } from '../mx/dns-client';
 import { MTA_STS_DISABLED, destinationName, planDelivery, type PlanDeps, type PlanSettings, type PolicyInEffect } from './plan';
 import { parsePolicyTable } from '../policy-table/table';
 
@@ -304,4 +304,50 @@ test('TLS-6/POL-1: a table minimum while the connection guard is missing defers,
   const enforce: PolicyInEffect = { kind: 'policy', id: 'g1', policy: policy('enforce', 'mx1.example.com'), source: 'fetched' };
   const exempted = await planDelivery('example.com', { ...deps(enforce, 'HMailItem changed'), policyTable: TABLE }, SETTINGS);
   assert.equal(exempted.kind, 'deliver');
+});
+
+test('DANE-5, MX-8: with DANE in effect but no TLSA records, an enforce policy filters the MXs; the MX query and each address lookup are asked once', async () => {
+  const dns = fakeDns({
+    mx: {
+      'example.com': {
+        kind: 'answer',
+        records: [
+          { priority: 10, exchange: 'mx1.example.com' },
+          { priority: 20, exchange: 'other.example.net' },
+        ],
+        secure: true,
+      },
+    },
+    a: { 'mx1.example.com': ['192.0.2.10'], 'other.example.net': ['192.0.2.20'] },
+  });
+  const secureDns: DnsClient = {
+    ...dns,
+    a: async (name) => ({ ...(await dns.a(name)), secure: true }) as DnsAnswer<string>,
+    aaaa: async (name) => ({ ...(await dns.aaaa(name)), secure: true }) as DnsAnswer<string>,
+  };
+  const tlsa: string[] = [];
+  const plan = await planDelivery(
+    'example.com',
+    {
+      dns: secureDns,
+      policyFor: async () => ({ kind: 'policy', id: 'p1', policy: policy('enforce', 'mx1.example.com'), source: 'cache' }),
+      dane: {
+        mode: 'on',
+        lookupTlsa: async (host) => {
+          tlsa.push(host);
+          return { kind: 'none', name: `_25._tcp.${host}`, reason: 'no TLSA records (secure denial)' };
+        },
+      },
+    },
+    SETTINGS,
+  );
+  assert.equal(plan.kind, 'deliver');
+  assert.deepEqual(
+    plan.kind === 'deliver' ? plan.mxs.map((mx) => mx.host) : [],
+    ['mx1.example.com'],
+    'the enforce policy filtered the MXs',
+  );
+  assert.deepEqual(tlsa.sort(), ['mx1.example.com', 'other.example.net']);
+  assert.equal(dns.asked.filter((q) => q === 'MX example.com').length, 1, 'one MX query');
+  assert.equal(dns.asked.filter((q) => q === 'A mx1.example.com').length, 1, 'one address lookup per host');
 });

@@ -8,7 +8,7 @@
  */
 import type { PolicyStore } from '../mta-sts/store';
 import type { RatchetStore } from '../ratchet/store';
-import { levelName } from '../tls/sec-level';
+import { levelName } from '../sec-level';
 
 export interface StorePair {
   ratchet: RatchetStore;

@@ -1,6 +1,7 @@
 /**
- * The Redis ratchet store's change feed (ST-3, OPS-6): a subscriber on the
- * channel `<prefix>ratchet-changes`, on a second connection made like the
+ * A Redis store's change feed (ST-3, OPS-6), for the ratchet (its levels) and
+ * the MTA-STS cache (its purges): a subscriber on a channel such as
+ * `<prefix>ratchet-changes`, on a second connection made like the
  * store's own (haraka-plugin-redis settings, duplicated client). Every raise
  * that changes a level and every reset publishes the domain on that channel
  * from inside the same server-side script as the change, so no change goes
@@ -19,11 +20,18 @@
  * vanished without a reset (a half-open connection) is only noticed by TCP
  * keepalive.
  */
-import type { RedisClient, RedisConnection } from '../store/redis-connection';
-import { isValidRatchetKey } from './store';
-import type { RatchetMemory } from './memory';
+import type { RedisClient, RedisConnection } from './redis-connection';
+import { isValidStoreKey } from './keys';
 
-/** The channel's name after the store's key prefix. */
+/** What a process remembers of a store: what the feed makes it forget. */
+export interface ForgetfulMemory {
+  /** A change of one key. */
+  forget(key: string): void;
+  /** Everything: a change that names no valid key, or a feed that may have missed changes. */
+  forgetAll(): void;
+}
+
+/** The ratchet's channel's name after the store's key prefix. */
 export const CHANGES_CHANNEL = 'ratchet-changes';
 /** Longest pause between two attempts to subscribe. */
 const MAX_RETRY_MS = 1_000;
@@ -40,7 +48,7 @@ export class RedisChangeFeed {
   constructor(
     private readonly connection: RedisConnection,
     readonly channel: string,
-    private readonly memory: Pick<RatchetMemory, 'forget' | 'forgetAll'>,
+    private readonly memory: ForgetfulMemory,
   ) {
     void this.start();
   }
@@ -110,7 +118,7 @@ export class RedisChangeFeed {
   }
 
   private heard(domain: string): void {
-    if (isValidRatchetKey(domain)) this.memory.forget(domain);
+    if (isValidStoreKey(domain)) this.memory.forget(domain);
     else this.memory.forgetAll();
   }
 

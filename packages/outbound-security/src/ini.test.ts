@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { brokenHeaderLines, checkIni, formatWarning, unknownKeys, type IniFile } from './ini';
-import { OUTBOUND_MX_SCHEMA, parseOutboundMxConfig } from './outbound-mx';
-import { OUTBOUND_TLS_SCHEMA } from './outbound-tls';
+import { OUTBOUND_MX_SCHEMA, parseOutboundMxConfig } from './config/outbound-mx';
+import { OUTBOUND_TLS_SCHEMA } from './config/outbound-tls';
 
 /** haraka-config's own ini reader, as Haraka and the CLI read the files. */
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -19,12 +19,20 @@ test('PKG-4: an unknown key is reported with file, section and key', () => {
 });
 
 test('PKG-4: an unknown section is reported with file and section; [redis] of outbound_tls.ini takes any key', () => {
-  const warnings = unknownKeys('outbound_tls.ini', parse('[metric]\nlisten=127.0.0.1:9465\n[redis]\nhost=x\nport=1\n'), OUTBOUND_TLS_SCHEMA);
+  const warnings = unknownKeys(
+    'outbound_tls.ini',
+    parse('[metric]\nlisten=127.0.0.1:9465\n[redis]\nhost=x\nport=1\n'),
+    OUTBOUND_TLS_SCHEMA,
+  );
   assert.deepEqual(
     warnings.map((w) => formatWarning(w)),
     ['outbound_tls.ini [metric]: unknown section (known: main, redis, metrics, tlsrpt, requiretls), ignored'],
   );
-  assert.deepEqual(unknownKeys('outbound_mx.ini', parse('; only comments\n'), OUTBOUND_MX_SCHEMA), [], 'the [main] haraka-config adds is not reported');
+  assert.deepEqual(
+    unknownKeys('outbound_mx.ini', parse('; only comments\n'), OUTBOUND_MX_SCHEMA),
+    [],
+    'the [main] haraka-config adds is not reported',
+  );
 });
 
 test('PKG-4: haraka-config reads a header without its "]" as a key of the section before it; that is reported as a broken header', () => {
@@ -53,7 +61,10 @@ test('PKG-4: in the raw text, a line that opens like a header but is not one is 
 });
 
 test('PKG-4: an unknown range name in [addresses] refuse is an error naming it (a typo would quietly stop refusing a range)', () => {
-  assert.throws(() => parseOutboundMxConfig({ addresses: { refuse: 'loopback, bogusrange' } }), /\[addresses\] refuse=loopback, bogusrange: unknown range name bogusrange/);
+  assert.throws(
+    () => parseOutboundMxConfig({ addresses: { refuse: 'loopback, bogusrange' } }),
+    /\[addresses\] refuse=loopback, bogusrange: unknown range name bogusrange/,
+  );
   assert.throws(() => parseOutboundMxConfig({ addresses: { refuse: 'privte' } }), /unknown range name privte/);
   const ok = parseOutboundMxConfig({ addresses: { refuse: 'private, uniqueLocal, carrierGradeNat, loopback' } });
   assert.deepEqual(ok.refusedRanges, ['private', 'uniqueLocal', 'carrierGradeNat', 'loopback']);

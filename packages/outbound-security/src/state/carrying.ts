@@ -1,7 +1,7 @@
 /**
  * ST-7: the stores the plugins use across a store switch. Each view writes to
  * the store in force (the target); while what the previous stores hold is
- * still being carried over (store/switch.ts), a read asks them too, so no
+ * still being carried over (state/switch.ts), a read asks them too, so no
  * read ever answers lower than before the switch:
  *
  * - ratchet: the highest level of the target and the previous stores; an
@@ -15,7 +15,7 @@
  */
 import type { CachedPolicy, PolicyRead, PolicyStore } from '../mta-sts/store';
 import type { RatchetRead, RatchetStore } from '../ratchet/store';
-import type { SecLevel } from '../tls/sec-level';
+import type { SecLevel } from '../sec-level';
 
 export interface StoresInForce<T> {
   target: T;

@@ -9,11 +9,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { FileRatchetStore } from '../ratchet/file-store';
-import { FilePolicyStore, type PolicyStore } from '../mta-sts/store';
-import type { IniFile } from '../config/ini';
-import type { RedisBackend, StoreBackend } from '../config/outbound-tls';
+import { FilePolicyStore } from '../mta-sts/file-store';
+import type { PolicyStore } from '../mta-sts/store';
+import type { RedisBackend, StoreLog, StoreSettings } from '../store/settings';
+
+export type { StoreSettings } from '../store/settings';
 import type { RatchetStore } from '../ratchet/store';
-import { RedisConnection, redisEndpoint, type RedisLog } from './redis-connection';
+import { RedisConnection, redisEndpoint } from '../store/redis-connection';
 import { CarryingPolicyStore, CarryingRatchetStore } from './carrying';
 import type { StoreInUse } from './in-use';
 import { StoreSwitch, type OpenedStores } from './switch';
@@ -22,31 +24,6 @@ import { RedisRatchetStore } from '../ratchet/redis-store';
 
 /** The ratchet's directory under `data_dir`. */
 export const RATCHET_SUBDIR = 'ratchet';
-
-export interface StoreLog extends RedisLog {
-  /** Defaults to `error`. */
-  warn?(message: string): void;
-}
-
-export interface StoreSettings {
-  /** Absolute `data_dir` (see parseOutboundTlsConfig). */
-  dataDir: string;
-  /** File (default) or Redis. */
-  store?: StoreBackend;
-  /** config/redis.ini (its [server] and [opts]), for the Redis store. */
-  redisIni?: IniFile;
-  log?: StoreLog;
-  /**
-   * ST-7: the record of the store in use (the plugins: STORE_RECORD_FILE in the
-   * Haraka directory), so that a switch made while Haraka was stopped is
-   * carried over at the next start. None: only switches by `update` are.
-   */
-  recordFile?: string;
-  /** OPS-7: what mail meets while a store is unavailable (outbound_tls.ini on_store_error), for the outage line. */
-  onStoreError?: 'defer' | 'send';
-  /** OPS-7: a Redis address's availability (true up, false down, null unused), for the metric. */
-  onAvailability?: (address: string, up: boolean | null) => void;
-}
 
 const quiet: StoreLog = { info: () => undefined, error: () => undefined };
 
@@ -135,8 +112,8 @@ const NONE: readonly never[] = [];
  * opened on first use for the settings in force (a plugin asks for the ones
  * it uses when it loads, so a Redis connection is made before the first
  * delivery). `update` with new settings opens the stores they describe; ST-7:
- * the previous ones are carried into them and closed (store/switch.ts), and
- * meanwhile `ratchet()` and `policy()` read both (store/carrying.ts).
+ * the previous ones are carried into them and closed (state/switch.ts), and
+ * meanwhile `ratchet()` and `policy()` read both (state/carrying.ts).
  */
 export class SharedStores {
   private opened: OpenedStores | undefined;

@@ -1,10 +1,10 @@
 /**
  * ST-7 a store switch never lowers a level. When `store` or `data_dir`
  * changes (a reload, or a restart: the record of the store in use,
- * store/in-use.ts), the previous stores stay open and everything they hold is
- * carried into the store in force (store/carry.ts: the higher level wins,
+ * state/in-use.ts), the previous stores stay open and everything they hold is
+ * carried into the store in force (state/carry.ts: the higher level wins,
  * `raised` times kept, unexpired policies). Until that has succeeded a read
- * asks the previous stores too (store/carrying.ts); a carry that fails (a
+ * asks the previous stores too (state/carrying.ts); a carry that fails (a
  * previous Redis that is down, say) is retried with backoff and said in the
  * log. Once everything is carried, the previous stores are closed and the
  * record names the store in force.

@@ -7,13 +7,13 @@
  * exempts it. One function for both plugins: outbound_tls's fail-closed hook
  * and outbound_mx when outbound_tls is not there.
  */
-import { literalKey, parseDomainLiteral, toALabel } from '../domain';
 import type { PolicyStore } from '../mta-sts/store';
 import { parsePolicy } from '../mta-sts/policy';
-import { ruleLabel } from '../policy-table/rule';
+import { ruleLabel, type PolicyRule } from '../policy-table/rule';
 import { brokenLineReason, type PolicyTableLookup } from '../policy-table/table';
 import type { RatchetStore } from '../ratchet/store';
-import { SecLevel, levelName } from '../tls/sec-level';
+export { recipientKey } from '../store/keys';
+import { SecLevel, levelName } from '../sec-level';
 
 export interface FailClosedSources {
   table: PolicyTableLookup;
@@ -22,14 +22,14 @@ export interface FailClosedSources {
   now?: () => number;
 }
 
-/** The ratchet key of a recipient domain as outbound_mx writes it (A-label or canonical literal), or null. */
-export function recipientKey(domain: string): string | null {
-  if (domain.trim().startsWith('[')) {
-    const literal = parseDomainLiteral(domain);
-    return literal ? literalKey(literal) : null;
-  }
-  const name = toALabel(domain);
-  return name.ok ? name.aLabel : null;
+/** TLS-6: a message to `key` needs the guard: its policy table rule asks for a level above PLAIN. */
+export function tableMinimumReason(key: string, rule: PolicyRule): string {
+  return `${key} requires ${rule.level} (policy table rule ${ruleLabel(rule)})`;
+}
+
+/** TLS-6: a message to `key` needs the guard: an MTA-STS enforce policy applies (the plan's, or the cached one). */
+export function stsEnforceReason(key: string, policyId: string): string {
+  return `${key} has an MTA-STS enforce policy (id ${policyId})`;
 }
 
 /** Why a message to `key` must wait while connections are unguarded, or null when nothing is known to require TLS. */
@@ -37,7 +37,7 @@ export async function failClosedReason(sources: FailClosedSources, key: string):
   const broken = key.startsWith('[') ? null : sources.table.brokenForDomain?.(key);
   if (broken) return brokenLineReason(broken);
   const rule = key.startsWith('[') ? null : sources.table.forDomain(key);
-  if (rule && rule.minimum > SecLevel.PLAIN) return `${key} requires ${rule.level} (policy table rule ${ruleLabel(rule)})`;
+  if (rule && rule.minimum > SecLevel.PLAIN) return tableMinimumReason(key, rule);
   if (!rule?.exempt.includes('ratchet')) {
     const level = await sources.ratchet.get(key);
     if (level.kind === 'unreadable') return `${key} has an unreadable stored level`;
@@ -49,5 +49,5 @@ export async function failClosedReason(sources: FailClosedSources, key: string):
   if (cached.kind !== 'entry' || cached.entry.expiresAt <= (sources.now ?? Date.now)()) return null;
   const parsed = parsePolicy(cached.entry.text);
   if (!parsed.ok) return `${key} has an unreadable cached MTA-STS policy (${parsed.error})`;
-  return parsed.policy.mode === 'enforce' ? `${key} has an MTA-STS enforce policy (id ${cached.entry.id})` : null;
+  return parsed.policy.mode === 'enforce' ? stsEnforceReason(key, cached.entry.id) : null;
 }

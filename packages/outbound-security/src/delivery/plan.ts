@@ -26,15 +26,17 @@
  * caching resolver, the CLI's read-only view), so it tests with small fakes.
  */
 import type { OutboundMxConfig } from '../config/outbound-mx';
-import type { DeliveryState } from '../haraka/delivery-state';
-import { literalKey, parseDomainLiteral, printable, toALabel, toULabel } from '../domain';
+import type { DeliveryState } from '../tls/delivery-state';
+import { toULabel } from '../domain';
+import { recipientKeyOf } from '../store/keys';
+import { stsEnforceReason, tableMinimumReason } from './fail-closed';
 import { matchesPolicy, policyFilter, type MtaStsPolicy } from '../mta-sts/policy';
-import { checkAddress, type AddressPolicy } from './address-policy';
-import type { DnsClient } from './dns-client';
-import { DSN_BAD_DESTINATION, DSN_NULL_MX, lookupMx } from './lookup';
+import { checkAddress, type AddressPolicy } from '../mx/address-policy';
+import type { DnsClient } from '../mx/dns-client';
+import { DSN_BAD_DESTINATION, DSN_NULL_MX, queryMx, resolveMxHosts, type HostAddresses, type MxLookupResult } from '../mx/lookup';
 import { ruleLabel, type PolicyRule } from '../policy-table/rule';
 import { brokenLineReason, type PolicyTableLookup } from '../policy-table/table';
-import { SecLevel } from '../tls/sec-level';
+import { SecLevel } from '../sec-level';
 import { daneStep, type DaneDeps } from '../dane/plan-step';
 
 /**
@@ -150,14 +152,14 @@ export async function planDelivery<P extends PolicyInEffect>(
   deps: PlanDeps<P>,
   settings: PlanSettings,
 ): Promise<DeliveryPlan<P>> {
-  if (domain.trim().startsWith('[')) return planLiteral(domain, settings);
-
-  const name = toALabel(domain);
-  if (!name.ok) {
-    const reason = `invalid recipient domain: ${name.reason}`;
-    return { kind: 'permanent', cause: 'invalid-domain', destination: null, policy: null, dsn: DSN_BAD_DESTINATION, reason };
+  const key = recipientKeyOf(domain);
+  if (key.kind === 'literal') return planLiteral(key, settings);
+  if (key.kind === 'invalid') {
+    const reason = key.literal ? key.reason : `invalid recipient domain: ${key.reason}`;
+    const cause = key.literal ? 'invalid-literal' : 'invalid-domain';
+    return { kind: 'permanent', cause, destination: null, policy: null, dsn: DSN_BAD_DESTINATION, reason };
   }
-  const aLabel = name.aLabel;
+  const aLabel = key.key;
   const destination: Destination = { kind: 'domain', aLabel, uLabel: toULabel(aLabel) };
   // POL-5: a table line naming this domain that cannot be read: its mail waits, whatever else would apply.
   const broken = deps.policyTable?.brokenForDomain?.(aLabel);
@@ -175,15 +177,26 @@ export async function planDelivery<P extends PolicyInEffect>(
   let enforce = sts?.policy.mode === 'enforce' && !stsExempt;
   // DANE-5: whether DANE applies is known only after the MX lookup; until then the MTA-STS filter waits.
   const daneDeps = deps.dane && rule?.exempt.includes('dane') !== true ? deps.dane : undefined;
-  const lookup = (filtered: boolean) =>
-    lookupMx(aLabel, deps.dns, {
-      maxMx: settings.maxMx,
-      maxMxRecords: settings.maxMxRecords,
-      maxAddressesPerMx: settings.maxAddressesPerMx,
-      addressPolicy: settings.addressPolicy,
-      ...(sts && filtered ? { filter: policyFilter(aLabel, sts.id, sts.policy) } : {}),
-      ...(deps.random ? { random: deps.random } : {}),
-    });
+  const options = {
+    maxMx: settings.maxMx,
+    maxMxRecords: settings.maxMxRecords,
+    maxAddressesPerMx: settings.maxAddressesPerMx,
+    addressPolicy: settings.addressPolicy,
+    ...(deps.random ? { random: deps.random } : {}),
+  };
+  // One MX query per plan; its hosts are resolved once each, whether DANE or MTA-STS decides which are used.
+  const query = await queryMx(aLabel, deps.dns, options);
+  const addresses = new Map<string, Promise<HostAddresses>>();
+  const lookup = async (filtered: boolean): Promise<MxLookupResult> =>
+    query.kind !== 'hosts'
+      ? query
+      : resolveMxHosts(
+          aLabel,
+          query,
+          deps.dns,
+          { ...options, ...(sts && filtered ? { filter: policyFilter(aLabel, sts.id, sts.policy) } : {}) },
+          addresses,
+        );
   let result = await lookup(enforce && !daneDeps);
   switch (result.kind) {
     case 'null-mx':
@@ -263,9 +276,9 @@ function unguardedReason(
   const requires = daneApplies
     ? `${aLabel} has DANE TLSA records`
     : sts && enforce
-      ? `${aLabel} has an MTA-STS enforce policy (id ${sts.id})`
+      ? stsEnforceReason(aLabel, sts.id)
       : rule && rule.minimum > SecLevel.PLAIN
-        ? `${aLabel} requires ${rule.level} (policy table rule ${ruleLabel(rule)})`
+        ? tableMinimumReason(aLabel, rule)
         : null;
   const unguarded = requires ? (deps.guardProblem?.() ?? null) : null;
   // outbound_tls could not install its guard; nothing would check the certificate.
@@ -273,15 +286,10 @@ function unguardedReason(
 }
 
 /** MX-2: an address literal skips MX lookup and MTA-STS; its address still passes the address policy (MX-9). */
-function planLiteral<P extends PolicyInEffect>(domain: string, settings: PlanSettings): DeliveryPlan<P> {
-  const literal = parseDomainLiteral(domain);
-  if (!literal) {
-    const reason = `"${printable(domain)}" is not a valid address literal`;
-    return { kind: 'permanent', cause: 'invalid-literal', destination: null, policy: null, dsn: DSN_BAD_DESTINATION, reason };
-  }
-  const key = literalKey(literal);
-  const destination: Destination = { kind: 'literal', key, address: literal.address };
-  const verdict = checkAddress(settings.addressPolicy, literal.address);
+function planLiteral<P extends PolicyInEffect>(literal: { key: string; address: string }, settings: PlanSettings): DeliveryPlan<P> {
+  const { key, address } = literal;
+  const destination: Destination = { kind: 'literal', key, address };
+  const verdict = checkAddress(settings.addressPolicy, address);
   if (!verdict.allowed) {
     return { kind: 'transient', cause: 'literal-refused', destination, policy: null, reason: `address literal refused: ${verdict.reason}` };
   }
@@ -289,7 +297,7 @@ function planLiteral<P extends PolicyInEffect>(domain: string, settings: PlanSet
     kind: 'deliver',
     destination,
     policy: null,
-    mxs: [{ host: undefined, priority: 0, addresses: [literal.address] }],
+    mxs: [{ host: undefined, priority: 0, addresses: [address] }],
     implicit: false,
     notes: [],
     testingWouldNotUse: [],
