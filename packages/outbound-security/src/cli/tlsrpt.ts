@@ -30,7 +30,8 @@ import type { TlsReport } from '../tlsrpt/report';
 import type { DomainCounts } from '../tlsrpt/store';
 import { loadMxSettings, waitUntilConnected } from './config';
 import { domainKey } from '../store/keys';
-import type { Output } from './cli';
+// The same {out, err} as cli.ts's Output, imported from mx.ts: cli.ts imports this file.
+import type { MxOutput as Output } from './mx';
 
 export type TlsrptCommand =
   | { kind: 'tlsrpt-show'; domain: string; day: string | null }
