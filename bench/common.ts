@@ -2,8 +2,8 @@
  * What the benchmark scripts share: option checking, cleanup that also runs on
  * Ctrl-C, and the few statistics and number formats they print.
  */
-import type { RatchetStore } from 'haraka-outbound-security/ratchet/store';
-import { SecLevel } from 'haraka-outbound-security/sec-level';
+import type { RatchetStore } from '#lib/ratchet/store';
+import { SecLevel } from '#lib/sec-level';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';

@@ -35,10 +35,10 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import os from 'node:os';
 import { generateKeyPairSync } from 'node:crypto';
-import { CertificateCache } from 'haraka-outbound-security/dane/certificate-cache';
-import { matchDane, type DaneContext } from 'haraka-outbound-security/dane/match';
-import { chainFromDetailed } from 'haraka-outbound-security/dane/peer-chain';
-import { classifyTlsaRrset, type TlsaRecord } from 'haraka-outbound-security/dane/tlsa';
+import { CertificateCache } from '#lib/dane/certificate-cache';
+import { matchDane, type DaneContext } from '#lib/dane/match';
+import { chainFromDetailed } from '#lib/dane/peer-chain';
+import { classifyTlsaRrset, type TlsaRecord } from '#lib/dane/tlsa';
 import { ChainLab, type Made } from '../test/fixtures/dane-chains';
 import { TestCa } from '../test/fixtures/test-ca';
 import { Cleanup, fmt, lpad, positiveOption, readOptions, runBenchmark, timeBatches, verdict, type PerCall } from './common';

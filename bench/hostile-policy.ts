@@ -19,11 +19,11 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
-import { makeAddressPolicy } from 'haraka-outbound-security/mx/address-policy';
-import { createDnsClient } from 'haraka-outbound-security/mx/dns-client';
-import { parsePolicy, policyFilter, type MtaStsPolicy } from 'haraka-outbound-security/mta-sts/policy';
-import { lookupMx } from 'haraka-outbound-security/mx/lookup';
-import { filterAndCap, orderMxRecords } from 'haraka-outbound-security/mx/selection';
+import { makeAddressPolicy } from '#lib/mx/address-policy';
+import { createDnsClient } from '#lib/mx/dns-client';
+import { parsePolicy, policyFilter, type MtaStsPolicy } from '#lib/mta-sts/policy';
+import { lookupMx } from '#lib/mx/lookup';
+import { filterAndCap, orderMxRecords } from '#lib/mx/selection';
 import { TestDnsServer } from '../test/fixtures/dns-server';
 import { Cleanup, fmt, positiveOption, readOptions } from './common';
 

@@ -22,23 +22,17 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { makeAddressPolicy } from 'haraka-outbound-security/mx/address-policy';
-import { createDnsClient, type DnsClient } from 'haraka-outbound-security/mx/dns-client';
-import { metrics } from 'haraka-outbound-security/metrics';
-import {
-  MtaStsResolver,
-  type CacheEvent,
-  type MtaStsHooks,
-  type MtaStsSettings,
-  type PolicyDecision,
-} from 'haraka-outbound-security/mta-sts/resolver';
-import { FilePolicyStore } from 'haraka-outbound-security/mta-sts/file-store';
-import type { CachedPolicy } from 'haraka-outbound-security/mta-sts/store';
+import { makeAddressPolicy } from '#lib/mx/address-policy';
+import { createDnsClient, type DnsClient } from '#lib/mx/dns-client';
+import { metrics } from '#lib/metrics';
+import { MtaStsResolver, type CacheEvent, type MtaStsHooks, type MtaStsSettings, type PolicyDecision } from '#lib/mta-sts/resolver';
+import { FilePolicyStore } from '#lib/mta-sts/file-store';
+import type { CachedPolicy } from '#lib/mta-sts/store';
 import { TestDnsServer } from '../test/fixtures/dns-server';
 import { PolicyServer, policyText } from '../test/fixtures/policy-server';
 import https from 'node:https';
 import tls from 'node:tls';
-import { pinnedHttpsOptions } from 'haraka-outbound-security/https/pinned';
+import { pinnedHttpsOptions } from '#lib/https/pinned';
 import { TestCa } from '../test/fixtures/test-ca';
 import { Cleanup, fmt, lpad, median, positiveOption, readOptions } from './common';
 

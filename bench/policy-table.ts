@@ -23,9 +23,9 @@
  *
  *   node dist/bench/policy-table.js [--rules N] [--calls N] [--batches B] [--rounds R]
  */
-import { parsePolicyTable, type PolicyTable } from 'haraka-outbound-security/policy-table/table';
-import { connectionRequirement } from 'haraka-outbound-security/tls/requirement';
-import { SecLevel } from 'haraka-outbound-security/sec-level';
+import { parsePolicyTable, type PolicyTable } from '#lib/policy-table/table';
+import { connectionRequirement } from '#lib/tls/requirement';
+import { SecLevel } from '#lib/sec-level';
 import { fmt, lpad, median, positiveOption, readOptions, runBenchmark, verdict } from './common';
 
 /** The share of the 10 µs per-connection decision budget (OPS-6) one lookup may take. */

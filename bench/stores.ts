@@ -12,10 +12,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
-import { openRatchetStoreFromUrl } from 'haraka-outbound-security/state/open';
-import type { RatchetStore } from 'haraka-outbound-security/ratchet/store';
-import { SecLevel } from 'haraka-outbound-security/sec-level';
+import { FileRatchetStore } from '#lib/ratchet/file-store';
+import { openRatchetStoreFromUrl } from '#lib/state/open';
+import type { RatchetStore } from '#lib/ratchet/store';
+import { SecLevel } from '#lib/sec-level';
 import { TestRedis } from '../test/fixtures/redis-server';
 
 type Operation = 'check' | 'raise (no-op)' | 'raise (new)';

@@ -17,13 +17,13 @@
  */
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { deliverDomain } from 'haraka-outbound-security/tlsrpt/deliver';
-import { MAX_REPORT_BYTES } from 'haraka-outbound-security/tlsrpt/https';
-import { DEFAULT_REPORT_LIMITS, LeftOutTally, type ReportLimits } from 'haraka-outbound-security/tlsrpt/limits';
-import { MemoryTlsReportStore } from 'haraka-outbound-security/tlsrpt/memory-store';
-import { MAX_POLICY_STRINGS, tlsaPolicy } from 'haraka-outbound-security/tlsrpt/record';
-import { TlsReportRecorder } from 'haraka-outbound-security/tlsrpt/recorder';
-import { DEFAULT_SCHEDULE } from 'haraka-outbound-security/tlsrpt/schedule';
+import { deliverDomain } from '#lib/tlsrpt/deliver';
+import { MAX_REPORT_BYTES } from '#lib/tlsrpt/https';
+import { DEFAULT_REPORT_LIMITS, LeftOutTally, type ReportLimits } from '#lib/tlsrpt/limits';
+import { MemoryTlsReportStore } from '#lib/tlsrpt/memory-store';
+import { MAX_POLICY_STRINGS, tlsaPolicy } from '#lib/tlsrpt/record';
+import { TlsReportRecorder } from '#lib/tlsrpt/recorder';
+import { DEFAULT_SCHEDULE } from '#lib/tlsrpt/schedule';
 import { fmt, lpad, positiveOption, readOptions, runBenchmark } from './common';
 
 const DAY = '2025-03-14';

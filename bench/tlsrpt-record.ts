@@ -20,11 +20,11 @@
  *   node dist/bench/tlsrpt-record.js [--calls N] [--batches B] [--domains D] [--flush-ms MS]
  */
 import os from 'node:os';
-import { parsePolicy, type MtaStsPolicy } from 'haraka-outbound-security/mta-sts/policy';
-import { MemoryTlsReportStore } from 'haraka-outbound-security/tlsrpt/memory-store';
-import { noPolicyFound, stsPolicy, type SessionRecord } from 'haraka-outbound-security/tlsrpt/record';
-import { TlsReportRecorder } from 'haraka-outbound-security/tlsrpt/recorder';
-import { resultOfConnection } from 'haraka-outbound-security/tlsrpt/result-type';
+import { parsePolicy, type MtaStsPolicy } from '#lib/mta-sts/policy';
+import { MemoryTlsReportStore } from '#lib/tlsrpt/memory-store';
+import { noPolicyFound, stsPolicy, type SessionRecord } from '#lib/tlsrpt/record';
+import { TlsReportRecorder } from '#lib/tlsrpt/recorder';
+import { resultOfConnection } from '#lib/tlsrpt/result-type';
 import { Cleanup, fmt, lpad, positiveOption, readOptions, runBenchmark, timeBatches, verdict, type PerCall } from './common';
 
 /** Issue 13 item 7. */

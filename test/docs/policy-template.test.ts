@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { EXEMPTIONS } from 'haraka-outbound-security/policy-table/rule';
+import { EXEMPTIONS } from '#lib/policy-table/rule';
 import { REPO_ROOT } from '../fixtures/haraka-instance';
 
 const TEMPLATES = [

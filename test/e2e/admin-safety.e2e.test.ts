@@ -9,8 +9,8 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
-import { SecLevel } from 'haraka-outbound-security/sec-level';
+import { FileRatchetStore } from '#lib/ratchet/file-store';
+import { SecLevel } from '#lib/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';

@@ -15,8 +15,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
-import { SecLevel } from 'haraka-outbound-security/sec-level';
+import { FileRatchetStore } from '#lib/ratchet/file-store';
+import { SecLevel } from '#lib/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
 import {
   HarakaInstance,

@@ -14,7 +14,7 @@ import { HarakaInstance, CLI_PATH, sleep } from '../fixtures/haraka-instance';
 import { PolicyServer, policyText } from '../fixtures/policy-server';
 import { SmtpSink, startSinksOnCommonPort, type SinkOptions } from '../fixtures/smtp-sink';
 import { TestCa } from '../fixtures/test-ca';
-import { FilePolicyStore } from 'haraka-outbound-security/mta-sts/file-store';
+import { FilePolicyStore } from '#lib/mta-sts/file-store';
 
 const POLICY_HOST = '127.0.5.1';
 const RECHECK_S = 2;

@@ -17,9 +17,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
-import { FileRatchetStore } from 'haraka-outbound-security/ratchet/file-store';
-import { parsePolicyTable } from 'haraka-outbound-security/policy-table/table';
-import { SecLevel } from 'haraka-outbound-security/sec-level';
+import { FileRatchetStore } from '#lib/ratchet/file-store';
+import { parsePolicyTable } from '#lib/policy-table/table';
+import { SecLevel } from '#lib/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
 import {
   CLI_PATH,

@@ -12,7 +12,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { after, before, test } from 'node:test';
 import nodemailer from 'nodemailer';
-import { REQUIRETLS_NOTE, TLS_REQUIRED_NO_NOTE } from 'haraka-outbound-security/requiretls/notes';
+import { REQUIRETLS_NOTE, TLS_REQUIRED_NO_NOTE } from '#lib/requiretls/notes';
 import { TestDnsServer } from '../fixtures/dns-server';
 import { HarakaInstance, type HarakaOptions, type RecordedEvent } from '../fixtures/haraka-instance';
 import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';

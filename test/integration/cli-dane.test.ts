@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { EXIT, parseArgs } from 'haraka-outbound-security/cli/cli';
+import { EXIT, parseArgs } from '#lib/cli/cli';
 import { DnssecLab, type LabRecord } from '../fixtures/dnssec';
 import { mxRecords, spkiSha256, tlsaRecord } from '../fixtures/dnssec/dane-records';
 import { TestDnsServer } from '../fixtures/dns-server';

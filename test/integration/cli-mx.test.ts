@@ -11,13 +11,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { CLI_PATH } from '../fixtures/haraka-instance';
 import { after, before, describe, test } from 'node:test';
-import { openPolicyStore, openRatchetStore } from 'haraka-outbound-security/state/open';
-import { SecLevel } from 'haraka-outbound-security/sec-level';
+import { openPolicyStore, openRatchetStore } from '#lib/state/open';
+import { SecLevel } from '#lib/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
 import { PolicyServer, policyText } from '../fixtures/policy-server';
 import { startSinksOnCommonPort, type SmtpSink } from '../fixtures/smtp-sink';
 import { TestCa } from '../fixtures/test-ca';
-import { EXIT, parseArgs } from 'haraka-outbound-security/cli/cli';
+import { EXIT, parseArgs } from '#lib/cli/cli';
 
 const CLI = CLI_PATH;
 const POLICY_HOST = '127.0.6.1';

@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { DnssecLab } from '../fixtures/dnssec';
 import { TestDnsServer } from '../fixtures/dns-server';
-import { checkResolverValidates, lookupHostTlsa, lookupTlsa } from 'haraka-outbound-security/dane/lookup';
-import { resolverTrust } from 'haraka-outbound-security/dns/resolver-trust';
-import { createCachedTransport, createDnsClient } from 'haraka-outbound-security/mx/dns-client';
+import { checkResolverValidates, lookupHostTlsa, lookupTlsa } from '#lib/dane/lookup';
+import { resolverTrust } from '#lib/dns/resolver-trust';
+import { createCachedTransport, createDnsClient } from '#lib/mx/dns-client';
 
 const DIGEST = 'a'.repeat(64);
 let lab: DnssecLab;

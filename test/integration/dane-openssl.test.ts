@@ -22,9 +22,9 @@ import assert from 'node:assert/strict';
 import type { X509Certificate } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import tls from 'node:tls';
-import { CertificateCache } from 'haraka-outbound-security/dane/certificate-cache';
-import { classifyTlsaRrset, parseTlsaText, type TlsaRecord } from 'haraka-outbound-security/dane/tlsa';
-import { checkDane } from 'haraka-outbound-security/tls/dane-check';
+import { CertificateCache } from '#lib/dane/certificate-cache';
+import { classifyTlsaRrset, parseTlsaText, type TlsaRecord } from '#lib/dane/tlsa';
+import { checkDane } from '#lib/tls/dane-check';
 import { ChainLab, opensslDaneVerdict, opensslServer, tlsaText, type Made, type Verdict, type KeyKind } from '../fixtures/dane-chains';
 
 const MX = 'mx.example.test';

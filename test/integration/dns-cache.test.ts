@@ -3,9 +3,9 @@ import dgram from 'node:dgram';
 import { after, before, test } from 'node:test';
 import dnsPacket from 'dns-packet';
 import { TestDnsServer } from '../fixtures/dns-server';
-import { CachingTransport } from 'haraka-outbound-security/dns/answer-cache';
-import { createDnsTransport } from 'haraka-outbound-security/dns/wire';
-import { createDnsClient, dnsClientOver } from 'haraka-outbound-security/mx/dns-client';
+import { CachingTransport } from '#lib/dns/answer-cache';
+import { createDnsTransport } from '#lib/dns/wire';
+import { createDnsClient, dnsClientOver } from '#lib/mx/dns-client';
 
 let dns: TestDnsServer;
 before(async () => {

@@ -3,9 +3,9 @@ import { test } from 'node:test';
 import { TestDnsServer } from '../fixtures/dns-server';
 import { PolicyServer, policyText } from '../fixtures/policy-server';
 import { TestCa } from '../fixtures/test-ca';
-import { makeAddressPolicy } from 'haraka-outbound-security/mx/address-policy';
-import { createDnsClient } from 'haraka-outbound-security/mx/dns-client';
-import { checkMediaType, fetchPolicyText } from 'haraka-outbound-security/mta-sts/fetch';
+import { makeAddressPolicy } from '#lib/mx/address-policy';
+import { createDnsClient } from '#lib/mx/dns-client';
+import { checkMediaType, fetchPolicyText } from '#lib/mta-sts/fetch';
 
 test('STS-2: the media type must be text/plain; parameters are allowed, a malformed header is rejected', () => {
   for (const ok of ['text/plain', 'TEXT/Plain', 'text/plain; charset=utf-8', 'text/plain;charset="utf-8"', 'text/plain ; format=flowed']) {

@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { RedisPolicyStore } from 'haraka-outbound-security/mta-sts/redis-store';
-import { RedisConnection } from 'haraka-outbound-security/store/redis-connection';
+import { RedisPolicyStore } from '#lib/mta-sts/redis-store';
+import { RedisConnection } from '#lib/store/redis-connection';
 import { TestRedis } from '../fixtures/redis-server';
 import { sleep } from '../fixtures/haraka-instance';
 

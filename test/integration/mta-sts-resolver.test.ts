@@ -7,10 +7,10 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { PolicyServer, policyText } from '../fixtures/policy-server';
 import { TestCa } from '../fixtures/test-ca';
-import { makeAddressPolicy } from 'haraka-outbound-security/mx/address-policy';
-import type { DnsAnswer, DnsClient } from 'haraka-outbound-security/mx/dns-client';
-import { MtaStsResolver, type CacheEvent, type MtaStsSettings } from 'haraka-outbound-security/mta-sts/resolver';
-import { FilePolicyStore } from 'haraka-outbound-security/mta-sts/file-store';
+import { makeAddressPolicy } from '#lib/mx/address-policy';
+import type { DnsAnswer, DnsClient } from '#lib/mx/dns-client';
+import { MtaStsResolver, type CacheEvent, type MtaStsSettings } from '#lib/mta-sts/resolver';
+import { FilePolicyStore } from '#lib/mta-sts/file-store';
 
 setFlagsFromString('--expose-gc'); // OPS-5 memory test: measure what stays on the heap
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { TestDnsServer } from '../fixtures/dns-server';
-import { createDnsClient } from 'haraka-outbound-security/mx/dns-client';
+import { createDnsClient } from '#lib/mx/dns-client';
 
 let dns: TestDnsServer;
 before(async () => {

@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { classifyConnection, type TlsObservation } from 'haraka-outbound-security/tls/classify';
-import { SecLevel } from 'haraka-outbound-security/sec-level';
+import { classifyConnection, type TlsObservation } from '#lib/tls/classify';
+import { SecLevel } from '#lib/sec-level';
 import { TestCa } from '../fixtures/test-ca';
 
 let ca: TestCa;

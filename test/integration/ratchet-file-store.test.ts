@@ -8,11 +8,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { FileRatchetStore, STALE_LEFTOVER_MS } from 'haraka-outbound-security/ratchet/file-store';
-import { CHANGES_FILE } from 'haraka-outbound-security/ratchet/change-marker';
+import { FileRatchetStore, STALE_LEFTOVER_MS } from '#lib/ratchet/file-store';
+import { CHANGES_FILE } from '#lib/ratchet/change-marker';
 import { assertUnreadable, levelOf, ratchetStoreContract, startWorker } from '../support/ratchet-store.contract';
-import type { RatchetRead } from 'haraka-outbound-security/ratchet/store';
-import { SecLevel, levelName } from 'haraka-outbound-security/sec-level';
+import type { RatchetRead } from '#lib/ratchet/store';
+import { SecLevel, levelName } from '#lib/sec-level';
 
 const isRoot = process.getuid?.() === 0;
 

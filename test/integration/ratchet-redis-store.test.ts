@@ -8,10 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { spawn } from 'node:child_process';
 import { REDIS_CLI, TestRedis } from '../fixtures/redis-server';
-import { openRatchetStoreFromUrl } from 'haraka-outbound-security/state/open';
+import { openRatchetStoreFromUrl } from '#lib/state/open';
 import { assertUnreadable, levelOf, ratchetStoreContract, startWorker, type Worker } from '../support/ratchet-store.contract';
-import type { RatchetRead, RatchetStore } from 'haraka-outbound-security/ratchet/store';
-import { SecLevel, levelName } from 'haraka-outbound-security/sec-level';
+import type { RatchetRead, RatchetStore } from '#lib/ratchet/store';
+import { SecLevel, levelName } from '#lib/sec-level';
 
 /** ST-4: how long a store may take to fail while Redis is down (the store's command deadline is 1 s by default). */
 const FAIL_FAST_MS = 3_000;

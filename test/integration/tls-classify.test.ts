@@ -4,10 +4,10 @@ import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { after, before, test } from 'node:test';
 import { TestCa } from '../fixtures/test-ca';
-import { SecLevel } from 'haraka-outbound-security/sec-level';
-import { classifyConnection, isModernTls } from 'haraka-outbound-security/tls/classify';
-import { matchDnsSan } from 'haraka-outbound-security/tls/san-match';
-import { capturingIdentity, openIdentitySlot, type IdentitySlot } from 'haraka-outbound-security/haraka/identity-capture';
+import { SecLevel } from '#lib/sec-level';
+import { classifyConnection, isModernTls } from '#lib/tls/classify';
+import { matchDnsSan } from '#lib/tls/san-match';
+import { capturingIdentity, openIdentitySlot, type IdentitySlot } from '#lib/haraka/identity-capture';
 
 let ca: TestCa;
 before(async () => {

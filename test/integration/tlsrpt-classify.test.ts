@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { classifyConnection, type TlsObservation } from 'haraka-outbound-security/tls/classify';
-import { decide } from 'haraka-outbound-security/tls/decision';
-import { resultOfConnection, resultOfStsShortfall, type MappedResult } from 'haraka-outbound-security/tlsrpt/result-type';
+import { classifyConnection, type TlsObservation } from '#lib/tls/classify';
+import { decide } from '#lib/tls/decision';
+import { resultOfConnection, resultOfStsShortfall, type MappedResult } from '#lib/tlsrpt/result-type';
 import { TestCa } from '../fixtures/test-ca';
 
 const MX = 'mx.tlsrpt.test';

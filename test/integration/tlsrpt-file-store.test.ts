@@ -10,9 +10,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { FileTlsReportStore } from 'haraka-outbound-security/tlsrpt/file-store';
-import { MemoryTlsReportStore } from 'haraka-outbound-security/tlsrpt/memory-store';
-import { reportedPolicy } from 'haraka-outbound-security/tlsrpt/record';
+import { FileTlsReportStore } from '#lib/tlsrpt/file-store';
+import { MemoryTlsReportStore } from '#lib/tlsrpt/memory-store';
+import { reportedPolicy } from '#lib/tlsrpt/record';
 import { TLSRPT_WORKER, tlsReportStoreContract } from '../support/tlsrpt-store.contract';
 import { WORKER_POLICY } from '../support/tlsrpt-store.worker';
 

@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { TestRedis } from '../fixtures/redis-server';
-import { addDays, dayStart, utcDay } from 'haraka-outbound-security/tlsrpt/record';
-import { TlsReportRecorder } from 'haraka-outbound-security/tlsrpt/recorder';
-import { openTlsReportStore as openFromSettings } from 'haraka-outbound-security/tlsrpt/open';
-import { RETENTION_DAYS, type TlsReportStore } from 'haraka-outbound-security/tlsrpt/store';
+import { addDays, dayStart, utcDay } from '#lib/tlsrpt/record';
+import { TlsReportRecorder } from '#lib/tlsrpt/recorder';
+import { openTlsReportStore as openFromSettings } from '#lib/tlsrpt/open';
+import { RETENTION_DAYS, type TlsReportStore } from '#lib/tlsrpt/store';
 import { tlsReportStoreContract } from '../support/tlsrpt-store.contract';
 import { WORKER_POLICY, openTlsReportStore } from '../support/tlsrpt-store.worker';
 

@@ -7,10 +7,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { MemoryTlsReportStore } from 'haraka-outbound-security/tlsrpt/memory-store';
-import { noPolicyFound, RESULT_TYPES, reportedPolicy, tlsaPolicy } from 'haraka-outbound-security/tlsrpt/record';
-import { buildReport, gzipReport, type TlsReport } from 'haraka-outbound-security/tlsrpt/report';
-import { reportMessage } from 'haraka-outbound-security/tlsrpt/mailto';
+import { MemoryTlsReportStore } from '#lib/tlsrpt/memory-store';
+import { noPolicyFound, RESULT_TYPES, reportedPolicy, tlsaPolicy } from '#lib/tlsrpt/record';
+import { buildReport, gzipReport, type TlsReport } from '#lib/tlsrpt/report';
+import { reportMessage } from '#lib/tlsrpt/mailto';
 import { validateTlsReport } from '../support/tlsrpt-report-schema';
 
 const DAY = '2025-03-14';

@@ -12,8 +12,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
-import type { RatchetRead, RatchetStore } from 'haraka-outbound-security/ratchet/store';
-import { SecLevel, levelName, parseLevel } from 'haraka-outbound-security/sec-level';
+import type { RatchetRead, RatchetStore } from '#lib/ratchet/store';
+import { SecLevel, levelName, parseLevel } from '#lib/sec-level';
 import { withFresh } from './with-fresh';
 
 /** The compiled worker (ratchet-store.worker.ts) that uses a store from another process. */

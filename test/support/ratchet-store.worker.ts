@@ -19,9 +19,9 @@
  */
 import { once } from 'node:events';
 import readline from 'node:readline';
-import { openRatchetStoreFromUrl } from 'haraka-outbound-security/state/open';
-import type { RatchetRead, RatchetStore } from 'haraka-outbound-security/ratchet/store';
-import { SEC_LEVELS, SecLevel, levelName, parseLevel } from 'haraka-outbound-security/sec-level';
+import { openRatchetStoreFromUrl } from '#lib/state/open';
+import type { RatchetRead, RatchetStore } from '#lib/ratchet/store';
+import { SEC_LEVELS, SecLevel, levelName, parseLevel } from '#lib/sec-level';
 
 /** How long a store that connects in the background may take to become usable. */
 const CONNECT_TIMEOUT_MS = 5_000;

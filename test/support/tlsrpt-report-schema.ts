@@ -9,7 +9,7 @@
  */
 import Ajv from 'ajv';
 // The §4.3 list as the library has it (record.test.ts holds it to the RFC's eleven).
-import { RESULT_TYPES } from 'haraka-outbound-security/tlsrpt/record';
+import { RESULT_TYPES } from '#lib/tlsrpt/record';
 
 const DATE_TIME = { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?(Z|[+-]\\d{2}:\\d{2})$' };
 const COUNT = { type: 'integer', minimum: 0 };

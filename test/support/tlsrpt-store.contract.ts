@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { addDays, noPolicyFound, reportedPolicy, utcDay, type FailureDetails } from 'haraka-outbound-security/tlsrpt/record';
-import type { DeliveryState, DomainCounts, TlsReportStore } from 'haraka-outbound-security/tlsrpt/store';
+import { addDays, noPolicyFound, reportedPolicy, utcDay, type FailureDetails } from '#lib/tlsrpt/record';
+import type { DeliveryState, DomainCounts, TlsReportStore } from '#lib/tlsrpt/store';
 import { WORKER_POLICY } from './tlsrpt-store.worker';
 import { withFresh } from './with-fresh';
 

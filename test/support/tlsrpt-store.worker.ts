@@ -18,12 +18,12 @@
  */
 import { once } from 'node:events';
 import readline from 'node:readline';
-import { RedisConnection } from 'haraka-outbound-security/store/redis-connection';
-import { FileTlsReportStore } from 'haraka-outbound-security/tlsrpt/file-store';
-import { RedisTlsReportStore } from 'haraka-outbound-security/tlsrpt/redis-store';
-import { TlsReportRecorder } from 'haraka-outbound-security/tlsrpt/recorder';
-import { reportedPolicy } from 'haraka-outbound-security/tlsrpt/record';
-import type { TlsReportStore } from 'haraka-outbound-security/tlsrpt/store';
+import { RedisConnection } from '#lib/store/redis-connection';
+import { FileTlsReportStore } from '#lib/tlsrpt/file-store';
+import { RedisTlsReportStore } from '#lib/tlsrpt/redis-store';
+import { TlsReportRecorder } from '#lib/tlsrpt/recorder';
+import { reportedPolicy } from '#lib/tlsrpt/record';
+import type { TlsReportStore } from '#lib/tlsrpt/store';
 
 /** How long a Redis store may take to connect. */
 const CONNECT_TIMEOUT_MS = 5_000;

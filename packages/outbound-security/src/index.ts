@@ -1,23 +1,30 @@
 /**
  * haraka-outbound-security: the library behind haraka-plugin-outbound_mx and
- * haraka-plugin-outbound_tls. The plugins are thin Haraka adapters; what they
- * decide lives here, grouped by concern, each module importable on its own
- * (`haraka-outbound-security/<concern>/<module>`):
+ * haraka-plugin-outbound_tls, and the `haraka-outbound` CLI. Its public
+ * modules (package.json `exports`) are this entry point (the vocabulary most
+ * callers need), `haraka/outbound-mx` and `haraka/outbound-tls` (what the
+ * plugins hand over to) and `haraka/api` (Haraka's types and codes); the rest
+ * is internal. Inside, one folder per concern, each importing only the
+ * folders below it (a dependency rule checked by `npm run lint`):
  *
- * | concern  | modules |
- * |----------|---------|
- * | names    | `domain` (A-labels, address literals, canonical keys) |
- * | mx       | `mx/dns-client`, `mx/lookup`, `mx/selection`, `mx/address-policy` (MX-1 … MX-9) |
- * | mta-sts  | `mta-sts/policy`, `mta-sts/fetch`, `mta-sts/resolver`, policy stores (STS-1 … STS-9) |
- * | tls      | `tls/sec-level`, `tls/classify`, `tls/decision`, `tls/requirement`, `tls/conversation` (TLS-1 … TLS-8) |
- * | dane     | `dane/lookup`, `dane/tlsa`, `dane/match`, `dane/peer-chain`, `dane/plan-step`, `dane/deps`, `dane/resolver-status`, `tls/dane-check` (DANE-1 … DANE-6) |
- * | policy-table | `policy-table/rule`, `policy-table/table`, `policy-table/file`: the admin policy table (POL-1 … POL-4) |
- * | ratchet  | `ratchet/store`, `ratchet/file-store`, `ratchet/redis-store` (ST-1 … ST-6) |
- * | haraka   | `haraka/api`, `haraka/connection-guard`, `haraka/delivery-state` (Haraka internals, §7) |
- * | config   | the ini files' parsers; `state/open` opens the configured stores; `metrics` |
- * | cli      | `cli/cli`: the `haraka-outbound` admin command (`cli/dane`: DANE in `mx show`, `dane status`) |
- *
- * This entry point re-exports the vocabulary most callers need.
+ * | folder | its job |
+ * |--------|---------|
+ * | `cli/` | the `haraka-outbound` admin command (OPS-4) |
+ * | `haraka/` | the plugins in Haraka's terms: settings registry, the connection guard (socket plumbing), the outbound/tls patch, hooks' answers |
+ * | `delivery/` | the two paths: `plan` per message (get_mx, `mx show`), `connection` per connection (the guard, `probe`); fail-closed; the DNS/DANE factory |
+ * | `state/` | the stores in force: opened for the settings, switched without lowering a level (ST-1, ST-7) |
+ * | `config/` | outbound_mx.ini and outbound_tls.ini, parsed and validated |
+ * | `metrics.ts` | the Prometheus counters (OPS-3) |
+ * | `tlsrpt/` | TLS reporting, RFC 8460 (RPT-1 … RPT-10) |
+ * | `tls/` | one connection's TLS: classify, conversation, DANE check, requirement, decision (TLS-1 … TLS-8) |
+ * | `dane/` | DANE: TLSA lookups and matching, the plan's DANE step, the resolver check (DANE-1 … DANE-11) |
+ * | `mta-sts/` | MTA-STS policies: fetch, parse, resolve, cache stores (STS-1 … STS-9) |
+ * | `ratchet/` | the ratchet stores (ST-1 … ST-3) |
+ * | `policy-table/` | the admin policy table (POL-1 … POL-5) |
+ * | `mx/` | MX lookup, selection, address policy, the DNS client (MX-1 … MX-9) |
+ * | `dns/`, `https/` | DNS on the wire and its cache, resolver trust and health; pinned HTTPS |
+ * | `store/` | what every store shares: keys (ST-6), durable files, bounded maps, Redis connection and change feed |
+ * | `domain.ts`, `sec-level.ts`, `ini.ts` | names, security levels, ini values: the vocabulary of all the above |
  */
 export { SecLevel, SEC_LEVELS, levelName, maxLevel, parseLevel } from './sec-level';
 export { classifyConnection, isModernTls, type Classification, type TlsObservation } from './tls/classify';

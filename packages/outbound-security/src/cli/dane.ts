@@ -11,17 +11,16 @@
  * lookups are only watched on the way, never answered differently.
  */
 import type { OutboundMxConfig } from '../config/outbound-mx';
-import { daneDeps } from '../dane/deps';
 import { DECLARE_RESOLVER_HINT } from '../dns/resolver-trust';
-import { createDnsTransport } from '../dns/wire';
+import { daneStatusFor, planDaneDeps, planDns } from '../delivery/dns';
 import type { TlsaLookup } from '../dane/lookup';
 import type { DaneDeps } from '../dane/plan-step';
-import { DaneStatus, type DaneStatusState } from '../dane/resolver-status';
+import type { DaneStatusState } from '../dane/resolver-status';
 import { describeTlsaParameters, formatTlsa } from '../dane/tlsa';
 import { unknownOption, type CliCommand, type CommandLine } from './command';
 import { loadMxSettings } from './config';
 import type { CliContext } from './context';
-import { createCachedTransport, createDnsClient, effectiveServers, type DnsAnswer, type DnsClient } from '../mx/dns-client';
+import type { DnsAnswer, DnsClient } from '../mx/dns-client';
 import type { DeliveryPlan, PolicyInEffect } from '../delivery/plan';
 import type { PolicyRule } from '../policy-table/rule';
 
@@ -58,8 +57,7 @@ const key = (type: string, name: string): string => `${type} ${name.replace(/\.$
  * effect" at once: the plugin waits for three in a row before it says so.
  */
 export async function checkDaneStatus(mx: OutboundMxConfig): Promise<DaneStatusState> {
-  const transport = createDnsTransport({ servers: effectiveServers(mx.dns), timeoutMs: mx.dns.timeoutMs, tries: mx.dns.tries });
-  const status = new DaneStatus(transport, mx.dane, () => undefined, { notValidatingAfter: 1 });
+  const status = daneStatusFor(mx, () => undefined, { notValidatingAfter: 1 });
   await status.check();
   status.stop();
   return status.current;
@@ -67,10 +65,9 @@ export async function checkDaneStatus(mx: OutboundMxConfig): Promise<DaneStatusS
 
 /** The DNS client and DANE dependency outbound_mx would plan with, from outbound_mx.ini. */
 export async function setUpDane(mx: OutboundMxConfig): Promise<DaneSetup> {
-  const transport = createCachedTransport(mx.dns);
+  const { transport, client: inner } = planDns(mx);
   const status = await checkDaneStatus(mx);
   const view: DaneView = { mode: mx.dane.mode, probe: mx.dane.probe, status, secure: new Map(), tlsa: new Map() };
-  const inner = createDnsClient(mx.dns, transport);
   const watch =
     (type: string, lookup: (name: string) => Promise<DnsAnswer<never>>) =>
     async (name: string): Promise<DnsAnswer<never>> => {
@@ -84,13 +81,7 @@ export async function setUpDane(mx: OutboundMxConfig): Promise<DaneSetup> {
     aaaa: watch('AAAA', (name) => inner.aaaa(name) as Promise<DnsAnswer<never>>),
     txt: (name) => inner.txt(name),
   };
-  const dane = daneDeps({
-    mode: mx.dane.mode,
-    status,
-    transport,
-    port: mx.mxPort,
-    onLookup: (host, found) => view.tlsa.set(host.replace(/\.$/, '').toLowerCase(), found),
-  });
+  const dane = planDaneDeps(mx, status, transport, (host, found) => view.tlsa.set(host.replace(/\.$/, '').toLowerCase(), found));
   return { view, dns, dane };
 }
 

@@ -12,7 +12,6 @@ import { parsePolicy } from '../mta-sts/policy';
 import { ruleLabel, type PolicyRule } from '../policy-table/rule';
 import { brokenLineReason, type PolicyTableLookup } from '../policy-table/table';
 import type { RatchetStore } from '../ratchet/store';
-export { recipientKey } from '../store/keys';
 import { SecLevel, levelName } from '../sec-level';
 
 export interface FailClosedSources {

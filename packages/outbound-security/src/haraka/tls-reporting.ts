@@ -1,6 +1,6 @@
 /**
  * outbound_tls's TLS reporting (RPT-1 … RPT-4): one `TlsReporting` per
- * process (recorder and scheduler, haraka-outbound-security/tlsrpt/service),
+ * process (recorder and scheduler, tlsrpt/service.ts),
  * following `[tlsrpt]` and the store settings of outbound_tls.ini, with
  * Haraka's pieces plugged in:
  * - report messages are queued through Haraka's own outbound
@@ -16,16 +16,16 @@
  * - in a cluster the workers record and send; the primary does neither.
  */
 import cluster from 'node:cluster';
-import { outboundMxSettings, outboundTlsSettings, sharedStores, type SharedSettings } from 'haraka-outbound-security/haraka/settings';
-import { OK, type HarakaPlugin } from 'haraka-outbound-security/haraka/api';
-import { createDnsClient } from 'haraka-outbound-security/mx/dns-client';
-import { postReport } from 'haraka-outbound-security/tlsrpt/https';
-import type { QueueMail } from 'haraka-outbound-security/tlsrpt/mailto';
-import { TlsReporting } from 'haraka-outbound-security/tlsrpt/service';
-import { OutboxPickup, outboxDir } from 'haraka-outbound-security/tlsrpt/outbox';
-import { setTlsReportStats } from 'haraka-outbound-security/metrics';
-import { REPORT_NOTE } from 'haraka-outbound-security/tlsrpt/session';
-import type { StoreSettings } from 'haraka-outbound-security/state/open';
+import { outboundMxSettings, outboundTlsSettings, sharedStores, type SharedSettings } from './settings';
+import { OK, type HarakaPlugin } from './api';
+import { createDnsClient } from '../mx/dns-client';
+import { postReport } from '../tlsrpt/https';
+import type { QueueMail } from '../tlsrpt/mailto';
+import { TlsReporting } from '../tlsrpt/service';
+import { OutboxPickup, outboxDir } from '../tlsrpt/outbox';
+import { setTlsReportStats } from '../metrics';
+import { REPORT_NOTE } from '../tlsrpt/session';
+import type { StoreSettings } from '../state/open';
 
 export interface ReportingPlugin extends HarakaPlugin {
   tlsReporting?: TlsReporting;

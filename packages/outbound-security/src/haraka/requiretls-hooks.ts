@@ -1,5 +1,6 @@
 /**
- * RFC 8689 on receipt (RT-1, RT-5): outbound_tls's inbound hooks.
+ * RFC 8689 on receipt (RT-1, RT-5): outbound_tls's inbound hooks (its entry
+ * file re-exports them under these names; `registerOutboundTls` registers them).
  *
  * - `capabilities`: REQUIRETLS is advertised after STARTTLS (Haraka's
  *   `connection.tls.enabled`), when `[requiretls] enabled=true`.
@@ -14,17 +15,12 @@
  *
  * This release records the request; delivery honours it from RT-2 on.
  */
-import type { OutboundTlsConfig } from 'haraka-outbound-security/config/outbound-tls';
-import { CONT, DENY, type HarakaPlugin, type Next } from 'haraka-outbound-security/haraka/api';
-import { harakaReply } from 'haraka-outbound-security/haraka/smtp-reply';
-import { REQUIRETLS, receiveVerdict, type MailParameters } from 'haraka-outbound-security/requiretls/mail-parameter';
-import {
-  REQUIRETLS_NOTE,
-  TLS_REQUIRED_NO_NOTE,
-  type RequireTlsNote,
-  type TlsRequiredNoNote,
-} from 'haraka-outbound-security/requiretls/notes';
-import { TLS_REQUIRED_HEADER, tlsRequiredVerdict } from 'haraka-outbound-security/requiretls/tls-required-header';
+import type { OutboundTlsConfig } from '../config/outbound-tls';
+import { CONT, DENY, type HarakaPlugin, type Next } from './api';
+import { harakaReply } from './smtp-reply';
+import { REQUIRETLS, receiveVerdict, type MailParameters } from '../requiretls/mail-parameter';
+import { REQUIRETLS_NOTE, TLS_REQUIRED_NO_NOTE, type RequireTlsNote, type TlsRequiredNoNote } from '../requiretls/notes';
+import { TLS_REQUIRED_HEADER, tlsRequiredVerdict } from '../requiretls/tls-required-header';
 
 export interface RequireTlsPlugin extends HarakaPlugin {
   tlsConfig: OutboundTlsConfig;
