@@ -19,7 +19,7 @@ const LAYERS = [
   ['domain.ts', 'sec-level.ts', 'ini.ts', 'types/'],
   ['store/'],
   ['dns/', 'https/'],
-  ['mx/', 'policy-table/', 'ratchet/'],
+  ['mx/', 'policy-table/', 'ratchet/', 'requiretls/'],
   ['mta-sts/', 'dane/'],
   ['tls/'],
   ['tlsrpt/'],
