@@ -30,7 +30,10 @@
  * --control runs bare Haraka on both sides (a check of the method: ratios ≈ 1).
  * --fresh: new Haraka processes for every round (the stores stay warm on disk, the
  * processes' memory does not; CPU counted from when the trees have settled after
- * startup), the admin's view of a restarted server; --size B: messages of B bytes.
+ * startup), the admin's view of a restarted server; --outside: each side's batch starts
+ * as soon as its new Haraka answers on its port, CPU counted from there (what a
+ * measurement from outside sees: cluster workers may still be loading plugins);
+ * --size B: messages of B bytes.
  * --pin (Linux, 2+ CPUs): both Haraka process trees on one CPU, this process (the
  * submission client, the sinks, the DNS and policy servers) on another, so the
  * measured processes compete only with each other: the round-to-round spread
@@ -38,7 +41,7 @@
  *
  *   node dist/bench/overhead.js [--rounds R] [--connections C] [--sinks S] [--scale F]
  *                               [--warmup N] [--concurrent] [--control] [--pin]
- *                               [--fresh] [--size B]
+ *                               [--fresh [--outside]] [--size B]
  *                               [--workloads few,many,cluster,cluster-mta-sts,mta-sts,redis]
  *
  * Sinks listen on port 25 of 127.0.88.x (DNS MX records carry no port and bare
@@ -72,6 +75,7 @@ import {
   pinToCpu,
   positiveOption,
   processTreeCpuByRole,
+  processTreeCpuMs,
   waitUntilSettled,
   type TreeCpu,
   readOptions,
@@ -92,6 +96,8 @@ const DEFAULT_ROUNDS = 5;
 const RATCHET_PREFIX = 'bench:';
 
 type Side = 'bare' | 'plugins';
+const BARE_PLUGINS = ['haraka-dns-servers'];
+const WITH_PLUGINS = ['haraka-dns-servers', 'outbound_tls', 'outbound_mx'];
 const WORKLOAD_NAMES = ['few', 'many', 'cluster', 'cluster-mta-sts', 'mta-sts', 'redis'] as const;
 /** The workloads run when --workloads is not given (cluster-mta-sts only on request). */
 const DEFAULT_WORKLOADS: WorkloadName[] = ['few', 'many', 'cluster', 'mta-sts', 'redis'];
@@ -122,6 +128,8 @@ interface Options {
   pin: boolean;
   /** new Haraka processes for every round (stores kept); --warmup is then per process, default none */
   fresh: boolean;
+  /** --fresh as an outside measurement: each side's batch starts once its new Haraka's port answers (CPU counted from there) */
+  outside: boolean;
   /** bytes per message (headers and body); 0: a one-line text message */
   size: number;
   workloads: WorkloadName[];
@@ -159,7 +167,7 @@ const showSeries = (x: Series, digits = 3): string => `${fmt(x.median, digits)} 
 function usage(): string {
   return (
     'usage: node dist/bench/overhead.js [--rounds R] [--connections C] [--sinks S] [--scale F] [--warmup N] [--concurrent] [--control] [--pin] ' +
-    '[--fresh] [--size B] ' +
+    '[--fresh [--outside]] [--size B] ' +
     `[--workloads ${WORKLOAD_NAMES.join(',')}]`
   );
 }
@@ -170,6 +178,7 @@ function options(argv: string[]): Options {
     'control',
     'pin',
     'fresh',
+    'outside',
   ]);
   const workloads = (values.workloads ?? DEFAULT_WORKLOADS.join(','))
     .split(',')
@@ -187,7 +196,8 @@ function options(argv: string[]): Options {
     concurrent: values.concurrent === 'true',
     control: values.control === 'true',
     pin: values.pin === 'true',
-    fresh: values.fresh === 'true',
+    fresh: values.fresh === 'true' || values.outside === 'true',
+    outside: values.outside === 'true',
     size: values.size === undefined ? 0 : positiveOption('size', values.size, 0, 10_000_000, usage()),
     workloads: workloads as WorkloadName[],
   };
@@ -277,8 +287,8 @@ interface WorkloadSetup {
   domains: string[];
   instances: Record<Side, HarakaInstance>;
   ratchetUrl: string;
-  /** --fresh: stops both Haraka and starts new ones on the same directories (queue, stores and config kept) */
-  restart: () => Promise<void>;
+  /** --fresh: stops Haraka (both by default) and starts new ones on the same directories (queue, stores and config kept) */
+  restart: (sides?: readonly Side[]) => Promise<void>;
   stop: () => Promise<void>;
 }
 
@@ -339,8 +349,8 @@ async function setUpWorkload(w: Workload, shared: Shared, control: boolean): Pro
     };
     const startBoth = async (): Promise<Record<Side, HarakaInstance>> => {
       const [bare, plugins] = await Promise.allSettled([
-        start('bare', ['haraka-dns-servers']),
-        start('plugins', control ? ['haraka-dns-servers'] : ['haraka-dns-servers', 'outbound_tls', 'outbound_mx']),
+        start('bare', BARE_PLUGINS),
+        start('plugins', control ? BARE_PLUGINS : WITH_PLUGINS),
       ]);
       if (bare.status === 'rejected') throw bare.reason;
       if (plugins.status === 'rejected') throw plugins.reason;
@@ -348,9 +358,10 @@ async function setUpWorkload(w: Workload, shared: Shared, control: boolean): Pro
     };
     const instances = await startBoth();
     if (!ratchetUrl) ratchetUrl = `file:${path.join(instances.plugins.dir, 'data', 'ratchet')}`;
-    const restart = async (): Promise<void> => {
-      await Promise.all([instances.bare.stop(), instances.plugins.stop()]);
-      Object.assign(instances, await startBoth());
+    const restart = async (sides: readonly Side[] = ['bare', 'plugins']): Promise<void> => {
+      await Promise.all(sides.map((side) => instances[side].stop()));
+      if (sides.length === 2) Object.assign(instances, await startBoth());
+      else for (const side of sides) instances[side] = await start(side, side === 'bare' || control ? BARE_PLUGINS : WITH_PLUGINS);
     };
     return { domains, instances, ratchetUrl, restart, stop: () => local.runAll() };
   } catch (err) {
@@ -567,20 +578,24 @@ async function freshProcesses(
 ): Promise<void> {
   const t0 = Date.now();
   await setup.restart();
+  const sides = ['bare', 'plugins'] as const;
+  // what an outside measurement sees first: the port answers (one worker is up; others may still be loading plugins)
+  const answered = sides.map((side) => processTreeCpuMs(setup.instances[side].dir));
   const processes = 1 + (w.nodes ?? 0);
-  const startup = await Promise.all((['bare', 'plugins'] as const).map((side) => waitUntilSettled(setup.instances[side].dir, processes)));
+  const settled = await Promise.all(sides.map((side) => waitUntilSettled(setup.instances[side].dir, processes)));
   pin();
   let warm = '';
   if (o.warmup > 0) {
-    for (const side of ['bare', 'plugins'] as const) {
+    for (const side of sides) {
       const spec = { side, instance: setup.instances[side], tag: `${w.name}r${round}w${side[0]}`, count: o.warmup };
       const r = await runBatches([spec], shared, setup.domains, o.connections, o.size);
       warm += `, warm-up ${side} ${fmt((r.outcomes[0]?.cpuMs ?? NaN) / o.warmup, 2)} CPU ms/msg`;
     }
   }
+  const startup = (i: number): string => `${fmt(answered[i] ?? NaN, 0)} + ${fmt((settled[i] ?? NaN) - (answered[i] ?? NaN), 0)} ms`;
   console.log(
-    `   fresh Haraka for round ${round} in ${fmt((Date.now() - t0) / 1000)} s; startup CPU bare ${fmt(startup[0] ?? NaN, 0)} ms, ` +
-      `plugins ${fmt(startup[1] ?? NaN, 0)} ms (${processes} process(es) each, not counted)${warm}`,
+    `   fresh Haraka for round ${round} in ${fmt((Date.now() - t0) / 1000)} s; startup CPU until the port answered + until settled ` +
+      `(${processes} process(es), not counted): bare ${startup(0)}, plugins ${startup(1)}${warm}`,
   );
 }
 
@@ -639,21 +654,31 @@ async function runWorkload(w: Workload, o: Options, shared: Shared): Promise<Wor
     const cpuRatios: number[] = [];
     const rateRatios: number[] = [];
     for (let round = 1; round <= o.rounds; round++) {
-      if (o.fresh) await freshProcesses(setup, w, o, shared, round, pin);
+      if (o.fresh && !o.outside) await freshProcesses(setup, w, o, shared, round, pin);
+      // --outside: each batch right after its Haraka answered, as measured from outside (startup not over in every process)
+      const outside = async (sides: Side[]): Promise<void> => {
+        if (!o.outside) return;
+        await setup.restart(sides);
+        pin();
+        const early = sides.map((side) => `${side} ${fmt(processTreeCpuMs(instances[side].dir), 0)} ms`).join(', ');
+        console.log(`   fresh Haraka, CPU until the port answered (not counted): ${early}`);
+      };
+      if (o.concurrent) await outside(['bare', 'plugins']);
       pin();
       const order: Side[] = round % 2 === 1 ? ['bare', 'plugins'] : ['plugins', 'bare'];
-      const specs = order.map((side) => ({ side, instance: instances[side], tag: `${w.name}r${round}${side[0]}`, count: messages }));
+      const spec = (side: Side): BatchSpec => ({ side, instance: instances[side], tag: `${w.name}r${round}${side[0]}`, count: messages });
       const pair: BatchResult[] = [];
       if (o.concurrent) {
-        const r = await runBatches(specs, shared, domains, o.connections, o.size);
+        const r = await runBatches(order.map(spec), shared, domains, o.connections, o.size);
         for (const out of r.outcomes) {
           const result: BatchResult = { ...out, round, rate: out.messages / out.seconds };
           pair.push(result);
           show(result, r.dns, r.https, 2 * messages);
         }
       } else {
-        for (const spec of specs) {
-          const r = await runBatches([spec], shared, domains, o.connections, o.size);
+        for (const side of order) {
+          await outside([side]);
+          const r = await runBatches([spec(side)], shared, domains, o.connections, o.size);
           const out = r.outcomes[0] as BatchOutcome;
           const result: BatchResult = { ...out, round, rate: out.messages / out.seconds };
           pair.push(result);
@@ -755,7 +780,7 @@ async function main(cleanup: Cleanup): Promise<void> {
       `${o.connections} submission connections, ${o.rounds} round(s), warm-up ${o.warmup || 'a full batch'} per side` +
       `${o.concurrent ? ', both sides at once' : ', one side after the other'}` +
       `${o.control ? '; CONTROL RUN: the plugins side is bare Haraka too' : ''}` +
-      `${o.fresh ? '; fresh Haraka processes every round' : ''}${o.size ? `; ${o.size}-byte messages` : ''}` +
+      `${o.fresh ? `; fresh Haraka processes every ${o.outside ? 'batch, measured from when the port answered' : 'round'}` : ''}${o.size ? `; ${o.size}-byte messages` : ''}` +
       `${o.pin ? `; pinned: both Haraka on CPU ${MEASURED_CPU}, client/sinks/DNS on CPU ${CLIENT_CPU}` : ''}; ${os.cpus().length} CPU(s), Node ${process.version}`,
   );
   const shared = await setUpShared(o, cleanup);
