@@ -41,7 +41,7 @@
  *
  *   node dist/bench/overhead.js [--rounds R] [--connections C] [--sinks S] [--scale F]
  *                               [--warmup N] [--concurrent] [--control] [--pin]
- *                               [--fresh [--outside]] [--size B]
+ *                               [--fresh [--outside]] [--size B] [--log-level L]
  *                               [--workloads few,many,cluster,cluster-mta-sts,mta-sts,redis]
  *
  * Sinks listen on port 25 of 127.0.88.x (DNS MX records carry no port and bare
@@ -88,7 +88,9 @@ import {
 const MIN_THROUGHPUT_RATIO = 0.97;
 const MAX_CPU_RATIO = 1.03;
 
-const LOG_INI = '[main]\nlevel=warn\n';
+/** Haraka's log levels (log.ini [main] level); the bench runs at warn unless --log-level says otherwise. */
+const LOG_LEVELS = ['data', 'protocol', 'debug', 'info', 'notice', 'warn', 'error', 'crit', 'alert', 'emerg'];
+const logIni = (level: string): string => `[main]\nlevel=${level}\n`;
 const SINK_NET = '127.0.88.';
 const SMTP_PORT = 25;
 const POLICY_HOST = '127.0.0.1';
@@ -132,6 +134,8 @@ interface Options {
   outside: boolean;
   /** bytes per message (headers and body); 0: a one-line text message */
   size: number;
+  /** log.ini [main] level of both Haraka (default warn; info: every decision logged, as config/log.ini ships) */
+  logLevel: string;
   workloads: WorkloadName[];
 }
 
@@ -167,13 +171,13 @@ const showSeries = (x: Series, digits = 3): string => `${fmt(x.median, digits)} 
 function usage(): string {
   return (
     'usage: node dist/bench/overhead.js [--rounds R] [--connections C] [--sinks S] [--scale F] [--warmup N] [--concurrent] [--control] [--pin] ' +
-    '[--fresh [--outside]] [--size B] ' +
+    '[--fresh [--outside]] [--size B] [--log-level L] ' +
     `[--workloads ${WORKLOAD_NAMES.join(',')}]`
   );
 }
 
 function options(argv: string[]): Options {
-  const values = readOptions(argv, ['rounds', 'connections', 'sinks', 'scale', 'warmup', 'size', 'workloads'], usage(), [
+  const values = readOptions(argv, ['rounds', 'connections', 'sinks', 'scale', 'warmup', 'size', 'log-level', 'workloads'], usage(), [
     'concurrent',
     'control',
     'pin',
@@ -199,8 +203,15 @@ function options(argv: string[]): Options {
     fresh: values.fresh === 'true' || values.outside === 'true',
     outside: values.outside === 'true',
     size: values.size === undefined ? 0 : positiveOption('size', values.size, 0, 10_000_000, usage()),
+    logLevel: logLevelOption(values['log-level']),
     workloads: workloads as WorkloadName[],
   };
+}
+
+function logLevelOption(value: string | undefined): string {
+  const level = (value ?? 'warn').toLowerCase();
+  if (!LOG_LEVELS.includes(level)) throw new Error(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${value}\n${usage()}`);
+  return level;
 }
 
 function workloads(o: Options): Workload[] {
@@ -292,7 +303,7 @@ interface WorkloadSetup {
   stop: () => Promise<void>;
 }
 
-async function setUpWorkload(w: Workload, shared: Shared, control: boolean): Promise<WorkloadSetup> {
+async function setUpWorkload(w: Workload, shared: Shared, control: boolean, logLevel: string): Promise<WorkloadSetup> {
   const local = new Cleanup();
   try {
     const { dns, policies, ca, mxNames } = shared;
@@ -329,7 +340,7 @@ async function setUpWorkload(w: Workload, shared: Shared, control: boolean): Pro
         extraCa: ca.caCertPath,
         ...(w.nodes ? { nodes: w.nodes } : {}),
         // The same files on both sides; bare Haraka does not read outbound_mx.ini or outbound_tls.ini.
-        config: { 'log.ini': LOG_INI, ...storeConfig },
+        config: { 'log.ini': logIni(logLevel), ...storeConfig },
         mxIniExtra: ['[mta_sts]', `https_port=${policies.port}`, `ca_file=${ca.caCertPath}`].join('\n'),
         env: {
           HARAKA_DNS_SERVERS: dns.address,
@@ -606,7 +617,7 @@ async function runWorkload(w: Workload, o: Options, shared: Shared): Promise<Wor
       `${w.nodes ? `, nodes=${w.nodes}` : ''}, ${o.rounds} round(s)${o.concurrent ? ', both sides at once' : ''}`,
   );
   const t0 = Date.now();
-  const setup = await setUpWorkload(w, shared, o.control);
+  const setup = await setUpWorkload(w, shared, o.control, o.logLevel);
   try {
     const { domains, instances } = setup;
     console.log(`   set up in ${fmt((Date.now() - t0) / 1000)} s: bare :${instances.bare.port}, plugins :${instances.plugins.port}`);
@@ -780,7 +791,7 @@ async function main(cleanup: Cleanup): Promise<void> {
       `${o.connections} submission connections, ${o.rounds} round(s), warm-up ${o.warmup || 'a full batch'} per side` +
       `${o.concurrent ? ', both sides at once' : ', one side after the other'}` +
       `${o.control ? '; CONTROL RUN: the plugins side is bare Haraka too' : ''}` +
-      `${o.fresh ? `; fresh Haraka processes every ${o.outside ? 'batch, measured from when the port answered' : 'round'}` : ''}${o.size ? `; ${o.size}-byte messages` : ''}` +
+      `${o.fresh ? `; fresh Haraka processes every ${o.outside ? 'batch, measured from when the port answered' : 'round'}` : ''}${o.size ? `; ${o.size}-byte messages` : ''}${o.logLevel !== 'warn' ? `; log level ${o.logLevel}` : ''}` +
       `${o.pin ? `; pinned: both Haraka on CPU ${MEASURED_CPU}, client/sinks/DNS on CPU ${CLIENT_CPU}` : ''}; ${os.cpus().length} CPU(s), Node ${process.version}`,
   );
   const shared = await setUpShared(o, cleanup);
