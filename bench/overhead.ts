@@ -466,7 +466,7 @@ async function runBatches(
   domains: string[],
   connections: number,
   size: number,
-): Promise<{ outcomes: BatchOutcome[]; dns: Record<string, number>; https: number }> {
+): Promise<{ outcomes: BatchOutcome[]; dns: Record<string, number>; https: number; connections: number }> {
   const { sinks, dns, policies } = shared;
   for (const s of sinks) s.reset();
   dns.resetLog();
@@ -553,7 +553,9 @@ async function runBatches(
       secure: got.filter((m) => m.secure).length,
     };
   });
-  const result = { outcomes, dns: countByType(dns), https: policies.requests().length };
+  // SMTP connections the sinks accepted (both sides' when concurrent)
+  const accepted = sinks.reduce((n, sink) => n + sink.count('connect'), 0);
+  const result = { outcomes, dns: countByType(dns), https: policies.requests().length, connections: accepted };
   await sleep(200);
   return result;
 }
@@ -649,9 +651,9 @@ async function runWorkload(w: Workload, o: Options, shared: Shared): Promise<Wor
     const results: BatchResult[] = [];
     console.log(
       `   ${'round'.padEnd(5)} ${'side'.padEnd(7)} ${lpad('seconds', 7)} ${lpad('msg/s', 7)} ${lpad('CPU ms/msg', 10)} ${lpad('STARTTLS', 9)}  ` +
-        `DNS queries per message${o.concurrent ? ' (both sides)' : ''}; HTTPS`,
+        `DNS queries per message${o.concurrent ? ' (both sides)' : ''}; HTTPS; SMTP connections the sinks accepted per message`,
     );
-    const show = (r: BatchResult, dns: Record<string, number>, https: number, dnsMessages: number): void => {
+    const show = (r: BatchResult, dns: Record<string, number>, https: number, dnsMessages: number, connections: number): void => {
       // In a cluster: whose CPU (main process + each worker) and which worker delivered how many.
       const roles = w.nodes
         ? `; CPU ms/msg main ${fmt(r.mainCpuMs / r.messages, 2)} + workers ${r.workerCpuMs.map((ms) => fmt(ms / r.messages, 2)).join(' + ')}` +
@@ -659,7 +661,8 @@ async function runWorkload(w: Workload, o: Options, shared: Shared): Promise<Wor
         : '';
       console.log(
         `   ${String(r.round).padEnd(5)} ${r.side.padEnd(7)} ${lpad(fmt(r.seconds, 2), 7)} ${lpad(fmt(r.rate), 7)} ` +
-          `${lpad(fmt(r.cpuMs / r.messages, 2), 10)} ${lpad(`${r.secure}/${r.messages}`, 9)}  ${perMessage(dns, dnsMessages)}; ${https}${roles}`,
+          `${lpad(fmt(r.cpuMs / r.messages, 2), 10)} ${lpad(`${r.secure}/${r.messages}`, 9)}  ${perMessage(dns, dnsMessages)}; ${https}; ` +
+          `SMTP connections per message ${fmt(connections / dnsMessages, 2)}${roles}`,
       );
     };
     const cpuRatios: number[] = [];
@@ -684,7 +687,7 @@ async function runWorkload(w: Workload, o: Options, shared: Shared): Promise<Wor
         for (const out of r.outcomes) {
           const result: BatchResult = { ...out, round, rate: out.messages / out.seconds };
           pair.push(result);
-          show(result, r.dns, r.https, 2 * messages);
+          show(result, r.dns, r.https, 2 * messages, r.connections);
         }
       } else {
         for (const side of order) {
@@ -693,7 +696,7 @@ async function runWorkload(w: Workload, o: Options, shared: Shared): Promise<Wor
           const out = r.outcomes[0] as BatchOutcome;
           const result: BatchResult = { ...out, round, rate: out.messages / out.seconds };
           pair.push(result);
-          show(result, r.dns, r.https, messages);
+          show(result, r.dns, r.https, messages, r.connections);
         }
       }
       results.push(...pair);
