@@ -153,6 +153,39 @@ export function processTreeCpuMs(dir: string): number {
   return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
 }
 
+/** CPU time (ms, as processTreeCpuMs) of a Haraka tree by role: Haraka's main process (with reaped children) and each cluster worker by pid. */
+export interface TreeCpu {
+  main: number;
+  workers: Map<number, number>;
+}
+
+export function processTreeCpuByRole(dir: string): TreeCpu {
+  const tree = processTree(dir);
+  const ms = (ticks: number): number => (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+  const main = tree.find((p) => p.ppid === process.pid);
+  const workers = new Map(tree.filter((p) => p !== main).map((p) => [p.pid, ms(p.ticks + p.childTicks)]));
+  return { main: main ? ms(main.ticks + main.childTicks) : NaN, workers };
+}
+
+/**
+ * Waits until a Haraka tree has `processes` processes that used at most 5% of a
+ * CPU each over `quietMs` (startup done: plugins loaded, workers listening).
+ * Returns the tree's CPU time so far (ms); throws after `timeoutMs`.
+ */
+export async function waitUntilSettled(dir: string, processes: number, quietMs = 500, timeoutMs = 60_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let last = NaN;
+  for (;;) {
+    const tree = processTree(dir);
+    const now = processTreeCpuMs(dir);
+    // at most 5% of a CPU per process: idle timers, a sampling profiler (BENCH_PROFILE_DIR)
+    if (tree.length >= processes && now - last <= Math.max(1000 / CLOCK_TICKS_PER_SECOND, 0.05 * quietMs * tree.length)) return now;
+    if (Date.now() > deadline) throw new Error(`Haraka in ${dir} did not settle: ${tree.length} of ${processes} processes`);
+    last = tree.length >= processes ? now : NaN;
+    await new Promise((resolve) => setTimeout(resolve, quietMs));
+  }
+}
+
 /** The live processes of a Haraka instance started with `-c <dir>` by this process, and all their descendants. */
 function processTree(dir: string): ProcStat[] {
   let entries: string[];

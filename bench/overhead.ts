@@ -16,6 +16,7 @@
  *   few      5 domains × 100 messages
  *   many     250 domains × 2 messages
  *   cluster  smtp.ini nodes=2, the few workload
+ *   cluster-mta-sts  nodes=2 and MTA-STS enforce on every domain
  *   mta-sts  the few workload, an MTA-STS enforce policy on every domain (TXT in the
  *            test DNS server, policies over HTTPS from the tests' policy server)
  *   redis    the few workload, outbound_tls.ini store=redis (a local redis-server)
@@ -27,6 +28,12 @@
  * interleaved) and their CPU is read over the same window. The verdict uses the
  * median of the per-round plugins/bare ratios, printed with their range.
  * --control runs bare Haraka on both sides (a check of the method: ratios ≈ 1).
+ * --fresh: new Haraka processes for every round (the stores stay warm on disk, the
+ * processes' memory does not; CPU counted from when the trees have settled after
+ * startup), the admin's view of a restarted server; --outside: each side's batch starts
+ * as soon as its new Haraka answers on its port, CPU counted from there (what a
+ * measurement from outside sees: cluster workers may still be loading plugins);
+ * --size B: messages of B bytes.
  * --pin (Linux, 2+ CPUs): both Haraka process trees on one CPU, this process (the
  * submission client, the sinks, the DNS and policy servers) on another, so the
  * measured processes compete only with each other: the round-to-round spread
@@ -34,7 +41,8 @@
  *
  *   node dist/bench/overhead.js [--rounds R] [--connections C] [--sinks S] [--scale F]
  *                               [--warmup N] [--concurrent] [--control] [--pin]
- *                               [--workloads few,many,cluster,mta-sts,redis]
+ *                               [--fresh [--outside]] [--size B] [--log-level L]
+ *                               [--workloads few,many,cluster,cluster-mta-sts,mta-sts,redis]
  *
  * Sinks listen on port 25 of 127.0.88.x (DNS MX records carry no port and bare
  * Haraka always connects to 25): run as root, or lower
@@ -47,7 +55,7 @@ import os from 'node:os';
 const CLIENT_CPU = 0;
 const MEASURED_CPU = 1;
 import path from 'node:path';
-import nodemailer from 'nodemailer';
+import nodemailer, { type SendMailOptions } from 'nodemailer';
 import { openRatchetStoreFromUrl } from '#lib/state/open';
 import { FileRatchetStore } from '#lib/ratchet/file-store';
 import type { RatchetStore } from '#lib/ratchet/store';
@@ -66,7 +74,10 @@ import {
   pinProcessTree,
   pinToCpu,
   positiveOption,
+  processTreeCpuByRole,
   processTreeCpuMs,
+  waitUntilSettled,
+  type TreeCpu,
   readOptions,
   relativeRange,
   verdict,
@@ -77,7 +88,9 @@ import {
 const MIN_THROUGHPUT_RATIO = 0.97;
 const MAX_CPU_RATIO = 1.03;
 
-const LOG_INI = '[main]\nlevel=warn\n';
+/** Haraka's log levels (log.ini [main] level); the bench runs at warn unless --log-level says otherwise. */
+const LOG_LEVELS = ['data', 'protocol', 'debug', 'info', 'notice', 'warn', 'error', 'crit', 'alert', 'emerg'];
+const logIni = (level: string): string => `[main]\nlevel=${level}\n`;
 const SINK_NET = '127.0.88.';
 const SMTP_PORT = 25;
 const POLICY_HOST = '127.0.0.1';
@@ -85,7 +98,11 @@ const DEFAULT_ROUNDS = 5;
 const RATCHET_PREFIX = 'bench:';
 
 type Side = 'bare' | 'plugins';
-const WORKLOAD_NAMES = ['few', 'many', 'cluster', 'mta-sts', 'redis'] as const;
+const BARE_PLUGINS = ['haraka-dns-servers'];
+const WITH_PLUGINS = ['haraka-dns-servers', 'outbound_tls', 'outbound_mx'];
+const WORKLOAD_NAMES = ['few', 'many', 'cluster', 'cluster-mta-sts', 'mta-sts', 'redis'] as const;
+/** The workloads run when --workloads is not given (cluster-mta-sts only on request). */
+const DEFAULT_WORKLOADS: WorkloadName[] = ['few', 'many', 'cluster', 'mta-sts', 'redis'];
 type WorkloadName = (typeof WORKLOAD_NAMES)[number];
 
 interface Workload {
@@ -111,6 +128,14 @@ interface Options {
   control: boolean;
   /** both Haraka process trees on CPU 1, this process on CPU 0 */
   pin: boolean;
+  /** new Haraka processes for every round (stores kept); --warmup is then per process, default none */
+  fresh: boolean;
+  /** --fresh as an outside measurement: each side's batch starts once its new Haraka's port answers (CPU counted from there) */
+  outside: boolean;
+  /** bytes per message (headers and body); 0: a one-line text message */
+  size: number;
+  /** log.ini [main] level of both Haraka (default warn; info: every decision logged, as config/log.ini ships) */
+  logLevel: string;
   workloads: WorkloadName[];
 }
 
@@ -146,17 +171,20 @@ const showSeries = (x: Series, digits = 3): string => `${fmt(x.median, digits)} 
 function usage(): string {
   return (
     'usage: node dist/bench/overhead.js [--rounds R] [--connections C] [--sinks S] [--scale F] [--warmup N] [--concurrent] [--control] [--pin] ' +
+    '[--fresh [--outside]] [--size B] [--log-level L] ' +
     `[--workloads ${WORKLOAD_NAMES.join(',')}]`
   );
 }
 
 function options(argv: string[]): Options {
-  const values = readOptions(argv, ['rounds', 'connections', 'sinks', 'scale', 'warmup', 'workloads'], usage(), [
+  const values = readOptions(argv, ['rounds', 'connections', 'sinks', 'scale', 'warmup', 'size', 'log-level', 'workloads'], usage(), [
     'concurrent',
     'control',
     'pin',
+    'fresh',
+    'outside',
   ]);
-  const workloads = (values.workloads ?? WORKLOAD_NAMES.join(','))
+  const workloads = (values.workloads ?? DEFAULT_WORKLOADS.join(','))
     .split(',')
     .map((w) => w.trim())
     .filter(Boolean);
@@ -172,8 +200,18 @@ function options(argv: string[]): Options {
     concurrent: values.concurrent === 'true',
     control: values.control === 'true',
     pin: values.pin === 'true',
+    fresh: values.fresh === 'true' || values.outside === 'true',
+    outside: values.outside === 'true',
+    size: values.size === undefined ? 0 : positiveOption('size', values.size, 0, 10_000_000, usage()),
+    logLevel: logLevelOption(values['log-level']),
     workloads: workloads as WorkloadName[],
   };
+}
+
+function logLevelOption(value: string | undefined): string {
+  const level = (value ?? 'warn').toLowerCase();
+  if (!LOG_LEVELS.includes(level)) throw new Error(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${value}\n${usage()}`);
+  return level;
 }
 
 function workloads(o: Options): Workload[] {
@@ -181,6 +219,14 @@ function workloads(o: Options): Workload[] {
     { name: 'few', domains: 5, perDomain: 100 * o.scale, describe: 'few domains, many messages' },
     { name: 'many', domains: 250, perDomain: 2 * o.scale, describe: 'many domains, few messages' },
     { name: 'cluster', domains: 5, perDomain: 100 * o.scale, nodes: 2, describe: 'cluster nodes=2, few domains' },
+    {
+      name: 'cluster-mta-sts',
+      domains: 5,
+      perDomain: 100 * o.scale,
+      nodes: 2,
+      mtaSts: true,
+      describe: 'cluster nodes=2, MTA-STS enforce on every domain',
+    },
     { name: 'mta-sts', domains: 5, perDomain: 100 * o.scale, mtaSts: true, describe: 'MTA-STS enforce on every domain' },
     { name: 'redis', domains: 5, perDomain: 100 * o.scale, redis: true, describe: 'Redis store (store=redis)' },
   ];
@@ -252,10 +298,12 @@ interface WorkloadSetup {
   domains: string[];
   instances: Record<Side, HarakaInstance>;
   ratchetUrl: string;
+  /** --fresh: stops Haraka (both by default) and starts new ones on the same directories (queue, stores and config kept) */
+  restart: (sides?: readonly Side[]) => Promise<void>;
   stop: () => Promise<void>;
 }
 
-async function setUpWorkload(w: Workload, shared: Shared, control: boolean): Promise<WorkloadSetup> {
+async function setUpWorkload(w: Workload, shared: Shared, control: boolean, logLevel: string): Promise<WorkloadSetup> {
   const local = new Cleanup();
   try {
     const { dns, policies, ca, mxNames } = shared;
@@ -282,7 +330,7 @@ async function setUpWorkload(w: Workload, shared: Shared, control: boolean): Pro
     }
     const start = async (side: Side, plugins: string[]): Promise<HarakaInstance> => {
       const dir = path.join(shared.work, `${w.name}-${side}`);
-      fs.mkdirSync(dir);
+      fs.mkdirSync(dir, { recursive: true });
       local.add(`kill a ${side} Haraka left over`, () => killOwnHaraka(dir));
       const instance = await HarakaInstance.start({
         dir,
@@ -292,7 +340,7 @@ async function setUpWorkload(w: Workload, shared: Shared, control: boolean): Pro
         extraCa: ca.caCertPath,
         ...(w.nodes ? { nodes: w.nodes } : {}),
         // The same files on both sides; bare Haraka does not read outbound_mx.ini or outbound_tls.ini.
-        config: { 'log.ini': LOG_INI, ...storeConfig },
+        config: { 'log.ini': logIni(logLevel), ...storeConfig },
         mxIniExtra: ['[mta_sts]', `https_port=${policies.port}`, `ca_file=${ca.caCertPath}`].join('\n'),
         env: {
           HARAKA_DNS_SERVERS: dns.address,
@@ -310,14 +358,23 @@ async function setUpWorkload(w: Workload, shared: Shared, control: boolean): Pro
       local.add(`stop the ${side} Haraka`, () => instance.stop());
       return instance;
     };
-    const [bare, plugins] = await Promise.allSettled([
-      start('bare', ['haraka-dns-servers']),
-      start('plugins', control ? ['haraka-dns-servers'] : ['haraka-dns-servers', 'outbound_tls', 'outbound_mx']),
-    ]);
-    if (bare.status === 'rejected') throw bare.reason;
-    if (plugins.status === 'rejected') throw plugins.reason;
-    if (!ratchetUrl) ratchetUrl = `file:${path.join(plugins.value.dir, 'data', 'ratchet')}`;
-    return { domains, instances: { bare: bare.value, plugins: plugins.value }, ratchetUrl, stop: () => local.runAll() };
+    const startBoth = async (): Promise<Record<Side, HarakaInstance>> => {
+      const [bare, plugins] = await Promise.allSettled([
+        start('bare', BARE_PLUGINS),
+        start('plugins', control ? BARE_PLUGINS : WITH_PLUGINS),
+      ]);
+      if (bare.status === 'rejected') throw bare.reason;
+      if (plugins.status === 'rejected') throw plugins.reason;
+      return { bare: bare.value, plugins: plugins.value };
+    };
+    const instances = await startBoth();
+    if (!ratchetUrl) ratchetUrl = `file:${path.join(instances.plugins.dir, 'data', 'ratchet')}`;
+    const restart = async (sides: readonly Side[] = ['bare', 'plugins']): Promise<void> => {
+      await Promise.all(sides.map((side) => instances[side].stop()));
+      if (sides.length === 2) Object.assign(instances, await startBoth());
+      else for (const side of sides) instances[side] = await start(side, side === 'bare' || control ? BARE_PLUGINS : WITH_PLUGINS);
+    };
+    return { domains, instances, ratchetUrl, restart, stop: () => local.runAll() };
   } catch (err) {
     await local.runAll();
     throw err;
@@ -352,7 +409,33 @@ interface BatchOutcome {
   messages: number;
   seconds: number;
   cpuMs: number;
+  /** the CPU of Haraka's main process, and of each cluster worker (none without a cluster) */
+  mainCpuMs: number;
+  workerCpuMs: number[];
+  /** messages delivered by each process (the recorder's pid), largest first */
+  deliveredBy: number[];
   secure: number;
+}
+
+/**
+ * A message of exactly `size` bytes (CRLF lines, headers and a body of 76-character
+ * lines), as an admin's 2 KiB test mail; size 0: nodemailer's one-line text message.
+ */
+function message(from: string, to: string, subject: string, size: number): SendMailOptions {
+  const text = `benchmark message ${subject}\n`;
+  if (size === 0) return { from, to, subject, text };
+  const head = [
+    `From: <${from}>`,
+    `To: <${to}>`,
+    `Subject: ${subject}`,
+    `Message-ID: <${subject.replace(/\W/g, '.')}@client.test>`,
+    '',
+  ].join('\r\n');
+  let body = '\r\n';
+  const line = `${'x'.repeat(76)}\r\n`;
+  while (head.length + body.length + line.length <= size) body += line;
+  body += 'y'.repeat(Math.max(0, size - head.length - body.length - 2)) + '\r\n';
+  return { envelope: { from, to: [to] }, raw: head + body };
 }
 
 /** The messages the sinks hold for `tag`, each with the sink's receive time. */
@@ -382,12 +465,13 @@ async function runBatches(
   shared: Shared,
   domains: string[],
   connections: number,
-): Promise<{ outcomes: BatchOutcome[]; dns: Record<string, number>; https: number }> {
+  size: number,
+): Promise<{ outcomes: BatchOutcome[]; dns: Record<string, number>; https: number; connections: number }> {
   const { sinks, dns, policies } = shared;
   for (const s of sinks) s.reset();
   dns.resetLog();
   policies.resetLog();
-  const cpuBefore = specs.map((s) => processTreeCpuMs(s.instance.dir));
+  const cpuBefore = specs.map((s) => processTreeCpuByRole(s.instance.dir));
   const transports = specs.map((s) =>
     nodemailer.createTransport({
       pool: true,
@@ -402,18 +486,16 @@ async function runBatches(
   );
   const total = specs.reduce((n, s) => n + s.count, 0);
   const started = Date.now();
+  const eventsBefore = specs.map((s) => s.instance.events().length);
   try {
     const sends: Array<Promise<unknown>> = [];
     for (let k = 0; k < Math.max(...specs.map((s) => s.count)); k++) {
       specs.forEach((spec, i) => {
         if (k >= spec.count) return;
         sends.push(
-          (transports[i] as (typeof transports)[number]).sendMail({
-            from: 'sender@sender.test',
-            to: `u${k}.${spec.tag}@${domains[k % domains.length] as string}`,
-            subject: `overhead ${spec.tag} ${k}`,
-            text: `benchmark message ${k} of batch ${spec.tag}\n`,
-          }),
+          (transports[i] as (typeof transports)[number]).sendMail(
+            message('sender@sender.test', `u${k}.${spec.tag}@${domains[k % domains.length] as string}`, `overhead ${spec.tag} ${k}`, size),
+          ),
         );
       });
     }
@@ -449,18 +531,31 @@ async function runBatches(
   // Haraka's bookkeeping of the batch (queue files removed) belongs to the batch's CPU.
   const settle = Date.now() + 10_000;
   while (specs.some((s) => s.instance.queueFiles().length > 0) && Date.now() < settle) await sleep(20);
-  const cpuAfter = specs.map((s) => processTreeCpuMs(s.instance.dir));
-  const outcomes = specs.map((s, i) => {
+  const cpuAfter = specs.map((s) => processTreeCpuByRole(s.instance.dir));
+  const outcomes = specs.map((s, i): BatchOutcome => {
     const got = mine[i] as Array<{ at: number; secure: boolean }>;
+    const [before, after] = [cpuBefore[i] as TreeCpu, cpuAfter[i] as TreeCpu];
+    // a worker started during the batch counts from 0
+    const workerCpuMs = [...after.workers].map(([pid, ms]) => ms - (before.workers.get(pid) ?? 0));
+    const mainCpuMs = after.main - before.main;
+    const perPid = new Map<number, number>();
+    for (const e of s.instance.events().slice(eventsBefore[i])) {
+      if (e.event === 'delivered') perPid.set(e.pid, (perPid.get(e.pid) ?? 0) + 1);
+    }
     return {
       side: s.side,
       messages: s.count,
       seconds: (Math.max(...got.map((m) => m.at)) - started) / 1000,
-      cpuMs: (cpuAfter[i] as number) - (cpuBefore[i] as number),
+      cpuMs: mainCpuMs + workerCpuMs.reduce((a, b) => a + b, 0),
+      mainCpuMs,
+      workerCpuMs,
+      deliveredBy: [...perPid.values()].sort((a, b) => b - a),
       secure: got.filter((m) => m.secure).length,
     };
   });
-  const result = { outcomes, dns: countByType(dns), https: policies.requests().length };
+  // SMTP connections the sinks accepted (both sides' when concurrent)
+  const accepted = sinks.reduce((n, sink) => n + sink.count('connect'), 0);
+  const result = { outcomes, dns: countByType(dns), https: policies.requests().length, connections: accepted };
   await sleep(200);
   return result;
 }
@@ -481,6 +576,42 @@ function perMessage(dns: Record<string, number>, messages: number): string {
   return types.map((t) => `${t} ${fmt((dns[t] ?? 0) / messages, 2)}`).join(', ');
 }
 
+/**
+ * --fresh: new Haraka processes on the same directories, CPU counted from when
+ * every process of both trees has settled after startup (printed: what startup
+ * cost), then pinned, then --warmup N messages per side if asked.
+ */
+async function freshProcesses(
+  setup: WorkloadSetup,
+  w: Workload,
+  o: Options,
+  shared: Shared,
+  round: number,
+  pin: () => void,
+): Promise<void> {
+  const t0 = Date.now();
+  await setup.restart();
+  const sides = ['bare', 'plugins'] as const;
+  // what an outside measurement sees first: the port answers (one worker is up; others may still be loading plugins)
+  const answered = sides.map((side) => processTreeCpuMs(setup.instances[side].dir));
+  const processes = 1 + (w.nodes ?? 0);
+  const settled = await Promise.all(sides.map((side) => waitUntilSettled(setup.instances[side].dir, processes)));
+  pin();
+  let warm = '';
+  if (o.warmup > 0) {
+    for (const side of sides) {
+      const spec = { side, instance: setup.instances[side], tag: `${w.name}r${round}w${side[0]}`, count: o.warmup };
+      const r = await runBatches([spec], shared, setup.domains, o.connections, o.size);
+      warm += `, warm-up ${side} ${fmt((r.outcomes[0]?.cpuMs ?? NaN) / o.warmup, 2)} CPU ms/msg`;
+    }
+  }
+  const startup = (i: number): string => `${fmt(answered[i] ?? NaN, 0)} + ${fmt((settled[i] ?? NaN) - (answered[i] ?? NaN), 0)} ms`;
+  console.log(
+    `   fresh Haraka for round ${round} in ${fmt((Date.now() - t0) / 1000)} s; startup CPU until the port answered + until settled ` +
+      `(${processes} process(es), not counted): bare ${startup(0)}, plugins ${startup(1)}${warm}`,
+  );
+}
+
 async function runWorkload(w: Workload, o: Options, shared: Shared): Promise<WorkloadResult> {
   const messages = w.domains * w.perDomain;
   console.log(
@@ -488,13 +619,14 @@ async function runWorkload(w: Workload, o: Options, shared: Shared): Promise<Wor
       `${w.nodes ? `, nodes=${w.nodes}` : ''}, ${o.rounds} round(s)${o.concurrent ? ', both sides at once' : ''}`,
   );
   const t0 = Date.now();
-  const setup = await setUpWorkload(w, shared, o.control);
+  const setup = await setUpWorkload(w, shared, o.control, o.logLevel);
   try {
     const { domains, instances } = setup;
     console.log(`   set up in ${fmt((Date.now() - t0) / 1000)} s: bare :${instances.bare.port}, plugins :${instances.plugins.port}`);
     // Warm-up over the same domains: ratchet raised, MTA-STS policies fetched, JIT and TLS contexts warm.
     // One side at a time, so the DNS queries of each side are its own.
-    const warmCount = Math.max(o.warmup || messages, w.domains);
+    // --fresh: the stores are warmed once by a full batch; --warmup is each new process's own.
+    const warmCount = Math.max((!o.fresh && o.warmup) || messages, w.domains);
     // --pin: again before every batch, for cluster workers started since.
     const pin = (): void => {
       if (o.pin) for (const side of ['bare', 'plugins'] as const) pinProcessTree(instances[side].dir, MEASURED_CPU);
@@ -502,7 +634,7 @@ async function runWorkload(w: Workload, o: Options, shared: Shared): Promise<Wor
     pin();
     for (const side of ['bare', 'plugins'] as const) {
       const spec = { side, instance: instances[side], tag: `${w.name}w${side[0]}`, count: warmCount };
-      const r = await runBatches([spec], shared, domains, o.connections);
+      const r = await runBatches([spec], shared, domains, o.connections, o.size);
       const bareDns = r.dns.MX ?? 0;
       console.log(
         `   warm-up ${lpad(side, 7)}: ${warmCount} messages, ${fmt((r.outcomes[0]?.cpuMs ?? NaN) / warmCount, 2)} CPU ms/msg, ` +
@@ -519,35 +651,52 @@ async function runWorkload(w: Workload, o: Options, shared: Shared): Promise<Wor
     const results: BatchResult[] = [];
     console.log(
       `   ${'round'.padEnd(5)} ${'side'.padEnd(7)} ${lpad('seconds', 7)} ${lpad('msg/s', 7)} ${lpad('CPU ms/msg', 10)} ${lpad('STARTTLS', 9)}  ` +
-        `DNS queries per message${o.concurrent ? ' (both sides)' : ''}; HTTPS`,
+        `DNS queries per message${o.concurrent ? ' (both sides)' : ''}; HTTPS; SMTP connections the sinks accepted per message`,
     );
-    const show = (r: BatchResult, dns: Record<string, number>, https: number, dnsMessages: number): void => {
+    const show = (r: BatchResult, dns: Record<string, number>, https: number, dnsMessages: number, connections: number): void => {
+      // In a cluster: whose CPU (main process + each worker) and which worker delivered how many.
+      const roles = w.nodes
+        ? `; CPU ms/msg main ${fmt(r.mainCpuMs / r.messages, 2)} + workers ${r.workerCpuMs.map((ms) => fmt(ms / r.messages, 2)).join(' + ')}` +
+          `, delivered ${r.deliveredBy.join('/')}`
+        : '';
       console.log(
         `   ${String(r.round).padEnd(5)} ${r.side.padEnd(7)} ${lpad(fmt(r.seconds, 2), 7)} ${lpad(fmt(r.rate), 7)} ` +
-          `${lpad(fmt(r.cpuMs / r.messages, 2), 10)} ${lpad(`${r.secure}/${r.messages}`, 9)}  ${perMessage(dns, dnsMessages)}; ${https}`,
+          `${lpad(fmt(r.cpuMs / r.messages, 2), 10)} ${lpad(`${r.secure}/${r.messages}`, 9)}  ${perMessage(dns, dnsMessages)}; ${https}; ` +
+          `SMTP connections per message ${fmt(connections / dnsMessages, 2)}${roles}`,
       );
     };
     const cpuRatios: number[] = [];
     const rateRatios: number[] = [];
     for (let round = 1; round <= o.rounds; round++) {
+      if (o.fresh && !o.outside) await freshProcesses(setup, w, o, shared, round, pin);
+      // --outside: each batch right after its Haraka answered, as measured from outside (startup not over in every process)
+      const outside = async (sides: Side[]): Promise<void> => {
+        if (!o.outside) return;
+        await setup.restart(sides);
+        pin();
+        const early = sides.map((side) => `${side} ${fmt(processTreeCpuMs(instances[side].dir), 0)} ms`).join(', ');
+        console.log(`   fresh Haraka, CPU until the port answered (not counted): ${early}`);
+      };
+      if (o.concurrent) await outside(['bare', 'plugins']);
       pin();
       const order: Side[] = round % 2 === 1 ? ['bare', 'plugins'] : ['plugins', 'bare'];
-      const specs = order.map((side) => ({ side, instance: instances[side], tag: `${w.name}r${round}${side[0]}`, count: messages }));
+      const spec = (side: Side): BatchSpec => ({ side, instance: instances[side], tag: `${w.name}r${round}${side[0]}`, count: messages });
       const pair: BatchResult[] = [];
       if (o.concurrent) {
-        const r = await runBatches(specs, shared, domains, o.connections);
+        const r = await runBatches(order.map(spec), shared, domains, o.connections, o.size);
         for (const out of r.outcomes) {
           const result: BatchResult = { ...out, round, rate: out.messages / out.seconds };
           pair.push(result);
-          show(result, r.dns, r.https, 2 * messages);
+          show(result, r.dns, r.https, 2 * messages, r.connections);
         }
       } else {
-        for (const spec of specs) {
-          const r = await runBatches([spec], shared, domains, o.connections);
+        for (const side of order) {
+          await outside([side]);
+          const r = await runBatches([spec(side)], shared, domains, o.connections, o.size);
           const out = r.outcomes[0] as BatchOutcome;
           const result: BatchResult = { ...out, round, rate: out.messages / out.seconds };
           pair.push(result);
-          show(result, r.dns, r.https, messages);
+          show(result, r.dns, r.https, messages, r.connections);
         }
       }
       results.push(...pair);
@@ -645,6 +794,7 @@ async function main(cleanup: Cleanup): Promise<void> {
       `${o.connections} submission connections, ${o.rounds} round(s), warm-up ${o.warmup || 'a full batch'} per side` +
       `${o.concurrent ? ', both sides at once' : ', one side after the other'}` +
       `${o.control ? '; CONTROL RUN: the plugins side is bare Haraka too' : ''}` +
+      `${o.fresh ? `; fresh Haraka processes every ${o.outside ? 'batch, measured from when the port answered' : 'round'}` : ''}${o.size ? `; ${o.size}-byte messages` : ''}${o.logLevel !== 'warn' ? `; log level ${o.logLevel}` : ''}` +
       `${o.pin ? `; pinned: both Haraka on CPU ${MEASURED_CPU}, client/sinks/DNS on CPU ${CLIENT_CPU}` : ''}; ${os.cpus().length} CPU(s), Node ${process.version}`,
   );
   const shared = await setUpShared(o, cleanup);
