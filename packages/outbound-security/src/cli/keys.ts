@@ -4,25 +4,12 @@
  * or a relay host's own key `relay:<host>`. Shared by the commands that take a
  * DOMAIN; a bad one is bad usage (status 2), found before any store is opened.
  */
-import { literalKey, parseLiteralKey, printable, toALabel } from '../domain';
-import { RELAY_KEY_PREFIX, relayKey } from '../store/keys';
+import { printable } from '../domain';
+import { RELAY_KEY_PREFIX, domainKey } from '../store/keys';
 
-export type DomainKey = { ok: true; key: string } | { ok: false; error: string };
-
-/** The store key for what the admin typed; the error names the value. */
-export function domainKey(input: string): DomainKey {
-  const text = input.trim();
-  if (text.startsWith(RELAY_KEY_PREFIX)) {
-    const key = relayKey(text.slice(RELAY_KEY_PREFIX.length));
-    return key ? { ok: true, key } : { ok: false, error: `"${printable(text)}" is not relay:<host name or address>` };
-  }
-  if (text.startsWith('[')) {
-    const literal = parseLiteralKey(text);
-    return literal ? { ok: true, key: literalKey(literal) } : { ok: false, error: `"${text}" is not an address literal` };
-  }
-  const result = toALabel(text);
-  return result.ok ? { ok: true, key: result.aLabel } : { ok: false, error: result.reason };
-}
+/** The store key for what the admin typed (one derivation: store/keys); the error names the value. */
+export type DomainKey = ReturnType<typeof domainKey>;
+export { domainKey };
 
 /** What a command's DOMAIN may be besides a domain: `relay:<host>` (ratchet show/reset, explain), an address literal (not for MTA-STS). */
 export interface DomainAccepts {
