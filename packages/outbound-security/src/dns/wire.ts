@@ -242,7 +242,11 @@ export function createDnsTransport(settings: WireSettings): DnsTransport {
           if (attempt.kind === 'reply' && attempt.truncated) {
             attempt = await overTcp(server, query, id, absolute, type, settings.timeoutMs);
           }
-          health?.(server.text, attempt.kind === 'reply', attempt.kind === 'failure' ? attempt.message : undefined, absolute);
+          try {
+            health?.(server.text, attempt.kind === 'reply', attempt.kind === 'failure' ? attempt.message : undefined, absolute);
+          } catch {
+            // OPS-8: telling the resolver's health (a log line, a metric) never costs the lookup its answer
+          }
           if (attempt.kind === 'failure') {
             failure = attempt;
             continue;
