@@ -7,7 +7,7 @@
  */
 import net from 'node:net';
 import ipaddr from 'ipaddr.js';
-import { parse as parsePublicSuffix } from 'psl';
+import type * as Psl from 'psl';
 import { toASCII, toUnicode } from 'tr46';
 
 /** RFC 1035 limits, checked on the A-label form. */
@@ -146,6 +146,18 @@ export function printable(text: string, max = 80): string {
   return clean.length > max ? `${clean.slice(0, max)}…` : clean;
 }
 
+let psl: typeof Psl | undefined;
+
+/**
+ * OPS-6: psl (its list compiled into a trie) costs ≈ 50 ms of CPU to load, in
+ * every Haraka process at every start; it is needed only when a policy with a
+ * wildcard or a parent rule of the policy table is read.
+ */
+function publicSuffixList(): typeof Psl {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (psl ??= require('psl') as typeof Psl);
+}
+
 /**
  * STS-4, POL-5: whether `name` (an A-label) is a public suffix: `com`, `co.uk`,
  * `github.io`, where a wildcard or a parent rule would reach other owners'
@@ -153,6 +165,6 @@ export function printable(text: string, max = 80): string {
  */
 export function isPublicSuffix(name: string): boolean {
   // psl's two result shapes, read without relying on how its typings narrow.
-  const parsed = parsePublicSuffix(name) as { error?: unknown; domain?: string | null };
+  const parsed = publicSuffixList().parse(name) as { error?: unknown; domain?: string | null };
   return parsed.error !== undefined || parsed.domain === null || parsed.domain === undefined;
 }

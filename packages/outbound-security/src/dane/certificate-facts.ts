@@ -9,8 +9,18 @@
  * Decoding costs a few hundred µs; `path-validation.ts` keeps the facts in the
  * `CertificateCache`, so a certificate is decoded once while it is remembered.
  */
-import * as asn1js from 'asn1js';
-import * as pkijs from 'pkijs';
+import type * as asn1js from 'asn1js';
+import type * as pkijs from 'pkijs';
+
+/**
+ * OPS-6: PKI.js and asn1js cost ≈ 35 ms of CPU to load, in every Haraka process
+ * at every start; they are loaded when the first DANE-TA path is validated.
+ */
+let decoders: { asn1js: typeof asn1js; pkijs: typeof pkijs } | undefined;
+function pki(): { asn1js: typeof asn1js; pkijs: typeof pkijs } {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (decoders ??= { asn1js: require('asn1js') as typeof asn1js, pkijs: require('pkijs') as typeof pkijs });
+}
 
 /** Extensions the path validation processes, or may ignore when critical (as OpenSSL does). */
 const KNOWN_EXTENSIONS: ReadonlySet<string> = new Set([
@@ -59,14 +69,14 @@ const OID_EMAIL = '1.2.840.113549.1.9.1';
 
 /** The facts of a DER certificate; throws when it cannot be decoded (the caller refuses the path). */
 export function certificateFacts(der: Buffer): CertificateFacts {
-  const decoded = asn1js.fromBER(new Uint8Array(der.buffer, der.byteOffset, der.byteLength));
+  const decoded = pki().asn1js.fromBER(new Uint8Array(der.buffer, der.byteOffset, der.byteLength));
   if (decoded.offset === -1) throw new Error(`not DER: ${decoded.result.error}`);
   const tbs = children(decoded.result)[0];
   const fields = tbs ? children(tbs) : [];
   const versioned = fields[0]?.idBlock.tagClass === 3 && fields[0]?.idBlock.tagNumber === 0;
   const subjectField = fields[versioned ? 5 : 4];
   if (!subjectField) throw new Error('no subject');
-  const subject = new pkijs.RelativeDistinguishedNames({ schema: subjectField });
+  const subject = new (pki().pkijs.RelativeDistinguishedNames)({ schema: subjectField });
   const facts: CertificateFacts = {
     unknownCritical: [],
     altNames: [],
@@ -76,7 +86,7 @@ export function certificateFacts(der: Buffer): CertificateFacts {
   };
   const extensionsField = fields.find((f) => f.idBlock.tagClass === 3 && f.idBlock.tagNumber === 3);
   const list = extensionsField ? children(children(extensionsField)[0]) : [];
-  for (const element of list) addExtension(facts, new pkijs.Extension({ schema: element }));
+  for (const element of list) addExtension(facts, new (pki().pkijs.Extension)({ schema: element }));
   return facts;
 }
 
@@ -89,7 +99,7 @@ function addExtension(facts: CertificateFacts, extension: pkijs.Extension): void
     case '2.5.29.19': {
       const pathLen = (value as pkijs.BasicConstraints).pathLenConstraint;
       if (typeof pathLen === 'number') facts.pathLen = pathLen;
-      else if (pathLen instanceof asn1js.Integer) facts.pathLen = pathLen.valueBlock.valueDec;
+      else if (pathLen instanceof pki().asn1js.Integer) facts.pathLen = pathLen.valueBlock.valueDec;
       break;
     }
     case '2.5.29.15':

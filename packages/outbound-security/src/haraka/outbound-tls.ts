@@ -35,7 +35,7 @@ import { publishPluginDocs } from './plugin-docs';
 import { RUNTIME_STATUS_FILE, writeRuntimeStatus } from './runtime-status';
 import { outboundTlsSettings, policyTableSettings, sharedStores, type SharedSettings } from './settings';
 import { keepOutboundCertificatesClassifiable } from './tls-options-patch';
-import { startTlsReporting, type ReportingPlugin } from './tls-reporting';
+import type { ReportingPlugin } from './tls-reporting';
 import { registerRequireTls } from './requiretls-hooks';
 
 // RT-1, RT-5: the inbound hooks, re-exported by the plugin under these names (Haraka calls hooks by name).
@@ -50,6 +50,26 @@ export interface OutboundTlsPlugin extends HarakaPlugin, ReportingPlugin {
   /** POL-1: the admin policy table in force (config/outbound_tls_policy, hot-reloaded). */
   policyTable: PolicyTable;
   metricsListener?: MetricsListener;
+}
+
+/**
+ * RPT-1, OPS-6: TLS reporting's modules (recorder, scheduler, report store,
+ * DKIM signing with nodemailer's) are loaded when `[tlsrpt] enabled` is first
+ * found on, at startup or on a reload: off, as by default, they cost nothing
+ * at each start of each Haraka process. Once loaded, ./tls-reporting.ts
+ * follows the reloads itself (on, off, on again).
+ */
+function followTlsReporting(plugin: OutboundTlsPlugin): void {
+  const settings = outboundTlsSettings(plugin);
+  let started = false;
+  const startWhenOn = (shared: SharedSettings): void => {
+    if (started || shared.tls.tlsrpt.kind !== 'on') return;
+    started = true;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    (require('./tls-reporting') as typeof import('./tls-reporting')).startTlsReporting(plugin);
+  };
+  startWhenOn(settings.current);
+  settings.subscribe(startWhenOn);
 }
 
 /**
@@ -83,7 +103,7 @@ export function registerOutboundTls(plugin: OutboundTlsPlugin, packageDir: strin
     installConnectionGuard(hmail, guardDeps(plugin));
   }
   // RPT-1 … RPT-4, RPT-7: TLS reporting ([tlsrpt], off by default), following outbound_tls.ini reloads.
-  startTlsReporting(plugin);
+  followTlsReporting(plugin);
   // RT-1, RT-5: REQUIRETLS and TLS-Required on receipt ([requiretls]).
   registerRequireTls(plugin);
 
