@@ -82,6 +82,23 @@ export const metrics = {
     'Resolver checks (DANE-8): validating (AD), not_validating (an answer without AD), unknown (timeout, network error, SERVFAIL)',
     ['result'],
   ),
+  requireTlsReceived: counter('outbound_tls_requiretls_received_total', 'Messages accepted with MAIL FROM … REQUIRETLS (RT-1)', []),
+  requireTlsConnections: counter(
+    'outbound_tls_requiretls_connections_total',
+    'Connections of REQUIRETLS messages: sent (MAIL FROM carried REQUIRETLS), relaxed (requiretls=relax relay), ' +
+      'refused_mx_set, refused_certificate, refused_requiretls (RT-2, RT-4)',
+    ['result'],
+  ),
+  requireTlsReturned: counter(
+    'outbound_tls_requiretls_returned_total',
+    'REQUIRETLS messages returned to the sender because no MX could meet RT-2, by what was missing (RT-3)',
+    ['reason'],
+  ),
+  tlsRequiredNo: counter(
+    'outbound_tls_tls_required_no_total',
+    'TLS-Required: No: messages received with the header honoured, connections that used it (RT-5)',
+    ['event'],
+  ),
   /** DANE-1: 1 when the resolver validates (DANE in effect), 0 when not or when dane=off; `min` over workers. */
   daneInEffect: new Gauge({
     name: 'outbound_mx_dane_in_effect',

@@ -29,10 +29,13 @@ import {
   type ExemptLevel,
   type ExemptionUse,
   type Requirement,
+  type RequireTlsMissing,
   type StoreProblem,
   type Verdict,
 } from '../tls/decision';
 import type { DaneMode } from '../dane/plan-step';
+import { requireTlsShortfall } from '../tls/requiretls';
+import { TLS_REQUIRED_NO_WAIVER } from '../tls/requirement';
 import type { ConnectionOutcome } from '../tlsrpt/session';
 
 /** What the connection path counts (outbound_tls's metrics). */
@@ -47,7 +50,11 @@ export interface ConnectionEvents {
   dane(result: DaneResult, mode: DaneMode): void;
   /** DANE-10, OPS-6: signatures checked and records ignored by one DANE match. */
   daneWork?(work: DaneWork): void;
+  /** RT-2, RT-4, RT-6: a REQUIRETLS message's connection: passed (`sent`), refused (what was missing), or passed by `requiretls=relax`. */
+  requireTls?(event: RequireTlsEvent): void;
 }
+
+export type RequireTlsEvent = { kind: 'sent' } | { kind: 'relaxed' } | { kind: 'refused'; missing: RequireTlsMissing };
 
 /** The log lines of one connection (outbound_tls: the message's log). */
 export interface ConnectionLog {
@@ -75,6 +82,8 @@ export interface ConnectionInput {
   mxHost: string | undefined;
   /** How the log and the reasons name the connection: `mx.example.com [192.0.2.1]`. */
   where: string;
+  /** RT-2 (c): the server advertised REQUIRETLS in its EHLO reply after STARTTLS. */
+  requireTlsAdvertised?: boolean;
   /** Already classified (the probe's model of a plain retry); else `observed` is classified here. */
   classification?: Classification;
   now?: Date;
@@ -165,7 +174,12 @@ export async function decideConnection(input: ConnectionInput, deps: ConnectionD
       events.connection(classification.level);
       events.abandoned('dane');
       log.warn(`outbound_tls: ${where}: abandoned before MAIL FROM: ${dane.refuse}`);
-      const verdict: Verdict = { kind: 'abandon', cause: 'dane', reason: `${requirement.domain}: ${where}: ${dane.refuse}` };
+      const verdict: Verdict = {
+        kind: 'abandon',
+        cause: 'dane',
+        reason: `${requirement.domain}: ${where}: ${dane.refuse}`,
+        ...(requirement.requireTls ? { requireTls: 'certificate' as const } : {}),
+      };
       return { verdict, classification, dane };
     }
     if (dane.check.kind === 'refused' && dane.note) log.warn(`outbound_tls: ${dane.note}`);
@@ -207,11 +221,37 @@ export async function decideConnection(input: ConnectionInput, deps: ConnectionD
     events.ratchet('pass');
   }
   if (verdict.kind === 'abandon') {
+    // RT-3: a REQUIRETLS message refused for a connection below TLS_SECURE would be refused by RT-2 (b) too: lasting.
+    if (requirement.requireTls && classification.level < SecLevel.TLS_SECURE && verdict.cause !== 'store')
+      verdict.requireTls = 'certificate';
     if (verdict.cause === 'ratchet') events.ratchet('fail');
     if (verdict.cause === 'mta_sts' && requirement.sts) events.sts(requirement.sts.mode, 'fail');
     events.abandoned(verdict.cause);
     log.warn(`outbound_tls: ${where}: ${seen}: abandoned before MAIL FROM: ${verdict.reason}`);
     return decided(verdict);
+  }
+  // RT-2 (a)–(c), RT-4: a REQUIRETLS message asks more of the connection than anything above.
+  if (requirement.requireTls) {
+    const shortfall = requireTlsShortfall(requirement.requireTls, classification, input.requireTlsAdvertised === true, where);
+    if (shortfall) {
+      events.abandoned('requiretls');
+      events.requireTls?.({ kind: 'refused', missing: shortfall.missing });
+      const reason = `${requirement.domain}: ${shortfall.reason}`;
+      log.warn(`outbound_tls: ${where}: ${seen}: abandoned before MAIL FROM: ${reason}`);
+      return decided({ kind: 'abandon', cause: 'requiretls', reason, stored: verdict.stored, requireTls: shortfall.missing });
+    }
+    if (input.requireTlsAdvertised !== true) {
+      events.requireTls?.({ kind: 'relaxed' });
+      log.warn(
+        `outbound_tls: ${requirement.domain} via ${where}: REQUIRETLS message sent to a relay that does not advertise REQUIRETLS, ` +
+          `allowed by requiretls=relax of policy table rule ${requirement.requireTls.relaxedBy} (RT-4)`,
+      );
+    }
+    events.requireTls?.({ kind: 'sent' });
+    log.info(
+      `outbound_tls: ${requirement.domain} via ${where}: REQUIRETLS: ${requirement.requireTls.mxSet.ok ? requirement.requireTls.mxSet.by : ''}, ` +
+        `${levelName(classification.level)}; MAIL FROM carries REQUIRETLS (RT-2)`,
+    );
   }
   const exempted = verdict.exemptions ?? [];
   if (requirement.sts && requirement.sts.mode !== 'none' && !exempted.some((use) => use.exemption === 'mta-sts')) {
@@ -220,6 +260,10 @@ export async function decideConnection(input: ConnectionInput, deps: ConnectionD
   }
   // POL-2: weakening is always visible: every use of an exemption is logged and counted.
   for (const use of exempted) {
+    if (use.rule === TLS_REQUIRED_NO_WAIVER) {
+      log.warn(`outbound_tls: ${requirement.domain} via ${where}: ${seen}: passed only by ${use.rule}: ${use.waived} not required`);
+      continue;
+    }
     events.exemption(use);
     log.warn(
       `outbound_tls: ${requirement.domain} via ${where}: ${seen}: passed only by exempt=${use.exemption} of policy table rule ` +

@@ -208,6 +208,8 @@ export async function planDelivery<P extends PolicyInEffect>(
     case 'deliver':
       break;
   }
+  // RT-2 (a): the MX set is authenticated by DNSSEC only through a resolver DANE trusts.
+  const mxDnssec = deps.dane !== undefined && deps.dane.unknown === undefined && result.secure === true;
   let dane: DeliveryState['dane'];
   // POL-2: an exemption is visible at each use: here, each delivery DANE could have applied to.
   const daneExemptedBy = deps.dane && !daneDeps && rule && result.secure === true ? ruleLabel(rule) : undefined;
@@ -260,7 +262,13 @@ export async function planDelivery<P extends PolicyInEffect>(
     testingWouldNotUse: wouldNotUse('testing'),
     exemptedWouldNotUse,
     ...(daneExemptedBy ? { daneExemptedBy } : {}),
-    state: { domain: aLabel, ...(stsState ? { sts: stsState } : {}), ...(rule ? { rule } : {}), ...(dane ? { dane } : {}) },
+    state: {
+      domain: aLabel,
+      ...(stsState ? { sts: stsState } : {}),
+      ...(rule ? { rule } : {}),
+      ...(dane ? { dane } : {}),
+      ...(mxDnssec ? { mxDnssec: true as const } : {}),
+    },
   };
 }
 

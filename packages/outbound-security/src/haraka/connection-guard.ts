@@ -35,7 +35,9 @@ import { Conversation, type ReplyAction } from '../tls/conversation';
 import type { TlsObservation } from '../tls/classify';
 import { decideConnection, type ConnectionEvents, type ConnectionLog } from '../delivery/connection';
 import { isReportMessage, type ConnectionFacts, type ConnectionOutcome } from '../tlsrpt/session';
-import { waiveRecipientPolicy } from '../tls/requirement';
+import { waiveForTlsRequiredNo, waiveRecipientPolicy } from '../tls/requirement';
+import { requiresTls, waivesRecipientPolicy } from '../requiretls/notes';
+import { lastingFailure, noteAttempt, noteConnection, returnMessage, startRound, type ReturnableHMail } from './requiretls-return';
 import type { X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import { matchDnsSan } from '../tls/san-match';
@@ -84,6 +86,10 @@ export interface GuardEvents extends ConnectionEvents {
 
 export interface GuardDeps {
   store(): RatchetStore;
+  /** RT-3: a REQUIRETLS message was returned (the reason, for the log and the count). */
+  requireTlsReturned?(hmail: GuardedHMail, reasons: string, missing: string[]): void;
+  /** RT-5: a connection of a `TLS-Required: No` message went without its recipient domain's policy. */
+  tlsRequiredNoUsed?(): void;
   /** The requirement for a message's connection; null = the guard does nothing (not ours to check). */
   requirement(hmail: GuardedHMail, mx: GuardedMx): Requirement | null;
   settings(): { plainRetry: boolean; onStoreError: 'defer' | 'send' };
@@ -94,6 +100,7 @@ export interface GuardDeps {
 
 export interface HMailPrototype {
   try_deliver_host_on_socket?: (...args: unknown[]) => unknown;
+  try_deliver?: (...args: unknown[]) => unknown;
   temp_fail?: (...args: unknown[]) => unknown;
   get_mx?: (...args: unknown[]) => unknown;
 }
@@ -164,7 +171,20 @@ export function installConnectionGuard(proto: HMailPrototype, deps: GuardDeps): 
     const originalGetMx = proto.get_mx;
     proto.get_mx = function (this: object, ...args: unknown[]) {
       abandonReasons.delete(this); // a new attempt starts
+      startRound(this); // RT-3
       return originalGetMx.apply(this, args);
+    };
+  }
+  if (typeof proto.try_deliver === 'function') {
+    // RT-3: each call with an MX left takes one off the list: one attempt of the round.
+    const originalTryDeliver = proto.try_deliver;
+    proto.try_deliver = function (this: GuardedHMail, ...args: unknown[]) {
+      try {
+        if (requiresTls(this) && (this.mxlist?.length ?? 0) > 0) noteAttempt(this);
+      } catch {
+        // OPS-8: an attempt not counted can only defer the message (never a return)
+      }
+      return originalTryDeliver.apply(this, args);
     };
   }
   const originalTempFail = proto.temp_fail as (this: object, ...a: unknown[]) => unknown;
@@ -173,12 +193,29 @@ export function installConnectionGuard(proto: HMailPrototype, deps: GuardDeps): 
     abandonReasons.delete(this);
     let text = err;
     try {
+      if (/^Tried all MXs/.test(String(err)) && returnedForRequireTls(this as GuardedHMail & ReturnableHMail, deps)) return undefined;
+    } catch (caught) {
+      // OPS-8: a return that failed defers the message instead
+      (this as GuardedHMail).logerror(`outbound_tls: REQUIRETLS return failed, deferring: ${errorLine(caught)}`);
+    }
+    try {
       if (reasons && /^Tried all MXs/.test(String(err))) text = `Tried all MXs; refused: ${reasons.join('; ')}`;
     } catch {
       text = err; // OPS-8: the reasons are a courtesy; the deferral itself must happen
     }
     return originalTempFail.call(this, text, ...rest);
   };
+  return true;
+}
+
+/** RT-3: a REQUIRETLS message whose round failed only for lasting reasons is returned now; true when it was. */
+function returnedForRequireTls(hmail: GuardedHMail & ReturnableHMail, deps: GuardDeps): boolean {
+  if (!requiresTls(hmail)) return false;
+  const lasting = lastingFailure(hmail);
+  if (!lasting) return false;
+  const text = returnMessage(hmail, lasting);
+  hmail.logwarn(`outbound_tls: ${text} (RT-3)`);
+  deps.requireTlsReturned?.(hmail, text, [...new Set(lasting.map((l) => l.missing))]);
   return true;
 }
 
@@ -222,10 +259,25 @@ function plainRetryOf(mx: GuardedMx): GuardedMx {
  */
 function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socket: GuardedSocket, deps: GuardDeps): void {
   const report = isReportMessage(hmail);
+  const requireTls = requiresTls(hmail);
+  // RT-5: never with REQUIRETLS (waivesRecipientPolicy says no then); never for a report (it waives more).
+  const tlsRequiredNo = !report && waivesRecipientPolicy(hmail);
   const planned = deps.requirement(hmail, mx);
   // RPT-7: a report waives its recipient domain's policy, nothing else.
-  const requirement = planned && report ? waiveRecipientPolicy(planned) : planned;
-  if (!requirement) return;
+  const requirement =
+    planned && report ? waiveRecipientPolicy(planned) : planned && tlsRequiredNo ? waiveForTlsRequiredNo(planned) : planned;
+  if (!requirement) {
+    // RT-2: a REQUIRETLS message never goes over a connection nobody checks (the requirement always exists for one).
+    if (requireTls) failUnguarded(hmail, host, socket, new Error('no requirement for a REQUIRETLS message'));
+    return;
+  }
+  if (tlsRequiredNo) {
+    deps.tlsRequiredNoUsed?.();
+    hmail.loginfo(
+      `outbound_tls: TLS-Required: No: ${requirement.domain}'s MTA-STS, DANE and ratchet enforcement waived for this message ` +
+        `(RT-5, RFC 8689 §4.1); TLS still attempted, levels still raised; table rules and credentials still guarded`,
+    );
+  }
   if (report) {
     hmail.loginfo(
       `outbound_tls: TLS report message: ${requirement.domain}'s MTA-STS, DANE and ratchet waived (RPT-4, RFC 8460 §5.3); ` +
@@ -254,7 +306,8 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
   const conversation = new Conversation({
     plainOnly: plainOnlyMx.has(mx),
     // DANE-3: a host with TLSA records is never tried without TLS.
-    plainRetry: settings.plainRetry && !(requirement.dane && requirement.dane.mode === 'on'),
+    // RT-2: a REQUIRETLS message is never retried without TLS.
+    plainRetry: settings.plainRetry && !(requirement.dane && requirement.dane.mode === 'on') && !requirement.requireTls,
     credentials: hasCredentials(mx),
   });
   const held: Array<[unknown, unknown, unknown]> = [];
@@ -337,11 +390,37 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
 
   /** After the decision: the held command goes out, or the connection ends. */
   const decided = (verdict: Verdict): void => {
+    if (requireTls) {
+      const lasting = verdict.kind === 'abandon' && verdict.requireTls ? { missing: verdict.requireTls, reason: verdict.reason } : null;
+      noteConnection(hmail, lasting);
+    }
     if (conversation.abandoned) return;
     if (verdict.kind === 'abandon') return abandon(verdict.reason);
     conversation.decide(true);
+    if (requirement.requireTls) return releaseWithRequireTls();
     unwrap();
     for (const [d, e, c] of held.splice(0)) write(d, e, c);
+  };
+
+  /**
+   * RT-2: MAIL FROM carries REQUIRETLS (Haraka writes `MAIL FROM:<rp>[ SMTPUTF8]` in one write);
+   * AUTH, when held first, goes out as it is and the MAIL FROM after it is rewritten. The socket is
+   * Haraka's own again once MAIL FROM went out.
+   */
+  const releaseWithRequireTls = (): void => {
+    let mailFromSent = false;
+    const rewrite = (data: unknown): unknown => {
+      if (mailFromSent || typeof data !== 'string' || !/^MAIL FROM:/i.test(data)) return data;
+      mailFromSent = true;
+      return data.replace(/\r?\n$/, '') + ' REQUIRETLS\r\n';
+    };
+    socket.emit = originalEmit;
+    socket.write = (data: unknown, encoding?: unknown, cb?: unknown): boolean => {
+      const out = rewrite(data);
+      if (mailFromSent) socket.write = originalWrite;
+      return write(out, encoding, cb);
+    };
+    for (const [d, e, c] of held.splice(0)) socket.write(d, e, c);
   };
 
   socket.write = (data: unknown, encoding?: unknown, cb?: unknown): boolean => {
@@ -364,7 +443,13 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
       Promise.resolve()
         .then(() =>
           decideConnection(
-            { requirement, observed: observe(socket, identity, mxHost, requirement), mxHost, where },
+            {
+              requirement,
+              observed: observe(socket, identity, mxHost, requirement),
+              mxHost,
+              where,
+              requireTlsAdvertised: conversation.requireTlsAdvertised,
+            },
             { ratchet: deps.store(), onStoreError: deps.settings().onStoreError, report: { log, events: deps.events, record } },
           ),
         )

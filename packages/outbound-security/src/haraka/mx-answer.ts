@@ -10,6 +10,9 @@ import { ruleLabel, ruleText } from '../policy-table/rule';
 import { metrics } from '../metrics';
 import { DENY, DENYSOFT, OK, type HMailItem, type HarakaMxSpec, type HarakaPlugin } from './api';
 import { setDeliveryState } from './delivery-state';
+import { requiresTls } from '../requiretls/notes';
+import { mxSetAuthentication } from '../tls/requiretls';
+import { noteUnauthenticatedMxSet } from './requiretls-return';
 
 /** What `get_mx` answers: a Haraka code and the MX list (or the reason). */
 export type HookAnswer = [number, HarakaMxSpec[] | string];
@@ -69,8 +72,9 @@ export function answerFor(plugin: AnsweringPlugin, hmail: HMailItem, domain: str
       }
       setDeliveryState(hmail, plan.state);
       const port = plugin.mxConfig.mxPort;
+      const mxs = requiresTls(hmail) ? authenticatedMxs(plugin, hmail, shown, plan) : plan.mxs;
       // Each address keeps its MX's host name (from_dns): certificates are checked against it (MX-9).
-      const list = plan.mxs.flatMap((mx) =>
+      const list = mxs.flatMap((mx) =>
         mx.addresses.map((address) => ({ exchange: address, priority: mx.priority, port, ...(mx.host ? { from_dns: mx.host } : {}) })),
       );
       if (plan.destination.kind === 'literal') {
@@ -85,4 +89,32 @@ export function answerFor(plugin: AnsweringPlugin, hmail: HMailItem, domain: str
       return [OK, list];
     }
   }
+}
+
+/**
+ * RT-2 (a): a REQUIRETLS message goes only to MX hosts whose authentication
+ * the plan established (DNSSEC-validated MX RRset, or an MTA-STS policy in
+ * enforce or testing mode listing the host). None left: outbound_mx answers
+ * with no MX and the guard returns the message (RT-3).
+ */
+function authenticatedMxs(
+  plugin: AnsweringPlugin,
+  hmail: HMailItem,
+  shown: string,
+  plan: Extract<DeliveryPlan<PolicyDecision>, { kind: 'deliver' }>,
+): Extract<DeliveryPlan<PolicyDecision>, { kind: 'deliver' }>['mxs'] {
+  const reasons: string[] = [];
+  const kept = plan.mxs.filter((mx) => {
+    const auth = mxSetAuthentication(plan.state, mx.host);
+    if (!auth.ok) reasons.push(auth.reason);
+    return auth.ok;
+  });
+  if (kept.length === 0) {
+    const reason = [...new Set(reasons)].join('; ');
+    noteUnauthenticatedMxSet(hmail, `REQUIRETLS: ${reason}`);
+    plugin.logwarn(`REQUIRETLS message for ${shown}: no MX host is authenticated (RT-2): ${reason}; it is returned (RT-3)`, hmail);
+  } else if (reasons.length > 0) {
+    plugin.loginfo(`REQUIRETLS message for ${shown}: MX hosts left out (RT-2): ${reasons.join('; ')}`, hmail);
+  }
+  return kept;
 }

@@ -25,6 +25,7 @@ import { MetricsListener, metrics } from '../metrics';
 import { DENYSOFT, type HMailItem, type HarakaPlugin, type Next } from './api';
 import { guardProblem, guardStatus, pluginListProblem } from './guard-status';
 import { answerFor, type HookAnswer } from './mx-answer';
+import { requiresTls } from '../requiretls/notes';
 import { publishPluginDocs } from './plugin-docs';
 import { outboundMxSettings, outboundTlsSettings, policyTableSettings, sharedStores, type MxSettings, type Settings } from './settings';
 
@@ -258,9 +259,12 @@ async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, doma
     // TLS-9: as outbound_tls's own fail-closed hook does when it cannot hook into Haraka (TLS-6).
     const key = recipientKey(domain);
     const stores = sharedStores(plugin);
-    const why = key
-      ? await failClosedReason({ table: plugin.policyTable.current, ratchet: stores.ratchet(), policy: stores.policy() }, key)
-      : null;
+    // RT-2: a REQUIRETLS message needs the guard (nothing else checks REQUIRETLS or appends it to MAIL FROM).
+    const why = requiresTls(hmail)
+      ? 'the message was received with REQUIRETLS'
+      : key
+        ? await failClosedReason({ table: plugin.policyTable.current, ratchet: stores.ratchet(), policy: stores.policy() }, key)
+        : null;
     if (why) {
       const reason = `outbound connections are not guarded (${unguarded}); ${why}`;
       plugin.logerror(reason, hmail);

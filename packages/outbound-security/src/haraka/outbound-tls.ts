@@ -37,6 +37,7 @@ import { outboundTlsSettings, policyTableSettings, sharedStores, type SharedSett
 import { keepOutboundCertificatesClassifiable } from './tls-options-patch';
 import type { ReportingPlugin } from './tls-reporting';
 import { registerRequireTls } from './requiretls-hooks';
+import { requiresTls } from '../requiretls/notes';
 
 // RT-1, RT-5: the inbound hooks, re-exported by the plugin under these names (Haraka calls hooks by name).
 export { requiretls_advertise, requiretls_data_post, requiretls_mail } from './requiretls-hooks';
@@ -184,7 +185,11 @@ function warnAboutHarakaTlsSettings(plugin: OutboundTlsPlugin): void {
   }
 }
 
-function requirementFor(plugin: OutboundTlsPlugin, hmail: { todo: { domain: string } }, mx: GuardedMx): Requirement | null {
+function requirementFor(
+  plugin: OutboundTlsPlugin,
+  hmail: { todo: { domain: string; notes?: unknown } },
+  mx: GuardedMx,
+): Requirement | null {
   return connectionRequirement({
     state: getDeliveryState(hmail),
     recipientDomain: String(hmail.todo.domain),
@@ -193,6 +198,7 @@ function requirementFor(plugin: OutboundTlsPlugin, hmail: { todo: { domain: stri
     credentials: hasCredentials(mx),
     settings: plugin.tlsConfig,
     table: plugin.policyTable,
+    requireTls: requiresTls(hmail),
   });
 }
 
@@ -211,7 +217,13 @@ function guardDeps(plugin: OutboundTlsPlugin): GuardDeps {
       exemption: (use) => metrics.exemptions.inc({ exemption: use.exemption }),
       dane: (result, mode) => metrics.dane.inc({ result, mode }),
       daneWork: countDaneWork,
+      requireTls: (event) =>
+        metrics.requireTlsConnections.inc({ result: event.kind === 'refused' ? `refused_${event.missing.replace('-', '_')}` : event.kind }),
     },
+    requireTlsReturned: (_hmail, _text, missing) => {
+      for (const reason of missing) metrics.requireTlsReturned.inc({ reason: reason.replace('-', '_') });
+    },
+    tlsRequiredNoUsed: () => metrics.tlsRequiredNo.inc({ event: 'used' }),
     recordSession: (hmail, facts, outcome) => {
       if (!plugin.tlsReporting?.enabled) return;
       const stsPolicy = getDeliveryState(hmail)?.sts?.policy;
@@ -228,6 +240,12 @@ function guardDeps(plugin: OutboundTlsPlugin): GuardDeps {
  */
 export function failClosedGetMx(plugin: OutboundTlsPlugin, next: Next, hmail: HMailItem, domain: string): void {
   if (!plugin.guardProblem) return next(CONT);
+  if (requiresTls(hmail)) {
+    // RT-2: nothing but the guard checks REQUIRETLS and appends it to MAIL FROM.
+    const reason = `outbound_tls cannot guard connections (${plugin.guardProblem}); the message was received with REQUIRETLS`;
+    plugin.logerror(reason, hmail);
+    return next(DENYSOFT, reason);
+  }
   const key = recipientKey(String(domain));
   if (!key) return next(CONT);
   failClosedReason({ table: plugin.policyTable, ratchet: plugin.ratchetStore, policy: plugin.stores.policy() }, key).then(

@@ -16,8 +16,10 @@
  * This release records the request; delivery honours it from RT-2 on.
  */
 import type { OutboundTlsConfig } from '../config/outbound-tls';
-import { CONT, DENY, type HarakaPlugin, type Next } from './api';
+import { CONT, DENY, OK, type HarakaPlugin, type Next } from './api';
 import { harakaReply } from './smtp-reply';
+import { metrics } from '../metrics';
+import { requiresTls } from '../requiretls/notes';
 import { REQUIRETLS, receiveVerdict, type MailParameters } from '../requiretls/mail-parameter';
 import { REQUIRETLS_NOTE, TLS_REQUIRED_NO_NOTE, type RequireTlsNote, type TlsRequiredNoNote } from '../requiretls/notes';
 import { TLS_REQUIRED_HEADER, tlsRequiredVerdict } from '../requiretls/tls-required-header';
@@ -45,10 +47,12 @@ export function registerRequireTls(plugin: RequireTlsPlugin): void {
   // Early, so the refusal comes before other plugins act on a MAIL FROM that will not stand.
   plugin.register_hook('mail', 'requiretls_mail', -50);
   plugin.register_hook('data_post', 'requiretls_data_post');
+  // RT-3: the DSN of a REQUIRETLS message goes out with REQUIRETLS (whatever [requiretls] says now: the message asked).
+  plugin.register_hook('bounce', 'requiretls_bounce');
   if (plugin.tlsConfig.requiretls.enabled) {
     plugin.lognotice(
-      'outbound_tls: REQUIRETLS is advertised after STARTTLS and recorded with each message that asks for it (RT-1); ' +
-        'this release does not yet enforce it on delivery',
+      'outbound_tls: REQUIRETLS is advertised after STARTTLS; a message that asks for it goes only to authenticated MX hosts ' +
+        'over TLS_SECURE connections that advertise it, or is returned (RT-1 … RT-3)',
     );
   }
 }
@@ -82,6 +86,7 @@ export function requiretls_mail(
   const authenticated = typeof connection.notes.auth_user === 'string' && connection.notes.auth_user !== '';
   const note: RequireTlsNote = { requested: true, at: new Date().toISOString(), authenticated };
   if (connection.transaction) connection.transaction.notes[REQUIRETLS_NOTE] = note;
+  metrics.requireTlsReceived.inc();
   this.loginfo(
     `outbound_tls: REQUIRETLS requested${authenticated ? ' (authenticated submission)' : ''}: recorded with the message (RT-1)`,
     connection,
@@ -100,9 +105,71 @@ export function requiretls_data_post(this: RequireTlsPlugin, next: Next, connect
   if (verdict.kind === 'waive') {
     const note: TlsRequiredNoNote = { waive: true, at: new Date().toISOString() };
     transaction.notes[TLS_REQUIRED_NO_NOTE] = note;
+    metrics.tlsRequiredNo.inc({ event: 'received' });
     this.loginfo(`outbound_tls: ${TLS_REQUIRED_HEADER}: No: recorded with the message (RT-5)`, connection);
   } else if (verdict.why) {
     this.loginfo(`outbound_tls: ${TLS_REQUIRED_HEADER} header ${verdict.why}`, connection);
   }
   next(CONT);
+}
+
+/** The parts of Haraka's HMailItem and outbound the RT-3 bounce uses (outbound/hmail.js bounce_respond does the same). */
+interface BouncingHMail {
+  todo: { mail_from: { user?: string | null; host?: string | null }; notes?: unknown };
+  populate_bounce_message(from: unknown, to: unknown, reason: unknown, cb: (err: unknown, lines?: string[]) => void): void;
+  logerror(...args: unknown[]): void;
+  loginfo(...args: unknown[]): void;
+}
+
+interface HarakaOutbound {
+  send_email(
+    from: unknown,
+    to: unknown,
+    contents: string,
+    next: (code: number) => void,
+    options?: { notes?: object; origin?: object },
+  ): void;
+}
+
+interface AddressClass {
+  new (text: string): unknown;
+  new (user: string, host: string | null | undefined): unknown;
+}
+
+/**
+ * RT-3 (RFC 8689 §5): the DSN of a REQUIRETLS message is sent with REQUIRETLS
+ * and carries the original's headers only (Haraka's bounce message already
+ * does: populate_bounce_message reads the header). Built as Haraka builds it,
+ * queued with the REQUIRETLS note so the guard holds the DSN to RT-2, then
+ * OK: Haraka discards the original without sending its own bounce. A message
+ * without a sender (`<>`) goes to Haraka's double-bounce handling.
+ */
+export function requiretls_bounce(this: RequireTlsPlugin, next: Next, hmail: BouncingHMail): void {
+  if (!requiresTls(hmail) || !hmail.todo.mail_from.user) return next(CONT);
+  const outbound = this.haraka_require('outbound') as HarakaOutbound;
+  const { Address } = this.haraka_require('address-rfc2821') as { Address: AddressClass };
+  const from = new Address('<>');
+  const to = new Address(hmail.todo.mail_from.user, hmail.todo.mail_from.host);
+  const reason = (hmail as { bounce_error?: unknown }).bounce_error ?? 'REQUIRETLS message returned';
+  hmail.populate_bounce_message(from, to, reason, (err, lines) => {
+    if (err || !lines) {
+      hmail.logerror(`outbound_tls: cannot build the REQUIRETLS DSN (${String(err)}); Haraka's own bounce is sent instead`);
+      return next(CONT);
+    }
+    const note: RequireTlsNote = { requested: true, at: new Date().toISOString(), authenticated: false };
+    outbound.send_email(
+      from,
+      to,
+      lines.join(''),
+      (code) => {
+        if (code !== OK) {
+          hmail.logerror(`outbound_tls: the REQUIRETLS DSN could not be queued (${code}); Haraka's own bounce is tried instead`);
+          return next(CONT);
+        }
+        hmail.loginfo('outbound_tls: REQUIRETLS DSN queued with REQUIRETLS, headers only (RT-3)');
+        next(OK);
+      },
+      { notes: { [REQUIRETLS_NOTE]: note } },
+    );
+  });
 }

@@ -51,6 +51,12 @@ export interface PolicyRule {
   exempt: readonly Exemption[];
   /** TLS-8, relay rules only: the level before AUTH credentials are sent (overrides outbound_tls.ini). */
   authMinLevel?: TableLevel;
+  /**
+   * RT-4, relay rules only: `requiretls=relax`: a REQUIRETLS message may go to
+   * this (internal) relay when it does not advertise REQUIRETLS; everything
+   * else of RT-2 still holds. Logged and counted at each use.
+   */
+  requireTlsRelax?: true;
   file: string;
   line: number;
   /** `ruleLabel` of the rule, made once (the guard names the rule on every connection). */
@@ -77,6 +83,7 @@ export function ruleText(rule: PolicyRule): string {
     rule.match.length > 0 ? `match=${rule.match.join(',')}` : '',
     rule.exempt.length > 0 ? `exempt=${rule.exempt.join(',')}` : '',
     rule.authMinLevel ? `auth_min_level=${rule.authMinLevel}` : '',
+    rule.requireTlsRelax ? 'requiretls=relax' : '',
   ].filter(Boolean);
   return [rule.name, rule.level, ...options].join(' ');
 }
@@ -85,7 +92,7 @@ export function isTableLevel(word: string): word is TableLevel {
   return Object.hasOwn(TABLE_LEVELS, word);
 }
 
-const OPTIONS = ['match', 'exempt', 'auth_min_level'] as const;
+const OPTIONS = ['match', 'exempt', 'auth_min_level', 'requiretls'] as const;
 type OptionName = (typeof OPTIONS)[number];
 
 /** An IP address (only text that could be one reaches net.isIP's patterns: a table holds thousands of names). */
@@ -229,6 +236,14 @@ export function parseRuleLine(text: string, file: string, line: number): LineRes
     rule.authMinLevel = authLevel;
     if (authLevel === 'may')
       warnings.push('auth_min_level=may lets credentials go out without TLS, where a STARTTLS-stripping attacker reads them');
+  }
+  const requireTls = options.requiretls;
+  if (requireTls !== undefined) {
+    if (key.kind !== 'relay') {
+      return problem("requiretls= belongs on relay rules (relay:<host>): a recipient's MX hosts must advertise REQUIRETLS (RT-2)");
+    }
+    if (requireTls.toLowerCase() !== 'relax') return problem(`requiretls=${printable(requireTls)}: expected relax`);
+    rule.requireTlsRelax = true;
   }
   return { kind: 'rule', rule, warnings };
 }

@@ -57,7 +57,10 @@ test('POL-1: bad rules say what is wrong: unknown level, exemption or option, a 
   assert.match(problem('a.example'), /found nothing/);
   assert.match(problem('a.example may exempt=ratchet,mta_sts'), /unknown exemption "mta_sts" \(known: ratchet, mta-sts, dane\)/);
   assert.match(problem('a.example may exempt='), /exempt= needs/);
-  assert.match(problem('a.example verify matches=x.example'), /unknown option "matches=" \(options: match, exempt, auth_min_level\)/);
+  assert.match(
+    problem('a.example verify matches=x.example'),
+    /unknown option "matches=" \(options: match, exempt, auth_min_level, requiretls\)/,
+  );
   assert.match(problem('a.example verify exempt=ratchet exempt=dane'), /exempt= given twice/);
   assert.match(problem('a.example verify ratchet'), /"ratchet" is not option=value/);
   assert.match(problem('a.example encrypt match=mx.a.example'), /match= needs verify/);

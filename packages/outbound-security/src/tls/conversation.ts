@@ -23,6 +23,8 @@ export const HANDSHAKE_COMMANDS: ReadonlySet<string> = new Set(['EHLO', 'HELO', 
 
 /** What Haraka accepts as a reply line (outbound/hmail.js smtp_regexp). */
 const REPLY_LINE = /^([2345]\d\d)([ -])/;
+/** RT-2 (c): an EHLO keyword line advertising REQUIRETLS (no parameters, RFC 8689 §3). */
+const REQUIRETLS_KEYWORD = /^250[ -]REQUIRETLS\s*$/i;
 /** An EHLO keyword line advertising STARTTLS. */
 const STARTTLS_KEYWORD = /^(250[ -])STARTTLS(\s*)$/i;
 
@@ -73,6 +75,7 @@ export class Conversation {
   /** Inbound bytes after the last line end: what Haraka's line buffer holds. */
   private partial = '';
   private retryAsked = false;
+  private requireTlsOffered = false;
 
   constructor(private readonly options: ConversationOptions) {}
 
@@ -83,6 +86,11 @@ export class Conversation {
 
   get abandoned(): boolean {
     return this.phase === 'abandoned';
+  }
+
+  /** RT-2 (c): the server's last EHLO reply inside TLS advertised REQUIRETLS (one before STARTTLS never counts). */
+  get requireTlsAdvertised(): boolean {
+    return this.requireTlsOffered;
   }
 
   /** A command Haraka is writing (one line, with or without CRLF). */
@@ -98,6 +106,7 @@ export class Conversation {
         const verb = verbOf(text);
         if (HANDSHAKE_COMMANDS.has(verb)) {
           this.awaiting = verb;
+          if (verb === 'EHLO' || verb === 'HELO' || verb === 'LHLO') this.requireTlsOffered = false;
           return { kind: 'write' };
         }
         this.phase = 'held';
@@ -134,6 +143,9 @@ export class Conversation {
     if (!match) return this.abandon(`sent a line that is not an SMTP reply: ${printableLine(line)}`);
     const awaited = this.awaiting;
     if (awaited === null) return this.abandon(`sent ${printableLine(line)} unasked`);
+    if (awaited === 'EHLO' && this.tls === 'secure' && match[1] === '250' && REQUIRETLS_KEYWORD.test(line.replace(/\r?\n$/, ''))) {
+      this.requireTlsOffered = true;
+    }
     const rewritten = this.options.plainOnly ? this.hideStarttls(line) : null;
     if (match[2] === '-') return rewritten ?? { kind: 'pass' };
     this.awaiting = null;

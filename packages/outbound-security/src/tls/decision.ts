@@ -40,6 +40,16 @@ export interface Requirement {
   dane?: DaneHostRequirement & { mode: DaneMode };
   /** POL-5: a policy table line governing this hop cannot be read: nothing is sent until it is fixed (the reason). */
   brokenRule?: string;
+  /** RT-2, RT-4: the message was received with REQUIRETLS (tls/requiretls.ts): what this hop must also show. */
+  requireTls?: RequireTlsRequirement;
+}
+
+/** RT-2 (a), RT-4: what a REQUIRETLS message asks of one hop beyond the rest of the requirement. */
+export interface RequireTlsRequirement {
+  /** RT-2 (a): how the MX host was authenticated (`DNSSEC-validated MX RRset`, `MTA-STS policy … lists it`), or why it was not. */
+  mxSet: { ok: true; by: string } | { ok: false; reason: string };
+  /** RT-4: the relay's `requiretls=relax` rule: it need not advertise REQUIRETLS (each use logged and counted). */
+  relaxedBy?: string;
 }
 
 export interface StsRequirement {
@@ -78,10 +88,21 @@ export type StoreProblem = { kind: 'unreadable'; reason: string };
 
 export type Verdict =
   | { kind: 'pass'; stored: SecLevel; raiseTo?: SecLevel; stsWouldRefuse?: string; exemptions?: ExemptionUse[] }
-  | { kind: 'abandon'; cause: AbandonCause; reason: string; stored?: SecLevel; raiseTo?: SecLevel };
+  | {
+      kind: 'abandon';
+      cause: AbandonCause;
+      reason: string;
+      stored?: SecLevel;
+      raiseTo?: SecLevel;
+      /** RT-3: what a REQUIRETLS message found missing at this hop (a lasting reason: it is returned when no MX does better). */
+      requireTls?: RequireTlsMissing;
+    };
+
+/** RT-3: what a hop lacked for a REQUIRETLS message; each is lasting (retrying will not heal it soon). */
+export type RequireTlsMissing = 'mx-set' | 'certificate' | 'requiretls';
 
 /** Why a connection was abandoned before MAIL FROM (the `cause` label of the abandoned metric). */
-export type AbandonCause = 'ratchet' | 'mta_sts' | 'store' | 'auth' | 'protocol' | 'policy_table' | 'dane';
+export type AbandonCause = 'ratchet' | 'mta_sts' | 'store' | 'auth' | 'protocol' | 'policy_table' | 'dane' | 'requiretls';
 
 /**
  * `stored` is the ratchet read of the enforced keys (or a store failure);

@@ -26,6 +26,11 @@ export interface DeliveryState {
   };
   /** POL-1: the policy table rule of the domain when the plan was made. */
   rule?: PolicyRule;
+  /**
+   * RT-2 (a): the MX RRset (or an implicit MX's NODATA) was DNSSEC-validated by a resolver DANE trusts
+   * (DANE-1 in effect, DANE-8), whether or not DANE applies or a table rule exempts it.
+   */
+  mxDnssec?: true;
   /** DANE-3/DANE-5: DANE applies to this delivery; per MX host name, what its connections must match. */
   dane?: { mode: DaneMode; hosts: Record<string, DaneHostRequirement> };
 }

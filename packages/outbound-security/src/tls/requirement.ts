@@ -21,6 +21,7 @@ import { brokenLineReason, type PolicyTableLookup } from '../policy-table/table'
 import type { RatchetRead } from '../ratchet/store';
 import type { Requirement, TableMinimum } from './decision';
 import { SecLevel, maxLevel } from '../sec-level';
+import { mxSetAuthentication } from './requiretls';
 
 export interface ConnectionContext {
   /** outbound_mx's plan for the message, when it answered get_mx. */
@@ -34,6 +35,8 @@ export interface ConnectionContext {
   credentials: boolean;
   settings: { authMinLevel: SecLevel; smartHostRatchet: boolean };
   table: PolicyTableLookup;
+  /** RT-2, RT-4: the message was received with REQUIRETLS. */
+  requireTls?: boolean;
 }
 
 /** The hop's minimum from a rule, for the decision. */
@@ -72,6 +75,7 @@ export function plannedRequirement(ctx: Omit<ConnectionContext, 'state'>, state:
     const domainExempt = exempts(rule, 'ratchet');
     if (domainExempt) requirement.ratchetExempt = { domain: domainExempt };
   }
+  if (ctx.requireTls) requirement.requireTls = { mxSet: mxSetAuthentication(state, ctx.mxHost) };
   return requirement;
 }
 
@@ -92,6 +96,22 @@ export function waiveRecipientPolicy(requirement: Requirement): Requirement {
   return waived;
 }
 
+/** RT-5: how the log and the exemption count name what waived a domain's ratchet for `TLS-Required: No`. */
+export const TLS_REQUIRED_NO_WAIVER = "the message's TLS-Required: No header (RT-5)";
+
+/**
+ * RT-5: the requirement of a connection for a message with `TLS-Required: No`
+ * (and without REQUIRETLS): the recipient domain's MTA-STS and DANE waived,
+ * its ratchet read and raised but not enforced (a better connection still
+ * raises it; nothing lowers it); the relay's ratchet and rules, TLS-8 and the
+ * table minimum stay.
+ */
+export function waiveForTlsRequiredNo(requirement: Requirement): Requirement {
+  const waived = waiveRecipientPolicy(requirement);
+  if (!requirement.ratchet) return waived;
+  return { ...waived, ratchet: true, ratchetExempt: { ...waived.ratchetExempt, domain: TLS_REQUIRED_NO_WAIVER } };
+}
+
 function relayRequirement(ctx: ConnectionContext): Requirement | null {
   const name = toALabel(ctx.recipientDomain);
   const domainRatchet = name.ok && ctx.settings.smartHostRatchet;
@@ -100,7 +120,7 @@ function relayRequirement(ctx: ConnectionContext): Requirement | null {
   const relayRule = relay ? ctx.table.forRelay(relay) : null;
   // POL-5: a broken line for the relay, or for the recipient domain, holds the hop back until it is fixed.
   const broken = (relay ? ctx.table.brokenForRelay?.(relay) : null) ?? (name.ok ? ctx.table.brokenForDomain?.(name.aLabel) : null);
-  if (!relay && !domainRatchet && !broken) return null;
+  if (!relay && !domainRatchet && !broken && !ctx.requireTls) return null;
   const requirement: Requirement = { domain: name.ok ? name.aLabel : (relay as string), ratchet: domainRatchet };
   if (broken) requirement.brokenRule = brokenLineReason(broken);
   if (relay) requirement.relayKey = relay;
@@ -115,6 +135,13 @@ function relayRequirement(ctx: ConnectionContext): Requirement | null {
     if (domainExempt) ratchetExempt.domain = domainExempt;
     if (relayExempt) ratchetExempt.relay = relayExempt;
     requirement.ratchetExempt = ratchetExempt;
+  }
+  // RT-4: a relay route is the admin's configuration (nothing to authenticate in DNS); the rest of RT-2 holds.
+  if (ctx.requireTls) {
+    requirement.requireTls = {
+      mxSet: { ok: true, by: `relay route to ${relay ?? ctx.exchange} (configured by the admin)` },
+      ...(relayRule?.requireTlsRelax ? { relaxedBy: relayRule.label } : {}),
+    };
   }
   return requirement;
 }
