@@ -17,8 +17,13 @@ import {
   type OutboundTlsPlugin,
 } from 'haraka-outbound-security/haraka/outbound-tls';
 
-// RT-1, RT-5: RFC 8689 on receipt; Haraka calls hooks by the names exported here.
-export { requiretls_advertise, requiretls_data_post, requiretls_mail } from 'haraka-outbound-security/haraka/outbound-tls';
+// RT-1, RT-3, RT-5: RFC 8689 on receipt and the REQUIRETLS DSN; Haraka calls hooks by the names exported here.
+export {
+  requiretls_advertise,
+  requiretls_bounce,
+  requiretls_data_post,
+  requiretls_mail,
+} from 'haraka-outbound-security/haraka/outbound-tls';
 
 export function register(this: OutboundTlsPlugin): void {
   // Registers fail_closed_get_mx itself, only when Haraka cannot be guarded (a hook costs every message).

@@ -3,25 +3,30 @@
  * real Haraka with inbound STARTTLS (Haraka's tls plugin, a certificate from
  * the tests' CA), outbound_tls and outbound_mx, the tests' DNS server and an
  * SMTP sink. Each test sits beside its control: the same session or message
- * without the request, or a Haraka with `[requiretls]` off.
+ * without the request, or a Haraka with `[requiretls]` off. The domains a
+ * REQUIRETLS message goes to publish an MTA-STS policy in testing mode listing
+ * their MX host, and the sink advertises REQUIRETLS after STARTTLS: what RT-2
+ * asks before such a message is delivered (requiretls-send.e2e.test.ts tests
+ * the rest of the send side).
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import tls from 'node:tls';
 import { after, before, test } from 'node:test';
 import nodemailer from 'nodemailer';
 import { REQUIRETLS_NOTE, TLS_REQUIRED_NO_NOTE } from '#lib/requiretls/notes';
 import { TestDnsServer } from '../fixtures/dns-server';
 import { HarakaInstance, type HarakaOptions, type RecordedEvent } from '../fixtures/haraka-instance';
 import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';
-import { TestCa, type Pem } from '../fixtures/test-ca';
+import { inSession as inSessionWith, type Session } from '../fixtures/smtp-session';
+import { FFDHE2048_PEM, TestCa, type Pem } from '../fixtures/test-ca';
+import { PolicyServer, policyText } from '../fixtures/policy-server';
 
 const SINK_ADDRESS = '127.0.12.1';
 /** Nothing listens here until the restart test starts a sink: mail for queued.test stays queued. */
 const LATE_SINK_ADDRESS = '127.0.12.9';
 const SUBMITTER = { user: 'submitter', pass: 'secret' };
+const POLICY_HOST = '127.0.12.20';
 
 let ca: TestCa;
 let harakaCert: Pem;
@@ -29,6 +34,7 @@ let mxCert: Pem;
 let dns: TestDnsServer;
 let sink: SmtpSink;
 let mxPort: number;
+let policies: PolicyServer;
 /** `[requiretls] enabled=true`, AUTH offered (flat_file) after STARTTLS. */
 let enabled: HarakaInstance;
 /** `[requiretls] enabled=false`, `tls_required_header=ignore`: the controls. */
@@ -41,9 +47,11 @@ function harakaOptions(outboundTlsIni: string, extra: Partial<HarakaOptions> = {
     mxPort,
     plugins: ['tls', 'auth/flat_file', 'outbound_tls', 'outbound_mx'],
     extraCa: ca.caCertPath,
+    mxIniExtra: ['[mta_sts]', `https_port=${policies.port}`, `ca_file=${ca.caCertPath}`, 'fetch_timeout=1'].join('\n'),
     config: {
       'tls_key.pem': harakaCert.key,
       'tls_cert.pem': harakaCert.cert,
+      'dhparams.pem': FFDHE2048_PEM,
       'outbound_tls.ini': outboundTlsIni,
       'auth_flat_file.ini': `[core]\nmethods=PLAIN\n[users]\n${SUBMITTER.user}=${SUBMITTER.pass}\n`,
     },
@@ -57,102 +65,16 @@ function pointMx(domain: string, address: string): void {
   dns.set(`mx.${domain}`, [{ type: 'A', address }]);
 }
 
-/** A scripted SMTP client session: one command at a time, the whole (multi-line) reply back; STARTTLS on demand. */
-class Session {
-  private socket: net.Socket;
-  private buffer = '';
-  private waiter: { resolve: (reply: string) => void; reject: (err: Error) => void } | undefined;
-  private readonly onData = (chunk: Buffer): void => {
-    this.buffer += chunk.toString('latin1');
-    const complete = /(?:^|\r\n)\d{3} [^\r\n]*\r\n$/.exec(this.buffer);
-    if (complete && this.waiter) {
-      const reply = this.buffer.trimEnd();
-      this.buffer = '';
-      const { resolve } = this.waiter;
-      this.waiter = undefined;
-      resolve(reply);
-    }
-  };
-  private readonly onError = (err: Error): void => {
-    const waiter = this.waiter;
-    this.waiter = undefined;
-    waiter?.reject(err);
-  };
-
-  private constructor(socket: net.Socket) {
-    this.socket = socket;
-    socket.on('data', this.onData);
-    socket.on('error', this.onError);
-  }
-
-  static async open(haraka: HarakaInstance): Promise<Session> {
-    const socket = net.connect(haraka.port, '127.0.0.1');
-    socket.setTimeout(10_000, () => socket.destroy(new Error('SMTP session timed out')));
-    const session = new Session(socket);
-    await session.reply();
-    return session;
-  }
-
-  private reply(): Promise<string> {
-    return new Promise((resolve, reject) => {
-      this.waiter = { resolve, reject };
-    });
-  }
-
-  async command(line: string): Promise<string> {
-    const reply = this.reply();
-    this.socket.write(`${line}\r\n`);
-    return reply;
-  }
-
-  /** STARTTLS, then a handshake that verifies Haraka's certificate for haraka.test. */
-  async starttls(): Promise<void> {
-    assert.match(await this.command('STARTTLS'), /^220 /);
-    this.socket.off('data', this.onData);
-    const secured = tls.connect({ socket: this.socket, ca: ca.caCert, servername: 'haraka.test' });
-    await new Promise<void>((resolve, reject) => {
-      secured.once('secureConnect', resolve);
-      secured.once('error', reject);
-    });
-    secured.on('data', this.onData);
-    secured.on('error', this.onError);
-    this.socket = secured;
-  }
-
-  /** One whole transaction; returns the reply to MAIL FROM (the rest is only sent when it was accepted). */
-  async transaction(o: { mail: string; to: string; headers?: string[] }): Promise<string> {
-    const mail = await this.command(o.mail);
-    if (!mail.startsWith('250')) return mail;
-    assert.match(await this.command(`RCPT TO:<${o.to}>`), /^250 /);
-    assert.match(await this.command('DATA'), /^354 /);
-    const head = [...(o.headers ?? []), `Subject: ${o.to}`, 'From: <sender@sender.test>', `To: <${o.to}>`].join('\r\n');
-    assert.match(await this.command(`${head}\r\n\r\nhello\r\n.`), /^250 /);
-    return mail;
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
+/** RT-2 (a): an MTA-STS policy (testing) listing the domain's MX host authenticates it for REQUIRETLS messages. */
+async function publishPolicy(domain: string): Promise<void> {
+  dns.set(`_mta-sts.${domain}`, [{ type: 'TXT', data: 'v=STSv1; id=1' }]);
+  dns.set(`mta-sts.${domain}`, [{ type: 'A', address: POLICY_HOST }]);
+  await policies.set(domain, { kind: 'serve', body: policyText({ mode: 'testing', maxAge: 86400, mx: [`mx.${domain}`] }) });
 }
 
 /** Runs `body` in a session: EHLO, and STARTTLS plus a second EHLO when `tls`. */
-async function inSession(
-  haraka: HarakaInstance,
-  options: { tls: boolean },
-  body: (s: Session, ehlo: string) => Promise<void>,
-): Promise<void> {
-  const session = await Session.open(haraka);
-  try {
-    let ehlo = await session.command('EHLO client.test');
-    if (options.tls) {
-      await session.starttls();
-      ehlo = await session.command('EHLO client.test');
-    }
-    await body(session, ehlo);
-    await session.command('QUIT');
-  } finally {
-    session.close();
-  }
+function inSession(haraka: HarakaInstance, options: { tls: boolean }, body: (s: Session, ehlo: string) => Promise<void>): Promise<void> {
+  return inSessionWith(haraka, { ...options, ca: ca.caCert }, body);
 }
 
 /** The one delivery to `domain` (each test has its own), with the notes Haraka kept with the message. */
@@ -174,12 +96,15 @@ function queuedTodos(haraka: HarakaInstance): Array<{ rcpt_to: Array<{ original:
 before(async () => {
   ca = await TestCa.create();
   harakaCert = await ca.issue({ dnsNames: ['haraka.test'], ipAddresses: ['127.0.0.1'] });
-  mxCert = await ca.issue({ dnsNames: ['mx.rt.test', 'mx.interop.test', 'mx.marked.test', 'mx.queued.test'] });
+  const requested = ['rt.test', 'interop.test', 'submit.test', 'both.test', 'queued.test'];
+  mxCert = await ca.issue({ dnsNames: [...requested, 'marked.test'].map((domain) => `mx.${domain}`) });
   [sink] = (await startSinksOnCommonPort([{ host: SINK_ADDRESS, tls: mxCert, name: 'mx.rt.test', requireTlsExtension: true }])) as [
     SmtpSink,
   ];
   mxPort = sink.port;
   dns = await TestDnsServer.start();
+  policies = await PolicyServer.start({ ca, host: POLICY_HOST });
+  for (const domain of requested) await publishPolicy(domain);
   for (const domain of ['rt.test', 'interop.test', 'marked.test', 'unmarked.test', 'ignored.test', 'both.test', 'submit.test']) {
     pointMx(domain, SINK_ADDRESS);
   }
@@ -195,6 +120,7 @@ after(async () => {
   await disabled?.stop();
   await sink?.stop();
   await dns?.stop();
+  await policies?.stop();
   await ca?.cleanup();
 });
 
@@ -240,6 +166,10 @@ test('RT-1: the request is recorded with the message and applies to it; the same
   assert.equal((requested.notes?.[REQUIRETLS_NOTE] as { requested?: unknown }).requested, true);
   assert.equal((requested.notes?.[REQUIRETLS_NOTE] as { authenticated?: unknown }).authenticated, false);
   assert.deepEqual((await delivered(enabled, 'unmarked.test')).notes, {});
+  // RT-2: the MAIL FROM the sink saw carried REQUIRETLS for the request only.
+  const seen = (to: string): boolean | undefined => sink.messages.find((m) => m.to.includes(to))?.requireTls;
+  assert.equal(seen('user@rt.test'), true);
+  assert.equal(seen('user@unmarked.test'), false);
 });
 
 test('RT-1: an authenticated client (submission) requests REQUIRETLS the same way', async () => {
@@ -272,7 +202,7 @@ test('RT-1, RT-7: the request survives a Haraka restart between receipt and deli
     const firstPid = first.events().find((e) => e.event === 'started')?.pid;
     await first.stop({ keepDir: true });
 
-    late = await SmtpSink.start({ host: LATE_SINK_ADDRESS, port: mxPort, tls: mxCert, name: 'mx.queued.test' });
+    late = await SmtpSink.start({ host: LATE_SINK_ADDRESS, port: mxPort, tls: mxCert, name: 'mx.queued.test', requireTlsExtension: true });
     second = await HarakaInstance.start(harakaOptions('[requiretls]\nenabled=true\n', { dir }));
     dir = second.dir;
     await second.waitForEvent((e) => e.event === 'delivered' && e.domain === 'queued.test', 20000, 'delivery after the restart');

@@ -238,7 +238,8 @@ export async function decideConnection(input: ConnectionInput, deps: ConnectionD
       events.requireTls?.({ kind: 'refused', missing: shortfall.missing });
       const reason = `${requirement.domain}: ${shortfall.reason}`;
       log.warn(`outbound_tls: ${where}: ${seen}: abandoned before MAIL FROM: ${reason}`);
-      return decided({ kind: 'abandon', cause: 'requiretls', reason, stored: verdict.stored, requireTls: shortfall.missing });
+      const lasting = shortfall.transient ? {} : { requireTls: shortfall.missing };
+      return decided({ kind: 'abandon', cause: 'requiretls', reason, stored: verdict.stored, ...lasting });
     }
     if (input.requireTlsAdvertised !== true) {
       events.requireTls?.({ kind: 'relaxed' });

@@ -51,7 +51,8 @@ export type PolicyInEffect =
   | { kind: 'store-unavailable'; reason: string };
 
 export type DomainPolicy = { kind: 'policy'; id: string; policy: MtaStsPolicy; source: string };
-export type NoPolicy = { kind: 'none'; reason: string };
+/** `failed`: discovery failed, a policy may exist (a REQUIRETLS message waits rather than being returned, RT-3). */
+export type NoPolicy = { kind: 'none'; reason: string; failed?: true };
 
 /** The policy used when `[mta_sts] enabled=false`. */
 export const MTA_STS_DISABLED: NoPolicy = { kind: 'none', reason: 'MTA-STS is disabled ([mta_sts] enabled=false)' };
@@ -210,6 +211,14 @@ export async function planDelivery<P extends PolicyInEffect>(
   }
   // RT-2 (a): the MX set is authenticated by DNSSEC only through a resolver DANE trusts.
   const mxDnssec = deps.dane !== undefined && deps.dane.unknown === undefined && result.secure === true;
+  // RT-3: what may authenticate the MX set but could not be learnt now (a REQUIRETLS message waits for it).
+  const mxAuthUnknown = mxDnssec
+    ? undefined
+    : policy.kind === 'none' && policy.failed
+      ? policy.reason
+      : deps.dane?.unknown !== undefined && result.secure === true
+        ? `DNSSEC validation unknown: ${deps.dane.unknown}`
+        : undefined;
   let dane: DeliveryState['dane'];
   // POL-2: an exemption is visible at each use: here, each delivery DANE could have applied to.
   const daneExemptedBy = deps.dane && !daneDeps && rule && result.secure === true ? ruleLabel(rule) : undefined;
@@ -268,6 +277,7 @@ export async function planDelivery<P extends PolicyInEffect>(
       ...(rule ? { rule } : {}),
       ...(dane ? { dane } : {}),
       ...(mxDnssec ? { mxDnssec: true as const } : {}),
+      ...(mxAuthUnknown ? { mxAuthUnknown } : {}),
     },
   };
 }

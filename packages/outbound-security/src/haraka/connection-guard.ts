@@ -397,7 +397,8 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
     if (conversation.abandoned) return;
     if (verdict.kind === 'abandon') return abandon(verdict.reason);
     conversation.decide(true);
-    if (requirement.requireTls) return releaseWithRequireTls();
+    // RT-2: MAIL FROM carries REQUIRETLS where the server advertised it (a requiretls=relax relay did not: RFC 5321 §2.2.2).
+    if (requirement.requireTls && conversation.requireTlsAdvertised) return releaseWithRequireTls();
     unwrap();
     for (const [d, e, c] of held.splice(0)) write(d, e, c);
   };

@@ -73,6 +73,7 @@ export function answerFor(plugin: AnsweringPlugin, hmail: HMailItem, domain: str
       setDeliveryState(hmail, plan.state);
       const port = plugin.mxConfig.mxPort;
       const mxs = requiresTls(hmail) ? authenticatedMxs(plugin, hmail, shown, plan) : plan.mxs;
+      if (mxs === 'wait') return [DENYSOFT, `REQUIRETLS: MX set authentication of ${shown} unknown for now`];
       // Each address keeps its MX's host name (from_dns): certificates are checked against it (MX-9).
       const list = mxs.flatMap((mx) =>
         mx.addresses.map((address) => ({ exchange: address, priority: mx.priority, port, ...(mx.host ? { from_dns: mx.host } : {}) })),
@@ -102,13 +103,20 @@ function authenticatedMxs(
   hmail: HMailItem,
   shown: string,
   plan: Extract<DeliveryPlan<PolicyDecision>, { kind: 'deliver' }>,
-): Extract<DeliveryPlan<PolicyDecision>, { kind: 'deliver' }>['mxs'] {
+): Extract<DeliveryPlan<PolicyDecision>, { kind: 'deliver' }>['mxs'] | 'wait' {
   const reasons: string[] = [];
+  let unknown = false;
   const kept = plan.mxs.filter((mx) => {
     const auth = mxSetAuthentication(plan.state, mx.host);
     if (!auth.ok) reasons.push(auth.reason);
+    if (!auth.ok && auth.transient) unknown = true;
     return auth.ok;
   });
+  if (kept.length === 0 && unknown) {
+    // RT-3: a discovery that failed is not a policy known to be missing: defer, never return.
+    plugin.logwarn(`REQUIRETLS message for ${shown}: ${[...new Set(reasons)].join('; ')}; deferred`, hmail);
+    return 'wait';
+  }
   if (kept.length === 0) {
     const reason = [...new Set(reasons)].join('; ');
     noteUnauthenticatedMxSet(hmail, `REQUIRETLS: ${reason}`);

@@ -40,7 +40,7 @@ import { registerRequireTls } from './requiretls-hooks';
 import { requiresTls } from '../requiretls/notes';
 
 // RT-1, RT-5: the inbound hooks, re-exported by the plugin under these names (Haraka calls hooks by name).
-export { requiretls_advertise, requiretls_data_post, requiretls_mail } from './requiretls-hooks';
+export { requiretls_advertise, requiretls_bounce, requiretls_data_post, requiretls_mail } from './requiretls-hooks';
 
 export interface OutboundTlsPlugin extends HarakaPlugin, ReportingPlugin {
   tlsConfig: OutboundTlsConfig;

@@ -131,11 +131,6 @@ interface HarakaOutbound {
   ): void;
 }
 
-interface AddressClass {
-  new (text: string): unknown;
-  new (user: string, host: string | null | undefined): unknown;
-}
-
 /**
  * RT-3 (RFC 8689 §5): the DSN of a REQUIRETLS message is sent with REQUIRETLS
  * and carries the original's headers only (Haraka's bounce message already
@@ -147,9 +142,9 @@ interface AddressClass {
 export function requiretls_bounce(this: RequireTlsPlugin, next: Next, hmail: BouncingHMail): void {
   if (!requiresTls(hmail) || !hmail.todo.mail_from.user) return next(CONT);
   const outbound = this.haraka_require('outbound') as HarakaOutbound;
-  const { Address } = this.haraka_require('address-rfc2821') as { Address: AddressClass };
-  const from = new Address('<>');
-  const to = new Address(hmail.todo.mail_from.user, hmail.todo.mail_from.host);
+  // Haraka's send_email parses address strings itself; the sender's envelope form is its own format().
+  const from = '<>';
+  const to = String(hmail.todo.mail_from);
   const reason = (hmail as { bounce_error?: unknown }).bounce_error ?? 'REQUIRETLS message returned';
   hmail.populate_bounce_message(from, to, reason, (err, lines) => {
     if (err || !lines) {

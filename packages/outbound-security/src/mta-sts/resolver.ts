@@ -42,7 +42,8 @@ export type PolicyDecision =
       expiresAt: number;
       source: 'cache' | 'checked' | 'fetched' | 'kept';
     }
-  | { kind: 'none'; reason: string }
+  /** `failed`: discovery failed (DNS, HTTPS, an invalid policy): a policy may exist; not the same as no record (RT-3). */
+  | { kind: 'none'; reason: string; failed?: true }
   /** The cache store could not be asked (Redis down): a policy may exist that we cannot see (ST-4). */
   | { kind: 'store-unavailable'; reason: string };
 
@@ -120,7 +121,7 @@ export class MtaStsResolver {
     if (running) return running;
     const started = this.resolve(domain).catch((err: unknown): PolicyDecision => {
       this.hooks.log('error', `MTA-STS for ${domain}: unexpected error: ${(err as Error)?.stack ?? String(err)}`);
-      return { kind: 'none', reason: `internal error discovering the policy of ${domain}` };
+      return { kind: 'none', reason: `internal error discovering the policy of ${domain}`, failed: true };
     });
     this.inflight.set(domain, started);
     void started.finally(() => this.inflight.delete(domain));
@@ -204,7 +205,9 @@ export class MtaStsResolver {
     const failed = this.negative.get(domain);
     if (failed && failed.until > now) {
       if (hidden) return { kind: 'store-unavailable', reason: `${hidden}; discovery failed recently: ${failed.reason}` };
-      return live ? decision(live, 'kept') : { kind: 'none', reason: `MTA-STS discovery for ${domain} failed recently: ${failed.reason}` };
+      return live
+        ? decision(live, 'kept')
+        : { kind: 'none', reason: `MTA-STS discovery for ${domain} failed recently: ${failed.reason}`, failed: true };
     }
     return this.discover(domain, live, now, settings, null, hidden);
   }
@@ -229,7 +232,7 @@ export class MtaStsResolver {
       this.negative.set(domain, { until: now + settings.negativeTtlMs, reason });
       this.hooks.log('warn', `MTA-STS for ${domain}: ${reason}${live ? `; keeping the cached policy (id ${live.entry.id})` : ''}`);
       if (hidden) return { kind: 'store-unavailable', reason: `${hidden}; ${reason}` };
-      return live ? decision(live, 'kept') : { kind: 'none', reason };
+      return live ? decision(live, 'kept') : { kind: 'none', reason, failed: true };
     };
     const txt = await this.dns.txt(`_mta-sts.${domain}`);
     if (txt.kind === 'failure') return fail(`TXT lookup of _mta-sts.${domain} failed: ${describeFailure(txt)}`, 'txt_error');

@@ -47,7 +47,7 @@ export interface Requirement {
 /** RT-2 (a), RT-4: what a REQUIRETLS message asks of one hop beyond the rest of the requirement. */
 export interface RequireTlsRequirement {
   /** RT-2 (a): how the MX host was authenticated (`DNSSEC-validated MX RRset`, `MTA-STS policy … lists it`), or why it was not. */
-  mxSet: { ok: true; by: string } | { ok: false; reason: string };
+  mxSet: { ok: true; by: string } | { ok: false; reason: string; transient?: true };
   /** RT-4: the relay's `requiretls=relax` rule: it need not advertise REQUIRETLS (each use logged and counted). */
   relaxedBy?: string;
 }

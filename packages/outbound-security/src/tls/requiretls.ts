@@ -30,6 +30,10 @@ export function mxSetAuthentication(state: DeliveryState, mxHost: string | undef
     if (matchesPolicy(sts.policy, mxHost)) return { ok: true, by: `MTA-STS policy ${sts.policyId} (${sts.mode}) lists ${mxHost}` };
     return { ok: false, reason: `${state.domain}: ${mxHost} is not listed by the MTA-STS policy (id ${sts.policyId}, ${sts.mode})` };
   }
+  if (state.mxAuthUnknown) {
+    // RT-3: not known now is not known to be missing: the message waits.
+    return { ok: false, reason: `${state.domain}: MX set authentication unknown for now (${state.mxAuthUnknown})`, transient: true };
+  }
   return {
     ok: false,
     reason:
@@ -41,6 +45,8 @@ export function mxSetAuthentication(state: DeliveryState, mxHost: string | undef
 export interface RequireTlsShortfall {
   missing: RequireTlsMissing;
   reason: string;
+  /** RT-3: retrying may heal it (the message is deferred, not returned). */
+  transient?: true;
 }
 
 /** RT-2 (a)–(c): what this hop lacks for a REQUIRETLS message, or null. */
@@ -50,7 +56,13 @@ export function requireTlsShortfall(
   advertised: boolean,
   host: string,
 ): RequireTlsShortfall | null {
-  if (!requirement.mxSet.ok) return { missing: 'mx-set', reason: `REQUIRETLS: ${requirement.mxSet.reason}` };
+  if (!requirement.mxSet.ok) {
+    return {
+      missing: 'mx-set',
+      reason: `REQUIRETLS: ${requirement.mxSet.reason}`,
+      ...(requirement.mxSet.transient ? { transient: true as const } : {}),
+    };
+  }
   if (classification.level < SecLevel.TLS_SECURE) {
     return {
       missing: 'certificate',
