@@ -410,7 +410,7 @@ test('POL-3: mx show and probe name the rule; explain prints the requirement par
       .trimEnd()
       .split('\n')
       .map((l) => l.slice(0, 9).trim()),
-    ['domain', 'rule', 'ratchet', 'mta-sts', 'table', 'required'],
+    ['domain', 'rule', 'ratchet', 'mta-sts', 'table', 'required', 'reqtls'],
   );
   assert.match(explained.stdout, /^rule {5}\.parent\.test verify \(config\/outbound_tls_policy line 6\)$/m);
   assert.match(explained.stdout, /^table {4}verify: TLS_SECURE$/m);

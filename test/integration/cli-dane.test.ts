@@ -2,8 +2,9 @@
  * DANE in the admin CLI (DANE-6): `mx show`, `probe` and `dane status` run as
  * real processes against the DNSSEC lab (a validating unbound in front of nsd,
  * zones signed at setup) and SMTP sinks on loopback with self-signed
- * certificates; a second config directory points at the tests' plain DNS
- * server, which does not validate.
+ * certificates (one advertises REQUIRETLS after STARTTLS, RT-6); a second
+ * config directory points at the tests' plain DNS server, which does not
+ * validate.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -24,6 +25,7 @@ const SINK = {
   mismatch: '127.0.13.2',
   insecure: '127.0.13.3',
   skipSecond: '127.0.13.4',
+  requireTls: '127.0.13.5',
 } as const;
 
 interface Run {
@@ -91,12 +93,14 @@ before(async () => {
   const other = await selfSigned('other.cli.dane.test');
   const insecure = await selfSigned('mx.insecure-cli.test');
   const skip = await ca.issue({ dnsNames: ['mx2.skip.cli.dane.test'] });
+  const requireTls = await selfSigned('mx.rt.cli.dane.test');
   const tls = (pem: Pem): { key: string; cert: string } => ({ key: pem.key, cert: pem.cert });
   sinks = await startSinksOnCommonPort([
     { host: SINK.ee, tls: tls(ee) },
     { host: SINK.mismatch, tls: tls(mismatch) },
     { host: SINK.insecure, tls: tls(insecure) },
     { host: SINK.skipSecond, tls: tls(skip) },
+    { host: SINK.requireTls, tls: tls(requireTls), requireTlsExtension: true },
   ]);
   port = sinks[0]?.port ?? 0;
   const tlsa = (host: string, sha256Hex: string, usage = 3): LabRecord => tlsaRecord(port, host, usage, 1, sha256Hex);
@@ -114,6 +118,8 @@ before(async () => {
           tlsa('mx.mismatch.cli.dane.test', spkiSha256(other.cert)),
           ...mx('skip.cli.dane.test', 'mx1.skip.cli.dane.test', SINK.ee, 10),
           ...mx('skip.cli.dane.test', 'mx2.skip.cli.dane.test', SINK.skipSecond, 20),
+          ...mx('rt.cli.dane.test', 'mx.rt.cli.dane.test', SINK.requireTls),
+          tlsa('mx.rt.cli.dane.test', spkiSha256(requireTls.cert)),
         ],
       },
       // The TLSA lookup of mx1.skip.cli.dane.test gets SERVFAIL (DANE-3).
@@ -228,6 +234,51 @@ describe('haraka-outbound mx show with DANE', () => {
     assert.match(run.stdout, /^dane {5}not in effect: SOA test\.: /m);
     assert.deepEqual(lines(run.stdout, 'tlsa'), ['mx.ee.cli.dane.test (addresses insecure): TLSA not looked up (DANE not in effect)']);
     assert.deepEqual(lines(run.stdout, 'mx'), ['10 mx.ee.cli.dane.test [127.0.13.1]']);
+  });
+});
+
+describe('haraka-outbound mx show and probe for REQUIRETLS with DNSSEC', () => {
+  test('RT-6: mx show: a DNSSEC-validated MX answer authenticates every MX host for REQUIRETLS; an insecure one, or a resolver that does not validate, does not', async () => {
+    const secure = await cli(labConfig, 'mx', 'show', 'ee.cli.dane.test');
+    assert.equal(secure.code, 0, secure.stderr);
+    assert.deepEqual(lines(secure.stdout, 'reqtls'), [
+      'every MX host authenticated (DNSSEC-validated MX RRset)',
+      'each must also be TLS_SECURE for its host name (PKIX or DANE) and advertise REQUIRETLS after STARTTLS (RT-2; probe checks both)',
+    ]);
+    for (const [config, domain] of [
+      [labConfig, 'insecure-cli.test'],
+      [plainConfig, 'ee.cli.dane.test'],
+    ] as const) {
+      const run = await cli(config, 'mx', 'show', domain);
+      assert.equal(run.code, 0, run.stderr);
+      assert.deepEqual(
+        lines(run.stdout, 'reqtls'),
+        [
+          'MX set not authenticated (no DNSSEC-validated MX answer from a resolver DANE trusts, no MTA-STS policy in enforce or testing mode): ' +
+            'a REQUIRETLS message would be returned at once (5.7.10, RT-3)',
+        ],
+        domain,
+      );
+    }
+  });
+
+  test('RT-6: probe under DANE: a host matching its TLSA records that advertises REQUIRETLS after STARTTLS could take a REQUIRETLS message now; one that does not advertise it could not', async () => {
+    const run = await cli(labConfig, 'probe', '--timeout', '5', 'rt.cli.dane.test');
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    assert.match(run.stdout, /^mx\.rt\.cli\.dane\.test \[127\.0\.13\.5\]: TLS_SECURE \(DANE: .*\): meets the requirement/m);
+    assert.match(
+      run.stdout,
+      /^mx\.rt\.cli\.dane\.test \[127\.0\.13\.5\]: REQUIRETLS advertised after STARTTLS: a REQUIRETLS message can go here now \(DNSSEC-validated MX RRset; TLS_SECURE\)$/m,
+    );
+    assert.match(run.stdout, /^1 of 1 MX hosts can take a REQUIRETLS message now$/m);
+
+    const control = await cli(labConfig, 'probe', '--timeout', '5', 'ee.cli.dane.test');
+    assert.equal(control.code, 0, control.stdout + control.stderr);
+    assert.match(
+      control.stdout,
+      /^mx\.ee\.cli\.dane\.test \[127\.0\.13\.1\]: REQUIRETLS not advertised: a REQUIRETLS message cannot go here now: mx\.ee\.cli\.dane\.test does not advertise REQUIRETLS after STARTTLS$/m,
+    );
+    assert.match(control.stdout, /^0 of 1 MX hosts can take a REQUIRETLS message now: it would be returned at once \(5\.7\.30, RT-3\)$/m);
   });
 });
 

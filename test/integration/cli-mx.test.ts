@@ -2,7 +2,9 @@
  * `haraka-outbound mx show` and `probe` (OPS-4), run as real processes against
  * a temporary Haraka directory whose outbound_mx.ini points at the tests' DNS
  * server and whose MXs are SMTP sinks on loopback with certificates from the
- * tests' CA (trusted by the child through NODE_EXTRA_CA_CERTS).
+ * tests' CA (trusted by the child through NODE_EXTRA_CA_CERTS). One MX
+ * advertises REQUIRETLS after STARTTLS, one only in its clear-text EHLO reply
+ * (RT-6).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -15,6 +17,7 @@ import { openPolicyStore, openRatchetStore } from '#lib/state/open';
 import { SecLevel } from '#lib/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
 import { PolicyServer, policyText } from '../fixtures/policy-server';
+import { HostileSmtp } from '../fixtures/hostile-smtp';
 import { startSinksOnCommonPort, type SmtpSink } from '../fixtures/smtp-sink';
 import { TestCa } from '../fixtures/test-ca';
 import { EXIT, parseArgs } from '#lib/cli/cli';
@@ -28,7 +31,10 @@ const SINKS = {
   self: ['127.0.6.12', 'mx2.self.test', 'self-signed'],
   plain: ['127.0.6.13', 'mx.plain.test', 'plain'],
   refuse: ['127.0.6.14', 'mx.refuse.test', 'refuse'],
+  requireTls: ['127.0.6.15', 'mx.rt.test', 'valid-requiretls'],
 } as const;
+/** RT-6: REQUIRETLS in the clear-text EHLO reply only, not after STARTTLS (a valid certificate). */
+const CLEAR_RT: readonly [string, string] = ['127.0.6.16', 'mx.clear-rt.test'];
 type SinkName = keyof typeof SINKS;
 
 interface Run {
@@ -41,6 +47,7 @@ let ca: TestCa;
 let dns: TestDnsServer;
 let policies: PolicyServer;
 let sinks: Record<SinkName, SmtpSink>;
+let clearRt: HostileSmtp;
 let tmp: string;
 let configDir: string;
 let dataDir: string;
@@ -75,8 +82,16 @@ function mxLines(stdout: string): string[] {
     .map((line) => line.slice(9));
 }
 
+/** The values of the lines with `label` (`mx show`'s and `explain`'s layout). */
+function labelled(stdout: string, label: string): string[] {
+  return stdout
+    .split('\n')
+    .filter((line) => line.startsWith(`${label.padEnd(9)}`))
+    .map((line) => line.slice(9));
+}
+
 function totalEvents(kind: 'connect' | 'mailfrom' | 'rcpt' | 'data'): number {
-  return Object.values(sinks).reduce((sum, sink) => sum + sink.count(kind), 0);
+  return Object.values(sinks).reduce((sum, sink) => sum + sink.count(kind), 0) + clearRt.count(kind);
 }
 
 before(async () => {
@@ -89,16 +104,25 @@ before(async () => {
       name,
       ...(kind === 'valid'
         ? { tls: await ca.issue({ dnsNames: [name] }) }
-        : kind === 'self-signed'
-          ? { tls: await ca.selfSigned({ dnsNames: [name] }) }
-          : kind === 'refuse'
-            ? { starttls: 'refuse' as const }
-            : { tls: 'none' as const }),
+        : kind === 'valid-requiretls'
+          ? { tls: await ca.issue({ dnsNames: [name] }), requireTlsExtension: true }
+          : kind === 'self-signed'
+            ? { tls: await ca.selfSigned({ dnsNames: [name] }) }
+            : kind === 'refuse'
+              ? { starttls: 'refuse' as const }
+              : { tls: 'none' as const }),
     })),
   );
   const started = await startSinksOnCommonPort(specs);
   sinks = Object.fromEntries(Object.keys(SINKS).map((name, i) => [name, started[i] as SmtpSink])) as Record<SinkName, SmtpSink>;
-  for (const [address, name] of Object.values(SINKS)) dns.set(name, [{ type: 'A', address }]);
+  clearRt = await HostileSmtp.start({
+    host: CLEAR_RT[0],
+    port: started[0]?.port ?? 0,
+    name: CLEAR_RT[1],
+    tls: await ca.issue({ dnsNames: [CLEAR_RT[1]] }),
+    ehloReply: `250-${CLEAR_RT[1]}\r\n250-STARTTLS\r\n250 REQUIRETLS`,
+  });
+  for (const [address, name] of [...Object.values(SINKS), CLEAR_RT]) dns.set(name, [{ type: 'A', address }]);
 
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-mx-test-'));
   configDir = path.join(tmp, 'haraka', 'config');
@@ -128,6 +152,7 @@ before(async () => {
 
 after(async () => {
   for (const sink of Object.values(sinks ?? {})) await sink.stop();
+  await clearRt?.stop();
   await policies?.stop();
   await dns?.stop();
   await ca?.cleanup();
@@ -330,6 +355,39 @@ describe('haraka-outbound mx show, run as a process', () => {
     assert.match(fresh.stdout, /^cached {3}UNREADABLE: /m, 'mx show writes nothing: the entry is still there');
   });
 
+  test('RT-6: mx show and explain say which MX hosts a REQUIRETLS message may go to (MTA-STS lists them) and that one to a domain without MTA-STS or DNSSEC is returned at once', async () => {
+    dns.set('_mta-sts.rt.test', [{ type: 'TXT', data: 'v=STSv1; id=rt1' }]);
+    dns.set('mta-sts.rt.test', [{ type: 'A', address: POLICY_HOST }]);
+    await policies.set('rt.test', {
+      kind: 'serve',
+      body: policyText({ mode: 'testing', maxAge: 86400, mx: ['mx.rt.test', 'mx.clear-rt.test'] }),
+    });
+    mx('rt.test', [10, 'mx.rt.test'], [20, 'mx.clear-rt.test'], [30, 'mx1.good.test']);
+    const shown = await cli('mx', 'show', 'rt.test');
+    assert.equal(shown.code, 0, shown.stderr);
+    const reqtls = [
+      'mx.rt.test: authenticated (MTA-STS policy rt1 (testing) lists mx.rt.test)',
+      'mx.clear-rt.test: authenticated (MTA-STS policy rt1 (testing) lists mx.clear-rt.test)',
+      'mx1.good.test: not authenticated, left out (mx1.good.test is not listed by the MTA-STS policy (id rt1, testing))',
+      'each must also be TLS_SECURE for its host name (PKIX or DANE) and advertise REQUIRETLS after STARTTLS (RT-2; probe checks both)',
+    ];
+    assert.deepEqual(labelled(shown.stdout, 'reqtls'), reqtls);
+    const explained = await cli('explain', 'rt.test');
+    assert.equal(explained.code, 0, explained.stderr);
+    assert.deepEqual(labelled(explained.stdout, 'reqtls'), reqtls);
+
+    // The control: the same MX hosts without a policy (and no DNSSEC): no host is authenticated.
+    mx('rtplain.test', [10, 'mx.rt.test']);
+    const plain = await cli('mx', 'show', 'rtplain.test');
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.deepEqual(labelled(plain.stdout, 'reqtls'), [
+      'MX set not authenticated (no DNSSEC-validated MX answer from a resolver DANE trusts, no MTA-STS policy in enforce or testing mode): ' +
+        'a REQUIRETLS message would be returned at once (5.7.10, RT-3)',
+    ]);
+    const nullMx = await cli('mx', 'show', 'nullmx.test');
+    assert.deepEqual(labelled(nullMx.stdout, 'reqtls'), ['a REQUIRETLS message is bounced at once like any other (5.1.10)']);
+  });
+
   test('OPS-4: a bad DOMAIN is bad usage (status 2), and so is a missing config directory', async () => {
     const bad = await cli('mx', 'show', 'a..b');
     assert.equal(bad.code, EXIT.USAGE);
@@ -410,6 +468,51 @@ describe('haraka-outbound probe, run as a process', () => {
     const nullMx = await cli('probe', 'nullmx.test');
     assert.equal(nullMx.code, EXIT.NONE_MEETS);
     assert.match(nullMx.stdout, /^mx {7}PERMANENT FAILURE \(5\.1\.10, bounced at once\)/m);
+    assert.equal(totalEvents('mailfrom'), 0);
+  });
+
+  test('RT-6: probe says per MX whether REQUIRETLS was advertised after STARTTLS (before does not count) and whether a REQUIRETLS message could go there now; the normal verdict is unchanged, nothing is raised', async () => {
+    const probed = await cli('probe', '--timeout', '5', 'rt.test');
+    assert.equal(probed.code, 0, probed.stderr + probed.stdout);
+    // The normal verdicts: MTA-STS testing requires nothing.
+    assert.match(
+      probed.stdout,
+      /^mx\.rt\.test \[127\.0\.6\.15\]: TLS_SECURE \(certificate valid for mx\.rt\.test, TLSv1\.[23]\): meets the requirement/m,
+    );
+    assert.match(probed.stdout, /^mx\.clear-rt\.test \[127\.0\.6\.16\]: TLS_SECURE \(.*\): meets the requirement/m);
+    assert.match(probed.stdout, /^3 of 3 MX hosts meet the requirement \(PLAIN\)$/m);
+    assert.match(
+      probed.stdout,
+      /^mx\.rt\.test \[127\.0\.6\.15\]: REQUIRETLS advertised after STARTTLS: a REQUIRETLS message can go here now \(MTA-STS policy rt1 \(testing\) lists mx\.rt\.test; TLS_SECURE\)$/m,
+    );
+    assert.match(
+      probed.stdout,
+      /^mx\.clear-rt\.test \[127\.0\.6\.16\]: REQUIRETLS advertised only before STARTTLS \(does not count\): a REQUIRETLS message cannot go here now: mx\.clear-rt\.test does not advertise REQUIRETLS after STARTTLS$/m,
+    );
+    assert.match(
+      probed.stdout,
+      /^mx1\.good\.test \[127\.0\.6\.11\]: REQUIRETLS not advertised: a REQUIRETLS message cannot go here now: not authenticated, outbound_mx leaves it out \(mx1\.good\.test is not listed by the MTA-STS policy \(id rt1, testing\)\)$/m,
+    );
+    assert.match(probed.stdout, /^1 of 3 MX hosts can take a REQUIRETLS message now$/m);
+    assert.match(probed.stdout, /^reqtls {3}mx\.rt\.test: authenticated/m, 'the REQUIRETLS lines of mx show come first');
+    assert.ok(
+      sinks.requireTls.events.some((e) => e.kind === 'ehlo' && e.secure),
+      'the EHLO after STARTTLS was sent to the REQUIRETLS sink',
+    );
+
+    // The control: the same REQUIRETLS sink, but no MTA-STS policy: the MX set is not authenticated.
+    const plain = await cli('probe', '--timeout', '5', 'rtplain.test');
+    assert.equal(plain.code, 0, plain.stderr + plain.stdout);
+    assert.match(
+      plain.stdout,
+      /^mx\.rt\.test \[127\.0\.6\.15\]: REQUIRETLS advertised after STARTTLS: a REQUIRETLS message cannot go here now: not authenticated, outbound_mx leaves it out \(MX set not authenticated/m,
+    );
+    assert.match(plain.stdout, /^0 of 1 MX hosts can take a REQUIRETLS message now: it would be returned at once \(5\.7\.10, RT-3\)$/m);
+
+    // A probe never raises the ratchet (a delivery would: TLS_SECURE) and never sends MAIL FROM.
+    for (const domain of ['rt.test', 'rtplain.test']) {
+      assert.equal(fs.existsSync(path.join(dataDir, 'ratchet', domain)), false, `a probe raises nothing (${domain})`);
+    }
     assert.equal(totalEvents('mailfrom'), 0);
   });
 });

@@ -3,7 +3,8 @@
  * part by part, as outbound_tls builds it (tls/requirement): the stored
  * ratchet level, the MTA-STS policy in effect, the policy table rule that
  * matched (and lines naming the destination that are not in force), what the
- * rule exempts, and the level every connection must reach. A domain is read
+ * rule exempts, and the level every connection must reach; for a domain,
+ * what a message sent with REQUIRETLS would need (RT-6). A domain is read
  * through `mx show`'s report (the plugin's own plan); `relay:<host>` is a hop
  * to that relay (its own level, its rule, auth_min_level). Writes nothing.
  */
@@ -22,6 +23,7 @@ import { connectionRequirement, requiredLevel } from '../tls/requirement';
 import { SecLevel, levelName } from '../sec-level';
 import { loadMxSettings, loadPolicyTable, waitUntilConnected } from './config';
 import { describeEffective, describeRatchet, describeRequired, describeRule, gatherMxReport, row, type MxReport } from './mx';
+import { requireTlsLines } from './requiretls';
 
 export type ExplainCommand = { kind: 'explain'; domain: string };
 
@@ -105,6 +107,8 @@ export function formatDomainExplanation(report: MxReport): string[] {
   }
   lines.push(row('table', tablePart(requirement, rule)), ...exemptionLines(rule, 'domain'));
   lines.push(row('required', describeRequired(report)));
+  // RT-6: what a message sent with REQUIRETLS would need.
+  lines.push(...requireTlsLines(report.plan, row));
   return lines;
 }
 

@@ -25,12 +25,14 @@ export const USAGE = `usage:
                                                    copy ratchet levels and cached policies between the stores
   ${PROGRAM} [--config DIR] mx show DOMAIN         what outbound_mx would do now: MTA-STS policy (cached, live, in
                                                    effect), MX hosts and addresses or the failure, DANE (in effect or
-                                                   not, DNSSEC status, TLSA records per MX host), required level
+                                                   not, DNSSEC status, TLSA records per MX host), required level,
+                                                   the MX hosts a REQUIRETLS message may go to (RT-6)
   ${PROGRAM} [--config DIR] probe [--timeout S] DOMAIN
                                                    connect to every selected MX address (EHLO, STARTTLS, EHLO, QUIT;
                                                    never MAIL FROM), classify each and check it against the
-                                                   requirement and its TLSA records; S seconds per connection
-                                                   (default 10)
+                                                   requirement and its TLSA records, and whether it advertises
+                                                   REQUIRETLS after STARTTLS and could take a REQUIRETLS message
+                                                   now (RT-6); S seconds per connection (default 10)
   ${PROGRAM} [--config DIR] dane status            whether DANE is in effect: the resolver check of outbound_mx
   ${PROGRAM} [--config DIR] check                  health view: plugins and their order, the running Haraka's guard,
                                                    stores readable, DANE in effect, table lines not in force,
@@ -38,7 +40,7 @@ export const USAGE = `usage:
   ${PROGRAM} [--config DIR] table list [--json]     the policy table (config/outbound_tls_policy): each rule in force
                                                    with its line, each line not in force with the reason
   ${PROGRAM} [--config DIR] explain DOMAIN         the requirement of DOMAIN's connections part by part: ratchet,
-                                                   MTA-STS, the table rule that matched, exemptions
+                                                   MTA-STS, the table rule that matched, exemptions, REQUIRETLS
   ${PROGRAM} [--config DIR] tlsrpt show DOMAIN [DAY]
                                                    what the TLS report of DOMAIN for DAY (UTC, default today as it
                                                    stands) would say: sessions per policy, failure details

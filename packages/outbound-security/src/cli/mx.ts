@@ -9,7 +9,8 @@
  * unexpired one, else the live one, STS-5; the live one is not cached), the
  * stored ratchet level, the policy table rule that applies (POL-3) and the
  * requirement of a connection as outbound_tls computes it (TLS-5, POL-2:
- * max(table minimum, ratchet and MTA-STS enforce unless exempted)). `probe`
+ * max(table minimum, ratchet and MTA-STS enforce unless exempted)), and what
+ * a message sent with REQUIRETLS would need (RT-6, ./requiretls). `probe`
  * (./probe) and `explain` (./explain) start from the same report.
  */
 import { parseLiteralKey, toULabel } from '../domain';
@@ -30,6 +31,7 @@ import type { PolicyTable } from '../policy-table/table';
 import { loadMxSettings, loadPolicyTable, waitUntilConnected } from './config';
 import { fetchLivePolicy, formatCached, formatLivePolicy, type LivePolicy } from './policy';
 import { formatDaneLines, setUpDane, type DaneView } from './dane';
+import { requireTlsLines } from './requiretls';
 import { unknownOption, type CliCommand, type CommandLine } from './command';
 import type { CliContext } from './context';
 import { badDomain, requireKey } from './keys';
@@ -331,6 +333,8 @@ export function formatMxReport(report: MxReport, now = Date.now()): string[] {
   lines.push(row('ratchet', describeRatchet(report.ratchet)));
   lines.push(row('rule', describeRule(report)));
   lines.push(row('required', describeRequired(report)));
+  // RT-6: what a message sent with REQUIRETLS would need.
+  lines.push(...requireTlsLines(report.plan, row));
   return lines;
 }
 

@@ -5,7 +5,9 @@
  * outbound_tls does (TLS-1) and judges it with the plugin's own requirement
  * and decision (TLS-2, TLS-4, STS-7, POL-2; the table rule is named, POL-3);
  * a host with TLSA records is checked against them as the guard checks it
- * (DANE-4, DANE-6).
+ * (DANE-4, DANE-6). Beside each verdict, what a message sent with REQUIRETLS
+ * would meet there (RT-6, ./requiretls): REQUIRETLS advertised after STARTTLS,
+ * and the guard's decision with a REQUIRETLS message's requirement.
  * Nothing is written to the stores: a probe never raises the ratchet nor
  * caches a policy.
  */
@@ -14,12 +16,13 @@ import os from 'node:os';
 import path from 'node:path';
 import type { PlannedMx } from '../delivery/plan';
 import type { Classification, TlsObservation } from '../tls/classify';
-import { decideConnection } from '../delivery/connection';
+import { decideConnection, type ConnectionRatchet } from '../delivery/connection';
 import { plannedRequirement } from '../tls/requirement';
 import { SecLevel, levelName } from '../sec-level';
 import { loadMxSettings, loadPolicyTable } from './config';
 import { formatMxReport, gatherMxReport, mxName, planLines, type MxReport } from './mx';
 import { probeAddress, type ProbeOutcome } from './smtp-probe';
+import { REQUIRETLS_LABEL, formatRequireTlsProbe, judgeRequireTls, requireTlsSummary, type RequireTlsProbe } from './requiretls';
 import { optionValue, unknownOption, type CliCommand, type CommandLine } from './command';
 import type { CliContext } from './context';
 import { badDomain, requireKey } from './keys';
@@ -67,6 +70,16 @@ export interface ProbeLine {
   classification?: Classification;
   meets: boolean;
   verdict: string;
+  /** RT-6: what a message sent with REQUIRETLS would meet at this address. */
+  requireTls: RequireTlsProbe;
+}
+
+/** The ratchet as the report read it, without `raise`: a probe never raises. */
+function readOnlyRatchet(report: MxReport): ConnectionRatchet {
+  return {
+    description: 'the ratchet as read for this report',
+    get: (key: string) => Promise.resolve(key === report.domain ? report.ratchet : ({ kind: 'none' } as const)),
+  };
 }
 
 /**
@@ -105,13 +118,9 @@ export async function judge(
     observed = outcome.observation;
   }
   // The connection path of outbound_tls's guard, over what the report read of the ratchet; nothing is raised.
-  const ratchet = {
-    description: 'the ratchet as read for this report',
-    get: (key: string) => Promise.resolve(key === report.domain ? report.ratchet : ({ kind: 'none' } as const)),
-  };
   const decision = await decideConnection(
     { requirement, observed, mxHost: mx.host, where: host, classification },
-    { ratchet, onStoreError: report.onStoreError },
+    { ratchet: readOnlyRatchet(report), onStoreError: report.onStoreError },
   );
   const { verdict, dane } = decision;
   classification = decision.classification;
@@ -131,8 +140,13 @@ export async function judge(
   return { meets: true, verdict: `meets the requirement${extras.length > 0 ? `; ${extras.join('; ')}` : ''}`, classification };
 }
 
-export function formatProbeLine(line: ProbeLine): string {
+/** The lines of one address: what was seen and the verdict, then what a REQUIRETLS message would meet (RT-6). */
+export function formatProbeLines(line: ProbeLine): string[] {
   const where = `${mxName(line.mx)} [${line.address}]`;
+  return [formatProbeLine(where, line), formatRequireTlsProbe(where, line.requireTls)];
+}
+
+function formatProbeLine(where: string, line: ProbeLine): string {
   const o = line.outcome;
   let seen: string;
   const c = line.classification;
@@ -151,7 +165,8 @@ export function formatProbeLine(line: ProbeLine): string {
 export async function runProbe(command: ProbeCommand, { configDir, settings: tlsSettings, redisIni, output }: CliContext): Promise<number> {
   const mxSettings = loadMxSettings(configDir);
   const report = await gatherMxReport(requireKey(command.domain), tlsSettings, mxSettings, redisIni, loadPolicyTable(configDir));
-  const header = formatMxReport(report).filter((line) => /^(domain|policy|note|dane|dnssec|tlsa|ratchet|rule|required) /.test(line));
+  const labels = ['domain', 'policy', 'note', 'dane', 'dnssec', 'tlsa', 'ratchet', 'rule', 'required', REQUIRETLS_LABEL];
+  const header = formatMxReport(report).filter((line) => labels.some((label) => line.startsWith(`${label} `)));
   for (const line of header) output.out(line);
   const plan = report.plan;
   if (plan.kind !== 'deliver') {
@@ -166,13 +181,19 @@ export async function runProbe(command: ProbeCommand, { configDir, settings: tls
       const match = report.requirement.minimum?.match;
       const target = { host: mx.host, address, port: mxSettings.mxPort, ...(match ? { match } : {}) };
       const outcome = await probeAddress(target, ehloName, command.timeoutMs);
-      return { mx, address, outcome, ...(await judge(report, mx, outcome, tlsSettings.plainRetry)) };
+      // RT-6: a second decision with a REQUIRETLS message's requirement; the verdict above stays as it is.
+      const requireTls = await judgeRequireTls(
+        { state: plan.state, connection: report.connection, mx, host: mxName(mx), outcome },
+        { ratchet: readOnlyRatchet(report), onStoreError: report.onStoreError },
+      );
+      return { mx, address, outcome, requireTls, ...(await judge(report, mx, outcome, tlsSettings.plainRetry)) };
     }),
   );
-  for (const line of lines) output.out(formatProbeLine(line));
+  for (const line of lines) for (const text of formatProbeLines(line)) output.out(text);
   const meeting = plan.mxs.filter((mx) => lines.some((line) => line.mx === mx && line.meets));
   const required = report.required === null ? 'unknown' : levelName(report.required);
   output.out(`${meeting.length} of ${plan.mxs.length} MX hosts meet the requirement (${required})`);
+  output.out(requireTlsSummary(plan.mxs, lines));
   return meeting.length > 0 ? 0 : EXIT_NONE_MEETS;
 }
 

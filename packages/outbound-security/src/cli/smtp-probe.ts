@@ -2,7 +2,8 @@
  * A minimal SMTP client that looks at an MX without sending mail (OPS-4
  * probe): banner, EHLO, STARTTLS when offered, the TLS handshake with the MX
  * host name as SNI, the classification outbound_tls would make (TLS-1), EHLO
- * again, QUIT. Never MAIL FROM. Every step under one deadline.
+ * again (whose reply says whether the server offers REQUIRETLS, RT-2 (c),
+ * RT-6), QUIT. Never MAIL FROM. Every step under one deadline.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -99,6 +100,21 @@ function printableLine(text: string): string {
   return clean.length > 80 ? `${clean.slice(0, 80)}…` : clean;
 }
 
+/** Whether an EHLO reply lists `keyword` (the lines after the first, as RFC 5321 §4.1.1.1 lays them out). */
+function offers(reply: SmtpReply, keyword: RegExp): boolean {
+  return reply.lines.slice(1).some((line) => keyword.test(line.trim()));
+}
+
+/** RT-2 (c): the EHLO keyword of RFC 8689, which takes no parameters. */
+const REQUIRETLS_KEYWORD = /^REQUIRETLS$/i;
+
+/**
+ * RT-2 (c), RT-6: where the server advertised REQUIRETLS: in its EHLO reply
+ * after STARTTLS (the only one that counts), only in the clear-text one before
+ * (never believed: anyone on the path can add it), or nowhere.
+ */
+export type RequireTlsAdvertisement = 'after-starttls' | 'before-starttls-only' | 'none';
+
 function replyText(reply: SmtpReply): string {
   return printableLine(`${reply.code} ${reply.lines[0] ?? ''}`);
 }
@@ -117,7 +133,13 @@ export type ProbeOutcome =
    * The connection's level as outbound_tls would see it at MAIL FROM, and what
    * the handshake showed (the peer's certificate chain for DANE, DANE-4).
    */
-  | { kind: 'classified'; classification: Classification; observation: TlsObservation; note?: string }
+  | {
+      kind: 'classified';
+      classification: Classification;
+      observation: TlsObservation;
+      requireTls: RequireTlsAdvertisement;
+      note?: string;
+    }
   /** STARTTLS was offered but refused or failed: Haraka's next connection to this MX is the TLS-3 plain retry. */
   | { kind: 'starttls-failed'; reason: string }
   | { kind: 'error'; reason: string };
@@ -159,12 +181,12 @@ export async function probeAddress(target: ProbeTarget, ehloName: string, timeou
       if (helo.code !== 250) return { kind: 'error', reason: `EHLO and HELO refused: ${replyText(ehlo)}; ${replyText(helo)}` };
       ehlo = { code: 250, lines: [] };
     }
-    const offered = ehlo.lines.slice(1).some((line) => /^STARTTLS\b/i.test(line.trim()));
-    if (!offered) {
+    const inClear: RequireTlsAdvertisement = offers(ehlo, REQUIRETLS_KEYWORD) ? 'before-starttls-only' : 'none';
+    if (!offers(ehlo, /^STARTTLS\b/i)) {
       await quit(send);
       const observation: TlsObservation = { encrypted: false };
       const classification = classifyConnection(observation, target.host, new Date(), target.match);
-      return { kind: 'classified', classification, observation, note: 'STARTTLS not offered' };
+      return { kind: 'classified', classification, observation, requireTls: inClear, note: 'STARTTLS not offered' };
     }
     const started = await send('STARTTLS');
     if (started.code !== 220) {
@@ -212,6 +234,7 @@ export async function probeAddress(target: ProbeTarget, ehloName: string, timeou
       kind: 'classified',
       classification,
       observation,
+      requireTls: again.code === 250 && offers(again, REQUIRETLS_KEYWORD) ? 'after-starttls' : inClear,
       ...(again.code !== 250 ? { note: `EHLO after STARTTLS answered ${replyText(again)}` } : {}),
     };
   } catch (err) {
