@@ -3,7 +3,9 @@
  * DNSSEC lab (a validating unbound in front of nsd, zones signed at setup) is
  * Haraka's only DNS server; SMTP sinks on loopback present self-signed
  * certificates (DANE-EE), a chain from a CA Haraka does not trust (DANE-TA),
- * certificates from the tests' trusted CA, or no STARTTLS at all.
+ * certificates from the tests' trusted CA, or no STARTTLS at all. The DANE
+ * Haraka also takes mail over inbound STARTTLS with REQUIRETLS (RT-2: a
+ * DNSSEC-validated MX set authenticates it, a DANE match is TLS_SECURE).
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -11,7 +13,8 @@ import { DnssecLab, type LabRecord } from '../fixtures/dnssec';
 import { certSha256, mxRecords, spkiSha256, tlsaRecord } from '../fixtures/dnssec/dane-records';
 import { HarakaInstance, describeOutcome, firstOutcome } from '../fixtures/haraka-instance';
 import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';
-import { TestCa, type Pem } from '../fixtures/test-ca';
+import { FFDHE2048_PEM, TestCa, type Pem } from '../fixtures/test-ca';
+import { inSession } from '../fixtures/smtp-session';
 import { PolicyServer, policyText } from '../fixtures/policy-server';
 
 const SINK = {
@@ -25,6 +28,7 @@ const SINK = {
   skipFirst: '127.0.12.8',
   skipSecond: '127.0.12.9',
   both: '127.0.12.10',
+  requireTls: '127.0.12.11',
 } as const;
 const POLICY_HOST = '127.0.12.60';
 
@@ -54,6 +58,8 @@ before(async () => {
   const insecure = await selfSigned('mx.insecure.test');
   const valid = await ca.issue({ dnsNames: ['mx2.skip.dane.test'] });
   const both = await selfSigned('mx.both.dane.test');
+  const requireTls = await selfSigned('mx.rt.dane.test');
+  const harakaCert = await ca.issue({ dnsNames: ['haraka.test'], ipAddresses: ['127.0.0.1'] });
   const tls = (pem: Pem, chain = ''): { key: string; cert: string } => ({ key: pem.key, cert: pem.cert + chain });
   sinks = await startSinksOnCommonPort([
     { host: SINK.ee, tls: tls(ee) },
@@ -67,6 +73,7 @@ before(async () => {
     { host: SINK.skipFirst, tls: tls(valid) },
     { host: SINK.skipSecond, tls: tls(valid) },
     { host: SINK.both, tls: tls(both) },
+    { host: SINK.requireTls, tls: tls(requireTls), requireTlsExtension: true },
   ]);
   // both.dane.test also has an MTA-STS enforce policy that lists none of its MX hosts (DANE-5).
   policies = await PolicyServer.start({ ca, host: POLICY_HOST });
@@ -108,6 +115,8 @@ before(async () => {
           tlsa('mx.both.dane.test', 3, 1, spkiSha256(both.cert)),
           { name: '_mta-sts.both.dane.test', type: 'TXT', data: 'v=STSv1; id=20261130' },
           { name: 'mta-sts.both.dane.test', type: 'A', address: POLICY_HOST },
+          ...mx('rt.dane.test', 'mx.rt.dane.test', SINK.requireTls),
+          tlsa('mx.rt.dane.test', 3, 1, spkiSha256(requireTls.cert)),
         ],
       },
       // The TLSA lookup of mx1.skip.dane.test gets SERVFAIL: that host is skipped (DANE-3).
@@ -122,7 +131,8 @@ before(async () => {
     ],
   });
   const options = (mode: string) => ({
-    plugins: ['outbound_tls', 'outbound_mx'],
+    // RT-2: inbound STARTTLS (tls plugin) and [requiretls] on, so REQUIRETLS messages can be submitted.
+    plugins: ['tls', 'outbound_tls', 'outbound_mx'],
     dnsServer: lab.resolver,
     mxPort: port,
     extraCa: ca.caCertPath,
@@ -136,7 +146,13 @@ before(async () => {
       `https_port=${policies.port}`,
       `ca_file=${ca.caCertPath}`,
     ].join('\n'),
-    config: { outbound_tls_policy: 'exempt.dane.test  may  exempt=dane\n' },
+    config: {
+      outbound_tls_policy: 'exempt.dane.test  may  exempt=dane\n',
+      'outbound_tls.ini': '[requiretls]\nenabled=true\n',
+      'tls_key.pem': harakaCert.key,
+      'tls_cert.pem': harakaCert.cert,
+      'dhparams.pem': FFDHE2048_PEM,
+    },
   });
   [haraka, observing] = await Promise.all([HarakaInstance.start(options('on')), HarakaInstance.start(options('observe'))]);
   await haraka.waitForLog(/DANE in effect \(mode=on\)/);
@@ -247,4 +263,33 @@ test('DANE-6: dane=observe delivers what dane=on refuses, and logs what on would
   assert.equal(outcome.host, 'mx1.mismatch.dane.test', 'the mismatching first MX is used in observe mode');
   assert.equal(sink(SINK.mismatchFirst).messages.length, before + 1);
   assert.ok(observing.logLines.some((l) => /DANE observe, dane=on would refuse mx1\.mismatch\.dane\.test .*no TLSA record/.test(l)));
+});
+
+/** RT-2: one message submitted over inbound TLS with MAIL FROM … REQUIRETLS. */
+async function submitRequireTls(to: string): Promise<void> {
+  await inSession(haraka, { tls: true, ca: ca.caCert }, async (s) => {
+    assert.match(await s.transaction({ mail: 'MAIL FROM:<sender@sender.test> REQUIRETLS', to }), /^250 /);
+  });
+}
+
+test('RT-2: under DANE (DNSSEC-validated MX set, DANE-EE match) a REQUIRETLS message is delivered with MAIL FROM … REQUIRETLS', async () => {
+  await submitRequireTls('user@rt.dane.test');
+  const outcome = await firstOutcome(haraka, 'rt.dane.test');
+  assert.equal(outcome.event, 'delivered', describeOutcome(outcome));
+  assert.equal(sink(SINK.requireTls).messages[0]?.requireTls, true);
+  assert.ok(
+    haraka.logLines.some((l) => /rt\.dane\.test via mx\.rt\.dane\.test .*REQUIRETLS: DNSSEC-validated MX RRset, TLS_SECURE/.test(l)),
+  );
+});
+
+test('RT-2, RT-3: the controls under DANE: a matching host without REQUIRETLS (5.7.30); an insecure zone, its MX set not authenticated (5.7.10)', async () => {
+  const before = sink(SINK.ee).messages.length;
+  await submitRequireTls('rt@ee.dane.test');
+  const refused = await haraka.waitForEvent((e) => e.event === 'bounce' && e.domain === 'ee.dane.test', 15000, 'the return');
+  assert.equal(refused.rcpts?.[0]?.dsn_status, '5.7.30');
+  assert.equal(sink(SINK.ee).messages.length, before, 'nothing delivered to the host that does not advertise REQUIRETLS');
+  await submitRequireTls('rt@insecure.test');
+  const unauthenticated = await haraka.waitForEvent((e) => e.event === 'bounce' && e.domain === 'insecure.test', 15000, 'the return');
+  assert.equal(unauthenticated.rcpts?.[0]?.dsn_status, '5.7.10');
+  assert.match(String(unauthenticated.err), /insecure\.test: MX set not authenticated/);
 });
