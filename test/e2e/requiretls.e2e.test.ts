@@ -216,6 +216,10 @@ test('RT-1, RT-7: the request survives a Haraka restart between receipt and deli
     const deliveries = second.events().filter((e) => e.event === 'delivered' && e.domain === 'queued.test');
     assert.equal(deliveries.length, 2);
     assert.equal(deliveries.filter((e) => e.notes?.[REQUIRETLS_NOTE] === undefined).length, 1, 'the control has none');
+    // RT-2: after the restart the request still reaches the wire; the control's MAIL FROM has no parameter.
+    const wire = (to: string): boolean | undefined => late?.messages.find((m) => m.to.includes(to))?.requireTls;
+    assert.equal(wire('required@queued.test'), true);
+    assert.equal(wire('control@queued.test'), false);
   } finally {
     await second?.stop();
     await late?.stop();
