@@ -64,7 +64,7 @@ export function documentedKeys(markdown: string): Set<string> {
 export function policyTableWords(template: string): string[] {
   const lines = template.split('\n');
   const levels = lines.flatMap((l) => /^# {3}([a-z]+) {2,}\S/.exec(l)?.[1] ?? []);
-  const options = lines.flatMap((l) => /^# {3}([a-z_]+)=[A-Z]/.exec(l)?.[1] ?? []).map((o) => `${o}=`);
+  const options = lines.flatMap((l) => /^# {3}([a-z_]+)=[A-Za-z]/.exec(l)?.[1] ?? []).map((o) => `${o}=`);
   const exemptions = lines.flatMap((l) => /^#\s{20,29}([a-z-]+)\s{2,}\S/.exec(l)?.[1] ?? []);
   return [...levels, ...options, ...exemptions];
 }
@@ -151,7 +151,8 @@ test('DOC-2: the policy table template’s levels, options and exemptions are na
   const template = fs.readFileSync(path.join(ROOT, 'packages', 'haraka-plugin-outbound_tls', 'config', 'outbound_tls_policy'), 'utf8');
   const words = policyTableWords(template);
   assert.deepEqual(words.slice(0, 3), ['may', 'encrypt', 'verify'], 'the levels are read from the template');
-  assert.ok(words.includes('match=') && words.includes('exempt=') && words.includes('auth_min_level='), `options: ${words.join(' ')}`);
+  for (const option of ['match=', 'exempt=', 'auth_min_level=', 'requiretls='])
+    assert.ok(words.includes(option), `options: ${words.join(' ')}`);
   assert.ok(words.includes('dane'), `exemptions: ${words.join(' ')}`);
   const missing = [README, path.join(ROOT, 'packages', 'haraka-plugin-outbound_tls', 'README.md')].flatMap((readme) =>
     unnamed(fs.readFileSync(readme, 'utf8'), words).map((w) => `${path.relative(ROOT, readme)}: ${w}`),
