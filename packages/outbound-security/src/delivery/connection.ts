@@ -249,9 +249,11 @@ export async function decideConnection(input: ConnectionInput, deps: ConnectionD
       );
     }
     events.requireTls?.({ kind: 'sent' });
+    const parameter =
+      input.requireTlsAdvertised === true ? 'MAIL FROM carries REQUIRETLS' : 'MAIL FROM without REQUIRETLS (not advertised)';
     log.info(
       `outbound_tls: ${requirement.domain} via ${where}: REQUIRETLS: ${requirement.requireTls.mxSet.ok ? requirement.requireTls.mxSet.by : ''}, ` +
-        `${levelName(classification.level)}; MAIL FROM carries REQUIRETLS (RT-2)`,
+        `${levelName(classification.level)}; ${parameter} (RT-2)`,
     );
   }
   const exempted = verdict.exemptions ?? [];
