@@ -219,7 +219,8 @@ test('ST-4, ST-5: a policy store that cannot be read defers under on_store_error
   if (sent.kind !== 'deliver') return;
   assert.equal(sent.mxs.length, 2);
   assert.equal(sent.policy, unavailable);
-  assert.deepEqual(sent.state, { domain: 'example.com' });
+  // RT-3: a policy may hide behind the store: a REQUIRETLS message waits rather than being returned.
+  assert.deepEqual(sent.state, { domain: 'example.com', mxAuthUnknown: unavailable.reason });
 });
 
 test('STS-9: with MTA-STS disabled the policy source is never asked', async () => {
@@ -350,4 +351,45 @@ test('DANE-5, MX-8: with DANE in effect but no TLSA records, an enforce policy f
   assert.deepEqual(tlsa.sort(), ['mx1.example.com', 'other.example.net']);
   assert.equal(dns.asked.filter((q) => q === 'MX example.com').length, 1, 'one MX query');
   assert.equal(dns.asked.filter((q) => q === 'A mx1.example.com').length, 1, 'one address lookup per host');
+});
+
+/** The plan for example.com whose MX answer is DNSSEC-validated or not, with DANE's deps (`dane`) as given. */
+async function planned(options: { secure: boolean; dane?: PlanDeps<PolicyInEffect>['dane']; policy?: PolicyInEffect }) {
+  const records = [{ priority: 10, exchange: 'mx1.example.com' }];
+  const answer: DnsAnswer<MxRecord> = { kind: 'answer', records, ...(options.secure ? { secure: true as const } : {}) };
+  const dns = fakeDns({ mx: { 'example.com': answer }, a: ZONE.a });
+  const plan = await planDelivery(
+    'example.com',
+    { dns, policyFor: async () => options.policy ?? NONE, ...(options.dane ? { dane: options.dane } : {}) },
+    { ...SETTINGS, onStoreError: 'send' },
+  );
+  assert.equal(plan.kind, 'deliver', JSON.stringify(plan));
+  return plan.kind === 'deliver' ? plan.state : (undefined as never);
+}
+
+/** DANE in effect; no host has DNSSEC-validated addresses here, so no TLSA question is asked. */
+const DANE = { mode: 'on' as const, lookupTlsa: () => Promise.reject(new Error('not asked')) };
+
+test('RT-2: the MX set counts as DNSSEC-validated only when DANE is in effect (its resolver trusted) and the MX answer is secure', async () => {
+  assert.equal((await planned({ secure: true, dane: DANE })).mxDnssec, true);
+  assert.equal((await planned({ secure: false, dane: DANE })).mxDnssec, undefined, 'an answer that is not secure');
+  assert.equal((await planned({ secure: true })).mxDnssec, undefined, 'no DANE: the AD bit of an untrusted resolver');
+  const unknown = await planned({ secure: true, dane: { ...DANE, unknown: 'resolver check timed out' } });
+  assert.equal(unknown.mxDnssec, undefined, 'a resolver check that is unknown');
+  assert.equal(unknown.mxAuthUnknown, 'DNSSEC validation unknown: resolver check timed out');
+  const unknownInsecure = await planned({ secure: false, dane: { ...DANE, unknown: 'resolver check timed out' } });
+  assert.equal(unknownInsecure.mxAuthUnknown, undefined, 'nothing to validate: the status does not matter');
+});
+
+test('RT-3: an MTA-STS discovery that failed leaves the MX set’s authentication unknown for now; no policy record does not', async () => {
+  const failed: PolicyInEffect = { kind: 'none', reason: 'TXT lookup of _mta-sts.example.com failed: ESERVFAIL', failed: true };
+  assert.equal((await planned({ secure: false, policy: failed })).mxAuthUnknown, failed.reason);
+  assert.equal((await planned({ secure: false, policy: NONE })).mxAuthUnknown, undefined, 'the control');
+  const validated = await planned({ secure: true, dane: DANE, policy: failed });
+  assert.deepEqual([validated.mxDnssec, validated.mxAuthUnknown], [true, undefined], 'DNSSEC authenticates it anyway');
+});
+
+test('RT-3: a policy store that cannot be read (on_store_error=send) leaves the MX set’s authentication unknown for now, not missing', async () => {
+  const unavailable: PolicyInEffect = { kind: 'store-unavailable', reason: 'MTA-STS cache (redis) unavailable: ECONNREFUSED' };
+  assert.equal((await planned({ secure: false, policy: unavailable })).mxAuthUnknown, unavailable.reason);
 });

@@ -211,10 +211,11 @@ export async function planDelivery<P extends PolicyInEffect>(
   }
   // RT-2 (a): the MX set is authenticated by DNSSEC only through a resolver DANE trusts.
   const mxDnssec = deps.dane !== undefined && deps.dane.unknown === undefined && result.secure === true;
-  // RT-3: what may authenticate the MX set but could not be learnt now (a REQUIRETLS message waits for it).
+  // RT-3: what may authenticate the MX set but could not be learnt now (a REQUIRETLS message waits for it):
+  // a failed discovery, or a policy store that cannot be read (on_store_error=send) may hide a policy listing the host.
   const mxAuthUnknown = mxDnssec
     ? undefined
-    : policy.kind === 'none' && policy.failed
+    : (policy.kind === 'none' && policy.failed) || policy.kind === 'store-unavailable'
       ? policy.reason
       : deps.dane?.unknown !== undefined && result.secure === true
         ? `DNSSEC validation unknown: ${deps.dane.unknown}`

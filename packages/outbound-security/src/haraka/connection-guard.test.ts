@@ -8,10 +8,12 @@ import type { X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
 import type { RatchetRead, RatchetStore } from '../ratchet/store';
-import type { ExemptionUse, Requirement } from '../tls/decision';
+import type { ExemptionUse, Requirement, RequireTlsRequirement } from '../tls/decision';
 import { SecLevel } from '../sec-level';
 import { REPORT_NOTE, type ConnectionFacts, type ConnectionOutcome } from '../tlsrpt/session';
-import { installConnectionGuard, type GuardDeps, type GuardedHMail, type HMailPrototype } from './connection-guard';
+import { REQUIRETLS_NOTE, TLS_REQUIRED_NO_NOTE } from '../requiretls/notes';
+import { installConnectionGuard, type GuardDeps, type GuardedHMail, type GuardedMx, type HMailPrototype } from './connection-guard';
+import { noteUnauthenticatedMxSet } from './requiretls-return';
 import { capturingIdentity } from './identity-capture';
 import type { PeerCertificate } from 'node:tls';
 
@@ -391,4 +393,289 @@ test('OPS-6: a name the handshake’s identity check matched is TLS_SECURE witho
   await converse(slow.socket);
   assert.equal(slow.certificateReads(), 1);
   assert.deepEqual(raised, ['example.test TLS_SECURE', 'example.test TLS_INSECURE'], 'no certificate: TLS_INSECURE');
+});
+
+const REQUESTED = { requested: true, at: '2025-01-01T00:00:00.000Z', authenticated: false };
+/** A message received with REQUIRETLS (the note as outbound_tls writes it, read back from the queue file). */
+const requiring: GuardedHMail = { ...hmail, todo: { domain: 'example.test', notes: { [REQUIRETLS_NOTE]: REQUESTED } } };
+const AUTHENTICATED: RequireTlsRequirement = { mxSet: { ok: true, by: 'DNSSEC-validated MX RRset' } };
+const REQUIRETLS_REQUIREMENT: Requirement = { domain: 'example.test', ratchet: true, requireTls: AUTHENTICATED };
+const MX = { exchange: '192.0.2.1', from_dns: 'mx.example.test' };
+
+/** An encrypted connection whose certificate the handshake matched to the MX host name (TLS_SECURE, as in the OPS-6 test). */
+function secureConnection(proto: HMailPrototype, message: GuardedHMail, mx: GuardedMx = MX): FakeSocket {
+  const { socket } = encryptedSocket();
+  proto.try_deliver_host_on_socket?.call(message, mx, mx.exchange, 25, socket);
+  const name = String(mx.from_dns);
+  capturingIdentity(mx, {}).checkServerIdentity?.(name, { subjectaltname: `DNS:${name}` } as PeerCertificate);
+  return socket;
+}
+
+/** STARTTLS, the handshake, EHLO again (its reply advertising REQUIRETLS or not), then Haraka's first held command. */
+async function afterStartTls(socket: FakeSocket, advertise: boolean, held = 'MAIL FROM:<a@example.org>\r\n'): Promise<void> {
+  askStartTls(socket);
+  socket.emit('line', '220 2.0.0 go ahead\r\n');
+  socket.emit('secure');
+  socket.write('EHLO haraka.test\r\n');
+  socket.emit('line', '250-mx.example.test\r\n');
+  socket.emit('line', advertise ? '250 REQUIRETLS\r\n' : '250 SIZE 1000\r\n');
+  socket.write(held);
+  await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
+const HANDSHAKE = ['EHLO haraka.test\r\n', 'STARTTLS\r\n', 'EHLO haraka.test\r\n'];
+
+test('RT-2: a REQUIRETLS message’s MAIL FROM carries REQUIRETLS once the connection passed; the same message without the request, not', async () => {
+  const { proto, deps, errors } = harness({ kind: 'none' }, REQUIRETLS_REQUIREMENT);
+  installConnectionGuard(proto, deps);
+  const socket = secureConnection(proto, requiring);
+  await afterStartTls(socket, true);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(socket.written, [...HANDSHAKE, 'MAIL FROM:<a@example.org> REQUIRETLS\r\n']);
+  assert.equal(socket.write, FakeSocket.prototype.write, 'the socket is Haraka’s own again after MAIL FROM');
+  socket.write('RCPT TO:<b@example.test>\r\n');
+  assert.equal(socket.written.at(-1), 'RCPT TO:<b@example.test>\r\n');
+
+  const control = harness({ kind: 'none' });
+  installConnectionGuard(control.proto, control.deps);
+  const plain = secureConnection(control.proto, hmail);
+  await afterStartTls(plain, true);
+  assert.deepEqual(plain.written, [...HANDSHAKE, 'MAIL FROM:<a@example.org>\r\n']);
+});
+
+test('RT-2: REQUIRETLS goes after SMTPUTF8 on the same MAIL FROM line', async () => {
+  const { proto, deps } = harness({ kind: 'none' }, REQUIRETLS_REQUIREMENT);
+  installConnectionGuard(proto, deps);
+  const socket = secureConnection(proto, requiring);
+  await afterStartTls(socket, true, 'MAIL FROM:<ü@example.org> SMTPUTF8\r\n');
+  assert.deepEqual(socket.written, [...HANDSHAKE, 'MAIL FROM:<ü@example.org> SMTPUTF8 REQUIRETLS\r\n']);
+});
+
+test('RT-2/TLS-8: when AUTH was held, it goes out as it is and the MAIL FROM after it carries REQUIRETLS', async () => {
+  const { proto, deps, errors } = harness({ kind: 'none' }, REQUIRETLS_REQUIREMENT);
+  installConnectionGuard(proto, deps);
+  const socket = secureConnection(proto, requiring, { ...MX, auth_user: 'u', auth_pass: 'p' });
+  await afterStartTls(socket, true, 'AUTH PLAIN AHUAcA==\r\n');
+  assert.deepEqual(errors, []);
+  assert.deepEqual(socket.written, [...HANDSHAKE, 'AUTH PLAIN AHUAcA==\r\n']);
+  socket.emit('line', '235 2.7.0 ok\r\n');
+  socket.write('MAIL FROM:<a@example.org>\r\n');
+  socket.write('RCPT TO:<b@example.test>\r\n');
+  assert.deepEqual(socket.written.slice(HANDSHAKE.length), [
+    'AUTH PLAIN AHUAcA==\r\n',
+    'MAIL FROM:<a@example.org> REQUIRETLS\r\n',
+    'RCPT TO:<b@example.test>\r\n',
+  ]);
+  assert.equal(socket.write, FakeSocket.prototype.write);
+});
+
+test('RT-4: a requiretls=relax relay that does not advertise REQUIRETLS gets the message without the parameter; without the rule, nothing', async () => {
+  const relaxed: Requirement = {
+    ...REQUIRETLS_REQUIREMENT,
+    requireTls: { ...AUTHENTICATED, relaxedBy: 'relay:mx.example.test (x line 1)' },
+  };
+  const { proto, deps, errors } = harness({ kind: 'none' }, relaxed);
+  installConnectionGuard(proto, deps);
+  const socket = secureConnection(proto, requiring);
+  await afterStartTls(socket, false);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(socket.written, [...HANDSHAKE, 'MAIL FROM:<a@example.org>\r\n'], 'RFC 5321: no parameter the server did not offer');
+
+  const strict = harness({ kind: 'none' }, REQUIRETLS_REQUIREMENT);
+  installConnectionGuard(strict.proto, strict.deps);
+  const refused = secureConnection(strict.proto, requiring);
+  await afterStartTls(refused, false);
+  assert.deepEqual(refused.written, [...HANDSHAKE, 'QUIT\r\n']);
+  assert.match(String((strict.errors[0] as Error)?.message), /does not advertise REQUIRETLS after STARTTLS/);
+});
+
+test('RT-2: a REQUIRETLS message is never retried without STARTTLS (TLS-3); the control is', async () => {
+  for (const [message, requirement, retries] of [
+    [requiring, REQUIRETLS_REQUIREMENT, 0],
+    [hmail, { domain: 'example.test', ratchet: true }, 1],
+  ] as const) {
+    const { proto, deps } = harness({ kind: 'none' }, requirement);
+    installConnectionGuard(proto, deps);
+    const refused: GuardedHMail = { ...message, mxlist: [] };
+    const socket = new FakeSocket();
+    proto.try_deliver_host_on_socket?.call(refused, MX, '192.0.2.1', 25, socket);
+    askStartTls(socket);
+    socket.emit('line', '454 4.7.0 TLS not available\r\n');
+    assert.equal(refused.mxlist?.length, retries, 'after a refused STARTTLS');
+    const failed: GuardedHMail = { ...message, mxlist: [] };
+    const second = new FakeSocket();
+    proto.try_deliver_host_on_socket?.call(failed, MX, '192.0.2.1', 25, second);
+    askStartTls(second);
+    second.emit('line', '220 go ahead\r\n');
+    second.emit('error', Object.assign(new Error('wrong version number'), { source: 'tls' }));
+    assert.equal(failed.mxlist?.length, retries, 'after a failed handshake');
+  }
+});
+
+test('RT-5: TLS-Required: No waives the recipient domain’s ratchet and MTA-STS and is counted; never together with REQUIRETLS', async () => {
+  const stored: RatchetRead = { kind: 'level', entry: { domain: 'example.test', level: SecLevel.TLS_SECURE } };
+  const enforced: Requirement = { domain: 'example.test', ratchet: true, sts: { mode: 'enforce', policyId: 'p1' } };
+  const waive = { [TLS_REQUIRED_NO_NOTE]: { waive: true, at: '2025-01-01T00:00:00.000Z' } };
+  const cases: Array<[string, GuardedHMail, Requirement, boolean]> = [
+    ['TLS-Required: No', { ...hmail, todo: { domain: 'example.test', notes: waive } }, enforced, true],
+    ['the control', hmail, enforced, false],
+    [
+      'with REQUIRETLS too',
+      { ...hmail, todo: { domain: 'example.test', notes: { ...waive, [REQUIRETLS_NOTE]: REQUESTED } } },
+      { ...enforced, requireTls: AUTHENTICATED },
+      false,
+    ],
+  ];
+  for (const [name, message, requirement, waived] of cases) {
+    const { proto, deps, errors, exemptions } = harness(stored, requirement);
+    let used = 0;
+    deps.tlsRequiredNoUsed = () => void used++;
+    installConnectionGuard(proto, deps);
+    const socket = new FakeSocket();
+    proto.try_deliver_host_on_socket?.call(message, MX, '192.0.2.1', 25, socket);
+    await converse(socket);
+    assert.equal(used, waived ? 1 : 0, name);
+    assert.deepEqual(exemptions, [], `${name}: never counted as a policy-table exemption`);
+    if (waived) {
+      assert.deepEqual(errors, [], name);
+      assert.deepEqual(socket.written, ['EHLO haraka.test\r\n', 'MAIL FROM:<a@example.org>\r\n'], name);
+    } else {
+      assert.deepEqual(socket.written, ['EHLO haraka.test\r\n', 'QUIT\r\n'], name);
+      assert.match(String((errors[0] as Error)?.message), /offers PLAIN \(no TLS\), required TLS_SECURE \(ratchet\)/, name);
+    }
+  }
+});
+
+interface ReturnHarness {
+  proto: HMailPrototype;
+  /** A REQUIRETLS message (or, `requested: false`, the same without the request) to `mxs`, with Haraka's methods from `proto`. */
+  message(mxs: GuardedMx[], requested?: boolean): GuardedHMail & { try_deliver(): void; temp_fail(err: string): unknown; get_mx(): void };
+  deferred: string[];
+  bounced: string[];
+  dsns: string[];
+  returned: string[][];
+}
+
+/** The guard over a prototype with Haraka's try_deliver (one MX off the list, "Tried all MXs" when none is left) and temp_fail. */
+function returning(requirement: Requirement = REQUIRETLS_REQUIREMENT): ReturnHarness {
+  const h = harness({ kind: 'none' }, requirement);
+  const deferred: string[] = [];
+  const bounced: string[] = [];
+  const dsns: string[] = [];
+  const returned: string[][] = [];
+  h.proto.try_deliver = function (this: GuardedHMail & { temp_fail(err: string): unknown }) {
+    if ((this.mxlist?.length ?? 0) === 0) return this.temp_fail('Tried all MXs');
+    this.mxlist?.shift();
+    return undefined;
+  };
+  h.proto.temp_fail = (err: unknown) => void deferred.push(String(err));
+  h.proto.get_mx = () => undefined;
+  h.deps.requireTlsReturned = (_hmail, _text, missing) => void returned.push(missing);
+  installConnectionGuard(h.proto, h.deps);
+  const message: ReturnHarness['message'] = (mxs, requested = true) =>
+    Object.assign(Object.create(h.proto) as ReturnType<ReturnHarness['message']>, {
+      ...hmail,
+      todo: { domain: 'example.test', rcpt_to: [{ user: 'b' }], notes: requested ? { [REQUIRETLS_NOTE]: REQUESTED } : {} },
+      mxlist: [...mxs],
+      extend_rcpt_with_dsn: (_rcpt: unknown, dsn: { reply: string }) => void dsns.push(dsn.reply),
+      bounce: (err: string) => void bounced.push(err),
+    });
+  return { proto: h.proto, message, deferred, bounced, dsns, returned };
+}
+
+const MX1 = { exchange: '192.0.2.1', from_dns: 'mx1.example.test' };
+const MX2 = { exchange: '192.0.2.2', from_dns: 'mx2.example.test' };
+
+test('RT-3: every MX refused for not advertising REQUIRETLS: "Tried all MXs" returns the message with 5.7.30 instead of deferring', async () => {
+  const r = returning();
+  const message = r.message([MX1, MX2]);
+  for (const mx of [MX1, MX2]) {
+    message.try_deliver();
+    await afterStartTls(secureConnection(r.proto, message, mx), false);
+  }
+  message.try_deliver(); // none left
+  assert.deepEqual(r.deferred, []);
+  assert.equal(r.bounced.length, 1);
+  assert.match(String(r.bounced[0]), /^REQUIRETLS message for example\.test returned: no MX host can take it \(.*mx1\.example\.test/);
+  assert.deepEqual(
+    r.dsns.map((reply) => reply.slice(0, 7)),
+    ['5.7.30 '],
+  );
+  assert.deepEqual(r.returned, [['requiretls']]);
+
+  // The control: the same refusals of a message without the request defer it.
+  const control = returning();
+  const same = control.message([MX1, MX2], false);
+  for (const mx of [MX1, MX2]) {
+    same.try_deliver();
+    await afterStartTls(secureConnection(control.proto, same, mx), false);
+  }
+  same.try_deliver();
+  assert.deepEqual(control.bounced, []);
+  assert.match(String(control.deferred[0]), /^Tried all MXs; refused: /);
+});
+
+test('RT-3: lasting reasons of more than one kind return the message with 5.7.10', async () => {
+  const r = returning();
+  const message = r.message([MX1, MX2]);
+  message.try_deliver();
+  await afterStartTls(secureConnection(r.proto, message, MX1), false);
+  message.try_deliver();
+  const plain = new FakeSocket();
+  r.proto.try_deliver_host_on_socket?.call(message, MX2, MX2.exchange, 25, plain);
+  await converse(plain); // no STARTTLS: below TLS_SECURE
+  message.try_deliver();
+  assert.deepEqual(
+    r.dsns.map((reply) => reply.slice(0, 7)),
+    ['5.7.10 '],
+  );
+  assert.deepEqual(r.returned, [['requiretls', 'certificate']]);
+});
+
+test('RT-3: one attempt that did not end for a lasting reason (unreached, or an MX set not known now) defers the message as usual', async () => {
+  const r = returning();
+  const unreached = r.message([MX1, MX2]);
+  unreached.try_deliver();
+  await afterStartTls(secureConnection(r.proto, unreached, MX1), false);
+  unreached.try_deliver(); // Haraka could not connect to MX2: no connection to guard
+  unreached.try_deliver();
+  assert.deepEqual(r.bounced, []);
+  assert.equal(r.deferred.length, 1);
+
+  const unknown = returning({
+    ...REQUIRETLS_REQUIREMENT,
+    requireTls: { mxSet: { ok: false, reason: 'unknown for now', transient: true } },
+  });
+  const waiting = unknown.message([MX1]);
+  waiting.try_deliver();
+  await afterStartTls(secureConnection(unknown.proto, waiting, MX1), true);
+  waiting.try_deliver();
+  assert.deepEqual(unknown.bounced, []);
+  assert.equal(unknown.deferred.length, 1);
+});
+
+test('RT-3: outbound_mx answering with no authenticated MX returns the message with 5.7.10; a new get_mx round forgets it', () => {
+  const r = returning();
+  const message = r.message([]);
+  noteUnauthenticatedMxSet(message, 'REQUIRETLS: example.test: MX set not authenticated');
+  message.try_deliver();
+  assert.deepEqual(r.deferred, []);
+  assert.deepEqual(
+    r.dsns.map((reply) => reply.slice(0, 7)),
+    ['5.7.10 '],
+  );
+  assert.deepEqual(r.returned, [['mx-set']]);
+
+  const again = r.message([]);
+  noteUnauthenticatedMxSet(again, 'REQUIRETLS: example.test: MX set not authenticated');
+  again.get_mx();
+  again.try_deliver();
+  assert.equal(r.deferred.length, 1, 'the round that noted it is over');
+
+  // The control: only a message received with REQUIRETLS is ever returned.
+  const control = r.message([], false);
+  noteUnauthenticatedMxSet(control, 'REQUIRETLS: example.test: MX set not authenticated');
+  control.try_deliver();
+  assert.equal(r.deferred.length, 2);
+  assert.equal(r.bounced.length, 1);
 });

@@ -230,3 +230,38 @@ test('POL-5: a parent rule on a public suffix is refused with an error and gover
   assert.equal(table.brokenForDomain('anything.com'), null);
   assert.equal(table.forDomain('a.example.com')?.level, 'encrypt');
 });
+
+test('RT-4: requiretls=relax on a relay rule is kept (any case) and written back by ruleText; without it a relay rule relaxes nothing', () => {
+  const relaxed = rule('relay:internal.isp.example verify requiretls=RELAX');
+  assert.equal(relaxed.requireTlsRelax, true);
+  assert.equal(ruleText(relaxed), 'relay:internal.isp.example verify requiretls=relax');
+  const control = rule('relay:internal.isp.example verify');
+  assert.equal(control.requireTlsRelax, undefined);
+  assert.equal(ruleText(control), 'relay:internal.isp.example verify');
+  const all = rule('relay:[192.0.2.7] encrypt exempt=ratchet auth_min_level=verify requiretls=relax');
+  assert.equal(ruleText(all), 'relay:[192.0.2.7] encrypt exempt=ratchet auth_min_level=verify requiretls=relax');
+  assert.equal(
+    parsePolicyTable('relay:internal.isp.example verify requiretls=relax\n', FILE).forRelay('relay:internal.isp.example')?.requireTlsRelax,
+    true,
+  );
+});
+
+test('RT-4: requiretls= belongs on relay rules only and takes only relax: anything else is a problem that holds the destination back (POL-5)', () => {
+  for (const line of ['partner.example verify requiretls=relax', '.partner.example verify requiretls=relax']) {
+    assert.match(
+      problem(line),
+      /requiretls= belongs on relay rules \(relay:<host>\): a recipient's MX hosts must advertise REQUIRETLS \(RT-2\)$/,
+    );
+  }
+  assert.match(
+    problem('relay:internal.isp.example verify requiretls=strict'),
+    /^relay:internal\.isp\.example: requiretls=strict: expected relax$/,
+  );
+  assert.match(problem('relay:internal.isp.example verify requiretls='), /requiretls=: expected relax$/);
+  assert.match(problem('relay:internal.isp.example verify requiretls=relax requiretls=relax'), /requiretls= given twice/);
+  const table = parsePolicyTable('relay:internal.isp.example verify requiretls=yes\npartner.example verify requiretls=relax\n', FILE);
+  assert.equal(table.forRelay('relay:internal.isp.example'), null);
+  assert.ok(table.brokenForRelay('relay:internal.isp.example'), 'the relay waits until the line is fixed');
+  assert.equal(table.forDomain('partner.example'), null);
+  assert.ok(table.brokenForDomain('partner.example'));
+});

@@ -23,3 +23,11 @@ test('RT-5: TLS-Required: No waives the recipient policy, never together with RE
   assert.equal(waivesRecipientPolicy(hmail({})), false);
   assert.equal(waivesRecipientPolicy(hmail({ [TLS_REQUIRED_NO_NOTE]: 'No' })), false);
 });
+
+test('RT-1/RT-5: the notes are read from the queued todo (they survive a restart), never from the live transaction’s hmail.notes', () => {
+  const live = { notes: { [REQUIRETLS_NOTE]: requested, [TLS_REQUIRED_NO_NOTE]: waive }, todo: { notes: {} } };
+  assert.equal(requiresTls(live), false);
+  assert.equal(waivesRecipientPolicy(live), false);
+  const queued = { notes: {}, todo: { notes: { [TLS_REQUIRED_NO_NOTE]: waive } } };
+  assert.equal(waivesRecipientPolicy(queued), true);
+});

@@ -152,3 +152,58 @@ test('TLS-3: the plain retry hides STARTTLS from Haraka and is not retried again
   const d = open({ plainOnly: true });
   assert.equal((d.tlsError() as { retryPlain: boolean }).retryPlain, false);
 });
+
+/** Greeting, EHLO (`before` lines), STARTTLS, handshake, EHLO again (`after` lines): each reply's lines as the server sends them. */
+function advertising(before: string, after: string, options: Partial<ConversationOptions> = {}): Conversation {
+  const c = open(options);
+  serverSends(c, '220 mx.example.test ESMTP\r\n');
+  c.command('EHLO haraka.test\r\n');
+  serverSends(c, before);
+  c.command('STARTTLS\r\n');
+  serverSends(c, '220 2.0.0 go ahead\r\n');
+  assert.deepEqual(c.secured(), { kind: 'pass' });
+  c.command('EHLO haraka.test\r\n');
+  serverSends(c, after);
+  return c;
+}
+
+test('RT-2: REQUIRETLS counts only in the EHLO reply after STARTTLS (either line form, any case); without it, not advertised', () => {
+  const middle = advertising('250-mx.example.test\r\n250 STARTTLS\r\n', '250-mx.example.test\r\n250-REQUIRETLS\r\n250 SIZE 1000\r\n');
+  assert.equal(middle.requireTlsAdvertised, true);
+  const last = advertising('250-mx.example.test\r\n250 STARTTLS\r\n', '250-mx.example.test\r\n250 requiretls\r\n');
+  assert.equal(last.requireTlsAdvertised, true);
+  const without = advertising('250-mx.example.test\r\n250 STARTTLS\r\n', '250-mx.example.test\r\n250 SIZE 1000\r\n');
+  assert.equal(without.requireTlsAdvertised, false);
+  // A keyword that only starts like it, or carries a parameter, is not REQUIRETLS (RFC 8689 §3: no parameters).
+  const lookalike = advertising('250 STARTTLS\r\n', '250-mx.example.test\r\n250-REQUIRETLSX\r\n250 REQUIRETLS=1\r\n');
+  assert.equal(lookalike.requireTlsAdvertised, false);
+  assert.deepEqual(middle.command('MAIL FROM:<a@b.test>\r\n'), { kind: 'hold', decide: true, verb: 'MAIL' });
+});
+
+test('RT-2: a REQUIRETLS line before STARTTLS never counts (a STARTTLS stripper could add it), even when the later reply lacks it', () => {
+  const c = advertising('250-mx.example.test\r\n250-REQUIRETLS\r\n250 STARTTLS\r\n', '250-mx.example.test\r\n250 SIZE 1000\r\n');
+  assert.equal(c.requireTlsAdvertised, false);
+  // Without STARTTLS at all: the only EHLO reply is in clear.
+  const clear = open();
+  serverSends(clear, '220 mx.example.test ESMTP\r\n');
+  clear.command('EHLO haraka.test\r\n');
+  serverSends(clear, '250-mx.example.test\r\n250 REQUIRETLS\r\n');
+  assert.equal(clear.requireTlsAdvertised, false);
+  assert.deepEqual(clear.command('MAIL FROM:<a@b.test>\r\n'), { kind: 'hold', decide: true, verb: 'MAIL' });
+});
+
+test('RT-2: each EHLO, HELO or LHLO command forgets the last advertisement: only the reply to the latest one counts', () => {
+  for (const verb of ['EHLO', 'HELO', 'LHLO']) {
+    const c = advertising('250 STARTTLS\r\n', '250-mx.example.test\r\n250 REQUIRETLS\r\n');
+    assert.equal(c.requireTlsAdvertised, true);
+    c.command(`${verb} haraka.test\r\n`);
+    assert.equal(c.requireTlsAdvertised, false, `${verb} resets it`);
+    serverSends(c, '250-mx.example.test\r\n250 SIZE 1000\r\n');
+    assert.equal(c.requireTlsAdvertised, false, `the reply to the last ${verb} lacks it`);
+  }
+  // The control: an EHLO again whose reply advertises it counts again.
+  const again = advertising('250 STARTTLS\r\n', '250 REQUIRETLS\r\n');
+  again.command('EHLO haraka.test\r\n');
+  serverSends(again, '250-mx.example.test\r\n250 REQUIRETLS\r\n');
+  assert.equal(again.requireTlsAdvertised, true);
+});

@@ -31,7 +31,7 @@ export interface DeliveryState {
    * (DANE-1 in effect, DANE-8), whether or not DANE applies or a table rule exempts it.
    */
   mxDnssec?: true;
-  /** RT-3: the MX set may be authenticated but that could not be learnt now (an MTA-STS discovery failed, a resolver check is unknown). */
+  /** RT-3: the MX set may be authenticated but that could not be learnt now (an MTA-STS discovery failed, the policy store cannot be read, a resolver check is unknown). */
   mxAuthUnknown?: string;
   /** DANE-3/DANE-5: DANE applies to this delivery; per MX host name, what its connections must match. */
   dane?: { mode: DaneMode; hosts: Record<string, DaneHostRequirement> };

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parsePolicyTable } from '../policy-table/table';
-import { connectionRequirement, waiveRecipientPolicy, type ConnectionContext } from './requirement';
+import {
+  TLS_REQUIRED_NO_WAIVER,
+  connectionRequirement,
+  plannedRequirement,
+  waiveForTlsRequiredNo,
+  waiveRecipientPolicy,
+  type ConnectionContext,
+} from './requirement';
 import { SecLevel } from '../sec-level';
 import { decide, type Requirement } from './decision';
 
@@ -12,6 +19,7 @@ const TABLE = parsePolicyTable(
     'legacy.test may exempt=mta-sts',
     'relay:relay.isp.test encrypt auth_min_level=encrypt exempt=ratchet',
     'relay:strict.isp.test verify',
+    'relay:internal.isp.test verify requiretls=relax',
   ].join('\n'),
   FILE,
 );
@@ -124,4 +132,92 @@ test('POL-5: a relay hop whose relay:<host> line (or recipient domain line) cann
   const domain = connectionRequirement(context({ recipientDomain: 'broken.test', mxHost: 'ok.isp.test', table }));
   assert.match(String(domain?.brokenRule), /line 2 cannot be read/);
   assert.equal(connectionRequirement(context({ recipientDomain: 'fine.test', mxHost: 'ok.isp.test', table }))?.brokenRule, undefined);
+});
+
+test('RT-2: a planned REQUIRETLS message carries how the plan authenticated this MX host; the same message without the request, nothing', () => {
+  const state = { domain: 'partner.test', mxDnssec: true as const };
+  const requirement = plannedRequirement({ ...context({ requireTls: true }) }, state);
+  assert.deepEqual(requirement.requireTls, { mxSet: { ok: true, by: 'DNSSEC-validated MX RRset' } });
+  assert.equal(plannedRequirement(context({}), state).requireTls, undefined, 'the control');
+  const literal = connectionRequirement(context({ requireTls: true, mxHost: undefined, state: { domain: '[192.0.2.1]' } }));
+  assert.deepEqual(literal?.requireTls, {
+    mxSet: { ok: false, reason: '[192.0.2.1]: an address literal has no MX host name to authenticate' },
+  });
+  const unknown = connectionRequirement(
+    context({ requireTls: true, state: { domain: 'partner.test', mxAuthUnknown: 'TXT lookup failed' } }),
+  );
+  assert.equal(unknown?.requireTls?.mxSet.ok === false && unknown.requireTls.mxSet.transient, true);
+});
+
+test('RT-4: a relay hop of a REQUIRETLS message: the route is the admin’s (MX set ok); requiretls=relax of the relay rule is carried', () => {
+  const strict = connectionRequirement(context({ requireTls: true, recipientDomain: 'customer.test', mxHost: 'strict.isp.test' }));
+  assert.deepEqual(strict?.requireTls, { mxSet: { ok: true, by: 'relay route to relay:strict.isp.test (configured by the admin)' } });
+  const relaxed = connectionRequirement(context({ requireTls: true, recipientDomain: 'customer.test', mxHost: 'internal.isp.test' }));
+  assert.deepEqual(relaxed?.requireTls, {
+    mxSet: { ok: true, by: 'relay route to relay:internal.isp.test (configured by the admin)' },
+    relaxedBy: label(5, 'relay:internal.isp.test'),
+  });
+  const control = connectionRequirement(context({ recipientDomain: 'customer.test', mxHost: 'internal.isp.test' }));
+  assert.equal(control?.requireTls, undefined, 'the control: the relax rule alone asks nothing');
+});
+
+test('RT-2/RT-4: a relay hop of a REQUIRETLS message is always guarded, even where an ordinary message has nothing to check', () => {
+  const bare = {
+    recipientDomain: '[192.0.2.50]',
+    mxHost: undefined,
+    exchange: '',
+    settings: { authMinLevel: SecLevel.TLS_SECURE, smartHostRatchet: false },
+  };
+  assert.equal(connectionRequirement(context(bare)), null, 'the control: no relay key, no ratchet');
+  const requirement = connectionRequirement(context({ ...bare, requireTls: true }));
+  assert.ok(requirement, 'a REQUIRETLS message is never sent unchecked');
+  assert.equal(requirement.requireTls?.mxSet.ok, true);
+  assert.equal(requirement.ratchet, false);
+});
+
+test('RT-5: TLS-Required: No waives MTA-STS and DANE; the domain’s ratchet is still read and raised but exempted; relay, minimum, auth kept', () => {
+  const dane = { tlsaName: '_25._tcp.mx.partner.test', usable: [], mode: 'on' as const };
+  const requirement: Requirement = {
+    domain: 'partner.test',
+    ratchet: true,
+    sts: { mode: 'enforce', policyId: 'p1' },
+    dane,
+    relayKey: 'relay:relay.isp.test',
+    authMinLevel: SecLevel.TLS_INSECURE,
+    minimum: { level: SecLevel.TLS_INSECURE, rule: label(3, 'relay:relay.isp.test') },
+    ratchetExempt: { domain: label(1, 'partner.test'), relay: label(3, 'relay:relay.isp.test') },
+  };
+  assert.deepEqual(waiveForTlsRequiredNo(requirement), {
+    domain: 'partner.test',
+    ratchet: true,
+    relayKey: 'relay:relay.isp.test',
+    authMinLevel: SecLevel.TLS_INSECURE,
+    minimum: { level: SecLevel.TLS_INSECURE, rule: label(3, 'relay:relay.isp.test') },
+    ratchetExempt: { relay: label(3, 'relay:relay.isp.test'), domain: TLS_REQUIRED_NO_WAIVER },
+  });
+  // A requirement without the domain's ratchet (smart_host_ratchet=false) gets no domain exemption to log.
+  assert.deepEqual(waiveForTlsRequiredNo({ domain: 'partner.test', ratchet: false, relayKey: 'relay:r.test', dane }), {
+    domain: 'partner.test',
+    ratchet: false,
+    relayKey: 'relay:r.test',
+  });
+  // The waived ratchet is not enforced (a PLAIN connection passes a stored TLS_SECURE), and is raised by a better connection.
+  const waived = waiveForTlsRequiredNo({ domain: 'partner.test', ratchet: true, sts: { mode: 'enforce', policyId: 'p1' } });
+  const exempt = { level: SecLevel.TLS_SECURE, key: 'partner.test', rule: TLS_REQUIRED_NO_WAIVER };
+  const plain = decide({ level: SecLevel.PLAIN, reason: 'no TLS' }, waived, undefined, 'defer', 'mx.partner.test', exempt);
+  assert.equal(plain.kind, 'pass');
+  assert.deepEqual(plain.kind === 'pass' && plain.exemptions?.map((use) => use.rule), [TLS_REQUIRED_NO_WAIVER]);
+  const control = decide(
+    { level: SecLevel.PLAIN, reason: 'no TLS' },
+    { domain: 'partner.test', ratchet: true, sts: { mode: 'enforce', policyId: 'p1' } },
+    undefined,
+    'defer',
+    'mx.partner.test',
+  );
+  assert.equal(control.kind === 'abandon' && control.cause, 'mta_sts', 'the control: the same connection without the header');
+  const better = decide({ level: SecLevel.TLS_INSECURE, reason: 'self-signed' }, waived, undefined, 'defer', 'mx.partner.test', {
+    ...exempt,
+    level: SecLevel.PLAIN,
+  });
+  assert.equal(better.raiseTo, SecLevel.TLS_INSECURE);
 });

@@ -28,7 +28,10 @@ export function mxSetAuthentication(state: DeliveryState, mxHost: string | undef
   const sts = state.sts;
   if (sts && (sts.mode === 'enforce' || sts.mode === 'testing') && sts.policy) {
     if (matchesPolicy(sts.policy, mxHost)) return { ok: true, by: `MTA-STS policy ${sts.policyId} (${sts.mode}) lists ${mxHost}` };
-    return { ok: false, reason: `${state.domain}: ${mxHost} is not listed by the MTA-STS policy (id ${sts.policyId}, ${sts.mode})` };
+    // A host the policy does not list may still be authenticated by DNSSEC when that is what is unknown (below).
+    if (!state.mxAuthUnknown) {
+      return { ok: false, reason: `${state.domain}: ${mxHost} is not listed by the MTA-STS policy (id ${sts.policyId}, ${sts.mode})` };
+    }
   }
   if (state.mxAuthUnknown) {
     // RT-3: not known now is not known to be missing: the message waits.
