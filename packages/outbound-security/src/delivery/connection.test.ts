@@ -206,3 +206,30 @@ test('RT-5: a pass by the TLS-Required: No waiver is logged but not counted as a
     [RULE],
   );
 });
+
+test('OPS-6: the pass line is built and written only while INFO lines are written; the verdict is the same', async () => {
+  const infos: Array<string[]> = [[], []];
+  const decisions = [];
+  for (const [i, infoOn] of [true, false].entries()) {
+    const lines = infos[i] as string[];
+    const nothing = (): void => undefined;
+    decisions.push(
+      await decideConnection(
+        { requirement: base, observed: { encrypted: true }, classification: SECURE, mxHost: 'mx.example.test', where: WHERE },
+        {
+          ratchet: { description: 'fake', get: () => Promise.resolve({ kind: 'none' }) },
+          onStoreError: 'defer',
+          report: {
+            log: { info: (line) => lines.push(line), warn: nothing, error: nothing, infoLogged: () => infoOn },
+            events: { connection: nothing, ratchet: nothing, abandoned: nothing, sts: nothing, exemption: nothing, dane: nothing },
+            record: nothing,
+          },
+        },
+      ),
+    );
+  }
+  assert.ok(infos[0]?.some((line) => /example\.test via mx\.example\.test \[192\.0\.2\.1\]: TLS_SECURE .*: pass$/.test(line)));
+  assert.deepEqual(infos[1], []);
+  assert.equal(decisions[0]?.verdict.kind, 'pass');
+  assert.deepEqual(decisions[1]?.verdict, decisions[0]?.verdict);
+});

@@ -59,6 +59,8 @@ export type RequireTlsEvent = { kind: 'sent' } | { kind: 'relaxed' } | { kind: '
 /** The log lines of one connection (outbound_tls: the message's log). */
 export interface ConnectionLog {
   info(line: string): void;
+  /** OPS-6: whether INFO lines are written now; absent: always built. The pass line is built only then. */
+  infoLogged?(): boolean;
   warn(line: string): void;
   error(line: string): void;
 }
@@ -273,6 +275,7 @@ export async function decideConnection(input: ConnectionInput, deps: ConnectionD
         `${use.rule}: ${use.waived} not required`,
     );
   }
+  if (log.infoLogged?.() === false) return decided(verdict);
   const table = requirement.minimum ? `; policy table rule ${requirement.minimum.rule}` : '';
   log.info(
     `outbound_tls: ${requirement.domain} via ${where}: ${seen}; stored ${levelName(verdict.stored)}` +

@@ -90,6 +90,8 @@ export interface GuardDeps {
   requireTlsReturned?(hmail: GuardedHMail, reasons: string, missing: string[]): void;
   /** RT-5: a connection of a `TLS-Required: No` message went without its recipient domain's policy. */
   tlsRequiredNoUsed?(): void;
+  /** OPS-6: whether INFO lines are written now (haraka/log-level.ts); absent: always built. */
+  infoLogged?(): boolean;
   /** The requirement for a message's connection; null = the guard does nothing (not ours to check). */
   requirement(hmail: GuardedHMail, mx: GuardedMx): Requirement | null;
   settings(): { plainRetry: boolean; onStoreError: 'defer' | 'send' };
@@ -440,6 +442,7 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
         info: (line) => hmail.loginfo(line),
         warn: (line) => hmail.logwarn(line),
         error: (line) => hmail.logerror(line),
+        ...(deps.infoLogged ? { infoLogged: deps.infoLogged } : {}),
       };
       Promise.resolve()
         .then(() =>

@@ -20,6 +20,8 @@ export type HookAnswer = [number, HarakaMxSpec[] | string];
 /** The plugin as the answer uses it: its log and the port of the MXs. */
 export interface AnsweringPlugin extends Pick<HarakaPlugin, 'loginfo' | 'logwarn' | 'logerror'> {
   mxConfig: { mxPort: number };
+  /** OPS-6: whether INFO lines are written now (haraka/log-level.ts); absent: always built. */
+  infoLogged?: () => boolean;
 }
 
 /** The plan in Haraka's terms: metrics, one log line per decision (OPS-2), the delivery state and the hook's answer. */
@@ -27,9 +29,10 @@ export function answerFor(plugin: AnsweringPlugin, hmail: HMailItem, domain: str
   // A literal is logged as it was written; a domain as A-label (and U-label).
   const shown = plan.destination?.kind === 'domain' ? destinationName(plan.destination) : printable(domain);
   const policy = plan.policy;
+  const info = plugin.infoLogged?.() ?? true;
   if (policy?.kind === 'policy') {
     metrics.stsMode.inc({ mode: policy.policy.mode });
-    plugin.loginfo(`MTA-STS policy of ${shown}: id ${policy.id}, mode ${policy.policy.mode} (${policy.source})`, hmail);
+    if (info) plugin.loginfo(`MTA-STS policy of ${shown}: id ${policy.id}, mode ${policy.policy.mode} (${policy.source})`, hmail);
   } else if (policy && !(plan.kind === 'transient' && plan.cause === 'store-unavailable')) {
     if (policy.kind === 'store-unavailable') {
       plugin.logerror(`${shown}: ${policy.reason}; on_store_error=send: delivering without MTA-STS`, hmail);
@@ -57,9 +60,9 @@ export function answerFor(plugin: AnsweringPlugin, hmail: HMailItem, domain: str
           hmail,
         );
       }
-      for (const note of plan.notes) plugin.loginfo(`${shown}: ${note}`, hmail);
+      if (info) for (const note of plan.notes) plugin.loginfo(`${shown}: ${note}`, hmail);
       const rule = plan.state.rule;
-      if (rule) plugin.loginfo(`${shown}: policy table rule ${ruleLabel(rule)}: ${ruleText(rule)}`, hmail);
+      if (rule && info) plugin.loginfo(`${shown}: policy table rule ${ruleLabel(rule)}: ${ruleText(rule)}`, hmail);
       if (plan.state.sts?.exempted && rule && policy?.kind === 'policy') {
         // POL-2: weakening is visible; outbound_tls logs and counts each connection that needed the exemption.
         const outside = plan.exemptedWouldNotUse.length > 0 ? `; enforce would not use ${plan.exemptedWouldNotUse.join(', ')}` : '';
@@ -78,7 +81,9 @@ export function answerFor(plugin: AnsweringPlugin, hmail: HMailItem, domain: str
       const list = mxs.flatMap((mx) =>
         mx.addresses.map((address) => ({ exchange: address, priority: mx.priority, port, ...(mx.host ? { from_dns: mx.host } : {}) })),
       );
-      if (plan.destination.kind === 'literal') {
+      if (!info) {
+        // OPS-6: INFO lines are not written: nothing to build.
+      } else if (plan.destination.kind === 'literal') {
         plugin.loginfo(`address literal ${shown}: no MX lookup, no MTA-STS, at most TLS_INSECURE`, hmail);
       } else {
         plugin.loginfo(

@@ -27,6 +27,7 @@ import { guardProblem, guardStatus, pluginListProblem } from './guard-status';
 import { answerFor, type HookAnswer } from './mx-answer';
 import { requiresTls } from '../requiretls/notes';
 import { publishPluginDocs } from './plugin-docs';
+import { infoLogged } from './log-level';
 import { outboundMxSettings, outboundTlsSettings, policyTableSettings, sharedStores, type MxSettings, type Settings } from './settings';
 
 export interface OutboundMxPlugin extends HarakaPlugin {
@@ -39,6 +40,8 @@ export interface OutboundMxPlugin extends HarakaPlugin {
   mtaSts: MtaStsResolver;
   stsSettings: MtaStsSettings;
   onStoreError: 'defer' | 'send';
+  /** OPS-6: whether INFO lines are written now (haraka/log-level.ts). */
+  infoLogged: () => boolean;
   refreshTimer?: NodeJS.Timeout;
   /** POL-1: the admin policy table (owned by outbound_tls, read here for `exempt=mta-sts` and the log). */
   policyTable: Settings<PolicyTable>;
@@ -55,6 +58,7 @@ export interface OutboundMxPlugin extends HarakaPlugin {
  */
 export function registerOutboundMx(plugin: OutboundMxPlugin, packageDir: string): void {
   loadOutboundMxIni(plugin);
+  plugin.infoLogged = infoLogged(plugin);
   plugin.policyTable = policyTableSettings(plugin);
   plugin.pluginListProblem = pluginListProblem(listOf(plugin.config.get('plugins', 'list')));
   publishPluginDocs(plugin, packageDir);

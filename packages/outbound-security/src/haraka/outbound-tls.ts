@@ -30,6 +30,7 @@ import {
   type HMailPrototype,
 } from './connection-guard';
 import { getDeliveryState } from './delivery-state';
+import { infoLogged } from './log-level';
 import { setGuardProblem } from './guard-status';
 import { publishPluginDocs } from './plugin-docs';
 import { RUNTIME_STATUS_FILE, writeRuntimeStatus } from './runtime-status';
@@ -204,6 +205,7 @@ function requirementFor(
 
 function guardDeps(plugin: OutboundTlsPlugin): GuardDeps {
   return {
+    infoLogged: infoLogged(plugin),
     store: () => plugin.ratchetStore,
     requirement: (hmail, mx) => requirementFor(plugin, hmail, mx),
     settings: () => ({ plainRetry: plugin.tlsConfig.plainRetry, onStoreError: plugin.tlsConfig.onStoreError }),

@@ -63,8 +63,16 @@ function printableLine(line: string): string {
   return JSON.stringify(line.replace(/\r?\n$/, '').slice(0, 80));
 }
 
+/** The command's verb in upper case (leading blanks skipped, letters only). OPS-6: a scan, no regular expression. */
 function verbOf(command: string): string {
-  return (/^\s*([A-Za-z]+)/.exec(command)?.[1] ?? '').toUpperCase();
+  let start = 0;
+  while (start < command.length && (command[start] === ' ' || command[start] === '\t')) start++;
+  let end = start;
+  for (; end < command.length; end++) {
+    const code = command.charCodeAt(end) | 0x20; // lower-cases ASCII letters
+    if (code < 0x61 || code > 0x7a) break;
+  }
+  return command.slice(start, end).toUpperCase();
 }
 
 export class Conversation {
