@@ -10,7 +10,9 @@
  * - DANE in effect, or why not (DANE-8);
  * - policy table lines not in force, and the destinations whose mail waits
  *   for a fix (POL-5);
- * - TLS reporting on or off, its settings, its outbox (RPT-7).
+ * - TLS reporting on or off, its settings, its outbox (RPT-7);
+ * - REQUIRETLS on or off, and whether Haraka can offer it at all (RT-1:
+ *   only inside TLS, so Haraka's tls plugin and its key and certificate).
  * Exit status 8 when a line says FAIL (mail is deferred, or protection is
  * missing), 0 otherwise.
  */
@@ -34,7 +36,7 @@ export type CheckCommand = { kind: 'check' };
 export const EXIT_CHECK_FAILED = 8;
 
 type Mark = 'ok' | 'warn' | 'FAIL';
-interface Finding {
+export interface Finding {
   mark: Mark;
   what: string;
   text: string;
@@ -157,6 +159,38 @@ async function checkReporting(settings: OutboundTlsConfig): Promise<Finding[]> {
   return findings;
 }
 
+/**
+ * RT-1, RT-6: `[requiretls] enabled=true` does nothing visible when Haraka has
+ * no inbound TLS (REQUIRETLS is advertised only after STARTTLS): say so.
+ */
+export function checkRequireTls(configDir: string, settings: Pick<OutboundTlsConfig, 'requiretls'>): Finding {
+  const { enabled, tlsRequiredHeader } = settings.requiretls;
+  const header = `TLS-Required: No ${tlsRequiredHeader === 'honour' ? 'honoured' : 'ignored'}`;
+  if (!enabled)
+    return { mark: 'ok', what: 'REQUIRETLS', text: `off ([requiretls] enabled=false: MAIL FROM … REQUIRETLS refused with 555); ${header}` };
+  const list = pluginList(configDir) ?? [];
+  if (!list.some((name) => name.replace(/^haraka-plugin-/, '') === 'tls')) {
+    return {
+      mark: 'warn',
+      what: 'REQUIRETLS',
+      text: "enabled, but Haraka's tls plugin is not in config/plugins: no inbound STARTTLS, so REQUIRETLS is never advertised",
+    };
+  }
+  const missing = ['tls_key.pem', 'tls_cert.pem'].filter((file) => !fs.existsSync(path.join(configDir, file)));
+  if (missing.length > 0) {
+    return {
+      mark: 'warn',
+      what: 'REQUIRETLS',
+      text: `enabled, but ${missing.map((f) => path.join(configDir, f)).join(' and ')} missing: Haraka cannot offer STARTTLS, so REQUIRETLS is never advertised`,
+    };
+  }
+  return {
+    mark: 'ok',
+    what: 'REQUIRETLS',
+    text: `on: advertised after STARTTLS; such messages go only to authenticated MX hosts over TLS_SECURE connections that advertise it, or are returned (RT-2, RT-3); ${header}`,
+  };
+}
+
 /** `check` takes no argument; a string is a usage error. */
 export function parseCheckCommand(line: CommandLine): CheckCommand | string {
   return unknownOption(line) ?? (line.words.length > 0 ? 'check takes no argument' : { kind: 'check' });
@@ -170,6 +204,7 @@ export async function runCheck(_command: CheckCommand, { configDir, settings, re
     await checkDane(configDir),
     ...checkTable(configDir),
     ...(await checkReporting(settings)),
+    checkRequireTls(configDir, settings),
   ];
   for (const { mark, what, text } of findings) output.out(`${mark.padEnd(4)} ${what}: ${text}`);
   const failed = findings.filter((f) => f.mark === 'FAIL').length;
