@@ -94,6 +94,11 @@ export const metrics = {
     'REQUIRETLS messages returned to the sender because no MX could meet RT-2, by what was missing (RT-3)',
     ['reason'],
   ),
+  requireTlsDsn: counter(
+    'outbound_tls_requiretls_dsn_total',
+    "DSNs of returned REQUIRETLS messages: queued with REQUIRETLS, or fallback (Haraka's own bounce, without REQUIRETLS) (RT-3)",
+    ['result'],
+  ),
   tlsRequiredNo: counter(
     'outbound_tls_tls_required_no_total',
     'TLS-Required: No: messages received with the header honoured, connections that used it (RT-5)',

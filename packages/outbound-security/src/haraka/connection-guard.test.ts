@@ -532,9 +532,22 @@ test('RT-5: TLS-Required: No waives the recipient domain’s ratchet and MTA-STS
     deps.tlsRequiredNoUsed = () => void used++;
     installConnectionGuard(proto, deps);
     const socket = new FakeSocket();
-    proto.try_deliver_host_on_socket?.call(message, MX, '192.0.2.1', 25, socket);
+    const warnings: string[] = [];
+    proto.try_deliver_host_on_socket?.call(
+      { ...message, logwarn: (line: unknown) => warnings.push(String(line)) },
+      MX,
+      '192.0.2.1',
+      25,
+      socket,
+    );
     await converse(socket);
     assert.equal(used, waived ? 1 : 0, name);
+    // A weakening is loud: a WARN line for each use, none without one.
+    assert.equal(
+      warnings.filter((l) => /TLS-Required: No: example\.test's MTA-STS, DANE and ratchet enforcement waived/.test(l)).length,
+      waived ? 1 : 0,
+      name,
+    );
     assert.deepEqual(exemptions, [], `${name}: never counted as a policy-table exemption`);
     if (waived) {
       assert.deepEqual(errors, [], name);

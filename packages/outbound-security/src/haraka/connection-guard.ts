@@ -275,7 +275,8 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
   }
   if (tlsRequiredNo) {
     deps.tlsRequiredNoUsed?.();
-    hmail.loginfo(
+    // Weakening is always visible (as POL-2's exemptions): WARN, and counted.
+    hmail.logwarn(
       `outbound_tls: TLS-Required: No: ${requirement.domain}'s MTA-STS, DANE and ratchet enforcement waived for this message ` +
         `(RT-5, RFC 8689 §4.1); TLS still attempted, levels still raised; table rules and credentials still guarded`,
     );

@@ -141,30 +141,53 @@ interface HarakaOutbound {
  */
 export function requiretls_bounce(this: RequireTlsPlugin, next: Next, hmail: BouncingHMail): void {
   if (!requiresTls(hmail) || !hmail.todo.mail_from.user) return next(CONT);
-  const outbound = this.haraka_require('outbound') as HarakaOutbound;
-  // Haraka's send_email parses address strings itself; the sender's envelope form is its own format().
-  const from = '<>';
-  const to = String(hmail.todo.mail_from);
-  const reason = (hmail as { bounce_error?: unknown }).bounce_error ?? 'REQUIRETLS message returned';
-  hmail.populate_bounce_message(from, to, reason, (err, lines) => {
-    if (err || !lines) {
-      hmail.logerror(`outbound_tls: cannot build the REQUIRETLS DSN (${String(err)}); Haraka's own bounce is sent instead`);
-      return next(CONT);
+  let answered = false;
+  /** Once: OK when our DSN is queued; else Haraka's own bounce (without REQUIRETLS), said loudly and counted. */
+  const answer = (queued: boolean, why = ''): void => {
+    if (answered) return;
+    answered = true;
+    metrics.requireTlsDsn.inc({ result: queued ? 'queued' : 'fallback' });
+    if (queued) {
+      hmail.loginfo('outbound_tls: REQUIRETLS DSN queued with REQUIRETLS, headers only (RT-3)');
+      return next(OK);
     }
-    const note: RequireTlsNote = { requested: true, at: new Date().toISOString(), authenticated: false };
-    outbound.send_email(
+    hmail.logerror(
+      `outbound_tls: the REQUIRETLS DSN could not be queued (${why}); Haraka's own bounce is sent instead, ` +
+        'without REQUIRETLS (headers only)',
+    );
+    next(CONT);
+  };
+  // OPS-8: the callbacks run from Haraka's queue-file stream and outbound: nothing may throw out of them.
+  const guarded =
+    <A extends unknown[]>(body: (...args: A) => void) =>
+    (...args: A): void => {
+      try {
+        body(...args);
+      } catch (err) {
+        answer(false, `internal error: ${(err as Error)?.message ?? String(err)}`);
+      }
+    };
+  guarded(() => {
+    const outbound = this.haraka_require('outbound') as HarakaOutbound;
+    // Haraka's send_email parses address strings itself; the sender's envelope form is its own format().
+    const from = '<>';
+    const to = String(hmail.todo.mail_from);
+    const reason = (hmail as { bounce_error?: unknown }).bounce_error ?? 'REQUIRETLS message returned';
+    hmail.populate_bounce_message(
       from,
       to,
-      lines.join(''),
-      (code) => {
-        if (code !== OK) {
-          hmail.logerror(`outbound_tls: the REQUIRETLS DSN could not be queued (${code}); Haraka's own bounce is tried instead`);
-          return next(CONT);
-        }
-        hmail.loginfo('outbound_tls: REQUIRETLS DSN queued with REQUIRETLS, headers only (RT-3)');
-        next(OK);
-      },
-      { notes: { [REQUIRETLS_NOTE]: note } },
+      reason,
+      guarded((err: unknown, lines?: string[]) => {
+        if (err || !lines) return answer(false, `cannot build it: ${String(err)}`);
+        const note: RequireTlsNote = { requested: true, at: new Date().toISOString(), authenticated: false };
+        outbound.send_email(
+          from,
+          to,
+          lines.join(''),
+          guarded((code: number) => answer(code === OK, `queueing answered ${code}`)),
+          { notes: { [REQUIRETLS_NOTE]: note } },
+        );
+      }),
     );
-  });
+  })();
 }
