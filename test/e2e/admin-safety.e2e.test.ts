@@ -14,7 +14,15 @@ import { SecLevel } from '#lib/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { CLI_PATH, HarakaInstance, describeOutcome, firstOutcome, freePort, type HarakaOptions } from '../fixtures/haraka-instance';
+import {
+  CLI_PATH,
+  HarakaInstance,
+  describeOutcome,
+  firstOutcome,
+  freePort,
+  type HarakaOptions,
+  type RecordedEvent,
+} from '../fixtures/haraka-instance';
 import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';
 import { TestCa } from '../fixtures/test-ca';
 
@@ -121,14 +129,23 @@ test('TLS-9: outbound_tls listed after outbound_mx: the same, with the fix named
   });
 });
 
+/**
+ * secure.test stored at TLS_SECURE, its only MX self-signed: the guard refuses it and the message
+ * waits with the ratchet's reason (the guard works). The outcome, and when the message was sent.
+ */
+async function refusedBelowStoredLevel(instance: HarakaInstance): Promise<{ since: number; outcome: RecordedEvent }> {
+  await storeLevel(instance, 'secure.test', SecLevel.TLS_SECURE);
+  const since = Date.now();
+  await instance.send({ to: 'user@secure.test' });
+  const outcome = await firstOutcome(instance, 'secure.test', since);
+  assert.equal(outcome.event, 'deferred', describeOutcome(outcome));
+  assert.match(String(outcome.err), /required TLS_SECURE/);
+  return { since, outcome };
+}
+
 test('TLS-9: control: with outbound_tls listed first, the self-signed MX is refused by the guard and the plain one used', async () => {
   await withHaraka(options({ plugins: ['outbound_tls', 'outbound_mx'] }), async (instance) => {
-    await storeLevel(instance, 'secure.test', SecLevel.TLS_SECURE);
-    const since = Date.now();
-    await instance.send({ to: 'user@secure.test' });
-    const outcome = await firstOutcome(instance, 'secure.test', since);
-    assert.equal(outcome.event, 'deferred', describeOutcome(outcome));
-    assert.match(String(outcome.err), /required TLS_SECURE/);
+    const { since, outcome } = await refusedBelowStoredLevel(instance);
     assert.doesNotMatch(String(outcome.err), /not guarded/);
     assert.ok(!instance.logLines.some((l) => /outbound connections are not guarded/.test(l)));
     await instance.send({ to: 'user@open.test' });
@@ -182,12 +199,7 @@ test('POL-5: a parent rule on a public suffix (.test may exempt=ratchet) is refu
   const table = '.test may exempt=ratchet,mta-sts,dane\n';
   await withHaraka(options({ plugins: ['outbound_tls', 'outbound_mx'], config: { outbound_tls_policy: table } }), async (instance) => {
     await instance.waitForLog(/config\/outbound_tls_policy line 1: \.test: test is a public suffix/);
-    await storeLevel(instance, 'secure.test', SecLevel.TLS_SECURE);
-    const since = Date.now();
-    await instance.send({ to: 'user@secure.test' });
-    const outcome = await firstOutcome(instance, 'secure.test', since);
-    assert.equal(outcome.event, 'deferred', describeOutcome(outcome));
-    assert.match(String(outcome.err), /required TLS_SECURE/);
+    await refusedBelowStoredLevel(instance);
     assert.ok(!instance.logLines.some((l) => /passed only by exempt=ratchet/.test(l)), 'no exemption used');
   });
 });
