@@ -161,6 +161,15 @@ async function readExempted(
   return highest;
 }
 
+/**
+ * RT-3: a REQUIRETLS message's connection refused by DANE, or for being below TLS_SECURE, would be
+ * refused by RT-2 (b) too: a lasting reason (`certificate`). A store that cannot be read is not.
+ */
+function markLasting(verdict: Extract<Verdict, { kind: 'abandon' }>, requirement: Requirement, classification: Classification): void {
+  if (!requirement.requireTls || verdict.cause === 'store') return;
+  if (verdict.cause === 'dane' || classification.level < SecLevel.TLS_SECURE) verdict.requireTls = 'certificate';
+}
+
 /** Classify → DANE check → ratchet → decision → raise, for one connection held before MAIL FROM. */
 export async function decideConnection(input: ConnectionInput, deps: ConnectionDeps): Promise<ConnectionDecision> {
   const { requirement, observed, mxHost, where } = input;
@@ -180,8 +189,8 @@ export async function decideConnection(input: ConnectionInput, deps: ConnectionD
         kind: 'abandon',
         cause: 'dane',
         reason: `${requirement.domain}: ${where}: ${dane.refuse}`,
-        ...(requirement.requireTls ? { requireTls: 'certificate' as const } : {}),
       };
+      markLasting(verdict, requirement, classification);
       return { verdict, classification, dane };
     }
     if (dane.check.kind === 'refused' && dane.note) log.warn(`outbound_tls: ${dane.note}`);
@@ -223,9 +232,7 @@ export async function decideConnection(input: ConnectionInput, deps: ConnectionD
     events.ratchet('pass');
   }
   if (verdict.kind === 'abandon') {
-    // RT-3: a REQUIRETLS message refused for a connection below TLS_SECURE would be refused by RT-2 (b) too: lasting.
-    if (requirement.requireTls && classification.level < SecLevel.TLS_SECURE && verdict.cause !== 'store')
-      verdict.requireTls = 'certificate';
+    markLasting(verdict, requirement, classification);
     if (verdict.cause === 'ratchet') events.ratchet('fail');
     if (verdict.cause === 'mta_sts' && requirement.sts) events.sts(requirement.sts.mode, 'fail');
     events.abandoned(verdict.cause);
