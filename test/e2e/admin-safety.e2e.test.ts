@@ -160,6 +160,20 @@ test('TLS-9: control: with outbound_tls listed first, the self-signed MX is refu
   });
 });
 
+test('TLS-9: settings that lower protection below the defaults are WARN lines and a gauge; the defaults are 0', async () => {
+  const listen = `127.0.0.1:${await freePort()}`;
+  const ini = `[main]\non_store_error=send\nsmart_host_ratchet=false\n[metrics]\nlisten=${listen}\n`;
+  await withHaraka(options({ plugins: ['outbound_tls', 'outbound_mx'], config: { 'outbound_tls.ini': ini } }), async (instance) => {
+    await instance.waitForLog(/metrics on http:/);
+    assert.ok(instance.logLines.some((l) => /\[WARN\].*outbound_tls\.ini: on_store_error=send: /.test(l)));
+    assert.ok(instance.logLines.some((l) => /\[WARN\].*outbound_tls\.ini: smart_host_ratchet=false: /.test(l)));
+    const text = await (await fetch(`http://${listen}/metrics`)).text();
+    assert.match(text, /^outbound_tls_weakening_setting\{setting="on_store_error"\} 1$/m);
+    assert.match(text, /^outbound_tls_weakening_setting\{setting="smart_host_ratchet"\} 1$/m);
+    assert.match(text, /^outbound_tls_weakening_setting\{setting="auth_min_level"\} 0$/m, 'control: the default');
+  });
+});
+
 test('TLS-9: the metric says the guard is missing', async () => {
   const listen = `127.0.0.1:${await freePort()}`;
   await withHaraka(

@@ -166,6 +166,14 @@ export const metrics = {
     registers: [registry],
     aggregator: 'min',
   }),
+  /** TLS-9: 1 for each outbound_tls.ini setting that lowers protection below its default (config/outbound-tls.ts weakeningSettings). */
+  weakeningSetting: new Gauge({
+    name: 'outbound_tls_weakening_setting',
+    help: 'outbound_tls.ini settings in force that lower protection below the defaults (1): on_store_error=send, smart_host_ratchet=false, auth_min_level below TLS_SECURE',
+    labelNames: ['setting'],
+    registers: [registry],
+    aggregator: 'max',
+  }),
   tableLines: new Gauge({
     name: 'outbound_tls_policy_table_lines',
     help: 'Lines of the policy table: rules in force, and lines ignored because they cannot be understood',

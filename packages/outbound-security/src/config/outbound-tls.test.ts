@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { OUTBOUND_TLS_SCHEMA, parseOutboundTlsConfig } from './outbound-tls';
+import { OUTBOUND_TLS_SCHEMA, parseOutboundTlsConfig, weakeningSettings } from './outbound-tls';
 import { unknownKeys } from '../ini';
 
 test('RT-1, RT-5: [requiretls] defaults: REQUIRETLS off (Haraka unchanged), TLS-Required honoured', () => {
@@ -17,4 +17,18 @@ test('RT-1, RT-5: [requiretls] enabled and tls_required_header are read; a bad v
   );
   assert.throws(() => parseOutboundTlsConfig({ requiretls: { enabled: 'maybe' } }, '/h'), /\[requiretls\] enabled=maybe/);
   assert.deepEqual(unknownKeys('outbound_tls.ini', ini, OUTBOUND_TLS_SCHEMA), []);
+});
+
+test('TLS-9: weakeningSettings names each setting below its default, and none for the defaults', () => {
+  const defaults = parseOutboundTlsConfig({}, '/srv/haraka');
+  assert.deepEqual(weakeningSettings(defaults), []);
+  const weak = parseOutboundTlsConfig(
+    { main: { on_store_error: 'send', smart_host_ratchet: 'false', auth_min_level: 'PLAIN' } },
+    '/srv/haraka',
+  );
+  assert.deepEqual(
+    weakeningSettings(weak).map((w) => w.setting),
+    ['on_store_error', 'smart_host_ratchet', 'auth_min_level'],
+  );
+  assert.match(weakeningSettings(weak)[2]?.text ?? '', /auth_min_level=PLAIN/);
 });

@@ -4,7 +4,7 @@
  * same stores.
  */
 import path from 'node:path';
-import { SecLevel, parseLevel } from '../sec-level';
+import { SecLevel, levelName, parseLevel } from '../sec-level';
 import { booleanValue, integerValue, type IniFile, type IniSchema, type IniSection } from '../ini';
 import type { RedisBackend, StoreBackend } from '../store/settings';
 import { TLSRPT_KEYS, parseTlsReportingSettings, type TlsReportingConfig } from '../tlsrpt/settings';
@@ -95,6 +95,38 @@ export function parseOutboundTlsConfig(ini: IniFile, harakaDir: string): Outboun
     tlsrpt: parseTlsReportingSettings(ini.tlsrpt, { baseDir: harakaDir }),
     requiretls: parseRequireTlsSettings(ini.requiretls ?? {}),
   };
+}
+
+/** TLS-9: a setting of outbound_tls.ini that lowers protection below its default, and what it gives up. */
+export const WEAKENING_SETTINGS = ['on_store_error', 'smart_host_ratchet', 'auth_min_level'] as const;
+
+export interface WeakeningSetting {
+  setting: (typeof WEAKENING_SETTINGS)[number];
+  text: string;
+}
+
+/** TLS-9: the settings that lower protection below the defaults (said at startup and every reload, and exported). */
+export function weakeningSettings(config: Pick<OutboundTlsConfig, 'onStoreError' | 'smartHostRatchet' | 'authMinLevel'>): WeakeningSetting[] {
+  const found: WeakeningSetting[] = [];
+  if (config.onStoreError === 'send') {
+    found.push({
+      setting: 'on_store_error',
+      text: 'on_store_error=send: while a store cannot be read, mail goes out without its stored level and cached MTA-STS policy',
+    });
+  }
+  if (!config.smartHostRatchet) {
+    found.push({
+      setting: 'smart_host_ratchet',
+      text: "smart_host_ratchet=false: relay hops do not carry the recipient domain's stored level (only the relay's own)",
+    });
+  }
+  if (config.authMinLevel < SecLevel.TLS_SECURE) {
+    found.push({
+      setting: 'auth_min_level',
+      text: `auth_min_level=${levelName(config.authMinLevel)}: smart-host credentials may go out without a certificate that authenticates the relay`,
+    });
+  }
+  return found;
 }
 
 function parseRequireTlsSettings(section: IniSection): RequireTlsSettings {

@@ -8,7 +8,7 @@
  */
 import cluster from 'node:cluster';
 import type { IniFile } from '../ini';
-import type { OutboundTlsConfig } from '../config/outbound-tls';
+import { WEAKENING_SETTINGS, weakeningSettings, type OutboundTlsConfig } from '../config/outbound-tls';
 import { failClosedReason } from '../delivery/fail-closed';
 import type { PolicyTable } from '../policy-table/table';
 import type { RatchetStore } from '../ratchet/store';
@@ -138,6 +138,11 @@ export function loadOutboundTlsIni(plugin: OutboundTlsPlugin): void {
   const apply = (next: SharedSettings): void => {
     plugin.tlsConfig = next.tls;
     plugin.ratchetStore = stores.ratchet();
+    // TLS-9: the weakening settings in force (each is a WARN line of the settings, at startup and every reload).
+    const weak = new Set(weakeningSettings(next.tls).map((w) => w.setting));
+    for (const setting of WEAKENING_SETTINGS) {
+      metrics.weakeningSetting.set({ setting }, weak.has(setting) ? 1 : 0);
+    }
   };
   plugin.stores = stores;
   apply(settings.current);

@@ -272,3 +272,27 @@ test('PKG-4/OPS-2: the startup line names redis.ini only when the Haraka config 
     fs.rmSync(redisIni);
   }
 });
+
+test('TLS-9: a setting that lowers protection below its default is a WARN line at load and at every reload; the defaults say nothing', () => {
+  const tls = host('outbound_tls');
+  tls.config.files.set('outbound_tls.ini', {
+    main: { on_store_error: 'send', smart_host_ratchet: 'false', auth_min_level: 'TLS_INSECURE' },
+  });
+  new WatchedSettings(SHARED_SETTINGS).load(tls);
+  const warned = (): string[] => tls.lines.filter((l) => /^WARN \[outbound_tls\] outbound_tls\.ini: /.test(l));
+  assert.deepEqual(
+    warned().map((l) => /outbound_tls\.ini: (\w+)=/.exec(l)?.[1]),
+    ['on_store_error', 'smart_host_ratchet', 'auth_min_level'],
+    tls.lines.join('\n'),
+  );
+  tls.config.change('outbound_tls.ini', { main: { smart_host_ratchet: 'false' } });
+  assert.equal(warned().length, 4, 'said again on reload');
+  // Control: the defaults lower nothing and warn of nothing.
+  const quiet = host('outbound_tls');
+  quiet.config.files.set('outbound_tls.ini', { main: {} });
+  new WatchedSettings(SHARED_SETTINGS).load(quiet);
+  assert.deepEqual(
+    quiet.lines.filter((l) => l.startsWith('WARN')),
+    [],
+  );
+});

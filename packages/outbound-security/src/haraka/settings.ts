@@ -30,7 +30,7 @@ import { OUTBOUND_MX_SCHEMA, parseOutboundMxConfig, type OutboundMxConfig } from
 import { SharedStores, type StoreSettings } from '../state/open';
 import { STORE_RECORD_FILE } from '../state/in-use';
 import { setStoreUp } from '../metrics';
-import { OUTBOUND_TLS_SCHEMA, parseOutboundTlsConfig, type OutboundTlsConfig } from '../config/outbound-tls';
+import { OUTBOUND_TLS_SCHEMA, parseOutboundTlsConfig, weakeningSettings, type OutboundTlsConfig } from '../config/outbound-tls';
 import { POLICY_TABLE_FILE, readPolicyTable } from '../policy-table/file';
 import { formatProblem, type PolicyTable } from '../policy-table/table';
 
@@ -283,6 +283,9 @@ export const SHARED_SETTINGS: SettingsSpec<SharedSettings> = {
     const read = sharedIni.read(config, onChange);
     const tlsrpt = read.value.tls.tlsrpt;
     if (tlsrpt.kind === 'misconfigured') read.notices.push({ level: 'error', message: `${OUTBOUND_TLS_INI}: ${tlsrpt.reason}` });
+    // TLS-9: a setting that lowers protection below its default is never silent.
+    for (const weak of weakeningSettings(read.value.tls))
+      read.notices.push({ level: 'warn', message: `${OUTBOUND_TLS_INI}: ${weak.text}` });
     return read;
   },
 };
