@@ -19,7 +19,7 @@ import { openPolicyStore, openRatchetStoreFromUrl } from '#lib/state/open';
 import { SecLevel } from '#lib/sec-level';
 import { TestDnsServer } from '../fixtures/dns-server';
 import { HarakaInstance, CLI_PATH, freePort } from '../fixtures/haraka-instance';
-import { PolicyServer, policyText } from '../fixtures/policy-server';
+import { PolicyServer } from '../fixtures/policy-server';
 import { TestRedis } from '../fixtures/redis-server';
 import { SmtpSink, startSinksOnCommonPort, type SinkOptions } from '../fixtures/smtp-sink';
 import { TestCa } from '../fixtures/test-ca';
@@ -55,9 +55,7 @@ function pointMx(domain: string, sinkName: string): void {
 
 /** An MTA-STS policy for `domain` (testing mode: cached like any other, filters nothing). */
 async function publishPolicy(domain: string): Promise<void> {
-  dns.set(`_mta-sts.${domain}`, [{ type: 'TXT', data: 'v=STSv1; id=reload1' }]);
-  dns.set(`mta-sts.${domain}`, [{ type: 'A', address: POLICY_HOST }]);
-  await policies.set(domain, { kind: 'serve', body: policyText({ mode: 'testing', maxAge: 86400, mx: ['mx.secure.test'] }) });
+  await policies.publish(dns, domain, { id: 'reload1', mode: 'testing', mx: ['mx.secure.test'] });
 }
 
 async function cli(...args: string[]): Promise<string> {

@@ -16,7 +16,7 @@ import { MtaStsResolver, type CacheEvent, type MtaStsSettings } from '#lib/mta-s
 import { openPolicyStore } from '#lib/state/open';
 import { TestDnsServer } from '../fixtures/dns-server';
 import { HarakaInstance } from '../fixtures/haraka-instance';
-import { PolicyServer, policyText } from '../fixtures/policy-server';
+import { PolicyServer } from '../fixtures/policy-server';
 import { TestRedis } from '../fixtures/redis-server';
 import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';
 import { TestCa } from '../fixtures/test-ca';
@@ -43,9 +43,7 @@ function sink(name: string): SmtpSink {
 }
 
 async function publish(domain: string, id: string, mx: string[]): Promise<void> {
-  dns.set(`_mta-sts.${domain}`, [{ type: 'TXT', data: `v=STSv1; id=${id}` }]);
-  dns.set(`mta-sts.${domain}`, [{ type: 'A', address: POLICY_HOST }]);
-  await policies.set(domain, { kind: 'serve', body: policyText({ mode: 'enforce', maxAge: 86400, mx }) });
+  await policies.publish(dns, domain, { id, mode: 'enforce', mx });
 }
 
 function mxRecords(domain: string, ...targets: Array<[number, string]>): void {

@@ -56,9 +56,7 @@ function sink(name: string): SmtpSink {
 
 /** Publishes a policy: TXT id record and the policy served over HTTPS. */
 async function publish(domain: string, id: string, mode: 'enforce' | 'testing' | 'none', mx: string[], maxAge = 86400): Promise<void> {
-  dns.set(`_mta-sts.${domain}`, [{ type: 'TXT', data: `v=STSv1; id=${id}` }]);
-  dns.set(`mta-sts.${domain}`, [{ type: 'A', address: POLICY_HOST }]);
-  await policies.set(domain, { kind: 'serve', body: policyText({ mode, maxAge, mx }) });
+  await policies.publish(dns, domain, { id, mode, mx, maxAge });
 }
 
 function mxRecords(domain: string, ...targets: Array<[number, string]>): void {

@@ -32,7 +32,7 @@ import {
   type HarakaOptions,
   type RecordedEvent,
 } from '../fixtures/haraka-instance';
-import { PolicyServer, policyText } from '../fixtures/policy-server';
+import { PolicyServer } from '../fixtures/policy-server';
 import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';
 import { TestCa } from '../fixtures/test-ca';
 
@@ -81,9 +81,7 @@ function pointMx(domain: string, ...targets: Array<{ address: string; host: stri
 }
 
 async function publishEnforce(domain: string, mx: string[]): Promise<void> {
-  dns.set(`_mta-sts.${domain}`, [{ type: 'TXT', data: 'v=STSv1; id=table1' }]);
-  dns.set(`mta-sts.${domain}`, [{ type: 'A', address: POLICY_HOST }]);
-  await policies.set(domain, { kind: 'serve', body: policyText({ mode: 'enforce', maxAge: 86400, mx }) });
+  await policies.publish(dns, domain, { id: 'table1', mode: 'enforce', mx });
 }
 
 function store(instance: HarakaInstance): FileRatchetStore {

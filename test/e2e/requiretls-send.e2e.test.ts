@@ -16,7 +16,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { TestDnsServer } from '../fixtures/dns-server';
 import { HarakaInstance, freePort, type HarakaOptions, type RecordedEvent } from '../fixtures/haraka-instance';
-import { PolicyServer, policyText } from '../fixtures/policy-server';
+import { PolicyServer } from '../fixtures/policy-server';
 import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';
 import { inSession } from '../fixtures/smtp-session';
 import { FFDHE2048_PEM, TestCa, type Pem } from '../fixtures/test-ca';
@@ -77,9 +77,7 @@ function mx(domain: string, ...targets: Array<[number, string, string]>): void {
 }
 
 async function publish(domain: string, mode: 'enforce' | 'testing', hosts: string[]): Promise<void> {
-  dns.set(`_mta-sts.${domain}`, [{ type: 'TXT', data: 'v=STSv1; id=1' }]);
-  dns.set(`mta-sts.${domain}`, [{ type: 'A', address: POLICY_HOST }]);
-  await policies.set(domain, { kind: 'serve', body: policyText({ mode, maxAge: 86400, mx: hosts }) });
+  await policies.publish(dns, domain, { id: '1', mode, mx: hosts });
 }
 
 function harakaOptions(extra: Partial<HarakaOptions>): HarakaOptions {

@@ -20,7 +20,7 @@ import { HarakaInstance, type HarakaOptions, type RecordedEvent } from '../fixtu
 import { SmtpSink, startSinksOnCommonPort } from '../fixtures/smtp-sink';
 import { inSession as inSessionWith, type Session } from '../fixtures/smtp-session';
 import { FFDHE2048_PEM, TestCa, type Pem } from '../fixtures/test-ca';
-import { PolicyServer, policyText } from '../fixtures/policy-server';
+import { PolicyServer } from '../fixtures/policy-server';
 
 const SINK_ADDRESS = '127.0.12.1';
 /** Nothing listens here until the restart test starts a sink: mail for queued.test stays queued. */
@@ -67,9 +67,7 @@ function pointMx(domain: string, address: string): void {
 
 /** RT-2 (a): an MTA-STS policy (testing) listing the domain's MX host authenticates it for REQUIRETLS messages. */
 async function publishPolicy(domain: string): Promise<void> {
-  dns.set(`_mta-sts.${domain}`, [{ type: 'TXT', data: 'v=STSv1; id=1' }]);
-  dns.set(`mta-sts.${domain}`, [{ type: 'A', address: POLICY_HOST }]);
-  await policies.set(domain, { kind: 'serve', body: policyText({ mode: 'testing', maxAge: 86400, mx: [`mx.${domain}`] }) });
+  await policies.publish(dns, domain, { id: '1', mode: 'testing', mx: [`mx.${domain}`] });
 }
 
 /** Runs `body` in a session: EHLO, and STARTTLS plus a second EHLO when `tls`. */
