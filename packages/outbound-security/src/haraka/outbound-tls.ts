@@ -66,9 +66,9 @@ function followTlsReporting(plugin: OutboundTlsPlugin): void {
   let started = false;
   const startWhenOn = (shared: SharedSettings): void => {
     if (started || shared.tls.tlsrpt.kind !== 'on') return;
-    started = true;
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     (require('./tls-reporting') as typeof import('./tls-reporting')).startTlsReporting(plugin);
+    started = true; // only once it ran: a start that threw (logged by the settings) is tried again at the next reload
   };
   startWhenOn(settings.current);
   settings.subscribe(startWhenOn);
