@@ -16,12 +16,11 @@
  */
 import type { DeliveryPlan, PlannedMx, PolicyInEffect } from '../delivery/plan';
 import { decideConnection, type ConnectionDeps } from '../delivery/connection';
-import { returnStatus } from '../haraka/requiretls-return';
 import { levelName } from '../sec-level';
 import type { DeliveryState } from '../tls/delivery-state';
 import type { RequireTlsMissing } from '../tls/decision';
 import { plannedRequirement, type ConnectionContext } from '../tls/requirement';
-import { mxSetAuthentication } from '../tls/requiretls';
+import { mxSetAuthentication, returnStatus } from '../tls/requiretls';
 import type { ProbeOutcome, RequireTlsAdvertisement } from './smtp-probe';
 
 /** The label of the lines (the output's layout has nine columns for it). */
@@ -31,9 +30,9 @@ export const REQUIRETLS_LABEL = 'reqtls';
 const AT_THE_CONNECTION =
   'each must also be TLS_SECURE for its host name (PKIX or DANE) and advertise REQUIRETLS after STARTTLS (RT-2; probe checks both)';
 
-/** RT-3: a return at once for what the hosts lacked, with the status the guard gives it (haraka/requiretls-return). */
+/** RT-3: a return at once for what the hosts lacked, with the status the guard gives it (tls/requiretls `returnStatus`). */
 function returnedAtOnce(missing: readonly RequireTlsMissing[]): string {
-  const { subject, detail } = returnStatus(missing.map((what) => ({ missing: what, reason: '' })));
+  const { subject, detail } = returnStatus(missing);
   return `returned at once (5.${subject}.${detail}, RT-3)`;
 }
 
@@ -60,7 +59,10 @@ export function requireTlsLines(plan: DeliveryPlan<PolicyInEffect>, row: (label:
   const authenticated = hosts.flatMap(({ auth }) => (auth.ok ? [auth.by] : []));
   if (authenticated.length === 0) {
     const reasons = [...new Set(hosts.flatMap(({ auth }) => (auth.ok ? [] : [withoutDomain(auth.reason, state.domain)])))];
-    return [line(`${reasons.join('; ')}: a REQUIRETLS message would be ${returnedAtOnce(['mx-set'])}`)];
+    // RT-3: unknown now is not known to be missing: outbound_mx defers such a message (haraka/mx-answer).
+    const unknown = hosts.some(({ auth }) => !auth.ok && auth.transient);
+    const fate = unknown ? 'deferred until it is known' : returnedAtOnce(['mx-set']);
+    return [line(`${reasons.join('; ')}: a REQUIRETLS message would be ${fate}`)];
   }
   const [first] = authenticated;
   const lines =
@@ -121,7 +123,11 @@ export async function judgeRequireTls(target: RequireTlsTarget, deps: Omit<Conne
     ...(lasting ? { lasting } : {}),
   });
   const mxSet = mxSetAuthentication(state, mx.host);
-  if (!mxSet.ok) return cannot(`not authenticated, outbound_mx leaves it out (${withoutDomain(mxSet.reason, state.domain)})`, 'mx-set');
+  if (!mxSet.ok) {
+    const why = withoutDomain(mxSet.reason, state.domain);
+    // RT-3: an authentication unknown for now is not a lasting reason.
+    return cannot(`not authenticated, outbound_mx leaves it out (${why})`, mxSet.transient ? undefined : 'mx-set');
+  }
   if (outcome.kind === 'error') return cannot('not usable now');
   if (outcome.kind === 'starttls-failed') return cannot(`${outcome.reason}; a REQUIRETLS message is never retried without TLS (RT-2)`);
   const requirement = plannedRequirement({ ...target.connection, mxHost: mx.host, exchange: host, requireTls: true }, state);

@@ -6,11 +6,11 @@ import {
   noteConnection,
   noteUnauthenticatedMxSet,
   returnMessage,
-  returnStatus,
   startRound,
   type LastingReason,
   type ReturnableHMail,
 } from './requiretls-return';
+import { returnStatus } from '../tls/requiretls';
 
 const NO_REQUIRETLS: LastingReason = { missing: 'requiretls', reason: 'mx1.example.test does not advertise REQUIRETLS' };
 const CERTIFICATE: LastingReason = { missing: 'certificate', reason: 'mx2.example.test offers TLS_INSECURE' };
@@ -65,9 +65,10 @@ test('RT-3: outbound_mx answering with no MX (none authenticated) is the lasting
 });
 
 test('RT-3: 5.7.30 when every host lacked REQUIRETLS itself, else 5.7.10', () => {
-  assert.deepEqual(returnStatus([NO_REQUIRETLS, NO_REQUIRETLS]), { subject: 7, detail: 30 });
-  assert.deepEqual(returnStatus([NO_REQUIRETLS, CERTIFICATE]), { subject: 7, detail: 10 });
-  assert.deepEqual(returnStatus([{ missing: 'mx-set', reason: 'r' }]), { subject: 7, detail: 10 });
+  const status = (reasons: LastingReason[]): ReturnType<typeof returnStatus> => returnStatus(reasons.map((r) => r.missing));
+  assert.deepEqual(status([NO_REQUIRETLS, NO_REQUIRETLS]), { subject: 7, detail: 30 });
+  assert.deepEqual(status([NO_REQUIRETLS, CERTIFICATE]), { subject: 7, detail: 10 });
+  assert.deepEqual(status([{ missing: 'mx-set', reason: 'r' }]), { subject: 7, detail: 10 });
 });
 
 test('RT-3: the return gives each recipient a 550 with the status, then bounces with every distinct reason once', () => {

@@ -20,6 +20,7 @@
  */
 import DSN from 'haraka-dsn';
 import type { RequireTlsMissing } from '../tls/decision';
+import { returnStatus } from '../tls/requiretls';
 
 export interface LastingReason {
   missing: RequireTlsMissing;
@@ -78,11 +79,6 @@ export function lastingFailure(hmail: object): LastingReason[] | null {
   return current.lasting;
 }
 
-/** RFC 8689 §6: 5.7.30 when what every host lacked was REQUIRETLS itself, else 5.7.10 (RFC 5248). */
-export function returnStatus(reasons: readonly LastingReason[]): { subject: 7; detail: 10 | 30 } {
-  return { subject: 7, detail: reasons.every((r) => r.missing === 'requiretls') ? 30 : 10 };
-}
-
 export interface ReturnableHMail {
   todo: { domain: string; rcpt_to: object[] };
   extend_rcpt_with_dsn(rcpt: object, dsn: unknown): void;
@@ -91,7 +87,7 @@ export interface ReturnableHMail {
 
 /** RT-3: returns the message now: each recipient's DSN status, then Haraka's bounce (the `bounce` hook sends the DSN). */
 export function returnMessage(hmail: ReturnableHMail, reasons: readonly LastingReason[]): string {
-  const { subject, detail } = returnStatus(reasons);
+  const { subject, detail } = returnStatus(reasons.map((r) => r.missing));
   const unique = [...new Set(reasons.map((r) => r.reason))];
   const text = `REQUIRETLS message for ${hmail.todo.domain} returned: no MX host can take it (${unique.join('; ')})`;
   for (const rcpt of hmail.todo.rcpt_to) hmail.extend_rcpt_with_dsn(rcpt, DSN.create(550, text, subject, detail));

@@ -45,6 +45,15 @@ export function mxSetAuthentication(state: DeliveryState, mxHost: string | undef
   };
 }
 
+/**
+ * RT-3: the status of a return (RFC 8689 §6): 5.7.30 "REQUIRETLS support required" when what every
+ * host lacked was REQUIRETLS itself, else 5.7.10 "encryption needed" (RFC 5248). The guard's return
+ * and the CLI's forecast both use it.
+ */
+export function returnStatus(missing: readonly RequireTlsMissing[]): { subject: 7; detail: 10 | 30 } {
+  return { subject: 7, detail: missing.every((what) => what === 'requiretls') ? 30 : 10 };
+}
+
 export interface RequireTlsShortfall {
   missing: RequireTlsMissing;
   reason: string;
