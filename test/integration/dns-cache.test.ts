@@ -192,3 +192,24 @@ test('MX-3: servers are given as host, host:port or [v6]:port; anything else is 
     await v6.stop();
   }
 });
+
+test('OPS-6: the client says until when an answer stays cached (what a kept plan may rely on), and nothing for one not kept', async () => {
+  dns.set('until.cache.test', [{ type: 'MX', preference: 10, exchange: 'mx.until.cache.test' }], 120);
+  dns.add('until.cache.test', { type: 'A', address: '192.0.2.9' }, 30);
+  dns.set('zero-until.cache.test', [{ type: 'A', address: '192.0.2.10' }], 0);
+  const { client, cache, clock } = clientWithClock();
+  assert.equal(client.cachedUntil?.('until.cache.test', 'MX'), undefined, 'not asked yet');
+  await client.mx('until.cache.test');
+  await client.a('until.cache.test');
+  await client.a('zero-until.cache.test');
+  assert.equal(client.cachedUntil?.('until.cache.test', 'MX'), 1_000_000 + 120_000);
+  assert.equal(client.cachedUntil?.('UNTIL.cache.test.', 'A'), 1_000_000 + 30_000, 'case and the root dot do not matter');
+  assert.equal(client.cachedUntil?.('until.cache.test', 'AAAA'), undefined, 'another type is another question');
+  assert.equal(client.cachedUntil?.('zero-until.cache.test', 'A'), undefined, 'a TTL of 0 is not kept');
+  assert.equal(dnsClientOver(cache, true).cachedUntil?.('until.cache.test', 'MX'), undefined, 'DNSSEC questions are kept apart');
+  clock.now += 30_000;
+  assert.equal(client.cachedUntil?.('until.cache.test', 'A'), undefined, 'expired');
+  assert.equal(client.cachedUntil?.('until.cache.test', 'MX'), 1_000_000 + 120_000);
+  const uncached = dnsClientOver(createDnsTransport({ servers: [dns.address], timeoutMs: 500, tries: 1 }));
+  assert.equal(uncached.cachedUntil, undefined, 'a client without a cache cannot say');
+});

@@ -308,3 +308,28 @@ test('OPS-5: the policies a process remembers are bounded in bytes as well as in
       `estimated ${perPolicy(sizes.bytes)} and measured ${perPolicy(retained)} of heap per policy`,
   );
 });
+
+test('OPS-6: peek answers from memory only, as policyFor would, and never looks anything up', async () => {
+  const r = resolver();
+  assert.equal(r.peek('p.test'), undefined, 'nothing known: policyFor would have to ask');
+  assert.equal(txtQueries, 0);
+  await publish('p.test', '1', ['mx.p.test']);
+  const fetched = await r.policyFor('p.test');
+  events = [];
+  clock += 30_000;
+  const peeked = r.peek('p.test');
+  assert.ok(peeked?.kind === 'policy' && fetched.kind === 'policy');
+  assert.equal(peeked.source, 'cache');
+  assert.equal(peeked.policy, fetched.policy, 'the same parsed policy, not a copy');
+  assert.deepEqual(events, ['hit'], 'counted as policyFor counts a hit');
+  clock += 31_000; // the TXT id re-check is due
+  assert.equal(r.peek('p.test'), undefined);
+  assert.equal(txtQueries, 1, 'peek itself asked nothing');
+  assert.equal((await r.policyFor('none.test')).kind, 'none');
+  assert.equal(r.peek('none.test')?.kind, 'none', 'no record, checked recently');
+  clock += 300_001;
+  assert.equal(r.peek('none.test'), undefined, 'absence remembered only until its re-check');
+  r.forget();
+  assert.equal(r.peek('p.test'), undefined, 'a purge empties memory');
+  assert.equal(server.requests('p.test').length, 1);
+});

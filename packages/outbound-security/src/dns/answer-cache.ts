@@ -43,6 +43,11 @@ export function cacheableTtl(response: DnsResponse, type: RecordType): number {
   return 0;
 }
 
+/** One cache entry per question: type, name (case and the root dot ignored), DNSSEC or not. */
+function cacheKey(name: string, type: RecordType, options: QueryOptions): string {
+  return `${type} ${name.toLowerCase().replace(/\.$/, '')}${options.dnssec ? ' +do' : ''}`;
+}
+
 export interface CacheStats {
   hits: number;
   misses: number;
@@ -65,7 +70,7 @@ export class CachingTransport implements DnsTransport {
 
   query(name: string, type: RecordType, options: QueryOptions = {}): Promise<QueryOutcome> {
     if (this.settings.maxBytes <= 0) return this.inner.query(name, type, options);
-    const key = `${type} ${name.toLowerCase().replace(/\.$/, '')}${options.dnssec ? ' +do' : ''}`;
+    const key = cacheKey(name, type, options);
     const entry = this.entries.get(key);
     if (entry) {
       if (entry.expiresAt > this.now()) {
@@ -84,6 +89,16 @@ export class CachingTransport implements DnsTransport {
     });
     this.inFlight.set(key, asked);
     return asked;
+  }
+
+  /**
+   * OPS-6: until when the answer to this question is kept (ms since the epoch),
+   * or undefined when it is not in the cache now (never kept, expired, evicted):
+   * what was planned from the answer stays valid until then.
+   */
+  cachedUntil(name: string, type: RecordType, options: QueryOptions = {}): number | undefined {
+    const entry = this.entries.get(cacheKey(name, type, options));
+    return entry && entry.expiresAt > this.now() ? entry.expiresAt : undefined;
   }
 
   stats(): CacheStats {

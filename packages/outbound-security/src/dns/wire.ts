@@ -63,6 +63,8 @@ export interface WireSettings {
 
 export interface DnsTransport {
   query(name: string, type: RecordType, options?: QueryOptions): Promise<QueryOutcome>;
+  /** A caching transport (dns/answer-cache.ts): until when this question's answer is kept, or undefined. */
+  cachedUntil?(name: string, type: RecordType, options?: QueryOptions): number | undefined;
 }
 
 interface Server {

@@ -98,6 +98,8 @@ export interface GuardDeps {
   events: GuardEvents;
   /** RPT-1: called once per guarded connection with what decided or ended it (TLS reporting; absent: nothing recorded). */
   recordSession?(hmail: GuardedHMail, facts: ConnectionFacts, outcome: ConnectionOutcome): void;
+  /** OPS-6: whether connections are counted now (TLS reporting on); absent: they are. One that starts uncounted stays so. */
+  recordsSessions?(): boolean;
 }
 
 export interface HMailPrototype {
@@ -290,9 +292,11 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
   const mxHost = mxHostName(mx);
   const identity = openIdentitySlot(mx);
   const where = `${mxHost ?? host} [${host}]`;
+  // RPT-4: a report's own connections are not counted; nor any while TLS reporting is off.
+  let recorded = report || !deps.recordSession || deps.recordsSessions?.() === false;
   // RPT-10: the local address, known to the socket below from the connect on (Haraka copies it up only after STARTTLS).
-  const sendingIp = socket.localAddress ?? socket.targetsocket?.localAddress;
-  let recorded = report; // RPT-4: a report's own connections are not counted
+  // OPS-6: asked of the kernel only when the connection is counted.
+  const sendingIp = recorded ? undefined : (socket.localAddress ?? socket.targetsocket?.localAddress);
   /** RPT-1: this connection's outcome, once. OPS-8: counting never ends a connection or the process. */
   const record = (outcome: ConnectionOutcome): void => {
     if (recorded || !deps.recordSession) return;

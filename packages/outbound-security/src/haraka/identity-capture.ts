@@ -39,21 +39,21 @@ export function openIdentitySlot(mx: object): IdentitySlot {
 }
 
 /**
- * The TLS options of the STARTTLS for `mx`, with an identity check that
+ * The TLS options of the STARTTLS for `mx`, given an identity check that
  * records what it is given in the connection's slot and then answers as the
  * check it replaces (the options' own, else Node's): Haraka's force_tls and
  * everything else see the same verdicts as before. Unchanged without a slot.
+ * `options` is the caller's own copy (OPS-6: changed in place, not copied again).
  */
 export function capturingIdentity<T extends object>(mx: object, options: T): T & { checkServerIdentity?: CheckServerIdentity } {
   const slot = slots.get(mx);
   if (!slot) return options;
-  const own = (options as { checkServerIdentity?: unknown }).checkServerIdentity;
+  const withCheck = options as T & { checkServerIdentity?: CheckServerIdentity };
+  const own: unknown = withCheck.checkServerIdentity;
   const check = typeof own === 'function' ? (own as CheckServerIdentity) : tls.checkServerIdentity;
-  return {
-    ...options,
-    checkServerIdentity: (host: string, cert: PeerCertificate) => {
-      slot.captured = { host, subjectAltName: cert?.subjectaltname };
-      return check(host, cert);
-    },
+  withCheck.checkServerIdentity = (host: string, cert: PeerCertificate) => {
+    slot.captured = { host, subjectAltName: cert?.subjectaltname };
+    return check(host, cert);
   };
+  return withCheck;
 }

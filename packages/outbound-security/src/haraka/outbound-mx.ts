@@ -9,7 +9,8 @@
 import cluster from 'node:cluster';
 import { printable } from '../domain';
 import { planDaneDeps, planDns, daneStatusFor } from '../delivery/dns';
-import { planDelivery, planSettings } from '../delivery/plan';
+import { MTA_STS_DISABLED, planDelivery, planSettings } from '../delivery/plan';
+import { PlanMemo, recordingDns } from '../delivery/plan-memo';
 import { failClosedReason } from '../delivery/fail-closed';
 import { recipientKey } from '../store/keys';
 import type { DnsTransport } from '../dns/wire';
@@ -17,7 +18,7 @@ import { ResolverHealth } from '../dns/resolver-health';
 import { DECLARE_RESOLVER_HINT } from '../dns/resolver-trust';
 import type { DaneStatus, DaneStatusState } from '../dane/resolver-status';
 import type { DnsClient } from '../mx/dns-client';
-import { MtaStsResolver, type MtaStsSettings } from '../mta-sts/resolver';
+import { MtaStsResolver, type MtaStsSettings, type PolicyDecision } from '../mta-sts/resolver';
 import type { PolicyStore } from '../mta-sts/store';
 import type { OutboundMxConfig } from '../config/outbound-mx';
 import type { PolicyTable } from '../policy-table/table';
@@ -43,6 +44,8 @@ export interface OutboundMxPlugin extends HarakaPlugin {
   /** OPS-6: whether INFO lines are written now (haraka/log-level.ts). */
   infoLogged: () => boolean;
   refreshTimer?: NodeJS.Timeout;
+  /** OPS-6: plans kept for the next messages to the same domain (delivery/plan-memo.ts). */
+  planMemo?: PlanMemo<PolicyDecision>;
   /** POL-1: the admin policy table (owned by outbound_tls, read here for `exempt=mta-sts` and the log). */
   policyTable: Settings<PolicyTable>;
   /** TLS-9: what is wrong with config/plugins for outbound_tls's guard (missing, after outbound_mx), or null. */
@@ -58,6 +61,7 @@ export interface OutboundMxPlugin extends HarakaPlugin {
  */
 export function registerOutboundMx(plugin: OutboundMxPlugin, packageDir: string): void {
   loadOutboundMxIni(plugin);
+  plugin.planMemo = new PlanMemo();
   plugin.infoLogged = infoLogged(plugin);
   plugin.policyTable = policyTableSettings(plugin);
   plugin.pluginListProblem = pluginListProblem(listOf(plugin.config.get('plugins', 'list')));
@@ -245,8 +249,21 @@ export function loadOutboundMxIni(plugin: OutboundMxPlugin): void {
   });
 }
 
-/** outbound_mx's `get_mx` hook: the plan for the message's domain as Haraka's answer. */
+/**
+ * outbound_mx's `get_mx` hook: the plan for the message's domain as Haraka's
+ * answer. OPS-6: a plan kept from an earlier message (delivery/plan-memo.ts)
+ * answers at once; otherwise the plan is made (DNS, MTA-STS, DANE).
+ */
 export function selectMx(plugin: OutboundMxPlugin, next: Next, hmail: HMailItem, domain: string): void {
+  let known: HookAnswer | undefined;
+  try {
+    known = keptAnswer(plugin, hmail, String(domain));
+  } catch (err) {
+    // The plan is made again below; the kept one is never trusted after an error.
+    plugin.planMemo?.clear();
+    plugin.logerror(`get_mx for ${printable(String(domain))}: kept plan not usable: ${(err as Error).stack ?? String(err)}`, hmail);
+  }
+  if (known) return next(known[0], known[1]);
   selectForMessage(plugin, hmail, String(domain)).then(
     ([code, answer]) => next(code, answer),
     (err: unknown) => {
@@ -255,6 +272,21 @@ export function selectMx(plugin: OutboundMxPlugin, next: Next, hmail: HMailItem,
       next(DENYSOFT, `internal error selecting MX for ${printable(String(domain))}`);
     },
   );
+}
+
+/** What makes a plan (besides DNS answers and the MTA-STS policy): a kept plan is used only while these are the same objects. */
+function planInputs(plugin: OutboundMxPlugin): readonly unknown[] {
+  return [plugin.mxConfig, plugin.onStoreError, plugin.policyTable.current, plugin.daneStatus.current, plugin.dnsClient, plugin.mtaSts];
+}
+
+/** OPS-6: the answer from the plan kept for `domain`, when it is still valid and the guard is in place; else undefined. */
+function keptAnswer(plugin: OutboundMxPlugin, hmail: HMailItem, domain: string): HookAnswer | undefined {
+  if (!plugin.planMemo || guardProblem(plugin.pluginListProblem)) return undefined;
+  const enabled = plugin.mxConfig.mtaSts.enabled;
+  const plan = plugin.planMemo.get(domain, planInputs(plugin), Date.now(), (aLabel) =>
+    enabled ? plugin.mtaSts.peek(aLabel) : MTA_STS_DISABLED,
+  );
+  return plan ? answerFor(plugin, hmail, domain, plan) : undefined;
 }
 
 async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, domain: string): Promise<HookAnswer> {
@@ -279,10 +311,12 @@ async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, doma
   const dane = planDaneDeps(plugin.mxConfig, plugin.daneStatus.current, plugin.dnsTransport, (_host, found) => {
     if (found.kind === 'failed' && plugin.mxConfig.dane.mode !== 'off') metrics.daneSkippedHosts.inc({ mode: plugin.mxConfig.dane.mode });
   });
+  const inputs = planInputs(plugin);
+  const dns = recordingDns(plugin.dnsClient);
   const plan = await planDelivery(
     domain,
     {
-      dns: plugin.dnsClient,
+      dns: dns.client,
       policyFor: (aLabel) => plugin.mtaSts.policyFor(aLabel),
       guardProblem: () => guardProblem(plugin.pluginListProblem),
       policyTable: plugin.policyTable.current,
@@ -290,5 +324,9 @@ async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, doma
     },
     planSettings(plugin.mxConfig, plugin.onStoreError),
   );
+  // OPS-6: kept only if nothing it was made from changed while it was made (a reload meanwhile: made again next time).
+  if (!unguarded && planInputs(plugin).every((value, i) => value === inputs[i])) {
+    plugin.planMemo?.keep(domain, plan, inputs, dns.asked, plugin.dnsClient.cachedUntil, dane !== undefined);
+  }
   return answerFor(plugin, hmail, domain, plan);
 }

@@ -231,6 +231,7 @@ function guardDeps(plugin: OutboundTlsPlugin): GuardDeps {
       for (const reason of missing) metrics.requireTlsReturned.inc({ reason: reason.replace('-', '_') });
     },
     tlsRequiredNoUsed: () => metrics.tlsRequiredNo.inc({ event: 'used' }),
+    recordsSessions: () => plugin.tlsReporting?.enabled === true,
     recordSession: (hmail, facts, outcome) => {
       if (!plugin.tlsReporting?.enabled) return;
       const stsPolicy = getDeliveryState(hmail)?.sts?.policy;

@@ -106,17 +106,8 @@ export class MtaStsResolver {
 
   /** The policy to apply to a delivery to `domain` (a lowercase A-label). Never rejects. */
   policyFor(domain: string): Promise<PolicyDecision> {
-    const now = this.now();
-    this.followPurges();
-    const loaded = this.memory.get(domain);
-    if (loaded && loaded.entry.expiresAt > now && now - loaded.entry.checkedAt < this.settings().recheckMs) {
-      this.hooks.event('hit');
-      return Promise.resolve(decision(loaded, 'cache'));
-    }
-    const absentUntil = this.absent.get(domain);
-    if (absentUntil !== undefined && absentUntil > now && !loaded) {
-      return Promise.resolve({ kind: 'none', reason: `no MTA-STS record for ${domain} (checked recently)` });
-    }
+    const known = this.peek(domain);
+    if (known) return Promise.resolve(known);
     const running = this.inflight.get(domain);
     if (running) return running;
     const started = this.resolve(domain).catch((err: unknown): PolicyDecision => {
@@ -126,6 +117,27 @@ export class MtaStsResolver {
     this.inflight.set(domain, started);
     void started.finally(() => this.inflight.delete(domain));
     return started;
+  }
+
+  /**
+   * What `policyFor` answers from memory alone, without a lookup, a store read
+   * or a wait (OPS-6): a cached policy that needs no TXT re-check yet (counted
+   * as a hit), or no record found recently; undefined when `policyFor` would
+   * have to ask. Synchronous, so a delivery planned from memory needs no await.
+   */
+  peek(domain: string): PolicyDecision | undefined {
+    const now = this.now();
+    this.followPurges();
+    const loaded = this.memory.get(domain);
+    if (loaded && loaded.entry.expiresAt > now && now - loaded.entry.checkedAt < this.settings().recheckMs) {
+      this.hooks.event('hit');
+      return decision(loaded, 'cache');
+    }
+    const absentUntil = this.absent.get(domain);
+    if (absentUntil !== undefined && absentUntil > now && !loaded) {
+      return { kind: 'none', reason: `no MTA-STS record for ${domain} (checked recently)` };
+    }
+    return undefined;
   }
 
   /** OPS-6: a purge by any process (the CLI) empties what this process remembers: one cheap check per delivery. */

@@ -47,6 +47,8 @@ export interface DnsClient {
   aaaa(name: string): Promise<DnsAnswer<string>>;
   /** Each TXT record with its character-strings joined (RFC 7208 §3.3 style). */
   txt(name: string): Promise<DnsAnswer<string>>;
+  /** OPS-6: until when the answer to this question stays cached (ms since the epoch); undefined: not cached now. */
+  cachedUntil?(name: string, type: 'MX' | 'A' | 'AAAA' | 'TXT'): number | undefined;
 }
 
 /** Appends the root label so no search-list expansion can apply (MX-3). */
@@ -100,11 +102,13 @@ export function dnsClientOver(transport: DnsTransport, dnssec = false, trustAd =
   const ad = dnssec && trustAd;
   const ask = async <T>(name: string, type: RecordType, convert: (data: unknown) => T | undefined): Promise<DnsAnswer<T>> =>
     toAnswer(await transport.query(absolute(name), type, options), type, convert, ad);
+  const cached = transport.cachedUntil?.bind(transport);
   return {
     mx: (name) => ask(name, 'MX', asMx),
     a: (name) => ask(name, 'A', asAddress),
     aaaa: (name) => ask(name, 'AAAA', asAddress),
     txt: (name) => ask(name, 'TXT', asTxt),
+    ...(cached ? { cachedUntil: (name: string, type: RecordType) => cached(absolute(name), type, options) } : {}),
   };
 }
 

@@ -1,0 +1,217 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parsePolicy, type MtaStsPolicy } from '../mta-sts/policy';
+import type { DnsClient } from '../mx/dns-client';
+import { PlanMemo, recordingDns, reshuffleTies } from './plan-memo';
+import type { DeliveryPlan, DomainPolicy, NoPolicy, PlannedMx, PolicyInEffect } from './plan';
+
+const NOW = 1_000_000;
+const INPUTS = [{ settings: 1 }, 'defer', { table: 1 }];
+
+function policyOf(id: string, parsed: MtaStsPolicy): DomainPolicy {
+  return { kind: 'policy', id, policy: parsed, source: 'cache' };
+}
+
+const PARSED = parsePolicy('version: STSv1\nmode: enforce\nmx: mx1.example.com\nmax_age: 86400\n');
+const ENFORCE = policyOf('id1', PARSED.ok ? PARSED.policy : (undefined as never));
+const NONE: NoPolicy = { kind: 'none', reason: 'no MTA-STS record' };
+
+function deliverPlan(overrides: Partial<Extract<DeliveryPlan, { kind: 'deliver' }>> = {}): DeliveryPlan<PolicyInEffect> {
+  return {
+    kind: 'deliver',
+    destination: { kind: 'domain', aLabel: 'example.com', uLabel: 'example.com' },
+    policy: ENFORCE,
+    mxs: [
+      { host: 'mx1.example.com', priority: 10, addresses: ['192.0.2.1'] },
+      { host: 'mx2.example.com', priority: 20, addresses: ['192.0.2.2'] },
+    ],
+    implicit: false,
+    notes: [],
+    testingWouldNotUse: [],
+    exemptedWouldNotUse: [],
+    state: { domain: 'example.com', sts: { mode: 'enforce', policyId: 'id1' } },
+    ...overrides,
+  };
+}
+
+const ASKED = [
+  ['example.com', 'MX'],
+  ['mx1.example.com', 'A'],
+] as const;
+const cachedFor =
+  (ms: Record<string, number | undefined>): NonNullable<DnsClient['cachedUntil']> =>
+  (name, type) =>
+    ms[`${type} ${name}`];
+const CACHED = cachedFor({ 'MX example.com': NOW + 300_000, 'A mx1.example.com': NOW + 60_000 });
+
+function keptMemo(plan = deliverPlan()): PlanMemo<PolicyInEffect> {
+  const memo = new PlanMemo<PolicyInEffect>();
+  assert.equal(memo.keep('example.com', plan, INPUTS, ASKED, CACHED, false), true);
+  return memo;
+}
+
+test('OPS-6: a kept plan answers again while its DNS answers are cached, with the policy as answered now', () => {
+  const memo = keptMemo();
+  const again = memo.get('example.com', INPUTS, NOW + 59_999, () => ({ ...ENFORCE, source: 'cache' }));
+  assert.equal(again?.kind, 'deliver');
+  assert.deepEqual(again.kind === 'deliver' && again.mxs.map((mx) => mx.host), ['mx1.example.com', 'mx2.example.com']);
+  assert.equal(again?.policy?.kind === 'policy' && (again.policy as DomainPolicy).source, 'cache');
+  // The earliest expiry of the answers used (the A record's 60 s) ends it.
+  assert.equal(
+    memo.get('example.com', INPUTS, NOW + 60_000, () => ENFORCE),
+    undefined,
+  );
+  assert.equal(memo.size, 0, 'an expired plan is dropped');
+});
+
+test('OPS-6: a kept plan is not used once an input in force is another object (a reload, a status change)', () => {
+  for (const changed of [
+    [{ settings: 1 }, 'defer', INPUTS[2]],
+    [INPUTS[0], 'send', INPUTS[2]],
+    [INPUTS[0], 'defer', { table: 1 }],
+    INPUTS.slice(0, 2),
+  ]) {
+    const memo = keptMemo();
+    assert.equal(
+      memo.get('example.com', changed, NOW, () => ENFORCE),
+      undefined,
+      JSON.stringify(changed),
+    );
+    assert.equal(
+      memo.get('example.com', INPUTS, NOW, () => ENFORCE),
+      undefined,
+      'dropped, not kept for later',
+    );
+  }
+  assert.ok(
+    keptMemo().get('example.com', [...INPUTS], NOW, () => ENFORCE),
+    'the same objects in a new array: still valid',
+  );
+});
+
+test('OPS-6: a kept plan is not used when the MTA-STS answer is not the same policy from memory', () => {
+  const other = parsePolicy('version: STSv1\nmode: enforce\nmx: mx1.example.com\nmax_age: 86400\n');
+  const cases: Array<[string, () => PolicyInEffect | NoPolicy | undefined]> = [
+    ['the resolver would have to ask (re-check due, expired, purged)', () => undefined],
+    ['a new id', () => ({ ...ENFORCE, id: 'id2' })],
+    ['another parsed policy with the same id', () => policyOf('id1', other.ok ? other.policy : (undefined as never))],
+    ['no policy now', () => NONE],
+    ['a store that cannot be read', () => ({ kind: 'store-unavailable', reason: 'down' })],
+  ];
+  for (const [what, now] of cases) assert.equal(keptMemo().get('example.com', INPUTS, NOW, now), undefined, what);
+  // A plan made without a policy stays valid only while there is still none (and not a failed discovery).
+  const none = keptMemo(deliverPlan({ policy: NONE, state: { domain: 'example.com' } }));
+  assert.ok(none.get('example.com', INPUTS, NOW, () => ({ kind: 'none', reason: 'checked recently' })));
+  assert.equal(
+    none.get('example.com', INPUTS, NOW, () => ({ kind: 'none', reason: 'TXT lookup failed', failed: true })),
+    undefined,
+  );
+  assert.equal(
+    keptMemo(deliverPlan({ policy: NONE })).get('example.com', INPUTS, NOW, () => ENFORCE),
+    undefined,
+    'a new policy',
+  );
+});
+
+test('OPS-6: only ordinary plans are kept', () => {
+  const memo = new PlanMemo<PolicyInEffect>();
+  const refused: Array<[string, DeliveryPlan<PolicyInEffect>, boolean, NonNullable<DnsClient['cachedUntil']> | undefined]> = [
+    [
+      'something dropped on the way (a cap, a bad target)',
+      deliverPlan({ notes: ['mx9.example.com left out: over max_mx'] }),
+      false,
+      CACHED,
+    ],
+    ['DANE in play', deliverPlan(), true, CACHED],
+    ['DANE requirements', deliverPlan({ state: { domain: 'example.com', dane: { mode: 'on', hosts: {} } } }), false, CACHED],
+    ['a DANE exemption logged per message', deliverPlan({ daneExemptedBy: 'line 3' }), false, CACHED],
+    ['a failed MTA-STS discovery', deliverPlan({ policy: { kind: 'none', reason: 'fetch failed', failed: true } }), false, CACHED],
+    ['an unreadable policy store', deliverPlan({ policy: { kind: 'store-unavailable', reason: 'down' } }), false, CACHED],
+    ['an answer no longer cached', deliverPlan(), false, cachedFor({ 'MX example.com': NOW + 1000 })],
+    ['a client without a cache', deliverPlan(), false, undefined],
+    [
+      'an address literal',
+      deliverPlan({ destination: { kind: 'literal', key: '[192.0.2.1]', address: '192.0.2.1' }, policy: null }),
+      false,
+      CACHED,
+    ],
+    [
+      'a transient failure',
+      {
+        kind: 'transient',
+        cause: 'mx',
+        destination: { kind: 'domain', aLabel: 'example.com', uLabel: 'example.com' },
+        policy: null,
+        reason: 'x',
+      },
+      false,
+      CACHED,
+    ],
+  ];
+  for (const [what, plan, dane, cached] of refused) assert.equal(memo.keep('example.com', plan, INPUTS, ASKED, cached, dane), false, what);
+  assert.equal(memo.keep('example.com', deliverPlan(), INPUTS, [], CACHED, false), false, 'no DNS question recorded');
+  assert.equal(memo.size, 0);
+});
+
+test('OPS-6, OPS-5: the memo keeps at most its limit of domains, the oldest kept goes first', () => {
+  const memo = new PlanMemo<PolicyInEffect>(2);
+  for (const domain of ['a.example', 'b.example', 'c.example']) memo.keep(domain, deliverPlan(), INPUTS, ASKED, CACHED, false);
+  assert.equal(memo.size, 2);
+  assert.equal(
+    memo.get('a.example', INPUTS, NOW, () => ENFORCE),
+    undefined,
+  );
+  assert.ok(memo.get('c.example', INPUTS, NOW, () => ENFORCE));
+});
+
+test('MX-7: each reuse of a kept plan shuffles equal preferences again, never across preferences', () => {
+  const mxs: PlannedMx[] = [
+    { host: 'a', priority: 10, addresses: ['192.0.2.1'] },
+    { host: 'b', priority: 10, addresses: ['192.0.2.2'] },
+    { host: 'c', priority: 10, addresses: ['192.0.2.3'] },
+    { host: 'd', priority: 20, addresses: ['192.0.2.4'] },
+    { host: 'e', priority: 20, addresses: ['192.0.2.5'] },
+  ];
+  const seen = new Set<string>();
+  for (let i = 0; i < 200; i++) {
+    const order = reshuffleTies(mxs).map((mx) => mx.host);
+    assert.deepEqual(order.slice(0, 3).sort(), ['a', 'b', 'c']);
+    assert.deepEqual(order.slice(3).sort(), ['d', 'e']);
+    seen.add(order.join(''));
+  }
+  assert.equal(seen.size, 12, 'every order of the ties (3! × 2!) comes up');
+  assert.deepEqual(
+    mxs.map((mx) => mx.host),
+    ['a', 'b', 'c', 'd', 'e'],
+    'the kept plan itself is not reordered',
+  );
+  const distinct = mxs.filter((_, i) => i === 0 || i === 3);
+  assert.equal(reshuffleTies(distinct), distinct, 'no tie: the same array');
+  const memo = keptMemo(deliverPlan({ mxs }));
+  const firsts = new Set<string>();
+  for (let i = 0; i < 100; i++) {
+    const plan = memo.get('example.com', INPUTS, NOW, () => ENFORCE);
+    if (plan?.kind === 'deliver') firsts.add(plan.mxs[0]?.host ?? '');
+  }
+  assert.deepEqual([...firsts].sort(), ['a', 'b', 'c']);
+});
+
+test('OPS-6: the recording client notes every question and answers as the client it wraps', async () => {
+  const inner: DnsClient = {
+    mx: async () => ({ kind: 'answer', records: [{ exchange: 'mx1.example.com', priority: 10 }] }),
+    a: async () => ({ kind: 'answer', records: ['192.0.2.1'] }),
+    aaaa: async () => ({ kind: 'nodata' }),
+    txt: async () => ({ kind: 'nxdomain' }),
+  };
+  const { client, asked } = recordingDns(inner);
+  assert.deepEqual(await client.mx('example.com'), await inner.mx('example.com'));
+  assert.deepEqual(await client.a('mx1.example.com'), await inner.a('mx1.example.com'));
+  await client.aaaa('mx1.example.com');
+  await client.txt('_mta-sts.example.com');
+  assert.deepEqual(asked, [
+    ['example.com', 'MX'],
+    ['mx1.example.com', 'A'],
+    ['mx1.example.com', 'AAAA'],
+    ['_mta-sts.example.com', 'TXT'],
+  ]);
+});

@@ -1,0 +1,149 @@
+/**
+ * OPS-6: the plan of a recipient domain, kept for the next messages to that
+ * domain while nothing it was made from can have changed, so that a warm
+ * delivery is planned without walking the DNS cache again, converting labels,
+ * ordering records or a chain of awaits (outbound_mx answers `get_mx` at once).
+ *
+ * A plan is kept only when it is an ordinary one: `deliver` to a domain,
+ * nothing dropped or left out on the way (no notes: in particular no cap cut
+ * through equal preferences), DANE not in play (TLSA answers and the
+ * resolver's status are not followed here), an MTA-STS policy or none (never a
+ * failed discovery, never a store that could not be read), and every DNS answer
+ * it used still in the answer cache. It is used again only while
+ *  - every one of those DNS answers is within its TTL (the earliest expiry);
+ *  - the inputs in force are the same objects (settings, policy table, DANE
+ *    status, DNS client: a reload or a status change replaces them);
+ *  - the MTA-STS resolver still answers from memory with the same policy
+ *    (the same parsed policy and id), or again that there is none: it is asked
+ *    every time, so its re-check and expiry timing stay exactly as they were.
+ * Each reuse shuffles equal-preference MX hosts again (MX-7). The plan's other
+ * parts are shared between the messages that use it; nothing changes them
+ * after the plan is made.
+ */
+import type { DnsClient } from '../mx/dns-client';
+import type { DeliveryPlan, NoPolicy, PlannedMx, PolicyInEffect } from './plan';
+
+/** How many domains' plans a process keeps at most (the oldest kept goes first). */
+export const PLAN_MEMO_LIMIT = 10_000;
+
+type DnsQuestion = readonly [name: string, type: 'MX' | 'A' | 'AAAA' | 'TXT'];
+
+interface Kept<P extends PolicyInEffect> {
+  plan: Extract<DeliveryPlan<P>, { kind: 'deliver' }>;
+  inputs: readonly unknown[];
+  until: number;
+}
+
+/**
+ * A DNS client that notes every question asked through it (for one plan), so
+ * that the plan can be kept exactly as long as the answers it used.
+ */
+export function recordingDns(inner: DnsClient): { client: DnsClient; asked: DnsQuestion[] } {
+  const asked: DnsQuestion[] = [];
+  const client: DnsClient = {
+    mx: (name) => (asked.push([name, 'MX']), inner.mx(name)),
+    a: (name) => (asked.push([name, 'A']), inner.a(name)),
+    aaaa: (name) => (asked.push([name, 'AAAA']), inner.aaaa(name)),
+    txt: (name) => (asked.push([name, 'TXT']), inner.txt(name)),
+  };
+  return { client, asked };
+}
+
+/** MX-7: the same hosts, equal preferences in a new random order (the array itself when there is no tie). */
+export function reshuffleTies(mxs: readonly PlannedMx[], random: () => number = Math.random): PlannedMx[] {
+  let tie = false;
+  for (let i = 1; i < mxs.length && !tie; i++) tie = (mxs[i] as PlannedMx).priority === (mxs[i - 1] as PlannedMx).priority;
+  if (!tie) return mxs as PlannedMx[];
+  const out = mxs.slice();
+  for (let start = 0; start < out.length;) {
+    let end = start + 1;
+    while (end < out.length && (out[end] as PlannedMx).priority === (out[start] as PlannedMx).priority) end++;
+    for (let i = end - 1; i > start; i--) {
+      const j = start + Math.floor(random() * (i - start + 1));
+      const a = out[i] as PlannedMx;
+      out[i] = out[j] as PlannedMx;
+      out[j] = a;
+    }
+    start = end;
+  }
+  return out;
+}
+
+/** The same MTA-STS answer for the plan: the same parsed policy and id, or again none (not failed). */
+function samePolicy(kept: PolicyInEffect | NoPolicy | null, now: PolicyInEffect | NoPolicy): boolean {
+  if (kept?.kind === 'policy') return now.kind === 'policy' && now.policy === kept.policy && now.id === kept.id;
+  return kept?.kind === 'none' && kept.failed !== true && now.kind === 'none' && now.failed !== true;
+}
+
+export class PlanMemo<P extends PolicyInEffect> {
+  private readonly entries = new Map<string, Kept<P>>();
+
+  constructor(private readonly limit: number = PLAN_MEMO_LIMIT) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /**
+   * The kept plan for `domain` (as Haraka handed it over) when it is still
+   * valid: `policyNow` answers the MTA-STS question from memory (undefined:
+   * it would have to ask, so the plan is made again). The plan comes back with
+   * the policy as answered now and its ties shuffled again.
+   */
+  get(
+    domain: string,
+    inputs: readonly unknown[],
+    now: number,
+    policyNow: (aLabel: string) => P | NoPolicy | undefined,
+    random?: () => number,
+  ): DeliveryPlan<P> | undefined {
+    const kept = this.entries.get(domain);
+    if (!kept) return undefined;
+    if (kept.until <= now || kept.inputs.length !== inputs.length || kept.inputs.some((value, i) => value !== inputs[i])) {
+      this.entries.delete(domain);
+      return undefined;
+    }
+    const destination = kept.plan.destination;
+    const policy = destination.kind === 'domain' ? policyNow(destination.aLabel) : undefined;
+    if (!policy || !samePolicy(kept.plan.policy, policy)) {
+      this.entries.delete(domain);
+      return undefined;
+    }
+    return { ...kept.plan, policy, mxs: reshuffleTies(kept.plan.mxs, random) };
+  }
+
+  /**
+   * Keeps `plan` for `domain` when it may be used again (see the module's
+   * comment); `asked` are the DNS questions the plan asked, `cachedUntil` says
+   * until when each answer stays cached, `daneInPlay` whether DANE could apply.
+   */
+  keep(
+    domain: string,
+    plan: DeliveryPlan<P>,
+    inputs: readonly unknown[],
+    asked: readonly DnsQuestion[],
+    cachedUntil: DnsClient['cachedUntil'],
+    daneInPlay: boolean,
+  ): boolean {
+    if (plan.kind !== 'deliver' || plan.destination.kind !== 'domain' || daneInPlay || plan.state.dane || plan.daneExemptedBy) return false;
+    if (plan.notes.length > 0 || asked.length === 0 || !cachedUntil) return false;
+    if (!(plan.policy?.kind === 'policy' || (plan.policy?.kind === 'none' && plan.policy.failed !== true))) return false;
+    let until = Infinity;
+    for (const [name, type] of asked) {
+      const expires = cachedUntil(name, type);
+      if (expires === undefined) return false;
+      until = Math.min(until, expires);
+    }
+    this.entries.delete(domain);
+    this.entries.set(domain, { plan, inputs: [...inputs], until });
+    if (this.entries.size > this.limit) {
+      const oldest = this.entries.keys().next();
+      if (!oldest.done) this.entries.delete(oldest.value);
+    }
+    return true;
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
+}
