@@ -194,6 +194,9 @@ describe('RedisRatchetStore memory and change feed (OPS-6)', () => {
         read = await store.get('unheard.example');
       }
       assert.equal(levelOf(read), SecLevel.TLS_SECURE, 'the remembered PLAIN was forgotten when the subscriber went away');
+      if (read.kind === 'level' && !(await store.ready?.(0))) {
+        assert.equal(store.peek?.('unheard.example'), undefined, 'OPS-6: nothing answered from memory while unsubscribed');
+      }
 
       // Once subscribed again, reads are remembered again.
       assert.equal(await store.ready?.(5_000), true);

@@ -329,6 +329,43 @@ export function ratchetStoreContract(name: string, setup: () => Promise<Contract
         assert.equal(levelOf(after), SecLevel.PLAIN);
       }));
 
+    test('OPS-6: peek answers from memory only what get would answer, or nothing; never a level changed since', () =>
+      withStore(async (fresh) => {
+        const { url, store } = fresh;
+        const peek = store.peek?.bind(store);
+        assert.ok(peek, 'the store can answer from memory without a wait');
+        await store.raise('peek.example', SecLevel.PLAIN);
+        assert.equal(peek('Not A Key'), undefined, 'an invalid key: get says why');
+        // A store that subscribes to changes may need a moment before it remembers anything.
+        let peeked = peek('peek.example');
+        for (const deadline = Date.now() + MESSAGE_DELAY_MS; peeked === undefined && Date.now() < deadline; peeked = peek('peek.example')) {
+          await store.get('peek.example');
+          await store.get('none.example');
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        assert.equal(levelOf(peeked as RatchetRead), SecLevel.PLAIN);
+        assert.deepEqual(peek('none.example'), { kind: 'none' });
+        assert.equal(peek('unread.example'), undefined, 'never read: get has to read it');
+        const before = await fresh.backendReads();
+        for (let i = 0; i < 50; i++) assert.equal(levelOf(peek('peek.example') as RatchetRead), SecLevel.PLAIN);
+        assert.equal((await fresh.backendReads()) - before, 0, 'peek reads nothing');
+
+        await changeInOtherProcess(url, ['raise', 'peek.example', 'TLS_SECURE']);
+        if (fresh.changesSeen === 'next-read') {
+          const next = peek('peek.example');
+          assert.ok(next === undefined || levelOf(next) === SecLevel.TLS_SECURE, 'never the level before the change');
+        }
+        assert.equal(
+          levelOf(await readAfterChange(fresh, 'peek.example', secure('peek.example'), plainRead('peek.example'))),
+          SecLevel.TLS_SECURE,
+        );
+        const after = peek('peek.example');
+        assert.ok(after === undefined || levelOf(after) === SecLevel.TLS_SECURE);
+        await store.reset('peek.example');
+        const reset = peek('peek.example');
+        assert.ok(reset === undefined || reset.kind === 'none', 'a reset in this process is never answered from memory');
+      }));
+
     test('ST-2/ST-3: a reset in this process is seen at the next read', () =>
       withStore(async ({ store }) => {
         await store.raise('self.example', SecLevel.TLS_INSECURE);

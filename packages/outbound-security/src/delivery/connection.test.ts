@@ -233,3 +233,23 @@ test('OPS-6: the pass line is built and written only while INFO lines are writte
   assert.equal(decisions[0]?.verdict.kind, 'pass');
   assert.deepEqual(decisions[1]?.verdict, decisions[0]?.verdict);
 });
+
+test('OPS-6: a stored level the store answers from memory (peek) is enforced as one it reads; without it the store is read', async () => {
+  const secure: RatchetRead = { kind: 'level', entry: { domain: 'example.test', level: SecLevel.TLS_SECURE } };
+  const decide = (peek: RatchetStore['peek'], get: RatchetStore['get']): Promise<ConnectionDecision> =>
+    decideConnection(
+      { requirement: base, observed: { encrypted: true }, classification: INSECURE, mxHost: 'mx.example.test', where: WHERE },
+      { ratchet: { description: 'fake', get, ...(peek ? { peek } : {}) }, onStoreError: 'defer' },
+    );
+  const unread = (): Promise<RatchetRead> => Promise.reject(new Error('read although memory answered'));
+  const fromMemory = await decide(() => secure, unread);
+  assert.equal(fromMemory.verdict.kind, 'abandon', 'TLS_INSECURE below the remembered TLS_SECURE');
+  assert.equal(fromMemory.verdict.kind === 'abandon' && fromMemory.verdict.cause, 'ratchet');
+  const read = await decide(
+    () => undefined,
+    () => Promise.resolve(secure),
+  );
+  assert.equal(read.verdict.kind === 'abandon' && read.verdict.cause, 'ratchet', 'peek without an answer: the store is read');
+  const control = await decide(() => ({ kind: 'none' }), unread);
+  assert.equal(control.verdict.kind, 'pass');
+});

@@ -74,7 +74,7 @@ export interface ConnectionReport {
 }
 
 /** The ratchet as the path uses it; without `raise` nothing is written (the CLI's probe). */
-export type ConnectionRatchet = Pick<RatchetStore, 'description' | 'get'> & Partial<Pick<RatchetStore, 'raise'>>;
+export type ConnectionRatchet = Pick<RatchetStore, 'description' | 'get'> & Partial<Pick<RatchetStore, 'raise' | 'peek'>>;
 
 export interface ConnectionInput {
   requirement: Requirement;
@@ -135,7 +135,8 @@ async function readStored(store: ConnectionRatchet, keys: readonly string[]): Pr
   for (const key of keys) {
     let read: RatchetRead;
     try {
-      read = await store.get(key);
+      // OPS-6: from memory without a wait when the store can say so; otherwise read.
+      read = store.peek?.(key) ?? (await store.get(key));
     } catch (err) {
       return { kind: 'unreadable', reason: `${store.description}: ${(err as Error).message}` };
     }
@@ -209,7 +210,9 @@ export async function decideConnection(input: ConnectionInput, deps: ConnectionD
   const exempt = keys.exempted.length > 0 ? await readExempted(store, keys.exempted, log) : undefined;
   const verdict = decide(classification, requirement, stored, deps.onStoreError, where, exempt);
   const decided = (final: Verdict): ConnectionDecision => ({ verdict: final, classification, ...(dane ? { dane } : {}) });
-  const seen = `${levelName(classification.level)} (${classification.reason}${classification.protocol ? `, ${classification.protocol}` : ''})`;
+  /** How the log names what the connection reached (OPS-6: built only for a line that is written). */
+  const seen = (): string =>
+    `${levelName(classification.level)} (${classification.reason}${classification.protocol ? `, ${classification.protocol}` : ''})`;
   if (verdict.raiseTo !== undefined && store.raise) {
     try {
       for (const key of [...keys.enforced, ...keys.exempted.map((e) => e.key)]) {
@@ -223,7 +226,7 @@ export async function decideConnection(input: ConnectionInput, deps: ConnectionD
       log.error(`outbound_tls: ${reason}`);
       if (deps.onStoreError === 'defer' && verdict.kind === 'pass') {
         events.abandoned('store');
-        log.warn(`outbound_tls: ${where}: ${seen}: abandoned: ${reason}`);
+        log.warn(`outbound_tls: ${where}: ${seen()}: abandoned: ${reason}`);
         return decided({ kind: 'abandon', cause: 'store', reason });
       }
     }
@@ -236,7 +239,7 @@ export async function decideConnection(input: ConnectionInput, deps: ConnectionD
     if (verdict.cause === 'ratchet') events.ratchet('fail');
     if (verdict.cause === 'mta_sts' && requirement.sts) events.sts(requirement.sts.mode, 'fail');
     events.abandoned(verdict.cause);
-    log.warn(`outbound_tls: ${where}: ${seen}: abandoned before MAIL FROM: ${verdict.reason}`);
+    log.warn(`outbound_tls: ${where}: ${seen()}: abandoned before MAIL FROM: ${verdict.reason}`);
     return decided(verdict);
   }
   // RT-2 (a)–(c), RT-4: a REQUIRETLS message asks more of the connection than anything above.
@@ -246,7 +249,7 @@ export async function decideConnection(input: ConnectionInput, deps: ConnectionD
       events.abandoned('requiretls');
       events.requireTls?.({ kind: 'refused', missing: shortfall.missing });
       const reason = `${requirement.domain}: ${shortfall.reason}`;
-      log.warn(`outbound_tls: ${where}: ${seen}: abandoned before MAIL FROM: ${reason}`);
+      log.warn(`outbound_tls: ${where}: ${seen()}: abandoned before MAIL FROM: ${reason}`);
       const lasting = shortfall.transient ? {} : { requireTls: shortfall.missing };
       return decided({ kind: 'abandon', cause: 'requiretls', reason, stored: verdict.stored, ...lasting });
     }
@@ -273,19 +276,19 @@ export async function decideConnection(input: ConnectionInput, deps: ConnectionD
   // POL-2: weakening is always visible: every use of an exemption is logged and counted.
   for (const use of exempted) {
     if (use.rule === TLS_REQUIRED_NO_WAIVER) {
-      log.warn(`outbound_tls: ${requirement.domain} via ${where}: ${seen}: passed only by ${use.rule}: ${use.waived} not required`);
+      log.warn(`outbound_tls: ${requirement.domain} via ${where}: ${seen()}: passed only by ${use.rule}: ${use.waived} not required`);
       continue;
     }
     events.exemption(use);
     log.warn(
-      `outbound_tls: ${requirement.domain} via ${where}: ${seen}: passed only by exempt=${use.exemption} of policy table rule ` +
+      `outbound_tls: ${requirement.domain} via ${where}: ${seen()}: passed only by exempt=${use.exemption} of policy table rule ` +
         `${use.rule}: ${use.waived} not required`,
     );
   }
   if (log.infoLogged?.() === false) return decided(verdict);
   const table = requirement.minimum ? `; policy table rule ${requirement.minimum.rule}` : '';
   log.info(
-    `outbound_tls: ${requirement.domain} via ${where}: ${seen}; stored ${levelName(verdict.stored)}` +
+    `outbound_tls: ${requirement.domain} via ${where}: ${seen()}; stored ${levelName(verdict.stored)}` +
       `${requirement.sts ? `; MTA-STS ${requirement.sts.mode}` : ''}${table}` +
       `${requirement.authMinLevel !== undefined ? '; credentials allowed' : ''}: pass`,
   );

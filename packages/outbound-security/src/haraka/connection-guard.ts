@@ -248,6 +248,17 @@ function commandText(data: unknown): string {
   return typeof data === 'string' ? data : Buffer.isBuffer(data) ? data.toString('latin1', 0, 64) : '';
 }
 
+/**
+ * What the watcher needs of a chunk the server sent: only what follows its last
+ * line end counts (the bytes Haraka's line buffer keeps). OPS-6: a Buffer is
+ * not decoded whole for that; `\n` + the tail stands for it.
+ */
+function chunkEnd(chunk: unknown): string {
+  if (!Buffer.isBuffer(chunk)) return String(chunk);
+  const end = chunk.lastIndexOf(0x0a);
+  return end < 0 ? chunk.toString() : `\n${chunk.toString('utf8', end + 1)}`;
+}
+
 /** A copy of `mx` that the TLS-3 retry connects to without STARTTLS. */
 function plainRetryOf(mx: GuardedMx): GuardedMx {
   const retry = Object.assign(Object.create(Object.getPrototypeOf(mx) as object) as object, mx) as GuardedMx;
@@ -449,21 +460,23 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
         error: (line) => hmail.logerror(line),
         ...(deps.infoLogged ? { infoLogged: deps.infoLogged } : {}),
       };
-      Promise.resolve()
-        .then(() =>
-          decideConnection(
-            {
-              requirement,
-              observed: observe(socket, identity, mxHost, requirement),
-              mxHost,
-              where,
-              requireTlsAdvertised: conversation.requireTlsAdvertised,
-            },
-            { ratchet: deps.store(), onStoreError: deps.settings().onStoreError, report: { log, events: deps.events, record } },
-          ),
-        )
-        .then(({ verdict }) => decided(verdict))
-        .catch((err: unknown) => internalError('the decision', err));
+      let decision: Promise<{ verdict: Verdict }>;
+      try {
+        decision = decideConnection(
+          {
+            requirement,
+            observed: observe(socket, identity, mxHost, requirement),
+            mxHost,
+            where,
+            requireTlsAdvertised: conversation.requireTlsAdvertised,
+          },
+          { ratchet: deps.store(), onStoreError: deps.settings().onStoreError, report: { log, events: deps.events, record } },
+        );
+      } catch (err) {
+        decision = Promise.reject(err as Error);
+      }
+      // Decided after this write returns (Haraka sees the command as written), never inside it.
+      decision.then(({ verdict }) => decided(verdict)).catch((err: unknown) => internalError('the decision', err));
     }
     return true;
   };
@@ -487,7 +500,7 @@ function guardConnection(hmail: GuardedHMail, mx: GuardedMx, host: string, socke
     if (event === 'data') {
       if (conversation.abandoned) return true;
       try {
-        conversation.data(String(args[0]));
+        conversation.data(chunkEnd(args[0]));
       } catch (err) {
         internalError('reading a reply', err);
         return true;

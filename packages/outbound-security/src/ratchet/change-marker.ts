@@ -175,6 +175,22 @@ export class ChangeWatcher {
     }
   }
 
+  /**
+   * OPS-6: true when what is remembered is current without waiting (the marker is
+   * as it was when last applied); false when a read has to refresh first.
+   */
+  isCurrent(): boolean {
+    if (this.applying !== null || this.applied === null) return false;
+    let stat: fs.Stats | undefined;
+    try {
+      stat = this.marker.stat();
+    } catch {
+      return false;
+    }
+    const applied = this.applied;
+    return stat !== undefined && applied.dev === stat.dev && applied.ino === stat.ino && applied.size === stat.size;
+  }
+
   /** Until when a read of `domain` made at `readAt` may be served from memory. */
   revalidateAt(domain: string, readAt: number): number {
     const learnt = Math.max(this.allRecentAt, this.recent.get(domain) ?? -Infinity);

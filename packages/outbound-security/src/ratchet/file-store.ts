@@ -106,6 +106,11 @@ export class FileRatchetStore implements RatchetStore {
     return read;
   }
 
+  peek(domain: string): RatchetRead | undefined {
+    if (!isValidStoreKey(domain) || !this.changes.isCurrent()) return undefined;
+    return this.memory.recall(domain, this.now());
+  }
+
   async raise(domain: string, level: SecLevel, host?: string, raisedAt: number = Date.now()): Promise<SecLevel> {
     checkKey(domain);
     if (!SEC_LEVELS.includes(level)) throw new Error(`ratchet: cannot raise ${domain}: ${String(level)} is not a security level`);

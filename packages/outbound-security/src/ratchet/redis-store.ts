@@ -78,6 +78,11 @@ export class RedisRatchetStore implements RatchetStore {
     return `${this.prefix}ratchet:${domain}`;
   }
 
+  peek(domain: string): RatchetRead | undefined {
+    // Only while the change feed is live, as `get` serves from memory.
+    return this.changes.live && isValidStoreKey(domain) ? this.memory.recall(domain, 0) : undefined;
+  }
+
   async get(domain: string): Promise<RatchetRead> {
     const key = this.key(domain);
     if (this.changes.live) {

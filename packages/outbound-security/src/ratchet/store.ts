@@ -25,6 +25,12 @@ export interface RatchetStore {
   readonly description: string;
   get(domain: string): Promise<RatchetRead>;
   /**
+   * OPS-6: what `get` would answer now from this process's memory alone (no
+   * I/O, no wait), or undefined when `get` has to read (not remembered, a
+   * change may be pending, an invalid key: `get` says why). Never throws.
+   */
+  peek?(domain: string): RatchetRead | undefined;
+  /**
    * Records that `level` was seen for `domain`. Atomic and monotonic: the stored
    * level afterwards is max(stored, level), whatever other writers do at once.
    * Resolves with the level now stored; rejects when it could not be persisted.

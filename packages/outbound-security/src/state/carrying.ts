@@ -46,6 +46,18 @@ export class CarryingRatchetStore implements RatchetStore {
     return Promise.all([target, ...previous].map((store) => store.get(domain))).then(higherRead);
   }
 
+  /** The higher of what every store remembers; undefined as soon as one of them would have to read. */
+  peek(domain: string): RatchetRead | undefined {
+    const { target, previous } = this.stores();
+    const reads: RatchetRead[] = [];
+    for (const store of [target, ...previous]) {
+      const read = store.peek?.(domain);
+      if (read === undefined) return undefined;
+      reads.push(read);
+    }
+    return higherRead(reads);
+  }
+
   raise(domain: string, level: SecLevel, host?: string, raisedAt?: number): Promise<SecLevel> {
     return this.stores().target.raise(domain, level, host, raisedAt);
   }
