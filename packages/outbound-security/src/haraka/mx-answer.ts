@@ -78,9 +78,12 @@ export function answerFor(plugin: AnsweringPlugin, hmail: HMailItem, domain: str
       const mxs = requiresTls(hmail) ? authenticatedMxs(plugin, hmail, shown, plan) : plan.mxs;
       if (mxs === 'wait') return [DENYSOFT, `REQUIRETLS: MX set authentication of ${shown} unknown for now`];
       // Each address keeps its MX's host name (from_dns): certificates are checked against it (MX-9).
-      const list = mxs.flatMap((mx) =>
-        mx.addresses.map((address) => ({ exchange: address, priority: mx.priority, port, ...(mx.host ? { from_dns: mx.host } : {}) })),
-      );
+      const list: HarakaMxSpec[] = [];
+      for (const mx of mxs) {
+        for (const exchange of mx.addresses) {
+          list.push(mx.host ? { exchange, priority: mx.priority, port, from_dns: mx.host } : { exchange, priority: mx.priority, port });
+        }
+      }
       if (!info) {
         // OPS-6: INFO lines are not written: nothing to build.
       } else if (plan.destination.kind === 'literal') {
