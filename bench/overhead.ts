@@ -99,7 +99,10 @@ const RATCHET_PREFIX = 'bench:';
 
 type Side = 'bare' | 'plugins';
 const BARE_PLUGINS = ['haraka-dns-servers'];
-const WITH_PLUGINS = ['haraka-dns-servers', 'outbound_tls', 'outbound_mx'];
+/** BENCH_PLUGINS=a,b (config/plugins of the plugins side): measure part of the layer, e.g. outbound_tls alone. */
+const WITH_PLUGINS = process.env.BENCH_PLUGINS
+  ? process.env.BENCH_PLUGINS.split(',').map((name) => name.trim())
+  : ['haraka-dns-servers', 'outbound_tls', 'outbound_mx'];
 const WORKLOAD_NAMES = ['few', 'many', 'cluster', 'cluster-mta-sts', 'mta-sts', 'redis'] as const;
 /** The workloads run when --workloads is not given (cluster-mta-sts only on request). */
 const DEFAULT_WORKLOADS: WorkloadName[] = ['few', 'many', 'cluster', 'mta-sts', 'redis'];

@@ -34,19 +34,12 @@ function deliverPlan(overrides: Partial<Extract<DeliveryPlan, { kind: 'deliver' 
   };
 }
 
-const ASKED = [
-  ['example.com', 'MX'],
-  ['mx1.example.com', 'A'],
-] as const;
-const cachedFor =
-  (ms: Record<string, number | undefined>): NonNullable<DnsClient['cachedUntil']> =>
-  (name, type) =>
-    ms[`${type} ${name}`];
-const CACHED = cachedFor({ 'MX example.com': NOW + 300_000, 'A mx1.example.com': NOW + 60_000 });
+/** When the first DNS answer of the plan leaves the cache (what recordingDns says). */
+const UNTIL = NOW + 60_000;
 
 function keptMemo(plan = deliverPlan()): PlanMemo<PolicyInEffect> {
   const memo = new PlanMemo<PolicyInEffect>();
-  assert.equal(memo.keep('example.com', plan, INPUTS, ASKED, CACHED, false), true);
+  assert.equal(memo.keep('example.com', plan, INPUTS, UNTIL, false), true);
   return memo;
 }
 
@@ -115,25 +108,19 @@ test('OPS-6: a kept plan is not used when the MTA-STS answer is not the same pol
 
 test('OPS-6: only ordinary plans are kept', () => {
   const memo = new PlanMemo<PolicyInEffect>();
-  const refused: Array<[string, DeliveryPlan<PolicyInEffect>, boolean, NonNullable<DnsClient['cachedUntil']> | undefined]> = [
-    [
-      'something dropped on the way (a cap, a bad target)',
-      deliverPlan({ notes: ['mx9.example.com left out: over max_mx'] }),
-      false,
-      CACHED,
-    ],
-    ['DANE in play', deliverPlan(), true, CACHED],
-    ['DANE requirements', deliverPlan({ state: { domain: 'example.com', dane: { mode: 'on', hosts: {} } } }), false, CACHED],
-    ['a DANE exemption logged per message', deliverPlan({ daneExemptedBy: 'line 3' }), false, CACHED],
-    ['a failed MTA-STS discovery', deliverPlan({ policy: { kind: 'none', reason: 'fetch failed', failed: true } }), false, CACHED],
-    ['an unreadable policy store', deliverPlan({ policy: { kind: 'store-unavailable', reason: 'down' } }), false, CACHED],
-    ['an answer no longer cached', deliverPlan(), false, cachedFor({ 'MX example.com': NOW + 1000 })],
-    ['a client without a cache', deliverPlan(), false, undefined],
+  const refused: Array<[string, DeliveryPlan<PolicyInEffect>, boolean, number | undefined]> = [
+    ['something dropped on the way (a cap, a bad target)', deliverPlan({ notes: ['mx9.example.com left out: over max_mx'] }), false, UNTIL],
+    ['DANE in play', deliverPlan(), true, UNTIL],
+    ['DANE requirements', deliverPlan({ state: { domain: 'example.com', dane: { mode: 'on', hosts: {} } } }), false, UNTIL],
+    ['a DANE exemption logged per message', deliverPlan({ daneExemptedBy: 'line 3' }), false, UNTIL],
+    ['a failed MTA-STS discovery', deliverPlan({ policy: { kind: 'none', reason: 'fetch failed', failed: true } }), false, UNTIL],
+    ['an unreadable policy store', deliverPlan({ policy: { kind: 'store-unavailable', reason: 'down' } }), false, UNTIL],
+    ['an answer that was not cached (or a client without a cache)', deliverPlan(), false, undefined],
     [
       'an address literal',
       deliverPlan({ destination: { kind: 'literal', key: '[192.0.2.1]', address: '192.0.2.1' }, policy: null }),
       false,
-      CACHED,
+      UNTIL,
     ],
     [
       'a transient failure',
@@ -145,17 +132,16 @@ test('OPS-6: only ordinary plans are kept', () => {
         reason: 'x',
       },
       false,
-      CACHED,
+      UNTIL,
     ],
   ];
-  for (const [what, plan, dane, cached] of refused) assert.equal(memo.keep('example.com', plan, INPUTS, ASKED, cached, dane), false, what);
-  assert.equal(memo.keep('example.com', deliverPlan(), INPUTS, [], CACHED, false), false, 'no DNS question recorded');
+  for (const [what, plan, dane, until] of refused) assert.equal(memo.keep('example.com', plan, INPUTS, until, dane), false, what);
   assert.equal(memo.size, 0);
 });
 
 test('OPS-6, OPS-5: the memo keeps at most its limit of domains, the oldest kept goes first', () => {
   const memo = new PlanMemo<PolicyInEffect>(2);
-  for (const domain of ['a.example', 'b.example', 'c.example']) memo.keep(domain, deliverPlan(), INPUTS, ASKED, CACHED, false);
+  for (const domain of ['a.example', 'b.example', 'c.example']) memo.keep(domain, deliverPlan(), INPUTS, UNTIL, false);
   assert.equal(memo.size, 2);
   assert.equal(
     memo.get('a.example', INPUTS, NOW, () => ENFORCE),
@@ -196,22 +182,30 @@ test('MX-7: each reuse of a kept plan shuffles equal preferences again, never ac
   assert.deepEqual([...firsts].sort(), ['a', 'b', 'c']);
 });
 
-test('OPS-6: the recording client notes every question and answers as the client it wraps', async () => {
+test('OPS-6: the recording client answers as the client it wraps and says until when the answers it gave stay cached', async () => {
+  const expiry = new Map<string, number>([
+    ['MX example.com', NOW + 300_000],
+    ['A mx1.example.com', NOW + 60_000],
+    ['AAAA mx1.example.com', NOW + 120_000],
+  ]);
   const inner: DnsClient = {
     mx: async () => ({ kind: 'answer', records: [{ exchange: 'mx1.example.com', priority: 10 }] }),
     a: async () => ({ kind: 'answer', records: ['192.0.2.1'] }),
     aaaa: async () => ({ kind: 'nodata' }),
     txt: async () => ({ kind: 'nxdomain' }),
+    cachedUntil: (name, type) => expiry.get(`${type} ${name}`),
   };
-  const { client, asked } = recordingDns(inner);
-  assert.deepEqual(await client.mx('example.com'), await inner.mx('example.com'));
-  assert.deepEqual(await client.a('mx1.example.com'), await inner.a('mx1.example.com'));
-  await client.aaaa('mx1.example.com');
-  await client.txt('_mta-sts.example.com');
-  assert.deepEqual(asked, [
-    ['example.com', 'MX'],
-    ['mx1.example.com', 'A'],
-    ['mx1.example.com', 'AAAA'],
-    ['_mta-sts.example.com', 'TXT'],
-  ]);
+  const dns = recordingDns(inner);
+  assert.equal(dns.until(), undefined, 'nothing asked: nothing to rely on');
+  assert.deepEqual(await dns.client.mx('example.com'), await inner.mx('example.com'));
+  assert.deepEqual(await dns.client.a('mx1.example.com'), await inner.a('mx1.example.com'));
+  await dns.client.aaaa('mx1.example.com');
+  // An entry replaced after its answer was given (expired, asked again elsewhere) lends nothing to this plan.
+  expiry.set('A mx1.example.com', NOW + 900_000);
+  assert.equal(dns.until(), NOW + 60_000, 'the earliest expiry, as each answer arrived');
+  await dns.client.txt('_mta-sts.example.com');
+  assert.equal(dns.until(), undefined, 'one answer not cached: the plan is not kept');
+  const { client: uncachedClient, until } = recordingDns({ ...inner, cachedUntil: undefined } as DnsClient);
+  await uncachedClient.mx('example.com');
+  assert.equal(until(), undefined, 'a client without a cache cannot say');
 });

@@ -26,7 +26,7 @@ import type { DeliveryPlan, NoPolicy, PlannedMx, PolicyInEffect } from './plan';
 /** How many domains' plans a process keeps at most (the oldest kept goes first). */
 export const PLAN_MEMO_LIMIT = 10_000;
 
-type DnsQuestion = readonly [name: string, type: 'MX' | 'A' | 'AAAA' | 'TXT'];
+type DnsType = 'MX' | 'A' | 'AAAA' | 'TXT';
 
 interface Kept<P extends PolicyInEffect> {
   plan: Extract<DeliveryPlan<P>, { kind: 'deliver' }>;
@@ -35,18 +35,32 @@ interface Kept<P extends PolicyInEffect> {
 }
 
 /**
- * A DNS client that notes every question asked through it (for one plan), so
- * that the plan can be kept exactly as long as the answers it used.
+ * A DNS client for one plan that notes, as each answer arrives, until when the
+ * cache keeps it: `until()` is the earliest of those, or undefined when an
+ * answer was not cached (or the client cannot say), so that the plan is kept
+ * exactly as long as the answers it was made from. Read when the answer
+ * arrives, not after the plan: an entry replaced meanwhile (expired and asked
+ * again by another delivery) must not lend its later expiry to this plan.
  */
-export function recordingDns(inner: DnsClient): { client: DnsClient; asked: DnsQuestion[] } {
-  const asked: DnsQuestion[] = [];
+export function recordingDns(inner: DnsClient): { client: DnsClient; until: () => number | undefined } {
+  let until = Infinity;
+  let asked = 0;
+  const cached = inner.cachedUntil?.bind(inner);
+  const note =
+    <T>(name: string, type: DnsType) =>
+    (answer: T): T => {
+      asked++;
+      const expires = cached?.(name, type);
+      until = expires === undefined ? -Infinity : Math.min(until, expires);
+      return answer;
+    };
   const client: DnsClient = {
-    mx: (name) => (asked.push([name, 'MX']), inner.mx(name)),
-    a: (name) => (asked.push([name, 'A']), inner.a(name)),
-    aaaa: (name) => (asked.push([name, 'AAAA']), inner.aaaa(name)),
-    txt: (name) => (asked.push([name, 'TXT']), inner.txt(name)),
+    mx: (name) => inner.mx(name).then(note(name, 'MX')),
+    a: (name) => inner.a(name).then(note(name, 'A')),
+    aaaa: (name) => inner.aaaa(name).then(note(name, 'AAAA')),
+    txt: (name) => inner.txt(name).then(note(name, 'TXT')),
   };
-  return { client, asked };
+  return { client, until: () => (asked > 0 && until > -Infinity ? until : undefined) };
 }
 
 /** MX-7: the same hosts, equal preferences in a new random order (the array itself when there is no tie). */
@@ -114,26 +128,14 @@ export class PlanMemo<P extends PolicyInEffect> {
 
   /**
    * Keeps `plan` for `domain` when it may be used again (see the module's
-   * comment); `asked` are the DNS questions the plan asked, `cachedUntil` says
-   * until when each answer stays cached, `daneInPlay` whether DANE could apply.
+   * comment); `until`: when the first of the DNS answers it was made from
+   * leaves the cache (undefined: one was not cached; recordingDns says),
+   * `daneInPlay` whether DANE could apply.
    */
-  keep(
-    domain: string,
-    plan: DeliveryPlan<P>,
-    inputs: readonly unknown[],
-    asked: readonly DnsQuestion[],
-    cachedUntil: DnsClient['cachedUntil'],
-    daneInPlay: boolean,
-  ): boolean {
+  keep(domain: string, plan: DeliveryPlan<P>, inputs: readonly unknown[], until: number | undefined, daneInPlay: boolean): boolean {
     if (plan.kind !== 'deliver' || plan.destination.kind !== 'domain' || daneInPlay || plan.state.dane || plan.daneExemptedBy) return false;
-    if (plan.notes.length > 0 || asked.length === 0 || !cachedUntil) return false;
+    if (plan.notes.length > 0 || until === undefined) return false;
     if (!(plan.policy?.kind === 'policy' || (plan.policy?.kind === 'none' && plan.policy.failed !== true))) return false;
-    let until = Infinity;
-    for (const [name, type] of asked) {
-      const expires = cachedUntil(name, type);
-      if (expires === undefined) return false;
-      until = Math.min(until, expires);
-    }
     this.entries.delete(domain);
     this.entries.set(domain, { plan, inputs: [...inputs], until });
     if (this.entries.size > this.limit) {

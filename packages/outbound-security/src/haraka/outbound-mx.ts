@@ -326,7 +326,7 @@ async function selectForMessage(plugin: OutboundMxPlugin, hmail: HMailItem, doma
   );
   // OPS-6: kept only if nothing it was made from changed while it was made (a reload meanwhile: made again next time).
   if (!unguarded && planInputs(plugin).every((value, i) => value === inputs[i])) {
-    plugin.planMemo?.keep(domain, plan, inputs, dns.asked, plugin.dnsClient.cachedUntil, dane !== undefined);
+    plugin.planMemo?.keep(domain, plan, inputs, dns.until(), dane !== undefined);
   }
   return answerFor(plugin, hmail, domain, plan);
 }
