@@ -150,6 +150,28 @@ test('OPS-6, OPS-5: the memo keeps at most its limit of domains, the oldest kept
   assert.ok(memo.get('c.example', INPUTS, NOW, () => ENFORCE));
 });
 
+test('OPS-5: the memo is bounded in estimated bytes as well: long host names count, the oldest kept goes first', () => {
+  const long = (n: number): PlannedMx[] =>
+    Array.from({ length: 5 }, (_, i) => ({
+      host: `mx${i}.${'x'.repeat(200)}${n}.example`,
+      priority: i,
+      addresses: ['192.0.2.1', '2001:db8::1'],
+    }));
+  const memo = new PlanMemo<PolicyInEffect>(100, 12_000);
+  for (let n = 0; n < 5; n++) memo.keep(`d${n}.example`, deliverPlan({ mxs: long(n) }), INPUTS, UNTIL, false);
+  assert.ok(memo.bytes <= 12_000, `${memo.bytes} bytes`);
+  assert.ok(memo.size < 5 && memo.size > 0, `${memo.size} kept`);
+  assert.equal(
+    memo.get('d0.example', INPUTS, NOW, () => ENFORCE),
+    undefined,
+    'the oldest went first',
+  );
+  assert.ok(memo.get('d4.example', INPUTS, NOW, () => ENFORCE));
+  const small = new PlanMemo<PolicyInEffect>();
+  small.keep('example.com', deliverPlan(), INPUTS, UNTIL, false);
+  assert.ok(small.bytes > 0 && small.bytes < 2_000, `an ordinary plan is counted at ${small.bytes} bytes`);
+});
+
 test('MX-7: each reuse of a kept plan shuffles equal preferences again, never across preferences', () => {
   const mxs: PlannedMx[] = [
     { host: 'a', priority: 10, addresses: ['192.0.2.1'] },

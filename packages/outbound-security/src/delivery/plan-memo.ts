@@ -21,10 +21,12 @@
  * after the plan is made.
  */
 import type { DnsClient } from '../mx/dns-client';
+import { BoundedMap, stringBytes } from '../store/bounded-map';
 import type { DeliveryPlan, NoPolicy, PlannedMx, PolicyInEffect } from './plan';
 
-/** How many domains' plans a process keeps at most (the oldest kept goes first). */
+/** How many domains' plans a process keeps at most, and in how many estimated bytes (OPS-5: the oldest kept goes first). */
 export const PLAN_MEMO_LIMIT = 10_000;
+export const PLAN_MEMO_BYTES = 8 * 1024 * 1024;
 
 type DnsType = 'MX' | 'A' | 'AAAA' | 'TXT';
 
@@ -89,10 +91,34 @@ function samePolicy(kept: PolicyInEffect | NoPolicy | null, now: PolicyInEffect 
   return kept?.kind === 'none' && kept.failed !== true && now.kind === 'none' && now.failed !== true;
 }
 
-export class PlanMemo<P extends PolicyInEffect> {
-  private readonly entries = new Map<string, Kept<P>>();
+/**
+ * OPS-5: what one kept plan holds beyond what it shares (the parsed policy and
+ * the table rule live in the resolver's memory and the table): the domain as
+ * key and in the destination, the hosts and addresses, the hosts listed for
+ * the log, the arrays and objects around them.
+ */
+function keptBytes<P extends PolicyInEffect>(domain: string, kept: Kept<P>): number {
+  const { plan } = kept;
+  let bytes = 400 + stringBytes(domain) + stringBytes(plan.destination.kind === 'domain' ? plan.destination.uLabel : '');
+  for (const mx of plan.mxs) {
+    bytes += 120 + (mx.host ? stringBytes(mx.host) : 0);
+    for (const address of mx.addresses) bytes += 16 + stringBytes(address);
+  }
+  for (const host of [...plan.testingWouldNotUse, ...plan.exemptedWouldNotUse]) bytes += 16 + stringBytes(host);
+  return bytes;
+}
 
-  constructor(private readonly limit: number = PLAN_MEMO_LIMIT) {}
+export class PlanMemo<P extends PolicyInEffect> {
+  private readonly entries: BoundedMap<string, Kept<P>>;
+
+  constructor(limit: number = PLAN_MEMO_LIMIT, bytes: number = PLAN_MEMO_BYTES) {
+    this.entries = new BoundedMap(limit, () => bytes, keptBytes);
+  }
+
+  /** Estimated bytes held now. */
+  get bytes(): number {
+    return this.entries.bytes;
+  }
 
   get size(): number {
     return this.entries.size;
@@ -136,12 +162,7 @@ export class PlanMemo<P extends PolicyInEffect> {
     if (plan.kind !== 'deliver' || plan.destination.kind !== 'domain' || daneInPlay || plan.state.dane || plan.daneExemptedBy) return false;
     if (plan.notes.length > 0 || until === undefined) return false;
     if (!(plan.policy?.kind === 'policy' || (plan.policy?.kind === 'none' && plan.policy.failed !== true))) return false;
-    this.entries.delete(domain);
     this.entries.set(domain, { plan, inputs: [...inputs], until });
-    if (this.entries.size > this.limit) {
-      const oldest = this.entries.keys().next();
-      if (!oldest.done) this.entries.delete(oldest.value);
-    }
     return true;
   }
 

@@ -4,6 +4,7 @@
  * least recently stored first. Forgetting is always safe: the cache store
  * (files or Redis) still holds every policy; memory only saves a read.
  */
+import { stringBytes } from '../store/bounded-map';
 import type { MtaStsPolicy } from './policy';
 import type { CachedPolicy } from './store';
 
@@ -16,10 +17,6 @@ export const DEFAULT_MEMORY_BUDGET_MB = 64;
 /** Share of the budget for policies; remembered absences and failures get an eighth each. */
 export const POLICY_SHARE = 3 / 4;
 
-/** Bytes counted for a JavaScript string: UTF-16 at worst, plus the string header. */
-function stringBytes(text: string): number {
-  return 2 * text.length + 24;
-}
 
 /**
  * An upper estimate of the heap a remembered policy holds: its text (kept for

@@ -50,6 +50,11 @@ interface MarkerState {
   size: number;
 }
 
+/** The marker is the one applied, with nothing appended since (an append grows it; a replacement is another inode). */
+function unchangedSince(applied: MarkerState, stat: fs.Stats): boolean {
+  return applied.dev === stat.dev && applied.ino === stat.ino && applied.size === stat.size;
+}
+
 /**
  * Appends `key` to the change marker of `dir` (one write with O_APPEND),
  * creating the marker if needed. Resolves false when `dir` does not exist
@@ -163,7 +168,7 @@ export class ChangeWatcher {
         return false;
       }
       const applied = this.applied;
-      if (applied !== null && applied.dev === stat.dev && applied.ino === stat.ino && applied.size === stat.size) return true;
+      if (applied !== null && unchangedSince(applied, stat)) return true;
       if (this.applying === null) {
         this.applying = this.apply(stat).finally(() => {
           this.applying = null;
@@ -188,7 +193,7 @@ export class ChangeWatcher {
       return false;
     }
     const applied = this.applied;
-    return stat !== undefined && applied.dev === stat.dev && applied.ino === stat.ino && applied.size === stat.size;
+    return stat !== undefined && unchangedSince(applied, stat);
   }
 
   /** Until when a read of `domain` made at `readAt` may be served from memory. */

@@ -15,7 +15,7 @@
  *   can finish in either order, and the lower is the older (levels only go up
  *   until a reset, and a reset is learnt of, which starts a new token).
  */
-import { BoundedMap } from '../store/bounded-map';
+import { BoundedMap, stringBytes } from '../store/bounded-map';
 import type { RatchetRead } from './store';
 
 /** OPS-5: domains remembered per process by default. */
@@ -37,10 +37,6 @@ interface Remembered {
   revalidateAt: number;
 }
 
-/** Bytes counted for a JavaScript string: UTF-16 at worst, plus the string header. */
-function stringBytes(text: string): number {
-  return 2 * text.length + 24;
-}
 
 /** An upper estimate of the heap one remembered read holds: map slot, key, objects, host. */
 export function rememberedBytes(domain: string, remembered: Remembered): number {

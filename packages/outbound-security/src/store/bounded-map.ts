@@ -6,6 +6,11 @@
  * holds everything; memory only saves a read.
  */
 
+/** Bytes counted for a JavaScript string in a cost estimate: UTF-16 at worst, plus the string header. */
+export function stringBytes(text: string): number {
+  return 2 * text.length + 24;
+}
+
 /**
  * A Map that forgets its oldest entries beyond `limit` entries or `budget()`
  * estimated bytes (read on every insert, so a reload applies at once), so
