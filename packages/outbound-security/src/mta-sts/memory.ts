@@ -17,7 +17,6 @@ export const DEFAULT_MEMORY_BUDGET_MB = 64;
 /** Share of the budget for policies; remembered absences and failures get an eighth each. */
 export const POLICY_SHARE = 3 / 4;
 
-
 /**
  * An upper estimate of the heap a remembered policy holds: its text (kept for
  * writing the entry back), the parsed patterns (an object and two strings

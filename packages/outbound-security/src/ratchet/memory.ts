@@ -37,7 +37,6 @@ interface Remembered {
   revalidateAt: number;
 }
 
-
 /** An upper estimate of the heap one remembered read holds: map slot, key, objects, host. */
 export function rememberedBytes(domain: string, remembered: Remembered): number {
   const { read } = remembered;
